@@ -1,0 +1,10 @@
+//! envshare's integration and end-to-end tests, compiled as one test binary.
+//!
+//! Every test gets a real Redis from [`envshare_tests::TestRedis`] and its own queue name, so the
+//! tests run in parallel.
+
+mod cli;
+mod config;
+mod queue;
+mod wechat;
+mod worker;
