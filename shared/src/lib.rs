@@ -19,6 +19,7 @@ pub mod ids;
 pub mod queue;
 #[cfg(feature = "sandbox")]
 pub mod sandbox;
+pub mod telemetry;
 pub mod token;
 pub mod wechat;
 

@@ -1,0 +1,144 @@
+//! Every Redis key envshare uses, built here and nowhere else.
+//!
+//! All keys of one queue share the hash tag `{QUEUE}`, so a queue lives in one Redis Cluster slot
+//! and every Lua script may touch all of them. Lua scripts that need a per-batch key receive
+//! [`Keys::prefix`] and append the suffix documented on [`Keys::batch`].
+
+use crate::ids::{BatchId, QueueName};
+
+/// The key names of one queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Keys {
+    prefix: String,
+}
+
+impl Keys {
+    /// The keys of queue `queue`: `envshare:{QUEUE}:…`.
+    pub fn new(queue: &QueueName) -> Self {
+        Self {
+            prefix: format!("envshare:{{{queue}}}:"),
+        }
+    }
+
+    /// `envshare:{QUEUE}:`, the prefix every key of the queue starts with.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    fn key(&self, suffix: &str) -> String {
+        format!("{}{suffix}", self.prefix)
+    }
+
+    /// Hash: job id → job payload (JSON).
+    pub fn jobs(&self) -> String {
+        self.key("jobs")
+    }
+    /// Sorted set: job id → time it became ready (ms); claimed lowest score first.
+    pub fn ready(&self) -> String {
+        self.key("ready")
+    }
+    /// Sorted set: job id → run-at time (ms) of a job waiting for a retry or a delayed start.
+    pub fn scheduled(&self) -> String {
+        self.key("scheduled")
+    }
+    /// Sorted set: job id → lease deadline (ms) of a running job.
+    pub fn running(&self) -> String {
+        self.key("running")
+    }
+    /// Hash: job id → per-job state (attempts, fencing token, lease owner).
+    pub fn state(&self) -> String {
+        self.key("state")
+    }
+    /// String: the last fencing token handed out (INCRBY).
+    pub fn fence_seq(&self) -> String {
+        self.key("fence")
+    }
+    /// Sorted set: job id → time it died (ms).
+    pub fn dead(&self) -> String {
+        self.key("dead")
+    }
+    /// Hash: job id → why it died (JSON: reason, errcode, errmsg, attempts).
+    pub fn dead_info(&self) -> String {
+        self.key("dead:info")
+    }
+    /// Stream: the result events (DESIGN.md §5).
+    pub fn events(&self) -> String {
+        self.key("events")
+    }
+    /// Hash: counters and state of one batch. Lua scripts build it as `prefix .. "batch:" .. id`.
+    pub fn batch(&self, batch: &BatchId) -> String {
+        self.key(&format!("batch:{batch}"))
+    }
+    /// Sorted set: batch id → creation time (ms), to list batches.
+    pub fn batches(&self) -> String {
+        self.key("batches")
+    }
+    /// Sorted set: `env/appid` → end of its dedupe window (ms).
+    pub fn dedupe(&self) -> String {
+        self.key("dedupe")
+    }
+    /// Hash: the queue-wide pause (`until` ms, `reason`), e.g. after 45009.
+    pub fn pause(&self) -> String {
+        self.key("pause")
+    }
+    /// Sorted set: worker id → last heartbeat (ms).
+    pub fn workers(&self) -> String {
+        self.key("workers")
+    }
+    /// Hash: queue-wide counters (retries, token refreshes, …) for status and the demo summary.
+    pub fn stats(&self) -> String {
+        self.key("stats")
+    }
+    /// String: the cached component access token with its expiry (JSON).
+    pub fn token(&self) -> String {
+        self.key("token")
+    }
+    /// String: the single-flight lock for fetching a new token (value: owner id, with expiry).
+    pub fn token_lock(&self) -> String {
+        self.key("token:lock")
+    }
+    /// Hash: the component verify ticket (`ticket`) and when it was set (`set_at` ms).
+    pub fn ticket(&self) -> String {
+        self.key("ticket")
+    }
+    /// String: the GCRA theoretical arrival time (ms) of the global rate limit.
+    pub fn rate(&self) -> String {
+        self.key("rate")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_key_of_a_queue_shares_one_hash_tag() {
+        let q = QueueName::parse("share").unwrap();
+        let k = Keys::new(&q);
+        let b = BatchId::parse("b-1").unwrap();
+        for key in [
+            k.jobs(),
+            k.ready(),
+            k.scheduled(),
+            k.running(),
+            k.state(),
+            k.fence_seq(),
+            k.dead(),
+            k.dead_info(),
+            k.events(),
+            k.batch(&b),
+            k.batches(),
+            k.dedupe(),
+            k.pause(),
+            k.workers(),
+            k.stats(),
+            k.token(),
+            k.token_lock(),
+            k.ticket(),
+            k.rate(),
+        ] {
+            assert!(key.starts_with("envshare:{share}:"), "{key}");
+        }
+        assert_eq!(k.events(), "envshare:{share}:events");
+    }
+}

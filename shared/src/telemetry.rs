@@ -1,0 +1,1 @@
+//! Logging set-up shared by the binaries (in progress).
