@@ -16,6 +16,7 @@
 pub mod config;
 pub mod events;
 pub mod ids;
+pub mod import;
 pub mod queue;
 #[cfg(feature = "sandbox")]
 pub mod sandbox;
