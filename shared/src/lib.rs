@@ -13,6 +13,7 @@
 //! - `sandbox` (feature `sandbox`): a fake WeChat API for tests, the demo and benchmarks.
 #![deny(missing_docs)]
 
+pub mod clock;
 pub mod config;
 pub mod events;
 pub mod ids;
@@ -21,6 +22,7 @@ pub mod queue;
 #[cfg(feature = "sandbox")]
 pub mod sandbox;
 pub mod telemetry;
+pub mod throttle;
 pub mod token;
 pub mod wechat;
 

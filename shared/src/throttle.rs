@@ -1,0 +1,332 @@
+//! Throttling of WeChat calls across every worker: the global rate limit
+//! (`ENVSHARE_RATE_LIMIT`) and the time the daily quota resets (after errcode 45009).
+//!
+//! The rate limit is GCRA in one Lua script (`throttle/gcra.lua`) on the queue's `rate` key,
+//! timed by Redis's clock so hosts with drifting clocks still share one schedule. The default
+//! burst of 1 spaces calls evenly: 20/s means one call every 50 ms, not 20 at the top of each
+//! second.
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use redis::aio::ConnectionManager;
+
+use crate::queue::Keys;
+
+/// Asia/Shanghai is UTC+8 all year (no daylight saving time since 1991).
+pub const SHANGHAI_OFFSET_MS: u64 = 8 * 3_600_000;
+const DAY_MS: u64 = 24 * 3_600_000;
+
+/// Taking a rate limit slot failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ThrottleError {
+    /// Redis failed. Retryable.
+    #[error("taking a rate limit slot failed on Redis (transient, retry later)")]
+    Redis(#[source] redis::RedisError),
+}
+
+/// Counters of one limiter since it was created, for metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RateLimiterCounters {
+    /// Slots taken.
+    pub acquired: u64,
+    /// Times a caller was told to wait.
+    pub throttled: u64,
+    /// Total time callers spent waiting (ms).
+    pub waited_ms: u64,
+}
+
+/// The global rate limit of WeChat calls, shared by every worker through Redis.
+///
+/// Cheap to share behind an `Arc`; every worker process builds its own over the same key.
+pub struct RateLimiter {
+    limit: Option<Limit>,
+    acquired: AtomicU64,
+    throttled: AtomicU64,
+    waited_ms: AtomicU64,
+}
+
+struct Limit {
+    conn: ConnectionManager,
+    key: String,
+    interval_us: u64,
+    tolerance_us: u64,
+    script: redis::Script,
+}
+
+impl fmt::Debug for RateLimiter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("RateLimiter");
+        match &self.limit {
+            None => d.field("limit", &"none"),
+            Some(l) => d
+                .field("key", &l.key)
+                .field("interval_us", &l.interval_us)
+                .field("tolerance_us", &l.tolerance_us),
+        };
+        d.finish()
+    }
+}
+
+impl RateLimiter {
+    /// `per_second` calls per second for all workers together, evenly spaced (burst 1).
+    /// `0` (or any value that is not a positive number) means no limit: [`acquire`](Self::acquire)
+    /// then returns at once and never touches Redis.
+    pub fn new(conn: ConnectionManager, keys: &Keys, per_second: f64) -> Self {
+        Self::with_burst(conn, keys, per_second, 1)
+    }
+
+    /// Like [`new`](Self::new), but up to `burst` calls may go back to back after an idle
+    /// period (the long-run rate stays `per_second`). `burst` 0 counts as 1.
+    pub fn with_burst(conn: ConnectionManager, keys: &Keys, per_second: f64, burst: u32) -> Self {
+        let limit = (per_second.is_finite() && per_second > 0.0).then(|| {
+            // At least 1 µs: rates above a million per second are as good as none.
+            let interval_us = ((1_000_000.0 / per_second).round() as u64).max(1);
+            Limit {
+                conn,
+                key: keys.rate(),
+                interval_us,
+                tolerance_us: interval_us * u64::from(burst.max(1) - 1),
+                script: redis::Script::new(include_str!("throttle/gcra.lua")),
+            }
+        });
+        Self {
+            limit,
+            acquired: AtomicU64::new(0),
+            throttled: AtomicU64::new(0),
+            waited_ms: AtomicU64::new(0),
+        }
+    }
+
+    /// A limiter that never waits.
+    pub fn unlimited() -> Self {
+        Self {
+            limit: None,
+            acquired: AtomicU64::new(0),
+            throttled: AtomicU64::new(0),
+            waited_ms: AtomicU64::new(0),
+        }
+    }
+
+    /// Whether calls are limited at all.
+    pub fn is_limited(&self) -> bool {
+        self.limit.is_some()
+    }
+
+    /// Takes a slot if one is free now (`Duration::ZERO`), else says how long to wait before
+    /// asking again (nothing is taken then).
+    pub async fn try_acquire(&self) -> Result<Duration, ThrottleError> {
+        let Some(limit) = &self.limit else {
+            self.acquired.fetch_add(1, Ordering::Relaxed);
+            return Ok(Duration::ZERO);
+        };
+        let mut conn = limit.conn.clone();
+        let wait_ms: u64 = limit
+            .script
+            .key(&limit.key)
+            .arg(limit.interval_us)
+            .arg(limit.tolerance_us)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(ThrottleError::Redis)?;
+        if wait_ms == 0 {
+            self.acquired.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(Duration::from_millis(wait_ms))
+    }
+
+    /// Waits until a slot is free and takes it. Returns how long it waited.
+    ///
+    /// Waiters retry after the time the script names; under contention one of them gets the
+    /// slot and the others are told the next wait, so the rate holds across hosts.
+    pub async fn acquire(&self) -> Result<Duration, ThrottleError> {
+        let mut waited = Duration::ZERO;
+        loop {
+            let wait = self.try_acquire().await?;
+            if wait.is_zero() {
+                if !waited.is_zero() {
+                    self.throttled.fetch_add(1, Ordering::Relaxed);
+                    self.waited_ms
+                        .fetch_add(waited.as_millis() as u64, Ordering::Relaxed);
+                }
+                return Ok(waited);
+            }
+            tokio::time::sleep(wait).await;
+            waited += wait;
+        }
+    }
+
+    /// Counters of this limiter, for metrics.
+    pub fn counters(&self) -> RateLimiterCounters {
+        RateLimiterCounters {
+            acquired: self.acquired.load(Ordering::Relaxed),
+            throttled: self.throttled.load(Ordering::Relaxed),
+            waited_ms: self.waited_ms.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// The time of day (Asia/Shanghai) when WeChat's daily quota resets; default 00:00.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct QuotaResetTime {
+    hour: u8,
+    minute: u8,
+}
+
+/// A quota reset time that is not `HH:MM` with 00 ≤ HH ≤ 23 and 00 ≤ MM ≤ 59.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid quota reset time {0:?}: expected HH:MM (00:00 to 23:59, Asia/Shanghai)")]
+pub struct QuotaResetTimeError(String);
+
+impl QuotaResetTime {
+    /// Midnight in Shanghai, when WeChat resets daily quotas.
+    pub const MIDNIGHT: QuotaResetTime = QuotaResetTime { hour: 0, minute: 0 };
+
+    /// `hour`:`minute` in Shanghai.
+    pub fn new(hour: u8, minute: u8) -> Result<Self, QuotaResetTimeError> {
+        if hour > 23 || minute > 59 {
+            return Err(QuotaResetTimeError(format!("{hour}:{minute}")));
+        }
+        Ok(Self { hour, minute })
+    }
+
+    /// The hour (0–23).
+    pub fn hour(self) -> u8 {
+        self.hour
+    }
+
+    /// The minute (0–59).
+    pub fn minute(self) -> u8 {
+        self.minute
+    }
+
+    fn ms_into_day(self) -> u64 {
+        u64::from(self.hour) * 3_600_000 + u64::from(self.minute) * 60_000
+    }
+}
+
+impl FromStr for QuotaResetTime {
+    type Err = QuotaResetTimeError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || QuotaResetTimeError(s.to_owned());
+        let (h, m) = s.trim().split_once(':').ok_or_else(bad)?;
+        let digits = |p: &str| (1..=2).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_digit());
+        if !digits(h) || m.len() != 2 || !digits(m) {
+            return Err(bad());
+        }
+        let (h, m) = (h.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?);
+        Self::new(h, m).map_err(|_| bad())
+    }
+}
+
+impl fmt::Display for QuotaResetTime {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:02}:{:02}", self.hour, self.minute)
+    }
+}
+
+/// The first moment strictly after `now_ms` (Unix ms) when the Shanghai clock shows `reset`:
+/// when a quota spent at `now_ms` is available again.
+pub fn next_quota_reset(now_ms: u64, reset: QuotaResetTime) -> u64 {
+    let local = now_ms + SHANGHAI_OFFSET_MS;
+    let today = local - local % DAY_MS + reset.ms_into_day();
+    let next = if today > local { today } else { today + DAY_MS };
+    next - SHANGHAI_OFFSET_MS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // 2026-11-30T00:00:00Z = 2026-11-30 08:00 in Shanghai.
+    const NOV30_UTC_MIDNIGHT: u64 = 1_795_996_800_000;
+    const H: u64 = 3_600_000;
+
+    #[test]
+    fn the_reset_after_a_shanghai_afternoon_is_the_next_shanghai_midnight() {
+        // 2026-11-30 15:00 Shanghai (07:00 UTC) → 2026-12-01 00:00 Shanghai = 11-30 16:00 UTC.
+        let now = NOV30_UTC_MIDNIGHT + 7 * H;
+        let next = next_quota_reset(now, QuotaResetTime::MIDNIGHT);
+        assert_eq!(next, NOV30_UTC_MIDNIGHT + 16 * H);
+    }
+
+    #[test]
+    fn the_reset_just_after_shanghai_midnight_is_a_day_later() {
+        // 2026-12-01 00:00:01 Shanghai: the quota just reset; the next reset is a day away.
+        let midnight = NOV30_UTC_MIDNIGHT + 16 * H;
+        assert_eq!(
+            next_quota_reset(midnight + 1_000, QuotaResetTime::MIDNIGHT),
+            midnight + 24 * H
+        );
+        // Exactly at midnight counts as after it: the reset is the next one.
+        assert_eq!(
+            next_quota_reset(midnight, QuotaResetTime::MIDNIGHT),
+            midnight + 24 * H
+        );
+        // One ms before midnight: the reset is in one ms.
+        assert_eq!(
+            next_quota_reset(midnight - 1, QuotaResetTime::MIDNIGHT),
+            midnight
+        );
+    }
+
+    #[test]
+    fn the_reset_before_utc_midnight_uses_the_shanghai_date() {
+        // 2026-11-29 23:30 UTC is already 2026-11-30 07:30 in Shanghai: next midnight in
+        // Shanghai is 2026-11-30 16:00 UTC, not 2026-11-30 00:00 UTC.
+        let now = NOV30_UTC_MIDNIGHT - H / 2;
+        assert_eq!(
+            next_quota_reset(now, QuotaResetTime::MIDNIGHT),
+            NOV30_UTC_MIDNIGHT + 16 * H
+        );
+    }
+
+    #[test]
+    fn a_custom_reset_time_later_today_is_today() {
+        let reset: QuotaResetTime = "09:30".parse().unwrap();
+        // 08:00 Shanghai → 09:30 Shanghai the same day = 01:30 UTC.
+        assert_eq!(
+            next_quota_reset(NOV30_UTC_MIDNIGHT, reset),
+            NOV30_UTC_MIDNIGHT + H + H / 2
+        );
+        // 10:00 Shanghai → 09:30 the next day.
+        assert_eq!(
+            next_quota_reset(NOV30_UTC_MIDNIGHT + 2 * H, reset),
+            NOV30_UTC_MIDNIGHT + 25 * H + H / 2
+        );
+    }
+
+    #[test]
+    fn reset_times_parse_only_as_hh_mm() {
+        assert_eq!("00:00".parse(), Ok(QuotaResetTime::MIDNIGHT));
+        assert_eq!(
+            "7:05".parse::<QuotaResetTime>().unwrap().to_string(),
+            "07:05"
+        );
+        assert_eq!("23:59".parse::<QuotaResetTime>().unwrap().hour(), 23);
+        for bad in [
+            "24:00", "12:60", "12", "12:5", "ab:cd", "", "-1:00", "12:00:00",
+        ] {
+            assert!(bad.parse::<QuotaResetTime>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_reset_is_always_within_one_day_ahead() {
+        for step in 0..2000u64 {
+            let now = NOV30_UTC_MIDNIGHT + step * 7_919_993;
+            for reset in [
+                QuotaResetTime::MIDNIGHT,
+                QuotaResetTime::new(13, 7).unwrap(),
+            ] {
+                let next = next_quota_reset(now, reset);
+                assert!(next > now && next <= now + DAY_MS, "{now} {next}");
+                let local = (next + SHANGHAI_OFFSET_MS) % DAY_MS;
+                assert_eq!(local, reset.ms_into_day());
+            }
+        }
+    }
+}
