@@ -28,7 +28,8 @@ use std::str::FromStr;
 
 use serde::Deserialize;
 
-use crate::ids::{AppId, EnvId};
+use crate::ids::{AppId, BatchId, EnvId};
+use crate::queue::{EnqueueOptions, EnqueueReport, NewJob, Queue, QueueError};
 
 /// How many invalid lines [`validate`] keeps with their reason by default; the rest are counted.
 pub const DEFAULT_MAX_REPORTED: usize = 20;
@@ -657,6 +658,178 @@ impl Planner {
     }
 }
 
+/// The second pass as an iterator: reads `input` again and yields the chunks of the
+/// [`Planner`] (its full chunks as they fill, then the partly filled ones). Invalid rows are
+/// skipped: the first pass already reported them.
+pub struct Chunks<R: Read> {
+    records: Records<R>,
+    planner: Option<Planner>,
+    rest: std::vec::IntoIter<Chunk>,
+    pending: Vec<Chunk>,
+}
+
+impl<R: Read> Chunks<R> {
+    /// Starts the second pass over `input`, with the planner built from the first pass.
+    pub fn new(input: R, format: Format, planner: Planner) -> Result<Self, ImportError> {
+        Ok(Self {
+            records: Records::new(input, format)?,
+            planner: Some(planner),
+            rest: Vec::new().into_iter(),
+            pending: Vec::new(),
+        })
+    }
+}
+
+impl<R: Read> Iterator for Chunks<R> {
+    type Item = Result<Chunk, ImportError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some(chunk) = self.pending.pop() {
+                return Some(Ok(chunk));
+            }
+            let Some(planner) = self.planner.as_mut() else {
+                return self.rest.next().map(Ok);
+            };
+            match self.records.next() {
+                Some(Err(e)) => return Some(Err(e)),
+                Some(Ok(Record {
+                    pairs: Ok(pairs), ..
+                })) => {
+                    for (env, appid) in pairs {
+                        self.pending.extend(planner.push(env, appid));
+                    }
+                    // A JSONL row may fill several chunks at once: yield them in order.
+                    self.pending.reverse();
+                }
+                Some(Ok(_invalid)) => {}
+                None => {
+                    let planner = self.planner.take()?;
+                    self.rest = planner.finish().into_iter();
+                }
+            }
+        }
+    }
+}
+
+/// Jobs per [`Queue::enqueue`] call of [`enqueue_chunks`]: the queue slices each call again into
+/// script calls of a few hundred jobs with several in flight, so this keeps its pipeline full.
+pub const ENQUEUE_SLICE_JOBS: usize = 4000;
+/// Pairs per [`Queue::enqueue`] call of [`enqueue_chunks`] at most (for large chunk sizes).
+pub const ENQUEUE_SLICE_PAIRS: usize = 40_000;
+/// [`Queue::enqueue`] calls in flight at once, while the reader prepares the next slice.
+pub const ENQUEUE_IN_FLIGHT: usize = 2;
+
+/// What an import enqueued so far.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Enqueued {
+    /// Jobs created.
+    pub jobs: u64,
+    /// Appids enqueued in them.
+    pub appids: u64,
+    /// Pairs skipped because they were already queued within the dedupe window.
+    pub skipped_duplicates: u64,
+}
+
+impl Enqueued {
+    fn add(&mut self, r: &EnqueueReport) {
+        self.jobs += r.jobs as u64;
+        self.appids += r.appids as u64;
+        self.skipped_duplicates += r.skipped_duplicates as u64;
+    }
+}
+
+/// Why [`enqueue_chunks`] stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum EnqueueError {
+    /// Reading the input again failed (not retryable as is: the input changed or went away).
+    #[error("reading the input for enqueueing failed")]
+    Read(#[source] ImportError),
+    /// The queue failed; the jobs counted in `done` were enqueued, the rest were not.
+    /// Retryable when [`QueueError::is_retryable`] says so: running the same import again
+    /// with the same batch id skips the pairs already queued.
+    #[error("enqueueing failed after {} jobs were enqueued", done.jobs)]
+    Queue {
+        /// What was enqueued before the failure.
+        done: Enqueued,
+        /// The queue's error.
+        #[source]
+        source: QueueError,
+    },
+}
+
+/// Enqueues `chunks` into `batch`, streaming: a blocking thread pulls chunks (e.g. [`Chunks`]
+/// over the input) and hands slices of [`ENQUEUE_SLICE_JOBS`] jobs to this task, which keeps
+/// [`ENQUEUE_IN_FLIGHT`] [`Queue::enqueue`] calls going, so memory holds a few slices at most
+/// and parsing overlaps with Redis. `progress` is called after each slice with the running
+/// totals. Does not seal the batch: call [`Queue::seal_batch`] once everything is in.
+pub async fn enqueue_chunks<I>(
+    queue: &Queue,
+    chunks: I,
+    batch: &BatchId,
+    force: bool,
+    mut progress: impl FnMut(&Enqueued),
+) -> Result<Enqueued, EnqueueError>
+where
+    I: Iterator<Item = Result<Chunk, ImportError>> + Send + 'static,
+{
+    use futures::StreamExt as _;
+
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<NewJob>>(ENQUEUE_IN_FLIGHT);
+    let batch_id = batch.clone();
+    let reader = tokio::task::spawn_blocking(move || -> Result<(), ImportError> {
+        let mut slice = Vec::new();
+        let mut pairs = 0;
+        for chunk in chunks {
+            let chunk = chunk?;
+            pairs += chunk.appids.len();
+            slice.push(NewJob {
+                env: chunk.env,
+                appids: chunk.appids,
+                batch: batch_id.clone(),
+                run_at_ms: None,
+            });
+            if slice.len() >= ENQUEUE_SLICE_JOBS || pairs >= ENQUEUE_SLICE_PAIRS {
+                pairs = 0;
+                if tx.blocking_send(std::mem::take(&mut slice)).is_err() {
+                    // The enqueueing side stopped on an error; it reports it.
+                    return Ok(());
+                }
+            }
+        }
+        if !slice.is_empty() {
+            let _ = tx.blocking_send(slice);
+        }
+        Ok(())
+    });
+
+    let opts = EnqueueOptions { force, seal: false };
+    let slices = futures::stream::poll_fn(|cx| rx.poll_recv(cx));
+    let mut calls = slices
+        .map(|jobs| queue.enqueue(jobs, opts))
+        .buffer_unordered(ENQUEUE_IN_FLIGHT);
+    let mut done = Enqueued::default();
+    while let Some(result) = calls.next().await {
+        match result {
+            Ok(report) => {
+                done.add(&report);
+                progress(&done);
+            }
+            Err(source) => {
+                // Dropping the stream drops the receiver, which stops the reader thread.
+                drop(calls);
+                let _ = reader.await;
+                return Err(EnqueueError::Queue { done, source });
+            }
+        }
+    }
+    match reader.await {
+        Ok(Ok(())) => Ok(done),
+        Ok(Err(e)) => Err(EnqueueError::Read(e)),
+        Err(join) => std::panic::resume_unwind(join.into_panic()),
+    }
+}
+
 /// Splits already validated pairs (e.g. from `envshare enqueue`) into chunks, folding duplicates.
 pub fn plan_pairs(pairs: impl IntoIterator<Item = Pair>, chunk_size: usize) -> Vec<Chunk> {
     let pairs: Vec<Pair> = pairs.into_iter().collect();
@@ -899,6 +1072,37 @@ mod tests {
                 },
             ]
         );
+    }
+
+    #[test]
+    fn the_second_pass_yields_every_distinct_pair_once_in_chunks() {
+        let mut input = String::new();
+        for i in 0..95u64 {
+            let env = ["a", "b", "c"][(i % 3) as usize];
+            input.push_str(&format!(
+                "{{\"env\":\"{env}\",\"appids\":[\"wx{i:016x}\",\"wx{:016x}\"]}}\n",
+                i / 2
+            ));
+        }
+        input.push_str("garbage\n");
+        let v = validate(input.as_bytes(), Format::Jsonl, 7, 20).unwrap();
+        assert_eq!(v.invalid_rows, 1);
+        let expected_jobs = v.jobs();
+        let expected_pairs = v.unique_pairs();
+        let planner = Planner::new(v.seen, 7);
+        let chunks: Vec<Chunk> = Chunks::new(input.as_bytes(), Format::Jsonl, planner)
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(chunks.len() as u64, expected_jobs);
+        let mut all = HashSet::new();
+        for c in &chunks {
+            assert!(!c.appids.is_empty() && c.appids.len() <= 7);
+            for a in &c.appids {
+                assert!(all.insert((c.env.clone(), a.clone())), "pair twice");
+            }
+        }
+        assert_eq!(all.len() as u64, expected_pairs);
     }
 
     #[test]
