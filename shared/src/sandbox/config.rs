@@ -1,0 +1,178 @@
+//! What the sandbox does: latency, faults, tokens, rejections, quota. Changeable at runtime
+//! through [`SandboxHandle::configure`](super::SandboxHandle::configure).
+
+use std::collections::HashSet;
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::Rng;
+
+/// Delay added before every answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Latency {
+    /// Answer at once.
+    #[default]
+    None,
+    /// Always this long.
+    Fixed(Duration),
+    /// Uniformly between the two bounds (inclusive).
+    Uniform(Duration, Duration),
+}
+
+impl Latency {
+    pub(crate) fn sample(self) -> Duration {
+        match self {
+            Latency::None => Duration::ZERO,
+            Latency::Fixed(d) => d,
+            Latency::Uniform(lo, hi) if hi > lo => {
+                let nanos = rand::rng().random_range(lo.as_nanos() as u64..=hi.as_nanos() as u64);
+                Duration::from_nanos(nanos)
+            }
+            Latency::Uniform(lo, _) => lo,
+        }
+    }
+}
+
+/// A misbehaviour the sandbox can inject into one call.
+///
+/// `Errcode` and `HttpStatus` are answered before the request is processed (nothing changes).
+/// `Hang`, `Reset`, `MalformedJson` and `OversizedBody` process the request first (bindings,
+/// counters and token use all happen) and then garble the answer: they are the cases where the
+/// caller cannot know whether WeChat applied the call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// Answer `{"errcode":N,"errmsg":…}` with HTTP 200.
+    Errcode(i64),
+    /// Answer with this HTTP status and a plain-text body.
+    HttpStatus(u16),
+    /// Hold the request for [`SandboxConfig::hang`], then answer normally.
+    Hang,
+    /// Send the headers and part of the body, then abort the connection.
+    Reset,
+    /// Answer HTTP 200 with truncated JSON.
+    MalformedJson,
+    /// Answer HTTP 200 with an endless chunked body (no Content-Length).
+    OversizedBody,
+}
+
+impl Fault {
+    /// -1, "system busy".
+    pub const BUSY: Fault = Fault::Errcode(-1);
+    /// -1000, "system error".
+    pub const SYSTEM_ERROR: Fault = Fault::Errcode(-1000);
+}
+
+/// Decides whether an appid is refused in `err_list` (beyond [`SandboxConfig::rejected_appids`]).
+#[derive(Clone)]
+pub struct AppidRule(Arc<dyn Fn(&str) -> bool + Send + Sync>);
+
+impl AppidRule {
+    /// Any predicate.
+    pub fn new(f: impl Fn(&str) -> bool + Send + Sync + 'static) -> Self {
+        Self(Arc::new(f))
+    }
+
+    /// Refuses appids ending with `suffix` (e.g. `"bad"`: `wx0000000000000bad` is a valid appid).
+    pub fn suffix(suffix: &str) -> Self {
+        let suffix = suffix.to_owned();
+        Self::new(move |appid| appid.ends_with(&suffix))
+    }
+
+    pub(crate) fn matches(&self, appid: &str) -> bool {
+        (self.0)(appid)
+    }
+}
+
+impl fmt::Debug for AppidRule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("AppidRule(..)")
+    }
+}
+
+/// Behaviour of a sandbox. [`Default`] is a well-behaved WeChat with zero latency.
+#[derive(Debug, Clone)]
+pub struct SandboxConfig {
+    /// Where to listen; port 0 picks a free port. Default `127.0.0.1:0`.
+    pub addr: SocketAddr,
+    /// Delay before every answer.
+    pub latency: Latency,
+    /// Faults drawn at random, each with its probability (0.0–1.0, summed over the list), on the
+    /// three `componenttcb` endpoints. Scripted faults ([`SandboxHandle::script`](super::SandboxHandle::script))
+    /// take precedence.
+    pub random_faults: Vec<(Fault, f64)>,
+    /// How long [`Fault::Hang`] holds a request. Default 30 s (longer than any test's client
+    /// timeout); shutdown ends it early.
+    pub hang: Duration,
+    /// The component appid `api_component_token` accepts (else errcode 40013).
+    pub component_appid: String,
+    /// The secret it accepts (else 40125; empty: 41004).
+    pub component_secret: String,
+    /// The current `component_verify_ticket` (else 61005, ticket expired).
+    pub verify_ticket: String,
+    /// Tokens that are always valid (fixed-token mode); never expired or superseded.
+    pub static_tokens: Vec<String>,
+    /// Lifetime of an issued token, also sent as `expires_in` (then 42001). Default 7200 s.
+    pub token_ttl: Duration,
+    /// An issued token expires after this many calls (then 42001). Default none.
+    pub token_max_calls: Option<u64>,
+    /// Appids refused in `err_list`.
+    pub rejected_appids: HashSet<String>,
+    /// Appids refused in `err_list` by rule.
+    pub reject_if: Option<AppidRule>,
+    /// Calls of the `componenttcb` endpoints allowed before 45009; `None` is unlimited. Reset
+    /// with [`SandboxHandle::reset_quota`](super::SandboxHandle::reset_quota).
+    pub daily_quota: Option<u64>,
+    /// Keep the log of share calls ([`SandboxHandle::share_log`](super::SandboxHandle::share_log)).
+    /// Turn off for long benchmarks. Default on.
+    pub record_share_log: bool,
+}
+
+impl SandboxConfig {
+    /// Default component appid.
+    pub const COMPONENT_APPID: &'static str = "wx00000000000000c0";
+    /// Default component secret.
+    pub const COMPONENT_SECRET: &'static str = "sandbox-component-secret";
+    /// Default verify ticket.
+    pub const VERIFY_TICKET: &'static str = "sandbox-verify-ticket";
+
+    /// Realistic misbehaviour for the demo: 20–200 ms latency, about 5 % errcode -1 and 1 %
+    /// HTTP 502 on share calls, tokens that expire after 300 calls, and appids ending in `bad`
+    /// refused.
+    pub fn demo() -> Self {
+        Self {
+            latency: Latency::Uniform(Duration::from_millis(20), Duration::from_millis(200)),
+            random_faults: vec![(Fault::BUSY, 0.05), (Fault::HttpStatus(502), 0.01)],
+            token_max_calls: Some(300),
+            reject_if: Some(AppidRule::suffix("bad")),
+            ..Self::default()
+        }
+    }
+
+    pub(crate) fn rejects(&self, appid: &str) -> bool {
+        self.rejected_appids.contains(appid)
+            || self.reject_if.as_ref().is_some_and(|r| r.matches(appid))
+    }
+}
+
+impl Default for SandboxConfig {
+    fn default() -> Self {
+        Self {
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            latency: Latency::None,
+            random_faults: Vec::new(),
+            hang: Duration::from_secs(30),
+            component_appid: Self::COMPONENT_APPID.into(),
+            component_secret: Self::COMPONENT_SECRET.into(),
+            verify_ticket: Self::VERIFY_TICKET.into(),
+            static_tokens: Vec::new(),
+            token_ttl: Duration::from_secs(7200),
+            token_max_calls: None,
+            rejected_appids: HashSet::new(),
+            reject_if: None,
+            daily_quota: None,
+            record_share_log: true,
+        }
+    }
+}
