@@ -1,1 +1,486 @@
-//! events (in progress).
+//! Result events (DESIGN.md §5) and the Redis Stream consumer.
+//!
+//! The queue's ack scripts append events to `envshare:{QUEUE}:events` in the same script as the
+//! state change (outbox), so an event exists exactly when its state change happened. Each entry
+//! has two fields: `type` and `event` (the JSON of [`Event`]). Delivery to consumers is at least
+//! once; [`Event::id`] is stable, so consumers dedupe by it.
+
+use std::time::Duration;
+
+use redis::aio::MultiplexedConnection;
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{AppId, BatchId, EnvId, JobId};
+use crate::queue::Keys;
+
+/// The event format version written in `v`.
+pub const EVENT_VERSION: u32 = 1;
+
+/// One result event, as written to the stream.
+///
+/// Serialized field order is `v`, `id`, `at`, `type`, then the fields of the kind.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    /// Format version, [`EVENT_VERSION`].
+    pub v: u32,
+    /// Stable id: `{job_id}.{gen}.{appid}` for share events, `batch.{batch_id}.completed`.
+    pub id: String,
+    /// When the state change happened, ISO-8601 UTC.
+    pub at: String,
+    /// What happened; serialized as `type` plus the fields of the variant.
+    #[serde(flatten)]
+    pub kind: EventKind,
+}
+
+/// The kinds of events and their fields.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum EventKind {
+    /// WeChat took the share request for this appid.
+    #[serde(rename = "share.accepted")]
+    ShareAccepted {
+        /// The job that carried the appid.
+        job_id: JobId,
+        /// The job's batch.
+        batch_id: BatchId,
+        /// The shared environment.
+        env: EnvId,
+        /// The Mini Program.
+        appid: AppId,
+        /// The URL the Mini Program's administrator opens to confirm (from `msg_info_list`).
+        confirm_url: Option<String>,
+        /// Tries made so far, this one included.
+        attempts: u32,
+    },
+    /// The share failed for this appid and will not be tried again.
+    #[serde(rename = "share.failed")]
+    ShareFailed {
+        /// The job that carried the appid.
+        job_id: JobId,
+        /// The job's batch.
+        batch_id: BatchId,
+        /// The shared environment.
+        env: EnvId,
+        /// The Mini Program.
+        appid: AppId,
+        /// Always null for a failure; kept so every share event has the same fields.
+        #[serde(default)]
+        confirm_url: Option<String>,
+        /// Tries made, the last one included.
+        attempts: u32,
+        /// WeChat's errcode, if WeChat answered.
+        errcode: Option<i64>,
+        /// WeChat's errmsg or a description of the failure.
+        errmsg: String,
+        /// Why the share failed.
+        reason: FailReason,
+    },
+    /// Every job of the batch has ended; emitted once per batch.
+    #[serde(rename = "batch.completed")]
+    BatchCompleted {
+        /// The batch.
+        batch_id: BatchId,
+        /// Appids enqueued in the batch.
+        total: u64,
+        /// Appids accepted.
+        accepted: u64,
+        /// Appids failed.
+        failed: u64,
+    },
+    /// A type this version does not know (written by a newer version); consumers skip it.
+    #[serde(other)]
+    Unknown,
+}
+
+impl EventKind {
+    /// The `type` string (`share.accepted`, …); `unknown` for [`EventKind::Unknown`].
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            EventKind::ShareAccepted { .. } => "share.accepted",
+            EventKind::ShareFailed { .. } => "share.failed",
+            EventKind::BatchCompleted { .. } => "batch.completed",
+            EventKind::Unknown => "unknown",
+        }
+    }
+}
+
+/// Why a share failed (`reason` of `share.failed`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailReason {
+    /// WeChat listed the appid in `err_list`.
+    Rejected,
+    /// WeChat answered with a permanent errcode.
+    PermanentError,
+    /// Transient failures until the last attempt.
+    RetriesExhausted,
+    /// The worker holding the job stopped renewing its lease, until the last attempt.
+    LeaseExpired,
+}
+
+impl FailReason {
+    /// The snake_case name used on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailReason::Rejected => "rejected",
+            FailReason::PermanentError => "permanent_error",
+            FailReason::RetriesExhausted => "retries_exhausted",
+            FailReason::LeaseExpired => "lease_expired",
+        }
+    }
+}
+
+impl Event {
+    /// The stable id of a share event: `{job_id}.{gen}.{appid}`.
+    pub fn share_id(job: &JobId, gen_: u32, appid: &AppId) -> String {
+        format!("{job}.{gen_}.{appid}")
+    }
+
+    /// The stable id of a batch's completion: `batch.{batch_id}.completed`.
+    pub fn batch_completed_id(batch: &BatchId) -> String {
+        format!("batch.{batch}.completed")
+    }
+
+    /// The `type` field.
+    pub fn type_name(&self) -> &'static str {
+        self.kind.type_name()
+    }
+
+    /// The JSON written to the stream's `event` field.
+    pub fn to_json(&self) -> String {
+        // Serializing plain strings and integers cannot fail.
+        serde_json::to_string(self).expect("an Event always serializes")
+    }
+}
+
+/// Why reading events failed.
+#[derive(Debug, thiserror::Error)]
+pub enum EventError {
+    /// Redis failed; retryable when the connection broke or timed out.
+    #[error("events {op}: Redis error: {source}")]
+    Redis {
+        /// The operation (`connect`, `create group`, `read`, `ack`, `range`).
+        op: &'static str,
+        /// The Redis error.
+        #[source]
+        source: redis::RedisError,
+    },
+    /// A stream entry did not hold a valid event (written by something else). Not retryable.
+    #[error("events {op}: malformed entry {entry_id}: {detail}")]
+    Malformed {
+        /// The operation.
+        op: &'static str,
+        /// The stream entry id.
+        entry_id: String,
+        /// What was wrong.
+        detail: String,
+    },
+}
+
+impl EventError {
+    /// Whether trying again later may succeed.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            EventError::Redis { source, .. } => crate::queue::redis_error_is_retryable(source),
+            EventError::Malformed { .. } => false,
+        }
+    }
+}
+
+/// An event read from the stream, with its stream entry id (for [`EventReader::ack`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamEvent {
+    /// The stream entry id (`1764460800000-0`), not the event's stable id.
+    pub entry_id: String,
+    /// The event.
+    pub event: Event,
+}
+
+/// Where a new consumer group starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartFrom {
+    /// From the oldest event still in the stream (`0`).
+    Beginning,
+    /// Only events added after the group is created (`$`).
+    New,
+}
+
+/// A consumer in a consumer group of a queue's events stream (`XREADGROUP`).
+///
+/// It owns a dedicated connection, because `XREADGROUP … BLOCK` holds the connection while it
+/// waits. It first re-reads its own pending entries (delivered before, never acked, e.g. before a
+/// crash), then new ones.
+#[derive(Debug)]
+pub struct EventReader {
+    conn: MultiplexedConnection,
+    stream: String,
+    group: String,
+    consumer: String,
+    pending_done: bool,
+}
+
+fn parse_entry(op: &'static str, entry_id: String, fields: &[String]) -> Result<Event, EventError> {
+    let json = fields
+        .chunks(2)
+        .find(|kv| kv.len() == 2 && kv[0] == "event")
+        .map(|kv| kv[1].as_str())
+        .ok_or_else(|| EventError::Malformed {
+            op,
+            entry_id: entry_id.clone(),
+            detail: "no `event` field".into(),
+        })?;
+    serde_json::from_str(json).map_err(|e| EventError::Malformed {
+        op,
+        entry_id,
+        detail: e.to_string(),
+    })
+}
+
+type GroupReply = Option<Vec<(String, Vec<(String, Option<Vec<String>>)>)>>;
+
+impl EventReader {
+    /// Connects and creates the group if it does not exist (`XGROUP CREATE … MKSTREAM`); an
+    /// existing group keeps its position and `start` is ignored.
+    pub async fn connect(
+        redis_url: &str,
+        keys: &Keys,
+        group: &str,
+        consumer: &str,
+        start: StartFrom,
+    ) -> Result<Self, EventError> {
+        let redis = |op| move |source| EventError::Redis { op, source };
+        let client = redis::Client::open(redis_url).map_err(redis("connect"))?;
+        // No response timeout: a blocking read legitimately waits for its BLOCK time.
+        let config = redis::AsyncConnectionConfig::new().set_response_timeout(None);
+        let mut conn = client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
+            .map_err(redis("connect"))?;
+        let stream = keys.events();
+        let id = match start {
+            StartFrom::Beginning => "0",
+            StartFrom::New => "$",
+        };
+        let created: redis::RedisResult<()> = redis::cmd("XGROUP")
+            .arg("CREATE")
+            .arg(&stream)
+            .arg(group)
+            .arg(id)
+            .arg("MKSTREAM")
+            .query_async(&mut conn)
+            .await;
+        if let Err(e) = created
+            && e.code() != Some("BUSYGROUP")
+        {
+            return Err(EventError::Redis {
+                op: "create group",
+                source: e,
+            });
+        }
+        Ok(Self {
+            conn,
+            stream,
+            group: group.to_owned(),
+            consumer: consumer.to_owned(),
+            pending_done: false,
+        })
+    }
+
+    /// Reads up to `count` events, waiting up to `block` for new ones; empty when none came.
+    ///
+    /// Entries whose content was trimmed away while pending are acked and skipped.
+    pub async fn read(
+        &mut self,
+        count: usize,
+        block: Duration,
+    ) -> Result<Vec<StreamEvent>, EventError> {
+        loop {
+            let from = if self.pending_done { ">" } else { "0" };
+            let mut cmd = redis::cmd("XREADGROUP");
+            cmd.arg("GROUP")
+                .arg(&self.group)
+                .arg(&self.consumer)
+                .arg("COUNT")
+                .arg(count.max(1));
+            if self.pending_done {
+                cmd.arg("BLOCK").arg(block.as_millis() as u64);
+            }
+            cmd.arg("STREAMS").arg(&self.stream).arg(from);
+            let reply: GroupReply = cmd
+                .query_async(&mut self.conn)
+                .await
+                .map_err(|source| EventError::Redis { op: "read", source })?;
+            let entries: Vec<_> = reply
+                .unwrap_or_default()
+                .into_iter()
+                .flat_map(|(_, e)| e)
+                .collect();
+            if !self.pending_done && entries.is_empty() {
+                self.pending_done = true;
+                continue;
+            }
+            let mut out = Vec::with_capacity(entries.len());
+            let mut trimmed = Vec::new();
+            for (entry_id, fields) in entries {
+                match fields {
+                    Some(fields) => out.push(StreamEvent {
+                        event: parse_entry("read", entry_id.clone(), &fields)?,
+                        entry_id,
+                    }),
+                    None => trimmed.push(entry_id),
+                }
+            }
+            if !trimmed.is_empty() {
+                self.ack(&trimmed).await?;
+            }
+            if out.is_empty() && !self.pending_done {
+                continue;
+            }
+            return Ok(out);
+        }
+    }
+
+    /// Acknowledges processed entries (`XACK`), by stream entry id.
+    pub async fn ack(&mut self, entry_ids: &[String]) -> Result<(), EventError> {
+        if entry_ids.is_empty() {
+            return Ok(());
+        }
+        redis::cmd("XACK")
+            .arg(&self.stream)
+            .arg(&self.group)
+            .arg(entry_ids)
+            .query_async::<()>(&mut self.conn)
+            .await
+            .map_err(|source| EventError::Redis { op: "ack", source })
+    }
+}
+
+/// Reads the whole stream of a queue, oldest first, in pages of 1,000 (`XRANGE`); for tests and
+/// small inspections, not for consumers (use [`EventReader`]).
+pub async fn read_all<C: redis::aio::ConnectionLike + Send>(
+    conn: &mut C,
+    keys: &Keys,
+) -> Result<Vec<StreamEvent>, EventError> {
+    let stream = keys.events();
+    let mut out = Vec::new();
+    let mut start = "-".to_owned();
+    loop {
+        let page: Vec<(String, Vec<String>)> = redis::cmd("XRANGE")
+            .arg(&stream)
+            .arg(&start)
+            .arg("+")
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(conn)
+            .await
+            .map_err(|source| EventError::Redis {
+                op: "range",
+                source,
+            })?;
+        let n = page.len();
+        for (entry_id, fields) in page {
+            start = format!("({entry_id}");
+            out.push(StreamEvent {
+                event: parse_entry("range", entry_id.clone(), &fields)?,
+                entry_id,
+            });
+        }
+        if n < 1000 {
+            return Ok(out);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn accepted() -> Event {
+        let job = JobId::parse("01JOB").unwrap();
+        let appid = AppId::parse("wx0123456789abcdef").unwrap();
+        Event {
+            v: EVENT_VERSION,
+            id: Event::share_id(&job, 0, &appid),
+            at: "2026-11-30T02:00:00.000Z".into(),
+            kind: EventKind::ShareAccepted {
+                job_id: job,
+                batch_id: BatchId::parse("b-1").unwrap(),
+                env: EnvId::parse("prod-1a2b").unwrap(),
+                appid,
+                confirm_url: None,
+                attempts: 1,
+            },
+        }
+    }
+
+    #[test]
+    fn an_accepted_event_has_exactly_the_design_fields() {
+        let v: serde_json::Value = serde_json::from_str(&accepted().to_json()).unwrap();
+        let mut keys: Vec<_> = v.as_object().unwrap().keys().cloned().collect();
+        keys.sort();
+        assert_eq!(
+            keys,
+            [
+                "appid",
+                "at",
+                "attempts",
+                "batch_id",
+                "confirm_url",
+                "env",
+                "id",
+                "job_id",
+                "type",
+                "v"
+            ]
+        );
+        assert_eq!(v["type"], "share.accepted");
+        assert_eq!(v["id"], "01JOB.0.wx0123456789abcdef");
+        assert!(v["confirm_url"].is_null());
+    }
+
+    #[test]
+    fn a_failed_event_round_trips_with_its_reason() {
+        let e = Event {
+            v: 1,
+            id: "j.1.wx0123456789abcdef".into(),
+            at: "x".into(),
+            kind: EventKind::ShareFailed {
+                job_id: JobId::parse("j").unwrap(),
+                batch_id: BatchId::parse("b").unwrap(),
+                env: EnvId::parse("e").unwrap(),
+                appid: AppId::parse("wx0123456789abcdef").unwrap(),
+                confirm_url: None,
+                attempts: 3,
+                errcode: Some(-1),
+                errmsg: "system busy".into(),
+                reason: FailReason::RetriesExhausted,
+            },
+        };
+        let json = e.to_json();
+        assert!(json.contains("\"reason\":\"retries_exhausted\""), "{json}");
+        assert_eq!(serde_json::from_str::<Event>(&json).unwrap(), e);
+    }
+
+    #[test]
+    fn a_batch_completed_event_parses_from_lua_style_json() {
+        let json = r#"{"failed":1,"type":"batch.completed","total":3,"v":1,"at":"t","accepted":2,"id":"batch.b-1.completed","batch_id":"b-1"}"#;
+        let e: Event = serde_json::from_str(json).unwrap();
+        assert_eq!(
+            e.kind,
+            EventKind::BatchCompleted {
+                batch_id: BatchId::parse("b-1").unwrap(),
+                total: 3,
+                accepted: 2,
+                failed: 1
+            }
+        );
+    }
+
+    #[test]
+    fn an_unknown_type_parses_as_unknown() {
+        let e: Event =
+            serde_json::from_str(r#"{"v":1,"id":"x","at":"t","type":"share.bound","appid":"wx"}"#)
+                .unwrap();
+        assert_eq!(e.kind, EventKind::Unknown);
+    }
+}

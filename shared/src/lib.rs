@@ -13,6 +13,7 @@
 //! - `sandbox` (feature `sandbox`): a fake WeChat API for tests, the demo and benchmarks.
 #![deny(missing_docs)]
 
+pub mod clock;
 pub mod config;
 pub mod events;
 pub mod ids;

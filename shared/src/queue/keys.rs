@@ -105,6 +105,32 @@ impl Keys {
     pub fn rate(&self) -> String {
         self.key("rate")
     }
+    /// Pub/sub channel: a message is published whenever jobs become ready (enqueue, release,
+    /// reap, dead retry, resume), so idle workers can wake up instead of polling.
+    pub fn wake(&self) -> String {
+        self.key("wake")
+    }
+
+    /// The KEYS every queue Lua script receives, in the order `lua/lib.lua` documents.
+    pub fn script_keys(&self) -> [String; 15] {
+        [
+            self.jobs(),
+            self.ready(),
+            self.scheduled(),
+            self.running(),
+            self.state(),
+            self.fence_seq(),
+            self.dead(),
+            self.dead_info(),
+            self.events(),
+            self.dedupe(),
+            self.pause(),
+            self.workers(),
+            self.stats(),
+            self.batches(),
+            self.wake(),
+        ]
+    }
 }
 
 #[cfg(test)]
@@ -136,6 +162,7 @@ mod tests {
             k.token_lock(),
             k.ticket(),
             k.rate(),
+            k.wake(),
         ] {
             assert!(key.starts_with("envshare:{share}:"), "{key}");
         }

@@ -1,5 +1,281 @@
-//! The durable queue (DESIGN.md §4): Redis keys, Lua scripts, producer, apalis backend, admin.
+//! The durable queue (DESIGN.md §4): Redis keys, Lua scripts, producer, worker side, admin.
+//!
+//! Every state change is one Lua script under `lua/` (with `lua/lib.lua` prepended), run with
+//! EVALSHA. Every script is batched: it takes many jobs per call, and the Rust side slices big
+//! inputs, so the number of script calls per job stays far below one and no script's cost grows
+//! with the size of the queue.
+//!
+//! Job life: [`Queue::enqueue`] → `ready` (or `scheduled`) → [`Queue::claim`] → `running`
+//! (leased, with a fencing token) → [`Queue::complete`] → removed (done), `scheduled` (retry) or
+//! `dead`. A lease past its deadline is reaped back to `ready`, or to `dead` with
+//! `lease_expired` at max attempts.
+//!
+//! # Batches
+//!
+//! Enqueue adds to the batch's `jobs` and `appids` totals; every job ending (done, dead, or dead
+//! by reap) adds to `done_jobs`, `accepted`, `failed`. `batch.completed` is emitted exactly once,
+//! the first time a *sealed* batch has `done_jobs >= jobs`. Sealing (the default of
+//! [`EnqueueOptions`], or [`Queue::seal_batch`]) says the producer has added every job, so a
+//! batch enqueued in several calls cannot complete while workers finish its first jobs. An
+//! admin retry of a dead job takes it out of `done_jobs` and `failed` again; when the batch had
+//! already completed, it never emits a second `batch.completed`.
 
+mod admin;
+mod backend;
+mod error;
 mod keys;
+mod lease;
+mod producer;
+mod types;
 
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{FromRedisValue, Script, ScriptInvocation};
+
+pub use admin::{
+    BatchProgress, DeadInfo, DeadJob, DeadSelection, JobInfo, JobState, Pause, QueueStats,
+};
+pub use backend::{
+    AckLayer, AckService, BackendCounters, BackendHandle, BackendSettings, JobOutcome, LeaseInfo,
+    RedisBackend, RetryPolicy,
+};
+pub use error::QueueError;
+pub(crate) use error::redis_error_is_retryable;
 pub use keys::Keys;
+pub use lease::MAX_CLAIM;
+pub use types::{
+    Ack, AckReport, AppResult, Claim, EnqueueOptions, EnqueueReport, Lease, LeaseRef, NewJob,
+    Outcome, ReapReport, ShareJob, WorkerId,
+};
+
+use crate::clock::{Clock, SystemClock, iso8601};
+pub use crate::events::FailReason;
+use crate::ids::QueueName;
+
+/// Queue settings. `Default` gives the DESIGN.md defaults.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueSettings {
+    /// Tries in all, the first included; a lease expiring at this count buries the job.
+    pub max_attempts: u32,
+    /// How long a claim holds a job before it may be reaped (renewed by heartbeats).
+    pub lease: Duration,
+    /// Approximate maximum length of the events stream (`XADD MAXLEN ~`).
+    pub events_maxlen: usize,
+    /// How long an enqueued (env, appid) pair blocks the same pair from being enqueued again.
+    pub dedupe_window: Duration,
+    /// Due scheduled jobs moved to ready per claim call (at most 1,000).
+    pub promote_slice: usize,
+    /// Expired leases reaped per claim or reap call (at most 1,000).
+    pub reap_slice: usize,
+}
+
+impl Default for QueueSettings {
+    fn default() -> Self {
+        Self {
+            max_attempts: 10,
+            lease: Duration::from_millis(30_000),
+            events_maxlen: 100_000,
+            dedupe_window: Duration::from_secs(24 * 3600),
+            promote_slice: 1000,
+            reap_slice: 500,
+        }
+    }
+}
+
+/// Jobs per ack / enqueue script call; bigger inputs are sliced.
+pub(crate) const SLICE: usize = 500;
+/// Ids per admin script call (dead retry / purge).
+pub(crate) const ADMIN_SLICE: usize = 1000;
+/// Script calls in flight at once when a big input is sliced.
+pub(crate) const IN_FLIGHT: usize = 8;
+
+macro_rules! lua {
+    ($file:literal) => {
+        Script::new(concat!(
+            include_str!("lua/lib.lua"),
+            include_str!(concat!("lua/", $file))
+        ))
+    };
+}
+
+/// The queue's scripts, compiled into the binary.
+pub(crate) struct Scripts {
+    pub enqueue: Script,
+    pub seal: Script,
+    pub claim: Script,
+    pub heartbeat: Script,
+    pub complete: Script,
+    pub retry: Script,
+    pub bury: Script,
+    pub release: Script,
+    pub reap: Script,
+    pub pause: Script,
+    pub dead_retry: Script,
+    pub dead_purge: Script,
+}
+
+impl Scripts {
+    fn all(&self) -> [&Script; 12] {
+        [
+            &self.enqueue,
+            &self.seal,
+            &self.claim,
+            &self.heartbeat,
+            &self.complete,
+            &self.retry,
+            &self.bury,
+            &self.release,
+            &self.reap,
+            &self.pause,
+            &self.dead_retry,
+            &self.dead_purge,
+        ]
+    }
+}
+
+pub(crate) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
+    enqueue: lua!("enqueue.lua"),
+    seal: lua!("seal.lua"),
+    claim: lua!("claim.lua"),
+    heartbeat: lua!("heartbeat.lua"),
+    complete: lua!("complete.lua"),
+    retry: lua!("retry.lua"),
+    bury: lua!("bury.lua"),
+    release: lua!("release.lua"),
+    reap: lua!("reap.lua"),
+    pause: lua!("pause.lua"),
+    dead_retry: lua!("dead_retry.lua"),
+    dead_purge: lua!("dead_purge.lua"),
+});
+
+/// A handle on one queue. Cheap to clone; clones share one multiplexed connection, so
+/// concurrent calls are pipelined on it.
+#[derive(Clone)]
+pub struct Queue {
+    client: redis::Client,
+    conn: ConnectionManager,
+    keys: Arc<Keys>,
+    script_keys: Arc<[String; 15]>,
+    settings: QueueSettings,
+    clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for Queue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URL may hold a password: never print the client.
+        f.debug_struct("Queue")
+            .field("prefix", &self.keys.prefix())
+            .field("settings", &self.settings)
+            .field("clock", &self.clock)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Queue {
+    /// Connects to Redis and loads the scripts. The connection reconnects by itself after
+    /// errors (each failed call returns a retryable [`QueueError::Redis`]).
+    pub async fn connect(
+        redis_url: &str,
+        queue: &QueueName,
+        settings: QueueSettings,
+    ) -> Result<Self, QueueError> {
+        let op = "connect";
+        let client = redis::Client::open(redis_url).map_err(QueueError::redis(op))?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(2)))
+            .set_response_timeout(Some(Duration::from_secs(5)));
+        let mut conn = ConnectionManager::new_with_config(client.clone(), config)
+            .await
+            .map_err(QueueError::redis(op))?;
+        // Loading up front keeps the first EVALSHA of each script from paying a NOSCRIPT
+        // round trip; after a Redis restart, redis::Script reloads on NOSCRIPT by itself.
+        for script in SCRIPTS.all() {
+            script
+                .load_async(&mut conn)
+                .await
+                .map_err(QueueError::redis(op))?;
+        }
+        let keys = Keys::new(queue);
+        Ok(Self {
+            client,
+            conn,
+            script_keys: Arc::new(keys.script_keys()),
+            keys: Arc::new(keys),
+            settings,
+            clock: Arc::new(SystemClock),
+        })
+    }
+
+    /// Reads time from `clock` instead of the system clock (tests move a
+    /// [`ManualClock`](crate::clock::ManualClock)).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The queue's keys.
+    pub fn keys(&self) -> &Keys {
+        &self.keys
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> &QueueSettings {
+        &self.settings
+    }
+
+    /// The clock the queue reads.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    /// The clock's current time (ms).
+    pub fn now_ms(&self) -> u64 {
+        self.clock.now_ms()
+    }
+
+    /// The Redis client, for connections of their own (pub/sub on [`Keys::wake`], blocking
+    /// reads).
+    pub fn client(&self) -> &redis::Client {
+        &self.client
+    }
+
+    /// A clone of the shared multiplexed connection.
+    pub fn connection(&self) -> ConnectionManager {
+        self.conn.clone()
+    }
+
+    /// An invocation of `script` with the queue's KEYS and the common ARGV[1..4].
+    fn invocation(&self, script: &'static Script, now: u64) -> ScriptInvocation<'static> {
+        let mut inv = script.prepare_invoke();
+        for k in self.script_keys.iter() {
+            inv.key(k);
+        }
+        inv.arg(now)
+            .arg(iso8601(now))
+            .arg(self.keys.prefix())
+            .arg(self.settings.events_maxlen.max(1));
+        inv
+    }
+
+    async fn run<T: FromRedisValue>(
+        &self,
+        op: &'static str,
+        inv: &ScriptInvocation<'_>,
+    ) -> Result<T, QueueError> {
+        let mut conn = self.conn.clone();
+        inv.invoke_async(&mut conn)
+            .await
+            .map_err(QueueError::redis(op))
+    }
+}
+
+fn parse_ids<T: TryFrom<String>>(op: &'static str, ids: Vec<String>) -> Result<Vec<T>, QueueError>
+where
+    T::Error: std::fmt::Display,
+{
+    ids.into_iter()
+        .map(|s| T::try_from(s).map_err(|e| QueueError::reply(op, e)))
+        .collect()
+}

@@ -1,0 +1,32 @@
+-- heartbeat.lua: record the worker as alive and extend the leases it still holds.
+-- Fenced: a lease whose token no longer matches (reaped, re-leased) is reported as lost.
+-- KEYS[1..15] the queue's keys, see lib.lua (workers and running are written)
+-- ARGV[1] now (ms)   ARGV[2] now ISO-8601   ARGV[3] key prefix   ARGV[4] events MAXLEN
+-- ARGV[5] worker id   ARGV[6] lease (ms)
+-- ARGV[7] number of leases (<= 500), then per lease: id, fence
+-- returns: {extended, {lost job ids}}
+redis.call('ZADD', K_WORKERS, NOW_S, ARGV[5])
+local deadline = int(NOW + tonumber(ARGV[6]))
+local n = tonumber(ARGV[7])
+local ids = {}
+for r = 1, n do
+  ids[r] = ARGV[6 + 2 * r]
+end
+local states = chunked_get('HMGET', K_STATE, ids)
+local run, lost = {}, {}
+for r = 1, n do
+  local _, fence = parse_state(states[r])
+  if fence and fence == ARGV[7 + 2 * r] then
+    run[#run + 1] = deadline
+    run[#run + 1] = ids[r]
+  else
+    lost[#lost + 1] = ids[r]
+  end
+end
+if #run > 0 then
+  -- XX: never re-create a running entry that another script removed.
+  for i = 1, #run, 1000 do
+    redis.call('ZADD', K_RUNNING, 'XX', unpack(run, i, math.min(i + 999, #run)))
+  end
+end
+return { #run / 2, lost }

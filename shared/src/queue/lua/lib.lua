@@ -1,0 +1,211 @@
+-- lib.lua: shared prelude, prepended to every queue script (not a script of its own).
+--
+-- Every script receives the same KEYS (built by keys.rs, in this order) and the same first
+-- four ARGV; script-specific ARGV start at ARGV[5].
+-- KEYS[1]  envshare:{q}:jobs       (hash)   job id -> payload JSON
+-- KEYS[2]  envshare:{q}:ready      (zset)   job id -> ms it became ready
+-- KEYS[3]  envshare:{q}:scheduled  (zset)   job id -> run-at ms
+-- KEYS[4]  envshare:{q}:running    (zset)   job id -> lease deadline ms
+-- KEYS[5]  envshare:{q}:state      (hash)   job id -> "attempts" or "attempts:fence:worker"
+-- KEYS[6]  envshare:{q}:fence      (string) last fencing token
+-- KEYS[7]  envshare:{q}:dead       (zset)   job id -> ms it died
+-- KEYS[8]  envshare:{q}:dead:info  (hash)   job id -> JSON {reason, errcode, errmsg, attempts, at}
+-- KEYS[9]  envshare:{q}:events     (stream) fields type, event
+-- KEYS[10] envshare:{q}:dedupe     (zset)   "env/appid" -> end of dedupe window ms
+-- KEYS[11] envshare:{q}:pause      (hash)   until, reason
+-- KEYS[12] envshare:{q}:workers    (zset)   worker id -> last seen ms
+-- KEYS[13] envshare:{q}:stats      (hash)   counters
+-- KEYS[14] envshare:{q}:batches    (zset)   batch id -> created ms
+-- KEYS[15] envshare:{q}:wake       (pub/sub channel) published when jobs become ready
+-- ARGV[1]  now (ms)
+-- ARGV[2]  now as ISO-8601 UTC (the `at` of events rendered here)
+-- ARGV[3]  key prefix "envshare:{q}:" (batch hashes are PREFIX .. "batch:" .. id)
+-- ARGV[4]  events stream MAXLEN (approximate trim)
+
+local K_JOBS, K_READY, K_SCHED, K_RUNNING, K_STATE = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local K_FENCE, K_DEAD, K_DEAD_INFO, K_EVENTS, K_DEDUPE = KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10]
+local K_PAUSE, K_WORKERS, K_STATS, K_BATCHES, K_WAKE = KEYS[11], KEYS[12], KEYS[13], KEYS[14], KEYS[15]
+local NOW_S = ARGV[1]
+local NOW = tonumber(ARGV[1])
+local AT = ARGV[2]
+local PREFIX = ARGV[3]
+local MAXLEN = ARGV[4]
+
+-- Lua's unpack() fails past a few thousand values, so variadic commands take bounded slices.
+local CHUNK = 1000
+
+local function int(n)
+  return string.format('%d', n)
+end
+
+-- Calls `cmd key v1 v2 ...` over `items` in slices of at most CHUNK values; `width` is the
+-- number of values per record (2 for ZADD score/member, HSET field/value), so no record is split.
+local function chunked(cmd, key, items, width)
+  local n = #items
+  local step = CHUNK - (CHUNK % width)
+  for i = 1, n, step do
+    redis.call(cmd, key, unpack(items, i, math.min(i + step - 1, n)))
+  end
+end
+
+-- Calls `cmd key ids...` in slices and returns the concatenated replies (HMGET, ZMSCORE).
+local function chunked_get(cmd, key, ids)
+  local out = {}
+  local n = #ids
+  for i = 1, n, CHUNK do
+    local part = redis.call(cmd, key, unpack(ids, i, math.min(i + CHUNK - 1, n)))
+    for j = 1, #part do
+      out[#out + 1] = part[j]
+    end
+  end
+  return out
+end
+
+-- "attempts" or "attempts:fence:worker" -> attempts (number), fence (string or nil).
+local function parse_state(s)
+  if not s then
+    return 0, nil
+  end
+  local a, f = string.match(s, '^(%d+):(%d+)')
+  if a then
+    return tonumber(a), f
+  end
+  return tonumber(s) or 0, nil
+end
+
+local function xadd(kind, json)
+  redis.call('XADD', K_EVENTS, 'MAXLEN', '~', MAXLEN, '*', 'type', kind, 'event', json)
+end
+
+-- Batch counter deltas of this call, flushed once per batch at the end.
+local batch_delta = {}
+local batch_order = {}
+local function bump_batch(id, done, accepted, failed)
+  local d = batch_delta[id]
+  if not d then
+    d = { 0, 0, 0 }
+    batch_delta[id] = d
+    batch_order[#batch_order + 1] = id
+  end
+  d[1] = d[1] + done
+  d[2] = d[2] + accepted
+  d[3] = d[3] + failed
+end
+
+-- Emits batch.completed if the batch is sealed, every job has ended and it was never emitted.
+-- `h` is HMGET jobs done_jobs sealed completed appids accepted failed (after this call's deltas).
+local function maybe_complete(id, key, h)
+  local jobs, done = tonumber(h[1] or 0) or 0, tonumber(h[2] or 0) or 0
+  if h[3] == '1' and h[4] ~= '1' and done >= jobs then
+    redis.call('HSET', key, 'completed', '1', 'completed_at', NOW_S)
+    xadd('batch.completed', cjson.encode({
+      v = 1, id = 'batch.' .. id .. '.completed', type = 'batch.completed', at = AT,
+      batch_id = id, total = tonumber(h[5] or 0) or 0, accepted = tonumber(h[6] or 0) or 0,
+      failed = tonumber(h[7] or 0) or 0,
+    }))
+    return true
+  end
+  return false
+end
+
+-- Writes this call's batch deltas (one HMGET + one HSET per batch) and returns the ids of the
+-- batches that completed now.
+local function flush_batches()
+  local completed = {}
+  for _, id in ipairs(batch_order) do
+    local d = batch_delta[id]
+    local key = PREFIX .. 'batch:' .. id
+    local h = redis.call('HMGET', key, 'jobs', 'done_jobs', 'sealed', 'completed', 'appids',
+      'accepted', 'failed')
+    h[2] = (tonumber(h[2] or 0) or 0) + d[1]
+    h[6] = (tonumber(h[6] or 0) or 0) + d[2]
+    h[7] = (tonumber(h[7] or 0) or 0) + d[3]
+    redis.call('HSET', key, 'done_jobs', int(h[2]), 'accepted', int(h[6]), 'failed', int(h[7]))
+    if maybe_complete(id, key, h) then
+      completed[#completed + 1] = id
+    end
+  end
+  return completed
+end
+
+local function share_failed(p, job_id, appid, attempts, errmsg, reason)
+  return cjson.encode({
+    v = 1, id = job_id .. '.' .. int(p.gen or 0) .. '.' .. appid, type = 'share.failed', at = AT,
+    job_id = job_id, batch_id = p.batch, env = p.env, appid = appid, confirm_url = cjson.null,
+    attempts = attempts, errcode = cjson.null, errmsg = errmsg, reason = reason,
+  })
+end
+
+-- Moves up to `limit` leases past their deadline back to ready (the attempt stays counted), or
+-- to dead with reason lease_expired when attempts >= max_attempts (share.failed per appid,
+-- batch counters, dedupe pairs freed). Returns requeued, buried.
+local function reap(limit, max_attempts)
+  local ids = redis.call('ZRANGEBYSCORE', K_RUNNING, '-inf', NOW_S, 'LIMIT', 0, limit)
+  if #ids == 0 then
+    return 0, 0
+  end
+  local states = chunked_get('HMGET', K_STATE, ids)
+  local ready, sset, dead, info, gone, free = {}, {}, {}, {}, {}, {}
+  for i, id in ipairs(ids) do
+    local a = parse_state(states[i])
+    if a >= max_attempts then
+      gone[#gone + 1] = id
+      dead[#dead + 1] = NOW_S
+      dead[#dead + 1] = id
+      info[#info + 1] = id
+      info[#info + 1] = cjson.encode({ reason = 'lease_expired', errcode = cjson.null,
+        errmsg = 'lease expired', attempts = a, at = NOW })
+      -- Rare path: only a job dying here needs its payload, for its events.
+      local raw = redis.call('HGET', K_JOBS, id)
+      if raw then
+        local p = cjson.decode(raw)
+        for _, appid in ipairs(p.appids) do
+          xadd('share.failed', share_failed(p, id, appid, a, 'lease expired', 'lease_expired'))
+          free[#free + 1] = p.env .. '/' .. appid
+        end
+        bump_batch(p.batch, 1, 0, #p.appids)
+      end
+    else
+      ready[#ready + 1] = NOW_S
+      ready[#ready + 1] = id
+      sset[#sset + 1] = id
+      sset[#sset + 1] = int(a)
+    end
+  end
+  chunked('ZREM', K_RUNNING, ids, 1)
+  if #ready > 0 then
+    chunked('ZADD', K_READY, ready, 2)
+    chunked('HSET', K_STATE, sset, 2)
+    redis.call('HINCRBY', K_STATS, 'reaped', #ready / 2)
+  end
+  if #gone > 0 then
+    chunked('HDEL', K_STATE, gone, 1)
+    chunked('ZADD', K_DEAD, dead, 2)
+    chunked('HSET', K_DEAD_INFO, info, 2)
+    if #free > 0 then
+      chunked('ZREM', K_DEDUPE, free, 1)
+    end
+    redis.call('HINCRBY', K_STATS, 'dead', #gone)
+    redis.call('HINCRBY', K_STATS, 'lease_expired', #gone)
+  end
+  return #ready / 2, #gone
+end
+
+-- Moves up to `limit` due scheduled jobs to ready, keeping the run-at as ready score.
+local function promote(limit)
+  local due = redis.call('ZRANGEBYSCORE', K_SCHED, '-inf', NOW_S, 'LIMIT', 0, limit, 'WITHSCORES')
+  if #due == 0 then
+    return 0
+  end
+  local z, ids = {}, {}
+  for i = 1, #due, 2 do
+    z[#z + 1] = due[i + 1]
+    z[#z + 1] = due[i]
+    ids[#ids + 1] = due[i]
+  end
+  chunked('ZADD', K_READY, z, 2)
+  chunked('ZREM', K_SCHED, ids, 1)
+  return #ids
+end
+
+-- ---------------------------------------------------------------------------------------------

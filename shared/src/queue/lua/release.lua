@@ -1,0 +1,35 @@
+-- release.lua: hand leased jobs back to ready without running them (worker shutdown); the
+-- attempt is refunded. Fenced: a stale lease is reported and nothing is written for it.
+-- KEYS[1..15] the queue's keys, see lib.lua
+-- ARGV[1] now (ms)   ARGV[2] now ISO-8601   ARGV[3] key prefix   ARGV[4] events MAXLEN
+-- ARGV[5] number of jobs (<= 500), then per job: id, fence
+-- returns: {released, {stale job ids}}
+local n = tonumber(ARGV[5])
+local ids = {}
+for r = 1, n do
+  ids[r] = ARGV[4 + 2 * r]
+end
+local states = chunked_get('HMGET', K_STATE, ids)
+local ended, moved, ready, sset, stale = {}, {}, {}, {}, {}
+for r = 1, n do
+  local id = ids[r]
+  local a, fence = parse_state(states[r])
+  if fence and fence == ARGV[5 + 2 * r] and not ended[id] then
+    ended[id] = true
+    moved[#moved + 1] = id
+    ready[#ready + 1] = NOW_S
+    ready[#ready + 1] = id
+    sset[#sset + 1] = id
+    sset[#sset + 1] = int(math.max(a - 1, 0))
+  else
+    stale[#stale + 1] = id
+  end
+end
+if #moved > 0 then
+  chunked('ZREM', K_RUNNING, moved, 1)
+  chunked('ZADD', K_READY, ready, 2)
+  chunked('HSET', K_STATE, sset, 2)
+  redis.call('HINCRBY', K_STATS, 'released', #moved)
+  redis.call('PUBLISH', K_WAKE, '1')
+end
+return { #moved, stale }

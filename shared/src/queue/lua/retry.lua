@@ -1,0 +1,49 @@
+-- retry.lua: put leased jobs back in scheduled to run again at a given time. A transient
+-- failure keeps the attempt counted; a deferral (quota pause, token misconfiguration: the job
+-- never ran) refunds it. No events: a retry is not a result.
+-- Fenced: a job whose current fencing token differs is stale and nothing is written for it.
+-- KEYS[1..15] the queue's keys, see lib.lua
+-- ARGV[1] now (ms)   ARGV[2] now ISO-8601   ARGV[3] key prefix   ARGV[4] events MAXLEN
+-- ARGV[5] number of jobs (<= 500), then per job: id, fence, run_at_ms, refund ("1" or "0")
+-- returns: {applied, {stale job ids}}
+local n = tonumber(ARGV[5])
+local ids = {}
+for r = 1, n do
+  ids[r] = ARGV[2 + 4 * r]
+end
+local states = chunked_get('HMGET', K_STATE, ids)
+local ended, moved, sched, sset, stale = {}, {}, {}, {}, {}
+local retried, deferred = 0, 0
+for r = 1, n do
+  local at = 2 + 4 * r
+  local id = ARGV[at]
+  local a, fence = parse_state(states[r])
+  if fence and fence == ARGV[at + 1] and not ended[id] then
+    ended[id] = true
+    moved[#moved + 1] = id
+    sched[#sched + 1] = ARGV[at + 2]
+    sched[#sched + 1] = id
+    if ARGV[at + 3] == '1' then
+      a = math.max(a - 1, 0)
+      deferred = deferred + 1
+    else
+      retried = retried + 1
+    end
+    sset[#sset + 1] = id
+    sset[#sset + 1] = int(a)
+  else
+    stale[#stale + 1] = id
+  end
+end
+if #moved > 0 then
+  chunked('ZREM', K_RUNNING, moved, 1)
+  chunked('ZADD', K_SCHED, sched, 2)
+  chunked('HSET', K_STATE, sset, 2)
+  if retried > 0 then
+    redis.call('HINCRBY', K_STATS, 'retries', retried)
+  end
+  if deferred > 0 then
+    redis.call('HINCRBY', K_STATS, 'deferred', deferred)
+  end
+end
+return { #moved, stale }

@@ -1,0 +1,120 @@
+//! The producer side: bulk enqueue and batch sealing.
+
+use std::collections::BTreeSet;
+
+use futures::{StreamExt, TryStreamExt};
+
+use super::{EnqueueOptions, EnqueueReport, IN_FLIGHT, NewJob, Queue, QueueError, SCRIPTS, SLICE};
+use crate::ids::{BatchId, JobId};
+
+/// Dedupe pairs per enqueue call at most, so one call's ARGV stays bounded whatever the chunk
+/// size.
+const SLICE_PAIRS: usize = 5000;
+
+impl Queue {
+    /// Enqueues `jobs`: each gets a new id and goes to `ready` (or `scheduled` when `run_at_ms`
+    /// is in the future). (env, appid) pairs already queued within the dedupe window are
+    /// skipped unless `opts.force`; a job whose every pair is skipped is not created.
+    ///
+    /// Big inputs are sent as slices of a few hundred jobs, several in flight at once; each
+    /// slice is atomic. With `opts.seal` every batch of `jobs` is sealed once all slices are in.
+    pub async fn enqueue(
+        &self,
+        jobs: Vec<NewJob>,
+        opts: EnqueueOptions,
+    ) -> Result<EnqueueReport, QueueError> {
+        let op = "enqueue";
+        if let Some(j) = jobs.iter().find(|j| j.appids.is_empty()) {
+            return Err(QueueError::Invalid {
+                op,
+                detail: format!("a job of env {} in batch {} has no appids", j.env, j.batch),
+            });
+        }
+        let batches: BTreeSet<BatchId> = jobs.iter().map(|j| j.batch.clone()).collect();
+        let ids: Vec<JobId> = jobs.iter().map(|_| JobId::generate()).collect();
+
+        // Slice boundaries: at most SLICE jobs and about SLICE_PAIRS pairs per call.
+        let mut slices = Vec::new();
+        let (mut start, mut pairs) = (0, 0);
+        for (i, j) in jobs.iter().enumerate() {
+            if i > start && (i - start == SLICE || pairs + j.appids.len() > SLICE_PAIRS) {
+                slices.push(start..i);
+                start = i;
+                pairs = 0;
+            }
+            pairs += j.appids.len();
+        }
+        if start < jobs.len() {
+            slices.push(start..jobs.len());
+        }
+
+        let window = self.settings.dedupe_window.as_millis() as u64;
+        let results: Vec<(usize, usize, usize, Vec<usize>)> = futures::stream::iter(slices)
+            .map(|range| {
+                let now = self.clock.now_ms();
+                let mut inv = self.invocation(&SCRIPTS.enqueue, now);
+                let pairs: usize = jobs[range.clone()].iter().map(|j| j.appids.len()).sum();
+                inv.arg(if opts.force { "1" } else { "0" })
+                    .arg(window)
+                    .arg(pairs.max(1000))
+                    .arg(range.len());
+                for (job, id) in jobs[range.clone()].iter().zip(&ids[range.clone()]) {
+                    inv.arg(id.as_str())
+                        .arg(job.run_at_ms.unwrap_or(0))
+                        .arg(job.batch.as_str())
+                        .arg(job.env.as_str())
+                        .arg(job.appids.len());
+                    for a in &job.appids {
+                        inv.arg(a.as_str());
+                    }
+                }
+                async move {
+                    let r: (usize, usize, usize, Vec<usize>) = self.run(op, &inv).await?;
+                    Ok::<_, QueueError>((range, r))
+                }
+            })
+            .buffered(IN_FLIGHT)
+            .map_ok(|(range, (created, appids, skipped, not_created))| {
+                // Lua indexes are 1-based within the slice.
+                let not_created = not_created
+                    .into_iter()
+                    .map(|i| range.start + i - 1)
+                    .collect();
+                (created, appids, skipped, not_created)
+            })
+            .try_collect()
+            .await?;
+
+        let mut report = EnqueueReport::default();
+        let mut dropped = vec![false; ids.len()];
+        for (created, appids, skipped, not_created) in results {
+            report.jobs += created;
+            report.appids += appids;
+            report.skipped_duplicates += skipped;
+            for i in not_created {
+                dropped[i] = true;
+            }
+        }
+        report.job_ids = ids
+            .into_iter()
+            .zip(dropped)
+            .filter_map(|(id, d)| (!d).then_some(id))
+            .collect();
+        if opts.seal {
+            for b in &batches {
+                self.seal_batch(b).await?;
+            }
+        }
+        Ok(report)
+    }
+
+    /// Marks `batch` as fully enqueued, so `batch.completed` fires when its last job ends (or
+    /// now, if every job already ended). Idempotent. Returns whether this call emitted
+    /// `batch.completed`.
+    pub async fn seal_batch(&self, batch: &BatchId) -> Result<bool, QueueError> {
+        let mut inv = self.invocation(&SCRIPTS.seal, self.clock.now_ms());
+        inv.arg(batch.as_str());
+        let emitted: i64 = self.run("seal batch", &inv).await?;
+        Ok(emitted == 1)
+    }
+}

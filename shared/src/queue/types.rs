@@ -1,0 +1,287 @@
+//! The queue's public data types (see the module docs for how they flow).
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::events::FailReason;
+use crate::ids::{AppId, BatchId, EnvId, JobId};
+
+/// A job to enqueue: share `env` with `appids` (one WeChat call).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewJob {
+    /// The environment to share.
+    pub env: EnvId,
+    /// The Mini Programs to share it with (at least one).
+    pub appids: Vec<AppId>,
+    /// The batch (import) the job belongs to.
+    pub batch: BatchId,
+    /// Run no earlier than this time (ms); `None` = now.
+    pub run_at_ms: Option<u64>,
+}
+
+/// Options of [`Queue::enqueue`](super::Queue::enqueue).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EnqueueOptions {
+    /// Enqueue pairs even if they are inside their dedupe window.
+    pub force: bool,
+    /// Mark every batch of these jobs as fully enqueued once they are all written (default
+    /// `true`). `batch.completed` is only emitted for a sealed batch, so an import split over
+    /// several `enqueue` calls passes `false` on all but the last call (or calls
+    /// [`Queue::seal_batch`](super::Queue::seal_batch) at the end).
+    pub seal: bool,
+}
+
+impl Default for EnqueueOptions {
+    fn default() -> Self {
+        Self {
+            force: false,
+            seal: true,
+        }
+    }
+}
+
+/// What [`Queue::enqueue`](super::Queue::enqueue) did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EnqueueReport {
+    /// Jobs created.
+    pub jobs: usize,
+    /// Appids enqueued (in created jobs).
+    pub appids: usize,
+    /// (env, appid) pairs skipped because they were already queued in the dedupe window (or
+    /// repeated in the input).
+    pub skipped_duplicates: usize,
+    /// Ids of the created jobs, in input order (jobs whose every pair was skipped are absent).
+    pub job_ids: Vec<JobId>,
+}
+
+/// A worker's identity: `host-pid-random`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct WorkerId(String);
+
+impl WorkerId {
+    /// A fresh id: host name (`HOSTNAME` or `/etc/hostname`), process id and 32 random bits,
+    /// so restarted or co-located workers never share an id.
+    pub fn generate() -> Self {
+        let host = std::env::var("HOSTNAME")
+            .ok()
+            .filter(|h| !h.trim().is_empty())
+            .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+            .unwrap_or_default();
+        let host: String = host
+            .trim()
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            .take(40)
+            .collect();
+        let host = if host.is_empty() { "host".into() } else { host };
+        Self(format!(
+            "{host}-{}-{:08x}",
+            std::process::id(),
+            rand::random::<u32>()
+        ))
+    }
+
+    /// A given id (tests, or an operator-chosen name).
+    pub fn new(id: impl Into<String>) -> Self {
+        Self(id.into())
+    }
+
+    /// The id as a string slice.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for WorkerId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A job as a worker sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShareJob {
+    /// The job id.
+    pub id: JobId,
+    /// The environment to share.
+    pub env: EnvId,
+    /// The Mini Programs.
+    pub appids: Vec<AppId>,
+    /// The batch.
+    pub batch: BatchId,
+    /// How many times an operator retried the job from dead (part of event ids).
+    pub r#gen: u32,
+}
+
+/// A job leased to a worker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    /// The job.
+    pub job: ShareJob,
+    /// The fencing token: acks are accepted only with the current one.
+    pub fence: u64,
+    /// Which try this is, 1-based (crash recoveries count).
+    pub attempt: u32,
+}
+
+impl Lease {
+    /// The job id and fencing token.
+    pub fn lease_ref(&self) -> LeaseRef {
+        LeaseRef {
+            job: self.job.id.clone(),
+            fence: self.fence,
+        }
+    }
+}
+
+/// A job id with the fencing token of one lease of it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct LeaseRef {
+    /// The job.
+    pub job: JobId,
+    /// The fencing token.
+    pub fence: u64,
+}
+
+/// The answer to [`Queue::claim`](super::Queue::claim).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// Leased jobs (possibly none).
+    Jobs(Vec<Lease>),
+    /// Claims are paused (e.g. daily quota spent) until `until_ms`.
+    Paused {
+        /// End of the pause (ms).
+        until_ms: u64,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// How a leased job ended, with the lease it ran under.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ack {
+    /// The lease (job, fencing token, attempt): the events need the job's env, appids, gen and
+    /// the attempt number.
+    pub lease: Lease,
+    /// What happened.
+    pub outcome: Outcome,
+}
+
+impl Ack {
+    /// An ack of `lease` with `outcome`.
+    pub fn new(lease: Lease, outcome: Outcome) -> Self {
+        Self { lease, outcome }
+    }
+}
+
+/// The result of running a job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// WeChat answered errcode 0: one event per appid. Give one result per appid of the job.
+    Done(Vec<AppResult>),
+    /// Transient failure: schedule at `at_ms`; the attempt stays counted.
+    RetryAt {
+        /// When to run again (ms).
+        at_ms: u64,
+        /// WeChat's errcode, if any.
+        errcode: Option<i64>,
+        /// What failed.
+        errmsg: String,
+    },
+    /// Dead now: share.failed for every appid with `reason`.
+    Dead {
+        /// Why.
+        reason: FailReason,
+        /// WeChat's errcode, if any.
+        errcode: Option<i64>,
+        /// What failed.
+        errmsg: String,
+    },
+    /// Not run (quota pause, token misconfiguration): back to scheduled at `at_ms`, attempt
+    /// refunded.
+    Defer {
+        /// When to run (ms).
+        at_ms: u64,
+    },
+}
+
+/// The result for one appid of a job WeChat answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AppResult {
+    /// WeChat took the request; `confirm_url` from `msg_info_list`.
+    Accepted {
+        /// The Mini Program.
+        appid: AppId,
+        /// The confirmation URL, if WeChat gave one.
+        confirm_url: Option<String>,
+    },
+    /// WeChat listed the appid in `err_list`.
+    Rejected {
+        /// The Mini Program.
+        appid: AppId,
+        /// errcode, if any.
+        errcode: Option<i64>,
+        /// errmsg from `err_list`.
+        errmsg: String,
+    },
+}
+
+/// What [`Queue::complete`](super::Queue::complete) did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AckReport {
+    /// Acks applied.
+    pub applied: usize,
+    /// Jobs whose fencing token no longer matched (reaped and re-leased, or already acked):
+    /// nothing was written for them.
+    pub stale: Vec<JobId>,
+    /// Batches whose `batch.completed` was emitted by this call.
+    pub batches_completed: Vec<BatchId>,
+}
+
+/// What a reap did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReapReport {
+    /// Expired leases put back in ready.
+    pub requeued: usize,
+    /// Expired leases at max attempts moved to dead (`lease_expired`).
+    pub buried: usize,
+    /// Batches whose `batch.completed` was emitted by this reap.
+    pub batches_completed: Vec<BatchId>,
+}
+
+/// The job payload as stored in the `jobs` hash.
+#[derive(Debug, Clone, Deserialize)]
+pub(crate) struct Payload {
+    pub env: EnvId,
+    pub appids: Vec<AppId>,
+    pub batch: BatchId,
+    #[serde(default)]
+    pub r#gen: u32,
+    #[serde(default)]
+    pub created_at: u64,
+}
+
+impl Payload {
+    pub(crate) fn parse(
+        op: &'static str,
+        id: &JobId,
+        raw: &str,
+    ) -> Result<Self, super::QueueError> {
+        serde_json::from_str(raw).map_err(|e| super::QueueError::Malformed {
+            op,
+            what: format!("payload of job {id}"),
+            detail: e.to_string(),
+        })
+    }
+
+    pub(crate) fn into_job(self, id: JobId) -> ShareJob {
+        ShareJob {
+            id,
+            env: self.env,
+            appids: self.appids,
+            batch: self.batch,
+            r#gen: self.r#gen,
+        }
+    }
+}
