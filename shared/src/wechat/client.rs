@@ -319,4 +319,122 @@ mod tests {
         let e: Envelope = serde_json::from_str("{}").unwrap();
         assert_eq!(e.errcode, 0);
     }
+
+    /// Captures every span field and event field recorded on this thread.
+    #[cfg(feature = "sandbox")]
+    mod capture {
+        use std::fmt::Debug;
+        use std::sync::atomic::{AtomicU64, Ordering};
+        use std::sync::{Arc, Mutex};
+
+        use tracing::field::{Field, Visit};
+        use tracing::span::{Attributes, Id, Record};
+        use tracing::{Event, Metadata, Subscriber};
+
+        #[derive(Clone, Default)]
+        pub struct Capture {
+            pub lines: Arc<Mutex<Vec<String>>>,
+            next: Arc<AtomicU64>,
+        }
+
+        struct Line<'a>(&'a mut String);
+
+        impl Visit for Line<'_> {
+            fn record_debug(&mut self, field: &Field, value: &dyn Debug) {
+                self.0.push_str(&format!(" {}={:?}", field.name(), value));
+            }
+        }
+
+        impl Capture {
+            fn push(&self, head: &str, record: impl FnOnce(&mut Line<'_>)) {
+                let mut line = head.to_owned();
+                record(&mut Line(&mut line));
+                self.lines.lock().unwrap().push(line);
+            }
+        }
+
+        impl Subscriber for Capture {
+            fn enabled(&self, _: &Metadata<'_>) -> bool {
+                true
+            }
+            fn new_span(&self, span: &Attributes<'_>) -> Id {
+                self.push(span.metadata().name(), |l| span.record(l));
+                Id::from_u64(self.next.fetch_add(1, Ordering::Relaxed) + 1)
+            }
+            fn record(&self, _: &Id, values: &Record<'_>) {
+                self.push("record", |l| values.record(l));
+            }
+            fn record_follows_from(&self, _: &Id, _: &Id) {}
+            fn event(&self, event: &Event<'_>) {
+                self.push(event.metadata().target(), |l| event.record(l));
+            }
+            fn enter(&self, _: &Id) {}
+            fn exit(&self, _: &Id) {}
+        }
+    }
+
+    #[cfg(feature = "sandbox")]
+    #[test]
+    fn no_log_line_contains_the_access_token() {
+        use crate::sandbox::{Fault, Sandbox, SandboxConfig};
+
+        const TOKEN: &str = "tok-LOGCHECK-93be0d";
+        let capture = capture::Capture::default();
+        let _guard = tracing::subscriber::set_default(capture.clone());
+        // One thread: the client, the sandbox and hyper's connection tasks all log through the
+        // capture installed above.
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let config = SandboxConfig {
+                static_tokens: vec![TOKEN.into()],
+                ..Default::default()
+            };
+            let sandbox = Sandbox::start(config).await.unwrap();
+            let client = WechatClient::new(sandbox.url(), Duration::from_millis(300)).unwrap();
+            let token = SecretString::from(TOKEN);
+            let env = EnvId::parse("e1").unwrap();
+            let appids = [AppId::parse("wx0123456789abcdef").unwrap()];
+            let faults = [
+                Fault::Hang,
+                Fault::HttpStatus(502),
+                Fault::Reset,
+                Fault::MalformedJson,
+            ];
+            sandbox.script(Endpoint::ShareEnv, faults.map(Some));
+            for _ in 0..faults.len() {
+                assert!(client.share_env(&token, &env, &appids).await.is_err());
+            }
+            assert!(client.share_env(&token, &env, &appids).await.is_ok());
+            assert!(client.get_env_ids(&token, &appids).await.is_ok());
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            let closed =
+                WechatClient::new(&format!("http://127.0.0.1:{port}"), Duration::from_secs(1))
+                    .unwrap();
+            assert!(closed.share_env(&token, &env, &appids).await.is_err());
+            let secret = SecretString::from("secret-LOGCHECK-77");
+            assert!(
+                client
+                    .component_token("wx00000000000000c0", &secret, &secret)
+                    .await
+                    .is_err()
+            );
+            sandbox.shutdown().await.unwrap();
+        });
+        let lines = capture.lines.lock().unwrap();
+        assert!(
+            lines.iter().any(|l| l.contains("wechat call failed")),
+            "captured: {lines:?}"
+        );
+        for line in lines.iter() {
+            assert!(!line.contains("LOGCHECK"), "secret in a log line: {line}");
+            assert!(!line.contains("access_token="), "URL in a log line: {line}");
+        }
+    }
 }

@@ -202,11 +202,14 @@ async fn bindings_show_in_batchgetenvid_only_once_confirmed_and_unshare_removes_
     assert!(ids.envs_of(b.as_str()).is_empty());
 
     assert_eq!(s.confirm_all(), 1);
-    let ids = c.get_env_ids(&token(), &[b.clone()]).await.unwrap();
+    let ids = c
+        .get_env_ids(&token(), std::slice::from_ref(&b))
+        .await
+        .unwrap();
     assert_eq!(ids.envs_of(b.as_str()), ["e1"]);
 
     let undone = c
-        .unshare_env(&token(), &env("e1"), &[a.clone()])
+        .unshare_env(&token(), &env("e1"), std::slice::from_ref(&a))
         .await
         .unwrap();
     assert!(undone.err_list.is_empty());
