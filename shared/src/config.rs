@@ -1,1 +1,1406 @@
-//! config (in progress).
+//! Settings from the environment and an optional TOML file (DESIGN.md §6, docs/configuration.md).
+//!
+//! Every setting has an environment variable `ENVSHARE_NAME` and a file key `name` (lower case,
+//! no prefix). The environment overrides the file; the file overrides the defaults. Every value
+//! is validated when the settings are loaded, and all bad values are reported at once, each
+//! naming the variable, the value (never a secret's), the problem and what is allowed. A key in
+//! the file that is not a setting is an error, so a typo cannot be silently ignored.
+//!
+//! Environment variables that start with `ENVSHARE_` but name no setting are not an error (other
+//! tools, e.g. the test harness's `ENVSHARE_TEST_REDIS_URL`, share the prefix); they are listed
+//! by [`Settings::unknown_env_vars`] so a binary can warn about them.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use secrecy::SecretString;
+
+use crate::ids::{AppId, QueueName};
+pub use crate::telemetry::LogFormat;
+
+/// Prefix of every environment variable envshare reads (besides `REDIS_URL`).
+pub const ENV_PREFIX: &str = "ENVSHARE_";
+
+/// Every setting: its file key (the variable is `ENVSHARE_` + the key in upper case), and
+/// whether its value is a secret that must never be echoed.
+const KEYS: &[(&str, bool)] = &[
+    ("redis_url", false),
+    ("redis_cluster", false),
+    ("queue", false),
+    ("wechat_base_url", false),
+    ("component_appid", false),
+    ("component_appsecret", true),
+    ("access_token", true),
+    ("token_refresh_ahead_ms", false),
+    ("concurrency", false),
+    ("max_attempts", false),
+    ("backoff_base_ms", false),
+    ("backoff_max_ms", false),
+    ("lease_ms", false),
+    ("rate_limit", false),
+    ("chunk_size", false),
+    ("request_timeout_ms", false),
+    ("quota_reset", false),
+    ("events_maxlen", false),
+    ("dedupe_window_ms", false),
+    ("shutdown_timeout_ms", false),
+    ("http_addr", false),
+    ("log", false),
+    ("log_format", false),
+];
+
+/// The generic variable used when `ENVSHARE_REDIS_URL` is not set.
+const REDIS_URL_FALLBACK: &str = "REDIS_URL";
+
+/// How workers get the WeChat `component_access_token`.
+#[derive(Debug, Clone)]
+pub enum TokenMode {
+    /// A token given as-is (`ENVSHARE_ACCESS_TOKEN`): tests, or an external token service.
+    Fixed(SecretString),
+    /// The platform's own credentials (`ENVSHARE_COMPONENT_APPID` and `_APPSECRET`): envshare
+    /// fetches and refreshes the token with the pushed `component_verify_ticket`.
+    Component {
+        /// The third-party platform's appid.
+        appid: AppId,
+        /// The platform's app secret.
+        secret: SecretString,
+    },
+    /// Neither is configured; the producer needs no token, a worker cannot run.
+    None,
+}
+
+/// The daily quota reset time, a time of day in China Standard Time (UTC+8, no daylight saving),
+/// `HH:MM`. WeChat resets daily quotas at midnight Beijing time, hence the default `00:00`.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct QuotaReset {
+    /// Minutes after midnight, 0 to 1439.
+    minutes: u16,
+}
+
+impl QuotaReset {
+    /// UTC+8, in milliseconds.
+    const OFFSET_MS: i64 = 8 * 3_600_000;
+    const DAY_MS: i64 = 86_400_000;
+
+    /// Parses `HH:MM` (24-hour clock, two digits each, 00:00 to 23:59).
+    pub fn parse(s: &str) -> Result<Self, &'static str> {
+        let b = s.as_bytes();
+        let digits = |r: std::ops::Range<usize>| -> Option<u16> {
+            b.get(r)?.iter().try_fold(0u16, |n, &c| {
+                c.is_ascii_digit().then(|| n * 10 + u16::from(c - b'0'))
+            })
+        };
+        if b.len() != 5 || b[2] != b':' {
+            return Err("not a time of day as HH:MM");
+        }
+        let (Some(h), Some(m)) = (digits(0..2), digits(3..5)) else {
+            return Err("not a time of day as HH:MM");
+        };
+        if h > 23 || m > 59 {
+            return Err("not a valid time of day");
+        }
+        Ok(Self {
+            minutes: h * 60 + m,
+        })
+    }
+
+    /// The hour, 0 to 23 (UTC+8).
+    pub fn hour(self) -> u8 {
+        (self.minutes / 60) as u8
+    }
+
+    /// The minute, 0 to 59.
+    pub fn minute(self) -> u8 {
+        (self.minutes % 60) as u8
+    }
+
+    /// The first reset strictly after `unix_ms` (milliseconds since the Unix epoch, UTC), in the
+    /// same unit. Quota pauses wait until then.
+    pub fn next_after(self, unix_ms: i64) -> i64 {
+        let reset_in_day = i64::from(self.minutes) * 60_000;
+        let local = unix_ms + Self::OFFSET_MS;
+        let day_start = local.div_euclid(Self::DAY_MS) * Self::DAY_MS;
+        let mut next = day_start + reset_in_day;
+        if next <= local {
+            next += Self::DAY_MS;
+        }
+        next - Self::OFFSET_MS
+    }
+}
+
+impl fmt::Display for QuotaReset {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:02}:{:02}", self.hour(), self.minute())
+    }
+}
+
+impl fmt::Debug for QuotaReset {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "QuotaReset({self} UTC+8)")
+    }
+}
+
+impl FromStr for QuotaReset {
+    type Err = &'static str;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::parse(s)
+    }
+}
+
+/// All settings, validated. Fields are public so tests can start from [`Settings::defaults`] and
+/// change what they need; values built that way are not re-validated.
+///
+/// `Debug` shows no secret, and hides the password of the Redis URL.
+#[derive(Clone)]
+pub struct Settings {
+    /// `ENVSHARE_REDIS_URL`, else `REDIS_URL`. May hold a password: log it with
+    /// [`Settings::redis_url_redacted`].
+    pub redis_url: String,
+    /// `ENVSHARE_REDIS_CLUSTER`: connect with the cluster client.
+    pub redis_cluster: bool,
+    /// `ENVSHARE_QUEUE`: the `QUEUE` in `envshare:{QUEUE}:…`.
+    pub queue: QueueName,
+    /// `ENVSHARE_WECHAT_BASE_URL`, without a trailing slash.
+    pub wechat_base_url: String,
+    /// `ENVSHARE_COMPONENT_APPID`.
+    pub component_appid: Option<AppId>,
+    /// `ENVSHARE_COMPONENT_APPSECRET`.
+    pub component_appsecret: Option<SecretString>,
+    /// `ENVSHARE_ACCESS_TOKEN`.
+    pub access_token: Option<SecretString>,
+    /// `ENVSHARE_TOKEN_REFRESH_AHEAD_MS`: refresh the component token this long before it expires.
+    pub token_refresh_ahead: Duration,
+    /// `ENVSHARE_CONCURRENCY`: jobs one worker process runs at once.
+    pub concurrency: usize,
+    /// `ENVSHARE_MAX_ATTEMPTS`: tries in all, the first included.
+    pub max_attempts: u32,
+    /// `ENVSHARE_BACKOFF_BASE_MS`.
+    pub backoff_base: Duration,
+    /// `ENVSHARE_BACKOFF_MAX_MS`: the cap of one retry delay.
+    pub backoff_max: Duration,
+    /// `ENVSHARE_LEASE_MS`: how long a claimed job stays leased without a heartbeat.
+    pub lease: Duration,
+    /// `ENVSHARE_RATE_LIMIT`: calls per second, all workers together; 0 means no limit.
+    pub rate_limit: f64,
+    /// `ENVSHARE_CHUNK_SIZE`: appids per job.
+    pub chunk_size: usize,
+    /// `ENVSHARE_REQUEST_TIMEOUT_MS`: one WeChat HTTP call, connect to last byte.
+    pub request_timeout: Duration,
+    /// `ENVSHARE_QUOTA_RESET`: when a spent daily quota (45009) comes back.
+    pub quota_reset: QuotaReset,
+    /// `ENVSHARE_EVENTS_MAXLEN`: the events stream is trimmed to about this many entries.
+    pub events_maxlen: u64,
+    /// `ENVSHARE_DEDUPE_WINDOW_MS`: an (env, appid) pair enqueued again within this window is
+    /// skipped; zero turns deduplication off.
+    pub dedupe_window: Duration,
+    /// `ENVSHARE_SHUTDOWN_TIMEOUT_MS`: on SIGTERM, how long running jobs may take to finish
+    /// before they are released back to the queue.
+    pub shutdown_timeout: Duration,
+    /// `ENVSHARE_HTTP_ADDR`: the worker's /metrics, /healthz and /readyz.
+    pub http_addr: SocketAddr,
+    /// `ENVSHARE_LOG`: a tracing filter.
+    pub log: String,
+    /// `ENVSHARE_LOG_FORMAT`.
+    pub log_format: LogFormat,
+    unknown_env_vars: Vec<String>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self::defaults()
+    }
+}
+
+impl Settings {
+    /// The settings with nothing configured: every default of docs/configuration.md.
+    pub fn defaults() -> Self {
+        Settings {
+            redis_url: "redis://127.0.0.1:6379".to_owned(),
+            redis_cluster: false,
+            queue: QueueName::default(),
+            wechat_base_url: "https://api.weixin.qq.com".to_owned(),
+            component_appid: None,
+            component_appsecret: None,
+            access_token: None,
+            token_refresh_ahead: Duration::from_millis(600_000),
+            concurrency: 32,
+            max_attempts: 10,
+            backoff_base: Duration::from_millis(1_000),
+            backoff_max: Duration::from_millis(600_000),
+            lease: Duration::from_millis(30_000),
+            rate_limit: 0.0,
+            chunk_size: 10,
+            request_timeout: Duration::from_millis(10_000),
+            quota_reset: QuotaReset::default(),
+            events_maxlen: 1_000_000,
+            dedupe_window: Duration::from_millis(86_400_000),
+            shutdown_timeout: Duration::from_millis(30_000),
+            http_addr: SocketAddr::from(([127, 0, 0, 1], 9464)),
+            log: "info".to_owned(),
+            log_format: LogFormat::Text,
+            unknown_env_vars: Vec::new(),
+        }
+    }
+
+    /// Loads the settings from the process environment and, if given, the TOML file at
+    /// `config_path` (the `--config` flag).
+    pub fn load(config_path: Option<&Path>) -> Result<Self, ConfigError> {
+        let toml = match config_path {
+            Some(path) => {
+                Some(
+                    std::fs::read_to_string(path).map_err(|source| ConfigError::ReadFile {
+                        path: path.to_owned(),
+                        source,
+                    })?,
+                )
+            }
+            None => None,
+        };
+        let env = std::env::vars_os().filter_map(|(k, v)| {
+            let k = k.into_string().ok()?;
+            // A non-UTF-8 value gets U+FFFD, which every non-secret check then rejects.
+            (k.starts_with(ENV_PREFIX) || k == REDIS_URL_FALLBACK)
+                .then(|| (k, v.to_string_lossy().into_owned()))
+        });
+        Self::from_sources(env, toml.as_deref()).map_err(|e| e.in_file(config_path))
+    }
+
+    /// Builds the settings from `env` (name, value pairs; only `ENVSHARE_*` and `REDIS_URL` are
+    /// read) over the TOML text `toml`. The process environment is not touched, so this is what
+    /// tests call.
+    pub fn from_sources(
+        env: impl IntoIterator<Item = (String, String)>,
+        toml: Option<&str>,
+    ) -> Result<Self, ConfigError> {
+        let mut raw: BTreeMap<&'static str, Raw> = BTreeMap::new();
+        if let Some(text) = toml {
+            read_toml(text, &mut raw)?;
+        }
+
+        let mut unknown_env_vars = Vec::new();
+        let mut generic_redis_url = None;
+        for (name, value) in env {
+            if name == REDIS_URL_FALLBACK {
+                generic_redis_url = Some(value);
+                continue;
+            }
+            let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
+                continue;
+            };
+            let lower = rest.to_ascii_lowercase();
+            match KEYS
+                .iter()
+                .find(|(k, _)| *k == lower && rest == k.to_ascii_uppercase())
+            {
+                Some((key, _)) => {
+                    raw.insert(key, Raw::env(name, value));
+                }
+                // The test harness's own variables share the prefix.
+                None if rest.starts_with("TEST_") => {}
+                None => unknown_env_vars.push(name),
+            }
+        }
+        // REDIS_URL is an environment variable too, so it beats the file like any other; it
+        // only yields to the more specific ENVSHARE_REDIS_URL.
+        if let Some(value) = generic_redis_url {
+            let from_env = raw.get("redis_url").is_some_and(|r| r.is_env());
+            if !from_env {
+                raw.insert("redis_url", Raw::env(REDIS_URL_FALLBACK.to_owned(), value));
+            }
+        }
+        unknown_env_vars.sort();
+
+        let mut c = Checker {
+            raw: &raw,
+            errors: Vec::new(),
+        };
+        let d = Settings::defaults();
+        let ms = |min: u64, max: u64| move |s: &str| int_in(s, min, max).map(Duration::from_millis);
+
+        let mut settings = Settings {
+            redis_url: c.get("redis_url", d.redis_url, parse_redis_url),
+            redis_cluster: c.get("redis_cluster", d.redis_cluster, parse_bool),
+            queue: c.get("queue", d.queue, |s| {
+                QueueName::parse(s).map_err(|e| Problem::new(e.reason(), "a queue name"))
+            }),
+            wechat_base_url: c.get("wechat_base_url", d.wechat_base_url, parse_base_url),
+            component_appid: c.opt("component_appid", |s| {
+                AppId::parse(s).map_err(|e| Problem::new(e.reason(), "the platform's appid"))
+            }),
+            component_appsecret: c.opt("component_appsecret", parse_secret),
+            access_token: c.opt("access_token", parse_secret),
+            token_refresh_ahead: c.get("token_refresh_ahead_ms", d.token_refresh_ahead, |s| {
+                // A component token lives 7200 s; refreshing more than an hour early would
+                // fetch tokens all the time.
+                ms(0, 3_600_000)(s)
+            }),
+            concurrency: c.get("concurrency", d.concurrency, |s| {
+                int_in(s, 1, 10_000).map(|n| n as usize)
+            }),
+            max_attempts: c.get("max_attempts", d.max_attempts, |s| {
+                int_in(s, 1, 1_000).map(|n| n as u32)
+            }),
+            backoff_base: c.get("backoff_base_ms", d.backoff_base, ms(1, 86_400_000)),
+            backoff_max: c.get("backoff_max_ms", d.backoff_max, ms(1, 7 * 86_400_000)),
+            lease: c.get("lease_ms", d.lease, ms(100, 86_400_000)),
+            rate_limit: c.get("rate_limit", d.rate_limit, parse_rate),
+            chunk_size: c.get("chunk_size", d.chunk_size, |s| {
+                int_in(s, 1, 1_000).map(|n| n as usize)
+            }),
+            request_timeout: c.get("request_timeout_ms", d.request_timeout, ms(1, 600_000)),
+            quota_reset: c.get("quota_reset", d.quota_reset, |s| {
+                QuotaReset::parse(s)
+                    .map_err(|p| Problem::new(p, "HH:MM from 00:00 to 23:59, UTC+8"))
+            }),
+            events_maxlen: c.get("events_maxlen", d.events_maxlen, |s| {
+                int_in(s, 1, 1_000_000_000)
+            }),
+            dedupe_window: c.get("dedupe_window_ms", d.dedupe_window, ms(0, 30 * 86_400_000)),
+            shutdown_timeout: c.get("shutdown_timeout_ms", d.shutdown_timeout, ms(0, 3_600_000)),
+            http_addr: c.get("http_addr", d.http_addr, |s| {
+                s.parse::<SocketAddr>().map_err(|_| {
+                    Problem::new(
+                        "not an IP address and port",
+                        "e.g. 127.0.0.1:9464 or 0.0.0.0:9464",
+                    )
+                })
+            }),
+            log: c.get("log", d.log, |s| {
+                crate::telemetry::parse_filter(s)
+                    .map(|_| s.to_owned())
+                    .map_err(|_| {
+                        Problem::new(
+                            "not a valid tracing filter",
+                            "a level (error, warn, info, debug, trace) or target=level pairs \
+                         separated by commas, e.g. info,envshare=debug",
+                        )
+                    })
+            }),
+            log_format: c.get("log_format", d.log_format, |s| {
+                s.parse::<LogFormat>()
+                    .map_err(|_| Problem::new("not a log format", "text or json"))
+            }),
+            unknown_env_vars,
+        };
+
+        if settings.backoff_base > settings.backoff_max {
+            c.cross(
+                &["backoff_base_ms", "backoff_max_ms"],
+                "the base delay is larger than the cap; expected BACKOFF_BASE_MS <= BACKOFF_MAX_MS",
+            );
+        }
+        match (
+            &settings.access_token,
+            &settings.component_appid,
+            &settings.component_appsecret,
+        ) {
+            (Some(_), Some(_), _) | (Some(_), _, Some(_)) => c.cross(
+                &["access_token", "component_appid", "component_appsecret"],
+                "two token modes are configured; choose one: ENVSHARE_ACCESS_TOKEN (a fixed \
+                 token) or ENVSHARE_COMPONENT_APPID with ENVSHARE_COMPONENT_APPSECRET",
+            ),
+            (None, Some(_), None) => c.cross(
+                &["component_appid"],
+                "is set without ENVSHARE_COMPONENT_APPSECRET; set both, or neither",
+            ),
+            (None, None, Some(_)) => c.cross(
+                &["component_appsecret"],
+                "is set without ENVSHARE_COMPONENT_APPID; set both, or neither",
+            ),
+            _ => {}
+        }
+
+        if c.errors.is_empty() {
+            // Not a setting: trailing slashes would double up when paths are appended.
+            settings.wechat_base_url = settings.wechat_base_url.trim_end_matches('/').to_owned();
+            Ok(settings)
+        } else {
+            Err(ConfigError::Invalid {
+                file: None,
+                errors: c.errors,
+            })
+        }
+    }
+
+    /// How workers get the access token, from `ACCESS_TOKEN` or `COMPONENT_APPID`/`_APPSECRET`
+    /// (loading rejects both at once).
+    pub fn token_mode(&self) -> TokenMode {
+        match (
+            &self.access_token,
+            &self.component_appid,
+            &self.component_appsecret,
+        ) {
+            (Some(token), _, _) => TokenMode::Fixed(token.clone()),
+            (None, Some(appid), Some(secret)) => TokenMode::Component {
+                appid: appid.clone(),
+                secret: secret.clone(),
+            },
+            _ => TokenMode::None,
+        }
+    }
+
+    /// The Redis URL with any password replaced by `***`, for logs and messages.
+    pub fn redis_url_redacted(&self) -> String {
+        redact_url(&self.redis_url)
+    }
+
+    /// The rate limit in calls per second, or `None` for no limit.
+    pub fn rate_limit_per_sec(&self) -> Option<f64> {
+        (self.rate_limit > 0.0).then_some(self.rate_limit)
+    }
+
+    /// `ENVSHARE_*` environment variables that name no setting (sorted), for a warning: they are
+    /// probably typos. Variables of envshare's tests (`ENVSHARE_TEST_*`) are not listed.
+    pub fn unknown_env_vars(&self) -> &[String] {
+        &self.unknown_env_vars
+    }
+}
+
+impl fmt::Debug for Settings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let hidden = |s: &Option<SecretString>| s.as_ref().map(|_| "[REDACTED]");
+        f.debug_struct("Settings")
+            .field("redis_url", &self.redis_url_redacted())
+            .field("redis_cluster", &self.redis_cluster)
+            .field("queue", &self.queue)
+            .field("wechat_base_url", &self.wechat_base_url)
+            .field("component_appid", &self.component_appid)
+            .field("component_appsecret", &hidden(&self.component_appsecret))
+            .field("access_token", &hidden(&self.access_token))
+            .field("token_refresh_ahead", &self.token_refresh_ahead)
+            .field("concurrency", &self.concurrency)
+            .field("max_attempts", &self.max_attempts)
+            .field("backoff_base", &self.backoff_base)
+            .field("backoff_max", &self.backoff_max)
+            .field("lease", &self.lease)
+            .field("rate_limit", &self.rate_limit)
+            .field("chunk_size", &self.chunk_size)
+            .field("request_timeout", &self.request_timeout)
+            .field("quota_reset", &self.quota_reset)
+            .field("events_maxlen", &self.events_maxlen)
+            .field("dedupe_window", &self.dedupe_window)
+            .field("shutdown_timeout", &self.shutdown_timeout)
+            .field("http_addr", &self.http_addr)
+            .field("log", &self.log)
+            .field("log_format", &self.log_format)
+            .finish()
+    }
+}
+
+/// Why the settings could not be loaded. Never retryable: the operator must fix the
+/// configuration and start again.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The `--config` file could not be read.
+    #[error("loading settings: cannot read config file {}: {source}", path.display())]
+    ReadFile {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The config file is not valid TOML, or a value in it is not a single value.
+    #[error("loading settings: config file{}: {message}", file_suffix(file))]
+    BadFile {
+        /// The file, when loaded from one.
+        file: Option<PathBuf>,
+        /// What is wrong, with a line number when TOML gives one.
+        message: String,
+    },
+    /// The config file has keys that are not settings.
+    #[error(
+        "loading settings: config file{} has unknown keys: {}",
+        file_suffix(file),
+        keys.iter().map(|k| k.to_string()).collect::<Vec<_>>().join("; ")
+    )]
+    UnknownKeys {
+        /// The file, when loaded from one.
+        file: Option<PathBuf>,
+        /// Each unknown key, with a suggestion.
+        keys: Vec<UnknownKey>,
+    },
+    /// One or more values are invalid.
+    #[error("loading settings: {}", invalid_message(file, errors))]
+    Invalid {
+        /// The file, when loaded from one.
+        file: Option<PathBuf>,
+        /// Every invalid value.
+        errors: Vec<SettingError>,
+    },
+}
+
+impl ConfigError {
+    /// Always false: configuration errors are fixed by the operator, not by trying again.
+    pub fn is_retryable(&self) -> bool {
+        false
+    }
+
+    /// The invalid values, if that is the error.
+    pub fn setting_errors(&self) -> &[SettingError] {
+        match self {
+            ConfigError::Invalid { errors, .. } => errors,
+            _ => &[],
+        }
+    }
+
+    fn in_file(self, path: Option<&Path>) -> Self {
+        let path = path.map(Path::to_owned);
+        match self {
+            ConfigError::BadFile { message, .. } => ConfigError::BadFile {
+                file: path,
+                message,
+            },
+            ConfigError::UnknownKeys { keys, .. } => ConfigError::UnknownKeys { file: path, keys },
+            ConfigError::Invalid { errors, .. } => ConfigError::Invalid { file: path, errors },
+            other => other,
+        }
+    }
+}
+
+fn file_suffix(file: &Option<PathBuf>) -> String {
+    file.as_ref()
+        .map(|p| format!(" {}", p.display()))
+        .unwrap_or_default()
+}
+
+fn invalid_message(file: &Option<PathBuf>, errors: &[SettingError]) -> String {
+    let mut out = match errors {
+        [one] => one.to_string(),
+        many => {
+            let lines: Vec<String> = many.iter().map(|e| format!("\n  - {e}")).collect();
+            format!("{} invalid values:{}", many.len(), lines.concat())
+        }
+    };
+    if let Some(path) = file
+        && errors.iter().any(|e| e.from_file)
+    {
+        out.push_str(&format!("\n(`key = …` values are from {})", path.display()));
+    }
+    out
+}
+
+/// A key in the config file that is not a setting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownKey {
+    /// The key as written.
+    pub key: String,
+    /// The setting it most likely meant.
+    pub suggestion: Option<&'static str>,
+}
+
+impl fmt::Display for UnknownKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "`{}`", self.key)?;
+        if let Some(s) = self.suggestion {
+            write!(f, " (did you mean `{s}`?)")?;
+        }
+        Ok(())
+    }
+}
+
+/// One invalid setting: which, the value (unless secret), the problem and what is allowed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SettingError {
+    /// The variable, e.g. `ENVSHARE_CONCURRENCY` (for a value from the file, its key's variable).
+    pub variable: String,
+    /// The file key, e.g. `concurrency`.
+    pub key: &'static str,
+    /// The rejected value, cut to 80 characters; `None` for secrets and for rules that involve
+    /// several settings.
+    pub value: Option<String>,
+    /// Whether the value came from the config file (else the environment).
+    pub from_file: bool,
+    /// What is wrong with it.
+    pub problem: String,
+    /// What is allowed (empty when the problem says it).
+    pub expected: String,
+}
+
+impl fmt::Display for SettingError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (&self.value, self.from_file) {
+            (Some(v), false) => write!(f, "{}={v:?}", self.variable)?,
+            (Some(v), true) => write!(f, "{} = {v:?} (config file)", self.key)?,
+            (None, false) => write!(f, "{}", self.variable)?,
+            (None, true) => write!(f, "{} (config file)", self.key)?,
+        }
+        write!(f, ": {}", self.problem)?;
+        if !self.expected.is_empty() {
+            write!(f, "; expected {}", self.expected)?;
+        }
+        Ok(())
+    }
+}
+
+/// A raw value and where it came from.
+struct Raw {
+    value: String,
+    /// The environment variable's name, or `None` for the config file.
+    env_var: Option<String>,
+}
+
+impl Raw {
+    fn env(name: String, value: String) -> Self {
+        Raw {
+            value,
+            env_var: Some(name),
+        }
+    }
+
+    fn is_env(&self) -> bool {
+        self.env_var.is_some()
+    }
+}
+
+struct Problem {
+    problem: String,
+    expected: String,
+}
+
+impl Problem {
+    fn new(problem: impl Into<String>, expected: impl Into<String>) -> Self {
+        Problem {
+            problem: problem.into(),
+            expected: expected.into(),
+        }
+    }
+}
+
+/// Parses each setting from its raw value, collecting every error.
+struct Checker<'a> {
+    raw: &'a BTreeMap<&'static str, Raw>,
+    errors: Vec<SettingError>,
+}
+
+impl Checker<'_> {
+    fn get<T>(
+        &mut self,
+        key: &'static str,
+        default: T,
+        parse: impl FnOnce(&str) -> Result<T, Problem>,
+    ) -> T {
+        self.opt(key, parse).unwrap_or(default)
+    }
+
+    fn opt<T>(
+        &mut self,
+        key: &'static str,
+        parse: impl FnOnce(&str) -> Result<T, Problem>,
+    ) -> Option<T> {
+        let raw = self.raw.get(key)?;
+        let secret = is_secret(key);
+        let result = if raw.value.is_empty() {
+            Err(Problem::new(
+                "is empty",
+                "a value, or leave the setting out to use its default",
+            ))
+        } else {
+            parse(&raw.value)
+        };
+        match result {
+            Ok(v) => Some(v),
+            Err(p) => {
+                let value = if secret || key == "redis_url" {
+                    // A secret is never echoed; a Redis URL only without its password.
+                    (!secret).then(|| redact_url(&raw.value))
+                } else {
+                    Some(raw.value.clone())
+                };
+                self.errors.push(SettingError {
+                    variable: raw.env_var.clone().unwrap_or_else(|| env_name(key)),
+                    key,
+                    value: value.map(|v| v.chars().take(80).collect()),
+                    from_file: !raw.is_env(),
+                    problem: p.problem,
+                    expected: p.expected,
+                });
+                None
+            }
+        }
+    }
+
+    /// An error about several settings together, reported against the first one that is set.
+    fn cross(&mut self, keys: &[&'static str], problem: &str) {
+        let key = keys
+            .iter()
+            .copied()
+            .find(|k| self.raw.contains_key(k))
+            .unwrap_or(keys[0]);
+        let raw = self.raw.get(key);
+        self.errors.push(SettingError {
+            variable: raw
+                .and_then(|r| r.env_var.clone())
+                .unwrap_or_else(|| env_name(key)),
+            key,
+            value: None,
+            from_file: raw.is_some_and(|r| !r.is_env()),
+            problem: problem.to_owned(),
+            expected: String::new(),
+        });
+    }
+}
+
+fn is_secret(key: &str) -> bool {
+    KEYS.iter().any(|(k, secret)| *k == key && *secret)
+}
+
+fn env_name(key: &str) -> String {
+    format!("{ENV_PREFIX}{}", key.to_ascii_uppercase())
+}
+
+fn read_toml(text: &str, raw: &mut BTreeMap<&'static str, Raw>) -> Result<(), ConfigError> {
+    let table: toml::Table = text
+        .parse()
+        .map_err(|e: toml::de::Error| ConfigError::BadFile {
+            file: None,
+            // TOML's message quotes the offending line, which could hold a secret: keep only the
+            // description and the position.
+            message: format!(
+                "not valid TOML{}: {}",
+                e.span()
+                    .map(|s| format!(" at line {}", line_of(text, s.start)))
+                    .unwrap_or_default(),
+                e.message()
+            ),
+        })?;
+    let mut unknown = Vec::new();
+    for (key, value) in table {
+        let Some((known, _)) = KEYS.iter().find(|(k, _)| *k == key) else {
+            unknown.push(UnknownKey {
+                suggestion: suggest(&key),
+                key,
+            });
+            continue;
+        };
+        let text = match value {
+            toml::Value::String(s) => s,
+            toml::Value::Integer(n) => n.to_string(),
+            toml::Value::Float(x) => x.to_string(),
+            toml::Value::Boolean(b) => b.to_string(),
+            other => {
+                return Err(ConfigError::BadFile {
+                    file: None,
+                    message: format!(
+                        "`{key}` is a {}; expected a single string, number or boolean",
+                        other.type_str()
+                    ),
+                });
+            }
+        };
+        raw.insert(
+            known,
+            Raw {
+                value: text,
+                env_var: None,
+            },
+        );
+    }
+    if unknown.is_empty() {
+        Ok(())
+    } else {
+        Err(ConfigError::UnknownKeys {
+            file: None,
+            keys: unknown,
+        })
+    }
+}
+
+fn line_of(text: &str, byte: usize) -> usize {
+    text.as_bytes()[..byte.min(text.len())]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
+}
+
+/// The known key closest to `key`: the same after lower-casing and stripping the prefix, or at
+/// most two edits away.
+fn suggest(key: &str) -> Option<&'static str> {
+    let lower = key.to_ascii_lowercase();
+    let bare = lower.strip_prefix("envshare_").unwrap_or(&lower);
+    KEYS.iter()
+        .map(|(k, _)| (*k, edit_distance(bare, k)))
+        .filter(|(_, d)| *d <= 2)
+        .min_by_key(|(_, d)| *d)
+        .map(|(k, _)| k)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            cur[j + 1] = (prev[j] + usize::from(ca != *cb))
+                .min(prev[j + 1] + 1)
+                .min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+fn int_in(s: &str, min: u64, max: u64) -> Result<u64, Problem> {
+    let expected = || format!("{min} to {max}");
+    let n: u64 = s
+        .parse()
+        .map_err(|_| Problem::new("not a whole number", expected()))?;
+    if n < min || n > max {
+        return Err(Problem::new("out of range", expected()));
+    }
+    Ok(n)
+}
+
+fn parse_bool(s: &str) -> Result<bool, Problem> {
+    match s {
+        "true" | "1" => Ok(true),
+        "false" | "0" => Ok(false),
+        _ => Err(Problem::new("not a boolean", "true, false, 1 or 0")),
+    }
+}
+
+fn parse_rate(s: &str) -> Result<f64, Problem> {
+    const EXPECTED: &str = "calls per second from 0 (no limit) to 100000, e.g. 50 or 0.5";
+    let x: f64 = s
+        .parse()
+        .map_err(|_| Problem::new("not a number", EXPECTED))?;
+    if !x.is_finite() || !(0.0..=100_000.0).contains(&x) {
+        return Err(Problem::new("out of range", EXPECTED));
+    }
+    Ok(x)
+}
+
+fn parse_secret(s: &str) -> Result<SecretString, Problem> {
+    // A trailing newline from `$(cat file)` is the usual way a secret goes wrong; say so without
+    // showing it.
+    if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(Problem::new(
+            "contains whitespace or control characters (a trailing newline?)",
+            "the secret exactly as WeChat issued it",
+        ));
+    }
+    Ok(SecretString::from(s))
+}
+
+fn parse_redis_url(s: &str) -> Result<String, Problem> {
+    use redis::IntoConnectionInfo;
+    const EXPECTED: &str = "redis://[[user]:password@]host[:port][/db], rediss://… (with the \
+                            `tls` feature) or unix:///path/to/redis.sock";
+    if s.starts_with("rediss://") && !cfg!(feature = "tls") {
+        return Err(Problem::new(
+            "is a TLS URL but envshare was built without the `tls` feature",
+            "a redis:// URL, or a build with `--features tls`",
+        ));
+    }
+    // Parsing builds no connection; the error text is not shown because it may quote the URL.
+    s.into_connection_info()
+        .map(|_| s.to_owned())
+        .map_err(|_| Problem::new("not a Redis URL", EXPECTED))
+}
+
+fn parse_base_url(s: &str) -> Result<String, Problem> {
+    const EXPECTED: &str = "an http:// or https:// URL without query or fragment, e.g. \
+                            https://api.weixin.qq.com";
+    let url = reqwest::Url::parse(s).map_err(|_| Problem::new("not a URL", EXPECTED))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+        return Err(Problem::new("not an http(s) URL", EXPECTED));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(Problem::new("has a query or fragment", EXPECTED));
+    }
+    Ok(s.to_owned())
+}
+
+/// `s` with the password of its userinfo (`scheme://user:PASSWORD@host`) replaced by `***`; a
+/// userinfo without a colon is replaced whole, since Redis URLs are often written with the
+/// password alone.
+pub fn redact_url(s: &str) -> String {
+    let Some(scheme_end) = s.find("://").map(|i| i + 3) else {
+        return s.to_owned();
+    };
+    let rest = &s[scheme_end..];
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let Some(at) = rest[..authority_end].rfind('@') else {
+        return s.to_owned();
+    };
+    let userinfo = &rest[..at];
+    let kept = match userinfo.find(':') {
+        Some(colon) => format!("{}:***", &userinfo[..colon]),
+        None => "***".to_owned(),
+    };
+    format!("{}{kept}{}", &s[..scheme_end], &rest[at..])
+}
+
+impl SettingError {
+    /// Whether this error is about a secret (its value is never shown).
+    pub fn is_secret(&self) -> bool {
+        is_secret(self.key)
+    }
+}
+
+impl TokenMode {
+    /// A short name for messages: `fixed`, `component` or `none`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            TokenMode::Fixed(_) => "fixed",
+            TokenMode::Component { .. } => "component",
+            TokenMode::None => "none",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use secrecy::ExposeSecret;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn load(pairs: &[(&str, &str)], toml: Option<&str>) -> Result<Settings, ConfigError> {
+        Settings::from_sources(env(pairs), toml)
+    }
+
+    fn one_error(pairs: &[(&str, &str)], toml: Option<&str>) -> String {
+        let err = load(pairs, toml).unwrap_err();
+        assert_eq!(err.setting_errors().len(), 1, "{err}");
+        err.to_string()
+    }
+
+    #[test]
+    fn nothing_configured_gives_the_documented_defaults() {
+        let s = load(&[], None).unwrap();
+        assert_eq!(s.redis_url, "redis://127.0.0.1:6379");
+        assert!(!s.redis_cluster);
+        assert_eq!(s.queue.as_str(), "share");
+        assert_eq!(s.wechat_base_url, "https://api.weixin.qq.com");
+        assert!(matches!(s.token_mode(), TokenMode::None));
+        assert_eq!(s.concurrency, 32);
+        assert_eq!(s.max_attempts, 10);
+        assert_eq!(s.backoff_base, Duration::from_secs(1));
+        assert_eq!(s.backoff_max, Duration::from_secs(600));
+        assert_eq!(s.lease, Duration::from_secs(30));
+        assert_eq!(s.rate_limit_per_sec(), None);
+        assert_eq!(s.chunk_size, 10);
+        assert_eq!(s.request_timeout, Duration::from_secs(10));
+        assert_eq!(s.http_addr.to_string(), "127.0.0.1:9464");
+        assert_eq!(s.log, "info");
+        assert_eq!(s.log_format, LogFormat::Text);
+        assert_eq!(s.events_maxlen, 1_000_000);
+        assert_eq!(s.dedupe_window, Duration::from_secs(86_400));
+        assert_eq!(s.shutdown_timeout, Duration::from_secs(30));
+        assert_eq!(s.quota_reset.to_string(), "00:00");
+        assert_eq!(s.token_refresh_ahead, Duration::from_secs(600));
+        assert_eq!(format!("{s:?}"), format!("{:?}", Settings::defaults()));
+    }
+
+    #[test]
+    fn every_setting_is_read_from_its_variable() {
+        let s = load(
+            &[
+                ("ENVSHARE_REDIS_URL", "redis://10.0.0.1:7000/2"),
+                ("ENVSHARE_REDIS_CLUSTER", "true"),
+                ("ENVSHARE_QUEUE", "bulk"),
+                ("ENVSHARE_WECHAT_BASE_URL", "http://127.0.0.1:8080/"),
+                ("ENVSHARE_ACCESS_TOKEN", "tok-123"),
+                ("ENVSHARE_TOKEN_REFRESH_AHEAD_MS", "5000"),
+                ("ENVSHARE_CONCURRENCY", "64"),
+                ("ENVSHARE_MAX_ATTEMPTS", "3"),
+                ("ENVSHARE_BACKOFF_BASE_MS", "10"),
+                ("ENVSHARE_BACKOFF_MAX_MS", "100"),
+                ("ENVSHARE_LEASE_MS", "5000"),
+                ("ENVSHARE_RATE_LIMIT", "0.5"),
+                ("ENVSHARE_CHUNK_SIZE", "50"),
+                ("ENVSHARE_REQUEST_TIMEOUT_MS", "250"),
+                ("ENVSHARE_QUOTA_RESET", "07:30"),
+                ("ENVSHARE_EVENTS_MAXLEN", "5000"),
+                ("ENVSHARE_DEDUPE_WINDOW_MS", "0"),
+                ("ENVSHARE_SHUTDOWN_TIMEOUT_MS", "1500"),
+                ("ENVSHARE_HTTP_ADDR", "0.0.0.0:9000"),
+                ("ENVSHARE_LOG", "warn,envshare=debug"),
+                ("ENVSHARE_LOG_FORMAT", "json"),
+            ],
+            None,
+        )
+        .unwrap();
+        assert_eq!(s.redis_url, "redis://10.0.0.1:7000/2");
+        assert!(s.redis_cluster);
+        assert_eq!(s.queue.as_str(), "bulk");
+        assert_eq!(
+            s.wechat_base_url, "http://127.0.0.1:8080",
+            "trailing slash dropped"
+        );
+        match s.token_mode() {
+            TokenMode::Fixed(t) => assert_eq!(t.expose_secret(), "tok-123"),
+            other => panic!("expected a fixed token, got {}", other.name()),
+        }
+        assert_eq!(s.token_refresh_ahead, Duration::from_millis(5000));
+        assert_eq!(s.concurrency, 64);
+        assert_eq!(s.max_attempts, 3);
+        assert_eq!(s.backoff_base, Duration::from_millis(10));
+        assert_eq!(s.backoff_max, Duration::from_millis(100));
+        assert_eq!(s.lease, Duration::from_millis(5000));
+        assert_eq!(s.rate_limit_per_sec(), Some(0.5));
+        assert_eq!(s.chunk_size, 50);
+        assert_eq!(s.request_timeout, Duration::from_millis(250));
+        assert_eq!((s.quota_reset.hour(), s.quota_reset.minute()), (7, 30));
+        assert_eq!(s.events_maxlen, 5000);
+        assert_eq!(s.dedupe_window, Duration::ZERO);
+        assert_eq!(s.shutdown_timeout, Duration::from_millis(1500));
+        assert_eq!(s.http_addr.to_string(), "0.0.0.0:9000");
+        assert_eq!(s.log, "warn,envshare=debug");
+        assert_eq!(s.log_format, LogFormat::Json);
+    }
+
+    #[test]
+    fn the_file_sets_values_and_the_environment_overrides_it() {
+        let toml = r#"
+            redis_url = "redis://file:6379"
+            concurrency = 64
+            rate_limit = 2.5
+            redis_cluster = true
+            log_format = "json"
+        "#;
+        let s = load(&[("ENVSHARE_CONCURRENCY", "8")], Some(toml)).unwrap();
+        assert_eq!(s.concurrency, 8, "environment beats file");
+        assert_eq!(s.redis_url, "redis://file:6379");
+        assert_eq!(s.rate_limit, 2.5);
+        assert!(s.redis_cluster);
+        assert_eq!(s.log_format, LogFormat::Json);
+    }
+
+    #[test]
+    fn redis_url_falls_back_to_the_generic_variable() {
+        let s = load(&[("REDIS_URL", "redis://generic:1")], None).unwrap();
+        assert_eq!(s.redis_url, "redis://generic:1");
+
+        let both = [
+            ("REDIS_URL", "redis://generic:1"),
+            ("ENVSHARE_REDIS_URL", "redis://specific:2"),
+        ];
+        assert_eq!(load(&both, None).unwrap().redis_url, "redis://specific:2");
+        // Order of the pairs must not matter.
+        let reversed = [both[1], both[0]];
+        assert_eq!(
+            load(&reversed, None).unwrap().redis_url,
+            "redis://specific:2"
+        );
+
+        let file = Some("redis_url = \"redis://file:3\"");
+        assert_eq!(
+            load(&[("REDIS_URL", "redis://generic:1")], file)
+                .unwrap()
+                .redis_url,
+            "redis://generic:1",
+            "REDIS_URL is the environment, which beats the file"
+        );
+    }
+
+    #[test]
+    fn a_bad_number_names_the_variable_the_value_and_the_range() {
+        let msg = one_error(&[("ENVSHARE_CONCURRENCY", "abc")], None);
+        assert!(
+            msg.contains(r#"ENVSHARE_CONCURRENCY="abc": not a whole number; expected 1 to 10000"#),
+            "{msg}"
+        );
+        let msg = one_error(&[("ENVSHARE_CONCURRENCY", "0")], None);
+        assert!(msg.contains("out of range; expected 1 to 10000"), "{msg}");
+        let msg = one_error(&[("ENVSHARE_LEASE_MS", "-5")], None);
+        assert!(
+            msg.contains("ENVSHARE_LEASE_MS=\"-5\": not a whole number"),
+            "{msg}"
+        );
+        let msg = one_error(&[("ENVSHARE_MAX_ATTEMPTS", "2.5")], None);
+        assert!(msg.contains("ENVSHARE_MAX_ATTEMPTS"), "{msg}");
+    }
+
+    #[test]
+    fn each_kind_of_bad_value_is_rejected_with_what_is_allowed() {
+        let cases = [
+            ("ENVSHARE_RATE_LIMIT", "-1", "calls per second"),
+            ("ENVSHARE_RATE_LIMIT", "NaN", "calls per second"),
+            ("ENVSHARE_RATE_LIMIT", "fast", "not a number"),
+            (
+                "ENVSHARE_REDIS_CLUSTER",
+                "yes please",
+                "true, false, 1 or 0",
+            ),
+            ("ENVSHARE_QUEUE", "a:b", "queue name"),
+            ("ENVSHARE_COMPONENT_APPID", "wxNOTHEX", "\"wx\""),
+            ("ENVSHARE_WECHAT_BASE_URL", "ftp://x", "http"),
+            ("ENVSHARE_WECHAT_BASE_URL", "http://x/?a=1", "query"),
+            ("ENVSHARE_REDIS_URL", "http://x", "redis://"),
+            (
+                "ENVSHARE_HTTP_ADDR",
+                "localhost:9464",
+                "IP address and port",
+            ),
+            ("ENVSHARE_LOG", "envshare=shouting", "tracing filter"),
+            ("ENVSHARE_LOG_FORMAT", "yaml", "text or json"),
+            ("ENVSHARE_QUOTA_RESET", "24:00", "HH:MM"),
+            ("ENVSHARE_QUOTA_RESET", "7:30", "HH:MM"),
+            ("ENVSHARE_CHUNK_SIZE", "100000", "1 to 1000"),
+            ("ENVSHARE_REQUEST_TIMEOUT_MS", "", "is empty"),
+        ];
+        for (var, value, hint) in cases {
+            let err = load(&[(var, value)], None).unwrap_err();
+            let msg = err.to_string();
+            assert!(msg.contains(var), "{var}={value:?}: {msg}");
+            assert!(msg.contains(hint), "{var}={value:?}: {msg} lacks {hint:?}");
+            assert!(!err.is_retryable());
+        }
+    }
+
+    #[test]
+    fn all_bad_values_are_reported_at_once() {
+        let err = load(
+            &[
+                ("ENVSHARE_CONCURRENCY", "x"),
+                ("ENVSHARE_CHUNK_SIZE", "y"),
+                ("ENVSHARE_LOG_FORMAT", "z"),
+            ],
+            None,
+        )
+        .unwrap_err();
+        assert_eq!(err.setting_errors().len(), 3);
+        let msg = err.to_string();
+        assert!(msg.contains("3 invalid values"), "{msg}");
+    }
+
+    #[test]
+    fn a_bad_value_in_the_file_names_the_key() {
+        let msg = one_error(&[], Some("concurrency = \"many\""));
+        assert!(
+            msg.contains(r#"concurrency = "many" (config file): not a whole number"#),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn backoff_base_above_its_cap_is_rejected() {
+        let msg = one_error(
+            &[
+                ("ENVSHARE_BACKOFF_BASE_MS", "5000"),
+                ("ENVSHARE_BACKOFF_MAX_MS", "1000"),
+            ],
+            None,
+        );
+        assert!(msg.contains("BACKOFF_BASE_MS <= BACKOFF_MAX_MS"), "{msg}");
+    }
+
+    #[test]
+    fn the_component_credentials_give_component_token_mode() {
+        let s = load(
+            &[
+                ("ENVSHARE_COMPONENT_APPID", "wx0123456789abcdef"),
+                ("ENVSHARE_COMPONENT_APPSECRET", "s3cr3t"),
+            ],
+            None,
+        )
+        .unwrap();
+        match s.token_mode() {
+            TokenMode::Component { appid, secret } => {
+                assert_eq!(appid.as_str(), "wx0123456789abcdef");
+                assert_eq!(secret.expose_secret(), "s3cr3t");
+            }
+            other => panic!("expected component mode, got {}", other.name()),
+        }
+    }
+
+    #[test]
+    fn both_token_modes_at_once_is_an_error_that_says_to_choose() {
+        let msg = one_error(
+            &[
+                ("ENVSHARE_ACCESS_TOKEN", "tok"),
+                ("ENVSHARE_COMPONENT_APPID", "wx0123456789abcdef"),
+                ("ENVSHARE_COMPONENT_APPSECRET", "s3cr3t"),
+            ],
+            None,
+        );
+        assert!(msg.contains("choose one"), "{msg}");
+        assert!(!msg.contains("tok\"") && !msg.contains("s3cr3t"), "{msg}");
+    }
+
+    #[test]
+    fn half_of_the_component_credentials_is_an_error() {
+        let msg = one_error(&[("ENVSHARE_COMPONENT_APPID", "wx0123456789abcdef")], None);
+        assert!(
+            msg.contains("without ENVSHARE_COMPONENT_APPSECRET"),
+            "{msg}"
+        );
+        let msg = one_error(&[("ENVSHARE_COMPONENT_APPSECRET", "s3cr3t")], None);
+        assert!(msg.contains("without ENVSHARE_COMPONENT_APPID"), "{msg}");
+        assert!(!msg.contains("s3cr3t"), "{msg}");
+    }
+
+    #[test]
+    fn a_bad_secret_is_reported_without_its_value() {
+        let msg = one_error(&[("ENVSHARE_ACCESS_TOKEN", "tok-with-newline\n")], None);
+        assert!(
+            msg.contains("ENVSHARE_ACCESS_TOKEN: contains whitespace"),
+            "{msg}"
+        );
+        assert!(!msg.contains("tok-with-newline"), "{msg}");
+    }
+
+    #[test]
+    fn debug_shows_no_secret_and_no_redis_password() {
+        let s = load(
+            &[
+                ("ENVSHARE_REDIS_URL", "redis://user:hunter2@redis:6379/0"),
+                ("ENVSHARE_COMPONENT_APPID", "wx0123456789abcdef"),
+                ("ENVSHARE_COMPONENT_APPSECRET", "appsecret-value"),
+            ],
+            None,
+        )
+        .unwrap();
+        let debug = format!("{s:?} {:?}", s.token_mode());
+        assert!(!debug.contains("hunter2"), "{debug}");
+        assert!(!debug.contains("appsecret-value"), "{debug}");
+        assert!(debug.contains("redis://user:***@redis:6379/0"), "{debug}");
+
+        let s = load(&[("ENVSHARE_ACCESS_TOKEN", "fixed-token-value")], None).unwrap();
+        let debug = format!("{s:?} {:?}", s.token_mode());
+        assert!(!debug.contains("fixed-token-value"), "{debug}");
+    }
+
+    #[test]
+    fn a_bad_redis_url_is_echoed_without_its_password() {
+        let msg = one_error(
+            &[("ENVSHARE_REDIS_URL", "redis://:hunter2@host:notaport")],
+            None,
+        );
+        assert!(!msg.contains("hunter2"), "{msg}");
+        assert!(msg.contains("ENVSHARE_REDIS_URL"), "{msg}");
+    }
+
+    #[test]
+    fn redact_url_hides_only_the_password() {
+        assert_eq!(
+            redact_url("redis://127.0.0.1:6379"),
+            "redis://127.0.0.1:6379"
+        );
+        assert_eq!(redact_url("redis://:pw@h:1/0"), "redis://:***@h:1/0");
+        assert_eq!(redact_url("redis://u:pw@h"), "redis://u:***@h");
+        assert_eq!(redact_url("redis://pw@h"), "redis://***@h");
+        assert_eq!(redact_url("redis://u:p@w@h"), "redis://u:***@h");
+        assert_eq!(redact_url("redis://h/0?x=a@b"), "redis://h/0?x=a@b");
+    }
+
+    #[test]
+    fn an_unknown_key_in_the_file_is_an_error_naming_it() {
+        let err = load(&[], Some("concurency = 4\nqueue = \"q\"")).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("`concurency`"), "{msg}");
+        assert!(msg.contains("did you mean `concurrency`?"), "{msg}");
+
+        let msg = load(&[], Some("ENVSHARE_LEASE_MS = 4"))
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("did you mean `lease_ms`?"), "{msg}");
+    }
+
+    #[test]
+    fn a_file_that_is_not_toml_is_an_error_with_a_line_number() {
+        let msg = load(&[], Some("queue = \"a\"\naccess_token = \n"))
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("not valid TOML at line 2"), "{msg}");
+        let msg = load(&[], Some("queue = [\"a\"]")).unwrap_err().to_string();
+        assert!(msg.contains("`queue` is a array"), "{msg}");
+    }
+
+    #[test]
+    fn unknown_envshare_variables_are_listed_not_fatal() {
+        let s = load(
+            &[
+                ("ENVSHARE_CONCURENCY", "4"),
+                ("ENVSHARE_TEST_REDIS_URL", "redis://x"),
+                ("ENVSHARE_concurrency", "4"),
+                ("PATH", "/bin"),
+            ],
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            s.unknown_env_vars(),
+            ["ENVSHARE_CONCURENCY", "ENVSHARE_concurrency"]
+        );
+        assert_eq!(s.concurrency, 32);
+    }
+
+    #[test]
+    fn quota_reset_is_computed_in_utc_plus_8() {
+        let midnight = QuotaReset::parse("00:00").unwrap();
+        // 2026-11-30T02:00:00Z is 10:00 in Beijing; the next midnight there is
+        // 2026-11-30T16:00:00Z.
+        let now = 1_796_004_000_000; // 2026-11-30T02:00:00Z
+        assert_eq!(midnight.next_after(now), 1_796_054_400_000);
+        // Exactly at the reset: the next one is a day later.
+        assert_eq!(
+            midnight.next_after(1_796_054_400_000),
+            1_796_054_400_000 + 86_400_000
+        );
+        let half_past_seven = QuotaReset::parse("07:30").unwrap();
+        // 07:30 Beijing is 23:30Z the day before.
+        assert_eq!(
+            half_past_seven.next_after(now),
+            1_796_054_400_000 + 7 * 3_600_000 + 30 * 60_000
+        );
+        assert!(QuotaReset::parse("23:59").is_ok());
+        for bad in ["24:00", "12:60", "1:00", "12-00", "+1:00", "aa:bb", ""] {
+            assert!(QuotaReset::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_values_never_panic(
+            values in proptest::collection::vec(any::<String>(), KEYS.len()),
+        ) {
+            let pairs: Vec<(String, String)> = KEYS
+                .iter()
+                .zip(values)
+                .map(|((k, _), v)| (env_name(k), v))
+                .collect();
+            let _ = Settings::from_sources(pairs, None).map_err(|e| e.to_string());
+        }
+
+        #[test]
+        fn arbitrary_files_never_panic(text in ".{0,200}") {
+            let _ = Settings::from_sources(Vec::new(), Some(&text)).map_err(|e| e.to_string());
+        }
+
+        #[test]
+        fn secrets_never_reach_errors_or_debug(
+            secret in "[A-Za-z0-9]{12,30}",
+            other in any::<String>(),
+        ) {
+            let cases = [
+                vec![("ENVSHARE_ACCESS_TOKEN", format!("{secret} "))],
+                vec![("ENVSHARE_ACCESS_TOKEN", secret.clone()),
+                     ("ENVSHARE_COMPONENT_APPSECRET", secret.clone())],
+                vec![("ENVSHARE_COMPONENT_APPSECRET", secret.clone()),
+                     ("ENVSHARE_CONCURRENCY", other.clone())],
+            ];
+            for pairs in cases {
+                let pairs: Vec<(String, String)> =
+                    pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+                let text = match Settings::from_sources(pairs, None) {
+                    Ok(s) => format!("{s:?} {:?}", s.token_mode()),
+                    Err(e) => format!("{e} {e:?}"),
+                };
+                prop_assert!(!text.contains(&secret), "{}", text);
+            }
+        }
+    }
+}
