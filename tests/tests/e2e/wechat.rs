@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use envshare::sandbox::{AppidRule, Fault, Sandbox, SandboxConfig, SandboxHandle};
+use envshare::sandbox::{AppidRule, Fault, Latency, Sandbox, SandboxConfig, SandboxHandle};
 use envshare::wechat::{Endpoint, ErrorClass, MAX_RESPONSE_BYTES, WechatClient, WechatError};
 use envshare::{AppId, EnvId};
 use secrecy::SecretString;
@@ -700,4 +700,89 @@ async fn the_sandbox_answers_thousands_of_concurrent_calls() {
     assert_eq!(s.calls(Endpoint::ShareEnv), calls);
     assert_eq!(s.bindings().len() as u64, calls);
     assert!(rate > 500.0, "only {rate:.0} calls/s");
+}
+
+// ---- sandbox lifecycle, latency, confirmation link ----
+
+#[tokio::test]
+async fn fixed_latency_delays_every_answer() {
+    let s = sandbox_with(SandboxConfig {
+        latency: Latency::Fixed(Duration::from_millis(150)),
+        ..SandboxConfig::default()
+    })
+    .await;
+    let c = client(&s);
+    let started = Instant::now();
+    c.share_env(&token(), &env("e1"), &[appid(1)])
+        .await
+        .unwrap();
+    assert!(
+        started.elapsed() >= Duration::from_millis(150),
+        "{:?}",
+        started.elapsed()
+    );
+    s.configure(|cfg| cfg.latency = Latency::None);
+    let started = Instant::now();
+    c.share_env(&token(), &env("e1"), &[appid(1)])
+        .await
+        .unwrap();
+    assert!(
+        started.elapsed() < Duration::from_millis(150),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn opening_the_confirmation_url_confirms_the_binding() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let s = sandbox().await;
+    let c = client(&s);
+    let answer = c
+        .share_env(&token(), &env("e1"), &[appid(5)])
+        .await
+        .unwrap();
+    let url = answer.confirm_url(appid(5).as_str()).unwrap().to_owned();
+    let path = url
+        .strip_prefix(s.url())
+        .expect("the link points at the sandbox");
+    let mut conn = tokio::net::TcpStream::connect(s.addr()).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: sandbox\r\nConnection: close\r\n\r\n");
+    conn.write_all(request.as_bytes()).await.unwrap();
+    let mut reply = String::new();
+    conn.read_to_string(&mut reply).await.unwrap();
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    let ids = c.get_env_ids(&token(), &[appid(5)]).await.unwrap();
+    assert_eq!(ids.envs_of(appid(5).as_str()), ["e1"]);
+}
+
+#[tokio::test]
+async fn a_shut_down_sandbox_refuses_connections_even_with_a_request_hanging() {
+    let s = sandbox().await;
+    let c = client(&s);
+    let url = s.url().to_owned();
+    s.script(Endpoint::ShareEnv, [Some(Fault::Hang)]);
+    let hung = tokio::spawn({
+        let c = c.clone();
+        async move { c.share_env(&token(), &env("e1"), &[appid(1)]).await }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let started = Instant::now();
+    s.shutdown().await.unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "shutdown waited {:?}",
+        started.elapsed()
+    );
+    assert!(
+        hung.await.unwrap().is_err(),
+        "the hung request ends with an error"
+    );
+    let after = WechatClient::new(&url, Duration::from_secs(1)).unwrap();
+    let e = after
+        .share_env(&token(), &env("e1"), &[appid(1)])
+        .await
+        .unwrap_err();
+    assert!(matches!(e, WechatError::Connect { .. }), "{e:?}");
 }
