@@ -169,3 +169,38 @@ async fn wait_until_gives_up_after_its_timeout() {
     let waited = start.elapsed();
     assert!(waited >= Duration::from_millis(200) && waited < Duration::from_secs(2));
 }
+
+#[test]
+fn settings_load_reads_a_toml_file_from_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("envshare.toml");
+    std::fs::write(&path, "chunk_size = 7\nquota_reset = \"06:15\"\n").unwrap();
+    let s = envshare::config::Settings::load(Some(&path)).unwrap();
+    if std::env::var_os("ENVSHARE_CHUNK_SIZE").is_none() {
+        assert_eq!(s.chunk_size, 7);
+    }
+    if std::env::var_os("ENVSHARE_QUOTA_RESET").is_none() {
+        assert_eq!(s.quota_reset.to_string(), "06:15");
+    }
+}
+
+#[test]
+fn settings_errors_name_the_file_they_come_from() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("typo.toml");
+    std::fs::write(&path, "chunk_sise = 7\n").unwrap();
+    let msg = envshare::config::Settings::load(Some(&path))
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("typo.toml"), "{msg}");
+    assert!(msg.contains("did you mean `chunk_size`?"), "{msg}");
+
+    let missing = dir.path().join("missing.toml");
+    let msg = envshare::config::Settings::load(Some(&missing))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains("cannot read config file") && msg.contains("missing.toml"),
+        "{msg}"
+    );
+}
