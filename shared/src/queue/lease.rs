@@ -156,30 +156,29 @@ impl Queue {
         let op = "heartbeat";
         let now = self.clock.now_ms();
         let lease_ms = self.settings.lease.as_millis() as u64;
-        let calls = held.chunks(SLICE).map(|part| {
+        let calls = held.chunks(SLICE).enumerate().map(|(c, part)| {
             let mut inv = self.invocation(&SCRIPTS.heartbeat, now);
             inv.arg(worker.as_str()).arg(lease_ms).arg(part.len());
             for l in part {
                 inv.arg(l.job.as_str()).arg(l.fence);
             }
             async move {
-                let (_, lost): (usize, Vec<String>) = self.run(op, &inv).await?;
-                Ok::<_, QueueError>(lost)
+                let (_, lost): (usize, Vec<usize>) = self.run(op, &inv).await?;
+                // Lua indexes are 1-based within the slice.
+                Ok::<_, QueueError>(lost.into_iter().map(move |i| c * SLICE + i - 1))
             }
         });
-        let lost: Vec<String> = if held.is_empty() {
+        if held.is_empty() {
             let mut inv = self.invocation(&SCRIPTS.heartbeat, now);
             inv.arg(worker.as_str()).arg(lease_ms).arg(0);
-            let _: (usize, Vec<String>) = self.run(op, &inv).await?;
-            Vec::new()
-        } else {
-            try_join_all(calls).await?.into_iter().flatten().collect()
-        };
-        let lost: std::collections::HashSet<String> = lost.into_iter().collect();
-        Ok(held
-            .iter()
-            .filter(|l| lost.contains(l.job.as_str()))
-            .cloned()
+            let _: (usize, Vec<usize>) = self.run(op, &inv).await?;
+            return Ok(Vec::new());
+        }
+        let lost = try_join_all(calls).await?;
+        Ok(lost
+            .into_iter()
+            .flatten()
+            .filter_map(|i| held.get(i).cloned())
             .collect())
     }
 

@@ -104,7 +104,10 @@ async fn a_completed_job_emits_one_accepted_event_per_appid_and_completes_its_ba
     let (q, _) = queue("q-smoke").await;
     let w = WorkerId::generate();
     let r = q
-        .enqueue(vec![new_job("prod-1", &[1, 2], "b-1")], EnqueueOptions::default())
+        .enqueue(
+            vec![new_job("prod-1", &[1, 2], "b-1")],
+            EnqueueOptions::default(),
+        )
         .await
         .unwrap();
     assert_eq!((r.jobs, r.appids, r.skipped_duplicates), (1, 2, 0));
@@ -139,7 +142,10 @@ async fn a_completed_job_emits_one_accepted_event_per_appid_and_completes_its_ba
             failed: 0
         }
     );
-    assert!(q.job(&r.job_ids[0]).await.unwrap().is_none(), "done jobs are removed");
+    assert!(
+        q.job(&r.job_ids[0]).await.unwrap().is_none(),
+        "done jobs are removed"
+    );
     let s = q.stats().await.unwrap();
     assert_eq!((s.ready, s.running, s.dead, s.jobs), (0, 0, 0, 0));
 }
@@ -186,7 +192,10 @@ async fn a_stale_fencing_token_is_rejected_with_no_partial_write() {
     let second = claim(&q, &w2, 1).await.remove(0);
     assert_eq!(first.job.id, second.job.id);
     assert!(second.fence > first.fence);
-    assert_eq!(second.attempt, 2, "a reaped lease keeps its attempt counted");
+    assert_eq!(
+        second.attempt, 2,
+        "a reaped lease keeps its attempt counted"
+    );
 
     for outcome in [
         all_accepted(&first),
@@ -204,12 +213,18 @@ async fn a_stale_fencing_token_is_rejected_with_no_partial_write() {
             at_ms: clock.now_ms(),
         },
     ] {
-        let rep = q.complete(vec![Ack::new(first.clone(), outcome)]).await.unwrap();
+        let rep = q
+            .complete(vec![Ack::new(first.clone(), outcome)])
+            .await
+            .unwrap();
         assert_eq!(rep.applied, 0);
         assert_eq!(rep.stale, vec![first.job.id.clone()]);
     }
     assert_eq!(q.release(&[first.lease_ref()]).await.unwrap(), 0);
-    assert_eq!(q.heartbeat(&w1, &[first.lease_ref()]).await.unwrap().len(), 1);
+    assert_eq!(
+        q.heartbeat(&w1, &[first.lease_ref()]).await.unwrap().len(),
+        1
+    );
     assert!(events(&q).await.is_empty(), "a stale ack writes no event");
     let info = q.job(&first.job.id).await.unwrap().unwrap();
     assert!(matches!(info.state, Some(JobState::Running { fence, .. }) if fence == second.fence));
@@ -254,7 +269,10 @@ async fn two_racing_claimers_never_hold_the_same_lease() {
 async fn a_job_whose_worker_keeps_dying_ends_dead_with_lease_expired_after_max_attempts() {
     let (q, clock) = queue("q-dying").await;
     let r = q
-        .enqueue(vec![new_job("e", &[1, 2, 3], "b-d")], EnqueueOptions::default())
+        .enqueue(
+            vec![new_job("e", &[1, 2, 3], "b-d")],
+            EnqueueOptions::default(),
+        )
         .await
         .unwrap();
     let id = r.job_ids[0].clone();
@@ -309,7 +327,14 @@ async fn batch_completed_is_emitted_once_under_duplicate_acks_reaps_and_admin_re
     clock.advance(Duration::from_millis(LEASE_MS + 1));
     let again = claim(&q, &w, 2).await;
     assert_eq!(again.len(), 1);
-    assert_eq!(q.complete(done_acks(&leases[1..])).await.unwrap().stale.len(), 1);
+    assert_eq!(
+        q.complete(done_acks(&leases[1..]))
+            .await
+            .unwrap()
+            .stale
+            .len(),
+        1
+    );
     let rep = q
         .complete(vec![Ack::new(
             again[0].clone(),
@@ -332,7 +357,12 @@ async fn batch_completed_is_emitted_once_under_duplicate_acks_reaps_and_admin_re
     q.complete(done_acks(&l)).await.unwrap();
     let ev = events(&q).await;
     assert_eq!(count_type(&ev, "batch.completed"), 1);
-    match &ev.iter().find(|e| e.type_name() == "batch.completed").unwrap().kind {
+    match &ev
+        .iter()
+        .find(|e| e.type_name() == "batch.completed")
+        .unwrap()
+        .kind
+    {
         EventKind::BatchCompleted {
             total,
             accepted,
@@ -354,16 +384,26 @@ async fn a_batch_split_over_several_enqueues_completes_only_once_sealed() {
         seal: false,
         ..EnqueueOptions::default()
     };
-    q.enqueue(vec![new_job("e", &[1], "b-s")], open).await.unwrap();
+    q.enqueue(vec![new_job("e", &[1], "b-s")], open)
+        .await
+        .unwrap();
     let w = WorkerId::new("w");
     let l = claim(&q, &w, 10).await;
     let rep = q.complete(done_acks(&l)).await.unwrap();
-    assert!(rep.batches_completed.is_empty(), "unsealed: more jobs may come");
-    q.enqueue(vec![new_job("e", &[2], "b-s")], open).await.unwrap();
+    assert!(
+        rep.batches_completed.is_empty(),
+        "unsealed: more jobs may come"
+    );
+    q.enqueue(vec![new_job("e", &[2], "b-s")], open)
+        .await
+        .unwrap();
     let l = claim(&q, &w, 10).await;
     q.complete(done_acks(&l)).await.unwrap();
     assert_eq!(count_type(&events(&q).await, "batch.completed"), 0);
-    assert!(q.seal_batch(&batch("b-s")).await.unwrap(), "sealing a finished batch completes it");
+    assert!(
+        q.seal_batch(&batch("b-s")).await.unwrap(),
+        "sealing a finished batch completes it"
+    );
     assert!(!q.seal_batch(&batch("b-s")).await.unwrap());
     assert_eq!(count_type(&events(&q).await, "batch.completed"), 1);
 }
@@ -372,7 +412,10 @@ async fn a_batch_split_over_several_enqueues_completes_only_once_sealed() {
 async fn the_dedupe_window_skips_queued_pairs_and_force_overrides_it() {
     let (q, clock) = queue("q-dedupe").await;
     let o = EnqueueOptions::default();
-    let r = q.enqueue(vec![new_job("e", &[1, 2], "b")], o).await.unwrap();
+    let r = q
+        .enqueue(vec![new_job("e", &[1, 2], "b")], o)
+        .await
+        .unwrap();
     assert_eq!((r.jobs, r.appids), (1, 2));
     let r = q
         .enqueue(vec![new_job("e", &[2, 3], "b"), new_job("e", &[1], "b")], o)
@@ -382,14 +425,21 @@ async fn the_dedupe_window_skips_queued_pairs_and_force_overrides_it() {
     assert_eq!(r.job_ids.len(), 1);
     let l = claim(&q, &WorkerId::new("w"), 10).await;
     let second = l.iter().find(|l| l.job.id == r.job_ids[0]).unwrap();
-    assert_eq!(second.job.appids, vec![app(3)], "the duplicate appid was dropped from the job");
-    let forced = EnqueueOptions {
-        force: true,
-        ..o
-    };
-    let r = q.enqueue(vec![new_job("e", &[1], "b")], forced).await.unwrap();
+    assert_eq!(
+        second.job.appids,
+        vec![app(3)],
+        "the duplicate appid was dropped from the job"
+    );
+    let forced = EnqueueOptions { force: true, ..o };
+    let r = q
+        .enqueue(vec![new_job("e", &[1], "b")], forced)
+        .await
+        .unwrap();
     assert_eq!((r.jobs, r.skipped_duplicates), (1, 0));
-    let r = q.enqueue(vec![new_job("other", &[1], "b")], o).await.unwrap();
+    let r = q
+        .enqueue(vec![new_job("other", &[1], "b")], o)
+        .await
+        .unwrap();
     assert_eq!(r.jobs, 1, "the pair is (env, appid)");
     clock.advance(Duration::from_secs(61));
     let r = q.enqueue(vec![new_job("e", &[1], "b")], o).await.unwrap();
@@ -400,7 +450,9 @@ async fn the_dedupe_window_skips_queued_pairs_and_force_overrides_it() {
 async fn burying_a_job_frees_its_pairs_so_a_reimport_retries_them() {
     let (q, _) = queue("q-bury").await;
     let o = EnqueueOptions::default();
-    q.enqueue(vec![new_job("e", &[1, 2, 3], "b")], o).await.unwrap();
+    q.enqueue(vec![new_job("e", &[1, 2, 3], "b")], o)
+        .await
+        .unwrap();
     let l = claim(&q, &WorkerId::new("w"), 1).await;
     q.complete(vec![Ack::new(
         l[0].clone(),
@@ -418,8 +470,15 @@ async fn burying_a_job_frees_its_pairs_so_a_reimport_retries_them() {
     )])
     .await
     .unwrap();
-    let r = q.enqueue(vec![new_job("e", &[1, 2], "b")], o).await.unwrap();
-    assert_eq!((r.appids, r.skipped_duplicates), (1, 1), "the rejected pair is free again");
+    let r = q
+        .enqueue(vec![new_job("e", &[1, 2], "b")], o)
+        .await
+        .unwrap();
+    assert_eq!(
+        (r.appids, r.skipped_duplicates),
+        (1, 1),
+        "the rejected pair is free again"
+    );
     let l = claim(&q, &WorkerId::new("w"), 1).await;
     q.complete(vec![Ack::new(
         l[0].clone(),
@@ -499,7 +558,12 @@ async fn dead_jobs_can_be_listed_newest_first_retried_and_purged() {
     let info = q.job(&order[0]).await.unwrap().unwrap();
     assert!(matches!(info.state, Some(JobState::Ready { .. })));
     assert_eq!((info.attempts, info.job.r#gen), (0, 1));
-    assert_eq!(q.dead_purge(DeadSelection::Ids(vec![order[1].clone()])).await.unwrap(), 1);
+    assert_eq!(
+        q.dead_purge(DeadSelection::Ids(vec![order[1].clone()]))
+            .await
+            .unwrap(),
+        1
+    );
     assert!(q.job(&order[1]).await.unwrap().is_none());
     assert_eq!(q.dead_purge(DeadSelection::All).await.unwrap(), 3);
     let s = q.stats().await.unwrap();
@@ -526,7 +590,10 @@ async fn stats_count_jobs_per_state_and_live_workers() {
     .unwrap();
     q.heartbeat(&WorkerId::new("w2"), &[]).await.unwrap();
     let s = q.stats().await.unwrap();
-    assert_eq!((s.ready, s.scheduled, s.running, s.dead, s.jobs), (3, 2, 1, 0, 6));
+    assert_eq!(
+        (s.ready, s.scheduled, s.running, s.dead, s.jobs),
+        (3, 2, 1, 0, 6)
+    );
     assert_eq!(s.oldest_ready_age_ms, Some(250));
     assert_eq!(s.live_workers, 2);
     assert_eq!(s.counters.get("retries"), Some(&1));
@@ -547,7 +614,11 @@ async fn a_heartbeat_keeps_a_lease_and_a_release_refunds_the_attempt() {
     clock.advance(Duration::from_millis(LEASE_MS - 100));
     assert!(q.heartbeat(&w, &[l.lease_ref()]).await.unwrap().is_empty());
     clock.advance(Duration::from_millis(LEASE_MS - 100));
-    assert_eq!(q.reap(10).await.unwrap().requeued, 0, "the heartbeat extended the lease");
+    assert_eq!(
+        q.reap(10).await.unwrap().requeued,
+        0,
+        "the heartbeat extended the lease"
+    );
     assert_eq!(q.release(&[l.lease_ref()]).await.unwrap(), 1);
     let again = claim(&q, &w, 1).await.remove(0);
     assert_eq!(again.attempt, 1, "a released job did not use its attempt");
@@ -572,7 +643,15 @@ async fn measure_commands_per_job_for_ten_thousand_jobs() {
         let (mut all, mut lua, mut scripts) = (0, 0, 0);
         for line in info.lines().filter(|l| l.starts_with("cmdstat_")) {
             let name = &line[8..line.find(':').unwrap()];
-            let n: u64 = line.split("calls=").nth(1).unwrap().split(',').next().unwrap().parse().unwrap();
+            let n: u64 = line
+                .split("calls=")
+                .nth(1)
+                .unwrap()
+                .split(',')
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap();
             if matches!(name, "evalsha" | "eval") {
                 scripts += n;
             } else if !matches!(name, "info" | "script|load" | "client|setinfo" | "hello") {
@@ -583,10 +662,18 @@ async fn measure_commands_per_job_for_ten_thousand_jobs() {
         (all, lua, scripts)
     };
     let info = || async {
-        let s: String = redis::cmd("INFO").arg("commandstats").query_async(&mut q.connection()).await.unwrap();
+        let s: String = redis::cmd("INFO")
+            .arg("commandstats")
+            .query_async(&mut q.connection())
+            .await
+            .unwrap();
         s
     };
-    let _: () = redis::cmd("CONFIG").arg("RESETSTAT").query_async(&mut conn).await.unwrap();
+    let _: () = redis::cmd("CONFIG")
+        .arg("RESETSTAT")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
     let n = 10_000u64;
     let jobs: Vec<NewJob> = (0..n).map(|i| new_job("m", &[i], "b-m")).collect();
     let t = std::time::Instant::now();
@@ -609,4 +696,604 @@ async fn measure_commands_per_job_for_ten_thousand_jobs() {
         all as f64 / n as f64,
         scripts as f64 / n as f64
     );
+}
+
+/// The model-based property test: random operation sequences against Redis and an in-memory
+/// model, compared after every step.
+mod model {
+    use super::*;
+    use proptest::prelude::*;
+
+    const MAX_ATTEMPTS: u32 = 3;
+    const WINDOW_MS: u64 = 60_000;
+    const ENV: &str = "pe";
+
+    #[derive(Debug, Clone)]
+    enum AckKind {
+        Done(u8),
+        Retry,
+        Dead,
+        Defer,
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Enqueue {
+            jobs: Vec<(u8, Vec<u8>)>,
+            force: bool,
+            delay: bool,
+        },
+        Claim {
+            max: u8,
+            worker: u8,
+        },
+        Ack {
+            pick: usize,
+            kind: AckKind,
+        },
+        Heartbeat {
+            worker: u8,
+        },
+        Advance {
+            ms: u64,
+        },
+        Reap,
+        Release {
+            pick: usize,
+        },
+        AdminRetryAll,
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        let ack = prop_oneof![
+            3 => any::<u8>().prop_map(AckKind::Done),
+            1 => Just(AckKind::Retry),
+            1 => Just(AckKind::Dead),
+            1 => Just(AckKind::Defer),
+        ];
+        prop_oneof![
+            3 => (
+                prop::collection::vec((0u8..2, prop::collection::vec(0u8..6, 1..3)), 1..4),
+                prop::bool::weighted(0.2),
+                prop::bool::weighted(0.2)
+            )
+                .prop_map(|(jobs, force, delay)| Op::Enqueue { jobs, force, delay }),
+            4 => (1u8..4, 0u8..2).prop_map(|(max, worker)| Op::Claim { max, worker }),
+            4 => (any::<usize>(), ack).prop_map(|(pick, kind)| Op::Ack { pick, kind }),
+            1 => (0u8..2).prop_map(|worker| Op::Heartbeat { worker }),
+            2 => (0u64..1500).prop_map(|ms| Op::Advance { ms }),
+            1 => Just(Op::Reap),
+            1 => any::<usize>().prop_map(|pick| Op::Release { pick }),
+            1 => Just(Op::AdminRetryAll),
+        ]
+    }
+
+    #[derive(Debug, Clone, PartialEq)]
+    enum St {
+        Ready(u64),
+        Sched(u64),
+        Running { fence: u64, deadline: u64 },
+        Dead,
+        Done,
+    }
+
+    #[derive(Debug)]
+    struct MJob {
+        id: JobId,
+        st: St,
+        attempts: u32,
+        r#gen: u32,
+        appids: Vec<u64>,
+        batch: String,
+    }
+
+    #[derive(Debug, Default, Clone, PartialEq)]
+    struct MBatch {
+        jobs: u64,
+        appids: u64,
+        done: i64,
+        accepted: i64,
+        failed: i64,
+        sealed: bool,
+        completed: bool,
+    }
+
+    #[derive(Default)]
+    struct Model {
+        now: u64,
+        jobs: Vec<MJob>,
+        by_id: HashMap<JobId, usize>,
+        batches: BTreeMap<String, MBatch>,
+        dedupe: HashMap<u64, u64>,
+        events: Vec<(String, &'static str)>,
+        max_fence: u64,
+    }
+
+    impl Model {
+        fn share_event(&mut self, j: usize, appid: u64, ty: &'static str) {
+            let job = &self.jobs[j];
+            let id = format!("{}.{}.{}", job.id, job.r#gen, app(appid));
+            self.events.push((id, ty));
+        }
+
+        /// Applies a batch counter change; returns true if batch.completed fires now.
+        fn bump(&mut self, b: &str, done: i64, acc: i64, fail: i64) -> bool {
+            let m = self.batches.get_mut(b).expect("batch exists");
+            m.done += done;
+            m.accepted += acc;
+            m.failed += fail;
+            self.check_complete(b)
+        }
+
+        fn check_complete(&mut self, b: &str) -> bool {
+            let m = self.batches.get_mut(b).unwrap();
+            if m.sealed && !m.completed && m.done >= m.jobs as i64 {
+                m.completed = true;
+                self.events
+                    .push((format!("batch.{b}.completed"), "batch.completed"));
+                return true;
+            }
+            false
+        }
+
+        fn bury(&mut self, j: usize, failed_ty: bool) -> bool {
+            let appids = self.jobs[j].appids.clone();
+            if failed_ty {
+                for &a in &appids {
+                    self.share_event(j, a, "share.failed");
+                }
+            }
+            for a in &appids {
+                self.dedupe.remove(a);
+            }
+            self.jobs[j].st = St::Dead;
+            let b = self.jobs[j].batch.clone();
+            self.bump(&b, 1, 0, appids.len() as i64)
+        }
+
+        /// Returns (requeued, buried, completed batches).
+        fn reap(&mut self) -> (usize, usize, Vec<String>) {
+            let (mut rq, mut bu, mut done) = (0, 0, Vec::new());
+            for j in 0..self.jobs.len() {
+                if let St::Running { deadline, .. } = self.jobs[j].st
+                    && deadline <= self.now
+                {
+                    if self.jobs[j].attempts >= MAX_ATTEMPTS {
+                        bu += 1;
+                        if self.bury(j, true) {
+                            done.push(self.jobs[j].batch.clone());
+                        }
+                    } else {
+                        rq += 1;
+                        self.jobs[j].st = St::Ready(self.now);
+                    }
+                }
+            }
+            (rq, bu, done)
+        }
+
+        fn promote(&mut self) {
+            for j in &mut self.jobs {
+                if let St::Sched(at) = j.st
+                    && at <= self.now
+                {
+                    j.st = St::Ready(at);
+                }
+            }
+        }
+
+        fn current(&self, l: &Lease) -> Option<usize> {
+            let j = self.by_id[&l.job.id];
+            matches!(self.jobs[j].st, St::Running { fence, .. } if fence == l.fence).then_some(j)
+        }
+    }
+
+    fn job_state_matches(st: &St, real: &Option<JobState>) -> bool {
+        match (st, real) {
+            (St::Ready(s), Some(JobState::Ready { since_ms })) => s == since_ms,
+            (St::Sched(s), Some(JobState::Scheduled { run_at_ms })) => s == run_at_ms,
+            (
+                St::Running { fence, deadline },
+                Some(JobState::Running {
+                    fence: f,
+                    deadline_ms,
+                    ..
+                }),
+            ) => fence == f && deadline == deadline_ms,
+            (St::Dead, Some(JobState::Dead { .. })) => true,
+            _ => false,
+        }
+    }
+
+    async fn check(q: &Queue, m: &Model, step: usize) {
+        for j in &m.jobs {
+            let info = q.job(&j.id).await.unwrap();
+            match (&j.st, info) {
+                (St::Done, None) => {}
+                (st, Some(info)) => {
+                    assert!(
+                        job_state_matches(st, &info.state),
+                        "step {step}: job {} model {st:?} redis {:?}",
+                        j.id,
+                        info.state
+                    );
+                    assert_eq!(
+                        info.attempts, j.attempts,
+                        "step {step}: attempts of {}",
+                        j.id
+                    );
+                    assert_eq!(info.job.r#gen, j.r#gen, "step {step}: gen of {}", j.id);
+                    let appids: Vec<AppId> = j.appids.iter().map(|&a| app(a)).collect();
+                    assert_eq!(info.job.appids, appids);
+                }
+                (st, None) => panic!("step {step}: job {} lost (model {st:?})", j.id),
+            }
+        }
+        let s = q.stats().await.unwrap();
+        let count = |f: fn(&St) -> bool| m.jobs.iter().filter(|j| f(&j.st)).count() as u64;
+        assert_eq!(
+            s.ready,
+            count(|s| matches!(s, St::Ready(_))),
+            "step {step}: ready"
+        );
+        assert_eq!(
+            s.scheduled,
+            count(|s| matches!(s, St::Sched(_))),
+            "step {step}: scheduled"
+        );
+        assert_eq!(
+            s.running,
+            count(|s| matches!(s, St::Running { .. })),
+            "step {step}: running"
+        );
+        assert_eq!(
+            s.dead,
+            count(|s| matches!(s, St::Dead)),
+            "step {step}: dead"
+        );
+        assert_eq!(
+            s.jobs,
+            count(|s| !matches!(s, St::Done)),
+            "step {step}: stored payloads"
+        );
+
+        let mut real: Vec<(String, String)> = events(q)
+            .await
+            .into_iter()
+            .map(|e| (e.id.clone(), e.type_name().to_owned()))
+            .collect();
+        let mut want: Vec<(String, String)> = m
+            .events
+            .iter()
+            .map(|(i, t)| (i.clone(), (*t).to_owned()))
+            .collect();
+        real.sort();
+        want.sort();
+        assert_eq!(real, want, "step {step}: events");
+
+        for (b, mb) in &m.batches {
+            let p = q.batch(&batch(b)).await.unwrap().expect("batch exists");
+            let got = (
+                p.jobs,
+                p.appids,
+                p.done_jobs as i64,
+                p.accepted as i64,
+                p.failed as i64,
+                p.sealed,
+                p.completed,
+            );
+            let want = (
+                mb.jobs,
+                mb.appids,
+                mb.done,
+                mb.accepted,
+                mb.failed,
+                mb.sealed,
+                mb.completed,
+            );
+            assert_eq!(got, want, "step {step}: batch {b}");
+        }
+    }
+
+    async fn run(ops: Vec<Op>) {
+        let (q, clock) = queue("q-model").await;
+        let mut m = Model {
+            now: clock.now_ms(),
+            ..Model::default()
+        };
+        let workers = [WorkerId::new("w0"), WorkerId::new("w1")];
+        let mut leases: Vec<(Lease, u8)> = Vec::new();
+        for (step, op) in ops.into_iter().enumerate() {
+            match op {
+                Op::Enqueue { jobs, force, delay } => {
+                    let run_at = delay.then_some(m.now + 300);
+                    let input: Vec<NewJob> = jobs
+                        .iter()
+                        .map(|(b, a)| NewJob {
+                            env: env(ENV),
+                            appids: a.iter().map(|&i| app(i as u64)).collect(),
+                            batch: batch(&format!("b{b}")),
+                            run_at_ms: run_at,
+                        })
+                        .collect();
+                    let r = q
+                        .enqueue(input, EnqueueOptions { force, seal: true })
+                        .await
+                        .unwrap();
+                    let mut seen = HashSet::new();
+                    let mut created = Vec::new();
+                    let (mut appids, mut skipped) = (0, 0);
+                    for (b, a) in &jobs {
+                        let mut kept = Vec::new();
+                        for &i in a {
+                            let i = i as u64;
+                            let busy = m.dedupe.get(&i).is_some_and(|&end| end > m.now);
+                            if seen.contains(&i) || (busy && !force) {
+                                skipped += 1;
+                            } else {
+                                seen.insert(i);
+                                kept.push(i);
+                            }
+                        }
+                        if !kept.is_empty() {
+                            appids += kept.len();
+                            created.push((format!("b{b}"), kept));
+                        }
+                    }
+                    assert_eq!(
+                        (r.jobs, r.appids, r.skipped_duplicates),
+                        (created.len(), appids, skipped),
+                        "step {step}: enqueue report"
+                    );
+                    for &i in &seen {
+                        m.dedupe.insert(i, m.now + WINDOW_MS);
+                    }
+                    for (id, (b, kept)) in r.job_ids.into_iter().zip(created) {
+                        let mb = m.batches.entry(b.clone()).or_default();
+                        mb.jobs += 1;
+                        mb.appids += kept.len() as u64;
+                        m.by_id.insert(id.clone(), m.jobs.len());
+                        m.jobs.push(MJob {
+                            id,
+                            st: run_at.map_or(St::Ready(m.now), St::Sched),
+                            attempts: 0,
+                            r#gen: 0,
+                            appids: kept,
+                            batch: b,
+                        });
+                    }
+                    for (b, _) in &jobs {
+                        let b = format!("b{b}");
+                        m.batches.entry(b.clone()).or_default().sealed = true;
+                        m.check_complete(&b);
+                    }
+                }
+                Op::Claim { max, worker } => {
+                    let got = claim(&q, &workers[worker as usize], max as usize).await;
+                    m.reap();
+                    m.promote();
+                    let mut ready: Vec<(u64, String, usize)> = m
+                        .jobs
+                        .iter()
+                        .enumerate()
+                        .filter_map(|(i, j)| match j.st {
+                            St::Ready(s) => Some((s, j.id.to_string(), i)),
+                            _ => None,
+                        })
+                        .collect();
+                    ready.sort();
+                    let want: Vec<usize> = ready.iter().take(max as usize).map(|r| r.2).collect();
+                    let got_ids: Vec<&JobId> = got.iter().map(|l| &l.job.id).collect();
+                    let want_ids: Vec<&JobId> = want.iter().map(|&i| &m.jobs[i].id).collect();
+                    assert_eq!(got_ids, want_ids, "step {step}: claim order");
+                    for (l, &j) in got.iter().zip(&want) {
+                        assert!(l.fence > m.max_fence, "step {step}: fences increase");
+                        m.max_fence = l.fence;
+                        let mj = &mut m.jobs[j];
+                        mj.attempts += 1;
+                        assert_eq!(l.attempt, mj.attempts, "step {step}: attempt");
+                        assert_eq!(l.job.r#gen, mj.r#gen);
+                        mj.st = St::Running {
+                            fence: l.fence,
+                            deadline: m.now + LEASE_MS,
+                        };
+                        leases.push((l.clone(), worker));
+                    }
+                }
+                Op::Ack { pick, kind } => {
+                    if leases.is_empty() {
+                        continue;
+                    }
+                    let l = leases[pick % leases.len()].0.clone();
+                    let outcome = match kind {
+                        AckKind::Done(mask) => Outcome::Done(
+                            l.job
+                                .appids
+                                .iter()
+                                .enumerate()
+                                .map(|(i, a)| {
+                                    if mask & (1 << i) == 0 {
+                                        AppResult::Accepted {
+                                            appid: a.clone(),
+                                            confirm_url: None,
+                                        }
+                                    } else {
+                                        AppResult::Rejected {
+                                            appid: a.clone(),
+                                            errcode: Some(-1),
+                                            errmsg: "x".into(),
+                                        }
+                                    }
+                                })
+                                .collect(),
+                        ),
+                        AckKind::Retry => Outcome::RetryAt {
+                            at_ms: m.now + 200,
+                            errcode: Some(-1),
+                            errmsg: "busy".into(),
+                        },
+                        AckKind::Dead => Outcome::Dead {
+                            reason: FailReason::PermanentError,
+                            errcode: Some(40097),
+                            errmsg: "no".into(),
+                        },
+                        AckKind::Defer => Outcome::Defer { at_ms: m.now + 200 },
+                    };
+                    let rep = q
+                        .complete(vec![Ack::new(l.clone(), outcome)])
+                        .await
+                        .unwrap();
+                    let Some(j) = m.current(&l) else {
+                        assert_eq!(
+                            (rep.applied, rep.stale.clone()),
+                            (0, vec![l.job.id.clone()]),
+                            "step {step}: stale ack"
+                        );
+                        continue;
+                    };
+                    assert_eq!(
+                        (rep.applied, rep.stale.len()),
+                        (1, 0),
+                        "step {step}: ack applied"
+                    );
+                    let mut completed = Vec::new();
+                    match kind {
+                        AckKind::Done(mask) => {
+                            let appids = m.jobs[j].appids.clone();
+                            let (mut acc, mut fail) = (0, 0);
+                            for (i, &a) in appids.iter().enumerate() {
+                                if mask & (1 << i) == 0 {
+                                    acc += 1;
+                                    m.share_event(j, a, "share.accepted");
+                                } else {
+                                    fail += 1;
+                                    m.share_event(j, a, "share.failed");
+                                    m.dedupe.remove(&a);
+                                }
+                            }
+                            m.jobs[j].st = St::Done;
+                            let b = m.jobs[j].batch.clone();
+                            if m.bump(&b, 1, acc, fail) {
+                                completed.push(b);
+                            }
+                        }
+                        AckKind::Dead => {
+                            if m.bury(j, true) {
+                                completed.push(m.jobs[j].batch.clone());
+                            }
+                        }
+                        AckKind::Retry => m.jobs[j].st = St::Sched(m.now + 200),
+                        AckKind::Defer => {
+                            m.jobs[j].st = St::Sched(m.now + 200);
+                            m.jobs[j].attempts -= 1;
+                        }
+                    }
+                    let got: Vec<String> = rep
+                        .batches_completed
+                        .iter()
+                        .map(|b| b.to_string())
+                        .collect();
+                    assert_eq!(got, completed, "step {step}: batches completed by the ack");
+                }
+                Op::Heartbeat { worker } => {
+                    let held: Vec<_> = leases
+                        .iter()
+                        .filter(|(_, w)| *w == worker)
+                        .map(|(l, _)| l.clone())
+                        .collect();
+                    let refs: Vec<_> = held.iter().map(Lease::lease_ref).collect();
+                    let lost = q.heartbeat(&workers[worker as usize], &refs).await.unwrap();
+                    let mut want_lost = Vec::new();
+                    for l in &held {
+                        match m.current(l) {
+                            Some(j) => {
+                                m.jobs[j].st = St::Running {
+                                    fence: l.fence,
+                                    deadline: m.now + LEASE_MS,
+                                }
+                            }
+                            None => want_lost.push(l.lease_ref()),
+                        }
+                    }
+                    assert_eq!(lost, want_lost, "step {step}: lost leases");
+                }
+                Op::Advance { ms } => {
+                    clock.advance(Duration::from_millis(ms));
+                    m.now += ms;
+                }
+                Op::Reap => {
+                    let rep = q.reap(500).await.unwrap();
+                    let (rq, bu, done) = m.reap();
+                    assert_eq!((rep.requeued, rep.buried), (rq, bu), "step {step}: reap");
+                    let got: Vec<String> = rep
+                        .batches_completed
+                        .iter()
+                        .map(|b| b.to_string())
+                        .collect();
+                    let (mut got, mut done) = (got, done);
+                    got.sort();
+                    done.sort();
+                    assert_eq!(got, done, "step {step}: batches completed by the reap");
+                }
+                Op::Release { pick } => {
+                    if leases.is_empty() {
+                        continue;
+                    }
+                    let l = leases[pick % leases.len()].0.clone();
+                    let n = q.release(&[l.lease_ref()]).await.unwrap();
+                    match m.current(&l) {
+                        Some(j) => {
+                            assert_eq!(n, 1, "step {step}: release");
+                            m.jobs[j].st = St::Ready(m.now);
+                            m.jobs[j].attempts -= 1;
+                        }
+                        None => assert_eq!(n, 0, "step {step}: stale release"),
+                    }
+                }
+                Op::AdminRetryAll => {
+                    let n = q.dead_retry(DeadSelection::All).await.unwrap();
+                    let dead: Vec<usize> = (0..m.jobs.len())
+                        .filter(|&j| m.jobs[j].st == St::Dead)
+                        .collect();
+                    assert_eq!(n, dead.len(), "step {step}: dead retry");
+                    for j in dead {
+                        let now = m.now;
+                        let mj = &mut m.jobs[j];
+                        mj.st = St::Ready(now);
+                        mj.attempts = 0;
+                        mj.r#gen += 1;
+                        let (b, appids) = (mj.batch.clone(), mj.appids.clone());
+                        for a in &appids {
+                            m.dedupe.insert(*a, now + WINDOW_MS);
+                        }
+                        let mb = m.batches.get_mut(&b).unwrap();
+                        mb.done -= 1;
+                        mb.failed -= appids.len() as i64;
+                    }
+                }
+            }
+            check(&q, &m, step).await;
+        }
+        // Nothing twice: every event id is unique.
+        let ev = events(&q).await;
+        let ids: HashSet<&str> = ev.iter().map(|e| e.id.as_str()).collect();
+        assert_eq!(ids.len(), ev.len(), "an event id appeared twice");
+    }
+
+    fn cases() -> u32 {
+        std::env::var("PROPTEST_CASES")
+            .ok()
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(24)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
+
+        #[test]
+        fn random_operation_sequences_match_the_in_memory_model(ops in prop::collection::vec(op(), 1..40)) {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(run(ops));
+        }
+    }
 }

@@ -4,7 +4,7 @@
 -- ARGV[1] now (ms)   ARGV[2] now ISO-8601   ARGV[3] key prefix   ARGV[4] events MAXLEN
 -- ARGV[5] worker id   ARGV[6] lease (ms)
 -- ARGV[7] number of leases (<= 500), then per lease: id, fence
--- returns: {extended, {lost job ids}}
+-- returns: {extended, {1-based indexes of the lost leases in ARGV order}}
 redis.call('ZADD', K_WORKERS, NOW_S, ARGV[5])
 local deadline = int(NOW + tonumber(ARGV[6]))
 local n = tonumber(ARGV[7])
@@ -20,7 +20,7 @@ for r = 1, n do
     run[#run + 1] = deadline
     run[#run + 1] = ids[r]
   else
-    lost[#lost + 1] = ids[r]
+    lost[#lost + 1] = r
   end
 end
 if #run > 0 then
