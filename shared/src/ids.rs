@@ -126,8 +126,7 @@ fn check_token(s: &str, max: usize, extra: &[u8]) -> Result<(), &'static str> {
 }
 
 fn check_env(s: &str) -> Result<(), &'static str> {
-    check_token(s, 64, &[])
-        .map_err(|_| "must be 1 to 64 characters of A-Z, a-z, 0-9, '_' or '-'")
+    check_token(s, 64, &[]).map_err(|_| "must be 1 to 64 characters of A-Z, a-z, 0-9, '_' or '-'")
 }
 
 fn check_job(s: &str) -> Result<(), &'static str> {
@@ -242,7 +241,10 @@ mod tests {
         assert_eq!(ok.as_str(), "wx0123456789abcdef");
         let err = serde_json::from_str::<AppId>("\"wxNOPE\"").unwrap_err();
         assert!(err.to_string().contains("appid"));
-        assert_eq!(serde_json::to_string(&ok).unwrap(), "\"wx0123456789abcdef\"");
+        assert_eq!(
+            serde_json::to_string(&ok).unwrap(),
+            "\"wx0123456789abcdef\""
+        );
     }
 
     #[test]
