@@ -7,17 +7,16 @@
 //! second.
 
 use std::fmt;
-use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use redis::aio::ConnectionManager;
 
+pub use crate::config::QuotaReset;
 use crate::queue::Keys;
 
 /// Asia/Shanghai is UTC+8 all year (no daylight saving time since 1991).
 pub const SHANGHAI_OFFSET_MS: u64 = 8 * 3_600_000;
-const DAY_MS: u64 = 24 * 3_600_000;
 
 /// Taking a rate limit slot failed.
 #[derive(Debug, thiserror::Error)]
@@ -70,6 +69,14 @@ impl fmt::Debug for RateLimiter {
     }
 }
 
+/// How early a call may come, beyond the burst, so that waiters who wake a little late (waits are
+/// whole ms, and tokio timers fire up to a ms after their deadline) do not lose their slot's time:
+/// GCRA forgets idle time, so without slack every late wake-up would lower the long-run rate by
+/// its lateness (about 3 % at 20/s). A tenth of an interval, at most 5 ms: still evenly spaced.
+fn timer_slack_us(interval_us: u64) -> u64 {
+    (interval_us / 10).min(5_000)
+}
+
 impl RateLimiter {
     /// `per_second` calls per second for all workers together, evenly spaced (burst 1).
     /// `0` (or any value that is not a positive number) means no limit: [`acquire`](Self::acquire)
@@ -88,7 +95,8 @@ impl RateLimiter {
                 conn,
                 key: keys.rate(),
                 interval_us,
-                tolerance_us: interval_us * u64::from(burst.max(1) - 1),
+                tolerance_us: interval_us * u64::from(burst.max(1) - 1)
+                    + timer_slack_us(interval_us),
                 script: redis::Script::new(include_str!("throttle/gcra.lua")),
             }
         });
@@ -168,73 +176,16 @@ impl RateLimiter {
     }
 }
 
-/// The time of day (Asia/Shanghai) when WeChat's daily quota resets; default 00:00.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct QuotaResetTime {
-    hour: u8,
-    minute: u8,
-}
-
-/// A quota reset time that is not `HH:MM` with 00 ≤ HH ≤ 23 and 00 ≤ MM ≤ 59.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid quota reset time {0:?}: expected HH:MM (00:00 to 23:59, Asia/Shanghai)")]
-pub struct QuotaResetTimeError(String);
-
-impl QuotaResetTime {
-    /// Midnight in Shanghai, when WeChat resets daily quotas.
-    pub const MIDNIGHT: QuotaResetTime = QuotaResetTime { hour: 0, minute: 0 };
-
-    /// `hour`:`minute` in Shanghai.
-    pub fn new(hour: u8, minute: u8) -> Result<Self, QuotaResetTimeError> {
-        if hour > 23 || minute > 59 {
-            return Err(QuotaResetTimeError(format!("{hour}:{minute}")));
-        }
-        Ok(Self { hour, minute })
-    }
-
-    /// The hour (0–23).
-    pub fn hour(self) -> u8 {
-        self.hour
-    }
-
-    /// The minute (0–59).
-    pub fn minute(self) -> u8 {
-        self.minute
-    }
-
-    fn ms_into_day(self) -> u64 {
-        u64::from(self.hour) * 3_600_000 + u64::from(self.minute) * 60_000
-    }
-}
-
-impl FromStr for QuotaResetTime {
-    type Err = QuotaResetTimeError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let bad = || QuotaResetTimeError(s.to_owned());
-        let (h, m) = s.trim().split_once(':').ok_or_else(bad)?;
-        let digits = |p: &str| (1..=2).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_digit());
-        if !digits(h) || m.len() != 2 || !digits(m) {
-            return Err(bad());
-        }
-        let (h, m) = (h.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?);
-        Self::new(h, m).map_err(|_| bad())
-    }
-}
-
-impl fmt::Display for QuotaResetTime {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:02}:{:02}", self.hour, self.minute)
-    }
-}
-
-/// The first moment strictly after `now_ms` (Unix ms) when the Shanghai clock shows `reset`:
-/// when a quota spent at `now_ms` is available again.
-pub fn next_quota_reset(now_ms: u64, reset: QuotaResetTime) -> u64 {
-    let local = now_ms + SHANGHAI_OFFSET_MS;
-    let today = local - local % DAY_MS + reset.ms_into_day();
-    let next = if today > local { today } else { today + DAY_MS };
-    next - SHANGHAI_OFFSET_MS
+/// The first moment strictly after `now_ms` (Unix ms) when the Shanghai clock (UTC+8, no
+/// daylight saving time) shows `reset` (`ENVSHARE_QUOTA_RESET`, default 00:00): when a quota
+/// spent at `now_ms` (errcode 45009) is available again, so the pause lasts until then.
+///
+/// One implementation: this is [`QuotaReset::next_after`] in the unsigned ms the queue's pause
+/// uses.
+pub fn next_quota_reset(now_ms: u64, reset: QuotaReset) -> u64 {
+    // Unix ms fit an i64 for the next 292 million years; clamp rather than wrap past that.
+    let now = i64::try_from(now_ms).unwrap_or(i64::MAX / 2);
+    u64::try_from(reset.next_after(now)).unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -244,12 +195,13 @@ mod tests {
     // 2026-11-30T00:00:00Z = 2026-11-30 08:00 in Shanghai.
     const NOV30_UTC_MIDNIGHT: u64 = 1_795_996_800_000;
     const H: u64 = 3_600_000;
+    const DAY_MS: u64 = 24 * H;
 
     #[test]
     fn the_reset_after_a_shanghai_afternoon_is_the_next_shanghai_midnight() {
         // 2026-11-30 15:00 Shanghai (07:00 UTC) → 2026-12-01 00:00 Shanghai = 11-30 16:00 UTC.
         let now = NOV30_UTC_MIDNIGHT + 7 * H;
-        let next = next_quota_reset(now, QuotaResetTime::MIDNIGHT);
+        let next = next_quota_reset(now, QuotaReset::default());
         assert_eq!(next, NOV30_UTC_MIDNIGHT + 16 * H);
     }
 
@@ -258,17 +210,17 @@ mod tests {
         // 2026-12-01 00:00:01 Shanghai: the quota just reset; the next reset is a day away.
         let midnight = NOV30_UTC_MIDNIGHT + 16 * H;
         assert_eq!(
-            next_quota_reset(midnight + 1_000, QuotaResetTime::MIDNIGHT),
+            next_quota_reset(midnight + 1_000, QuotaReset::default()),
             midnight + 24 * H
         );
         // Exactly at midnight counts as after it: the reset is the next one.
         assert_eq!(
-            next_quota_reset(midnight, QuotaResetTime::MIDNIGHT),
+            next_quota_reset(midnight, QuotaReset::default()),
             midnight + 24 * H
         );
         // One ms before midnight: the reset is in one ms.
         assert_eq!(
-            next_quota_reset(midnight - 1, QuotaResetTime::MIDNIGHT),
+            next_quota_reset(midnight - 1, QuotaReset::default()),
             midnight
         );
     }
@@ -279,14 +231,14 @@ mod tests {
         // Shanghai is 2026-11-30 16:00 UTC, not 2026-11-30 00:00 UTC.
         let now = NOV30_UTC_MIDNIGHT - H / 2;
         assert_eq!(
-            next_quota_reset(now, QuotaResetTime::MIDNIGHT),
+            next_quota_reset(now, QuotaReset::default()),
             NOV30_UTC_MIDNIGHT + 16 * H
         );
     }
 
     #[test]
     fn a_custom_reset_time_later_today_is_today() {
-        let reset: QuotaResetTime = "09:30".parse().unwrap();
+        let reset = QuotaReset::parse("09:30").unwrap();
         // 08:00 Shanghai → 09:30 Shanghai the same day = 01:30 UTC.
         assert_eq!(
             next_quota_reset(NOV30_UTC_MIDNIGHT, reset),
@@ -300,32 +252,17 @@ mod tests {
     }
 
     #[test]
-    fn reset_times_parse_only_as_hh_mm() {
-        assert_eq!("00:00".parse(), Ok(QuotaResetTime::MIDNIGHT));
-        assert_eq!(
-            "7:05".parse::<QuotaResetTime>().unwrap().to_string(),
-            "07:05"
-        );
-        assert_eq!("23:59".parse::<QuotaResetTime>().unwrap().hour(), 23);
-        for bad in [
-            "24:00", "12:60", "12", "12:5", "ab:cd", "", "-1:00", "12:00:00",
-        ] {
-            assert!(bad.parse::<QuotaResetTime>().is_err(), "{bad}");
-        }
-    }
-
-    #[test]
     fn a_reset_is_always_within_one_day_ahead() {
         for step in 0..2000u64 {
             let now = NOV30_UTC_MIDNIGHT + step * 7_919_993;
-            for reset in [
-                QuotaResetTime::MIDNIGHT,
-                QuotaResetTime::new(13, 7).unwrap(),
-            ] {
+            for reset in [QuotaReset::default(), QuotaReset::parse("13:07").unwrap()] {
                 let next = next_quota_reset(now, reset);
                 assert!(next > now && next <= now + DAY_MS, "{now} {next}");
                 let local = (next + SHANGHAI_OFFSET_MS) % DAY_MS;
-                assert_eq!(local, reset.ms_into_day());
+                assert_eq!(
+                    local,
+                    (u64::from(reset.hour()) * 60 + u64::from(reset.minute())) * 60_000
+                );
             }
         }
     }

@@ -393,11 +393,11 @@ impl ComponentTokenProvider {
             }
             loop {
                 tokio::time::sleep(self.settings.poll_interval).await;
-                if let Some(t) = self.read_cached().await? {
-                    if self.is_fresh(&t, now_ms()) {
-                        self.local_set(Some(&t));
-                        return Ok(t);
-                    }
+                if let Some(t) = self.read_cached().await?
+                    && self.is_fresh(&t, now_ms())
+                {
+                    self.local_set(Some(&t));
+                    return Ok(t);
                 }
                 if Instant::now() >= deadline {
                     return Err(TokenError::Transient {
@@ -422,12 +422,12 @@ impl ComponentTokenProvider {
     /// Holding the lock: re-check the cache, fetch, store (which releases the lock).
     async fn fetch_locked(&self, owner: &str) -> Result<AccessToken, TokenError> {
         // Another process may have stored a token between our read and our lock.
-        if let Some(t) = self.read_cached().await? {
-            if self.is_fresh(&t, now_ms()) {
-                self.unlock(owner).await;
-                self.local_set(Some(&t));
-                return Ok(t);
-            }
+        if let Some(t) = self.read_cached().await?
+            && self.is_fresh(&t, now_ms())
+        {
+            self.unlock(owner).await;
+            self.local_set(Some(&t));
+            return Ok(t);
         }
         let Some(ticket) = self.read_ticket().await? else {
             self.counters.fetch_errors.fetch_add(1, Ordering::Relaxed);
@@ -522,17 +522,17 @@ impl ComponentTokenProvider {
     async fn token_impl(&self) -> Result<AccessToken, TokenError> {
         let seen_epoch = self.epoch.load(Ordering::Acquire);
         let now = now_ms();
-        if let Some(t) = self.local_get(Some(self.settings.local_ttl)) {
-            if self.is_fresh(&t, now) {
-                return Ok(t);
-            }
+        if let Some(t) = self.local_get(Some(self.settings.local_ttl))
+            && self.is_fresh(&t, now)
+        {
+            return Ok(t);
         }
         let cached = self.read_cached().await?;
-        if let Some(t) = &cached {
-            if self.is_fresh(t, now) {
-                self.local_set(Some(t));
-                return Ok(t.clone());
-            }
+        if let Some(t) = &cached
+            && self.is_fresh(t, now)
+        {
+            self.local_set(Some(t));
+            return Ok(t.clone());
         }
         self.refresh(cached, seen_epoch).await
     }
