@@ -624,24 +624,30 @@ async fn a_heartbeat_keeps_a_lease_and_a_release_refunds_the_attempt() {
     assert_eq!(again.attempt, 1, "a released job did not use its attempt");
 }
 
-/// Enqueue, claim and complete 10,000 jobs and print the Redis commands per job (from `INFO
-/// commandstats`, so run it against a Redis of its own) and the enqueue rate. A measurement,
-/// not a check: `cargo test -p envshare-tests --test e2e -- --ignored --nocapture commands_per_job`.
+/// Enqueue, claim and complete 10,000 jobs and print the enqueue rate, Redis commands per job
+/// (from `INFO commandstats`; commands run inside scripts are counted by Redis too) and Redis CPU
+/// per job (`INFO cpu`). A measurement, not a check; run it against a Redis of its own:
+/// `ENVSHARE_TEST_REDIS_URL=redis://127.0.0.1:PORT cargo test -p envshare-tests --test e2e --
+/// --ignored --nocapture measure_`.
 #[tokio::test]
 #[ignore]
-async fn measure_commands_per_job_for_ten_thousand_jobs() {
-    let (q, _) = queue_with(
-        "q-measure",
-        QueueSettings {
-            dedupe_window: Duration::from_secs(60),
-            ..QueueSettings::default()
-        },
-    )
-    .await;
-    let mut conn = q.connection();
-    let calls = |info: String| -> (u64, u64, u64) {
-        let (mut all, mut lua, mut scripts) = (0, 0, 0);
-        for line in info.lines().filter(|l| l.starts_with("cmdstat_")) {
+async fn measure_commands_and_cpu_per_job_for_ten_thousand_jobs() {
+    let (q, _) = queue_with("q-measure", QueueSettings::default()).await;
+    let info = |section: &'static str| {
+        let mut conn = q.connection();
+        async move {
+            let s: String = redis::cmd("INFO")
+                .arg(section)
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            s
+        }
+    };
+    // (commands other than EVALSHA and housekeeping, EVALSHA calls)
+    let calls = |text: String| -> (u64, u64) {
+        let (mut cmds, mut scripts) = (0, 0);
+        for line in text.lines().filter(|l| l.starts_with("cmdstat_")) {
             let name = &line[8..line.find(':').unwrap()];
             let n: u64 = line
                 .split("calls=")
@@ -652,34 +658,33 @@ async fn measure_commands_per_job_for_ten_thousand_jobs() {
                 .unwrap()
                 .parse()
                 .unwrap();
-            if matches!(name, "evalsha" | "eval") {
-                scripts += n;
-            } else if !matches!(name, "info" | "script|load" | "client|setinfo" | "hello") {
-                all += n;
+            match name {
+                "evalsha" | "eval" => scripts += n,
+                "info" | "config|resetstat" | "script|load" | "client|setinfo" | "hello" => {}
+                _ => cmds += n,
             }
-            lua += 0;
         }
-        (all, lua, scripts)
+        (cmds, scripts)
     };
-    let info = || async {
-        let s: String = redis::cmd("INFO")
-            .arg("commandstats")
-            .query_async(&mut q.connection())
-            .await
-            .unwrap();
-        s
+    let cpu = |text: String| -> f64 {
+        text.lines()
+            .filter(|l| l.starts_with("used_cpu_sys:") || l.starts_with("used_cpu_user:"))
+            .map(|l| l.split(':').nth(1).unwrap().trim().parse::<f64>().unwrap())
+            .sum()
     };
     let _: () = redis::cmd("CONFIG")
         .arg("RESETSTAT")
-        .query_async(&mut conn)
+        .query_async(&mut q.connection())
         .await
         .unwrap();
     let n = 10_000u64;
     let jobs: Vec<NewJob> = (0..n).map(|i| new_job("m", &[i], "b-m")).collect();
+    let cpu0 = cpu(info("cpu").await);
     let t = std::time::Instant::now();
     q.enqueue(jobs, EnqueueOptions::default()).await.unwrap();
     let rate = n as f64 / t.elapsed().as_secs_f64();
-    let (enq_cmds, _, enq_scripts) = calls(info().await);
+    let cpu1 = cpu(info("cpu").await);
+    let (enq_cmds, enq_scripts) = calls(info("commandstats").await);
     let w = WorkerId::generate();
     loop {
         let l = claim(&q, &w, 100).await;
@@ -688,13 +693,20 @@ async fn measure_commands_per_job_for_ten_thousand_jobs() {
         }
         q.complete(done_acks(&l)).await.unwrap();
     }
-    let (all, _, scripts) = calls(info().await);
+    let cpu2 = cpu(info("cpu").await);
+    let (cmds, scripts) = calls(info("commandstats").await);
+    let per = |x: f64| x / n as f64;
     println!(
-        "enqueue: {rate:.0} jobs/s, {:.3} cmds/job, {:.4} scripts/job; end to end: {:.2} cmds/job (inside scripts + direct), {:.4} script calls/job",
-        enq_cmds as f64 / n as f64,
-        enq_scripts as f64 / n as f64,
-        all as f64 / n as f64,
-        scripts as f64 / n as f64
+        "enqueue: {rate:.0} jobs/s, {:.3} cmds/job, {:.4} script calls/job, {:.2} us Redis CPU/job",
+        per(enq_cmds as f64),
+        per(enq_scripts as f64),
+        per(cpu1 - cpu0) * 1e6
+    );
+    println!(
+        "end to end (enqueue + claim + complete + 1 event): {:.2} cmds/job + {:.4} script calls/job, {:.2} us Redis CPU/job",
+        per(cmds as f64),
+        per(scripts as f64),
+        per(cpu2 - cpu0) * 1e6
     );
 }
 
