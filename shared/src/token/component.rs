@@ -67,6 +67,20 @@ impl Default for ComponentTokenSettings {
     }
 }
 
+impl ComponentTokenSettings {
+    /// The settings for `settings`: `ENVSHARE_TOKEN_REFRESH_AHEAD_MS`, and a lock that outlives
+    /// one WeChat request (`ENVSHARE_REQUEST_TIMEOUT_MS` + 5 s) with a wait 5 s longer still.
+    pub fn from_settings(settings: &crate::config::Settings) -> Self {
+        let lock_ttl = settings.request_timeout + Duration::from_secs(5);
+        Self {
+            refresh_ahead: settings.token_refresh_ahead,
+            lock_ttl,
+            wait_timeout: lock_ttl + Duration::from_secs(5),
+            ..Self::default()
+        }
+    }
+}
+
 /// A token as WeChat handed it out.
 pub(crate) struct FetchedToken {
     pub(crate) token: SecretString,

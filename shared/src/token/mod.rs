@@ -16,9 +16,15 @@
 mod component;
 
 use std::fmt;
+use std::sync::Arc;
 
 use futures::future::BoxFuture;
+use redis::aio::ConnectionManager;
 use secrecy::{ExposeSecret, SecretString};
+
+use crate::config::{Settings, TokenMode as ConfigTokenMode};
+use crate::queue::Keys;
+use crate::wechat::WechatClient;
 
 pub use component::{ComponentTokenProvider, ComponentTokenSettings};
 
@@ -242,6 +248,31 @@ pub trait TokenProvider: Send + Sync {
 
     /// Counters of this instance, for metrics.
     fn counters(&self) -> TokenCounters;
+}
+
+/// The provider `settings` ask for (`ENVSHARE_ACCESS_TOKEN`, or `ENVSHARE_COMPONENT_APPID` and
+/// `ENVSHARE_COMPONENT_APPSECRET`), or `None` when neither mode is configured. `conn`, `keys`
+/// and `client` serve component mode only.
+pub fn provider_from_settings(
+    settings: &Settings,
+    conn: ConnectionManager,
+    keys: &Keys,
+    client: WechatClient,
+) -> Option<Arc<dyn TokenProvider>> {
+    match settings.token_mode() {
+        ConfigTokenMode::Fixed(token) => Some(Arc::new(FixedTokenProvider::new(token))),
+        ConfigTokenMode::Component { appid, secret } => {
+            Some(Arc::new(ComponentTokenProvider::new(
+                conn,
+                keys,
+                client,
+                appid.as_ref(),
+                secret,
+                ComponentTokenSettings::from_settings(settings),
+            )))
+        }
+        ConfigTokenMode::None => None,
+    }
 }
 
 /// Fixed mode: always the configured token (`ENVSHARE_ACCESS_TOKEN`).

@@ -10,7 +10,7 @@ use envshare::queue::Keys;
 use envshare::sandbox::{Latency, Sandbox, SandboxConfig, SandboxHandle};
 use envshare::throttle::RateLimiter;
 use envshare::token::{
-    AccessToken, ComponentTokenProvider, ComponentTokenSettings, TokenError, TokenProvider,
+    self, AccessToken, ComponentTokenProvider, ComponentTokenSettings, TokenError, TokenProvider,
 };
 use envshare::wechat::WechatClient;
 use envshare_tests::{TestRedis, unique_queue};
@@ -458,4 +458,100 @@ async fn rate_limit_of_zero_makes_no_redis_call() {
     }
     assert!(start.elapsed() < Duration::from_millis(200));
     assert_eq!(unlimited.counters().acquired, 1000);
+}
+
+#[tokio::test]
+async fn token_provider_from_settings_follows_the_configured_mode() {
+    let s = TokenStack::start("token-from-settings", SandboxConfig::default()).await;
+    s.set_ticket(TICKET).await;
+    let client = || WechatClient::new(s.sandbox.url(), Duration::from_secs(5)).unwrap();
+    let mut settings = envshare::config::Settings::defaults();
+
+    settings.access_token = Some(SecretString::from("fixed-LEAKCHECK-1"));
+    let fixed = token::provider_from_settings(&settings, s.conn.clone(), &s.keys, client())
+        .expect("fixed mode");
+    assert_eq!(fixed.token().await.unwrap().expose(), "fixed-LEAKCHECK-1");
+    assert_eq!(fixed.status().await.unwrap().mode, token::TokenMode::Fixed);
+
+    settings.access_token = None;
+    assert!(
+        token::provider_from_settings(&settings, s.conn.clone(), &s.keys, client()).is_none(),
+        "no token settings, no provider"
+    );
+
+    settings.component_appid =
+        Some(envshare::AppId::parse(SandboxConfig::COMPONENT_APPID).unwrap());
+    settings.component_appsecret = Some(SecretString::from(SECRET));
+    let component = token::provider_from_settings(&settings, s.conn.clone(), &s.keys, client())
+        .expect("component mode");
+    let t = component.token().await.unwrap();
+    assert_eq!(s.sandbox.current_token().as_deref(), Some(t.expose()));
+    assert_eq!(
+        component.status().await.unwrap().mode,
+        token::TokenMode::Component
+    );
+}
+
+#[tokio::test]
+async fn token_waiters_take_over_a_lock_left_by_a_dead_fetcher() {
+    let s = TokenStack::start("token-dead-fetcher", SandboxConfig::default()).await;
+    s.set_ticket(TICKET).await;
+    // A fetcher took the lock and died: nobody releases it; it expires after 600 ms.
+    let mut conn = s.conn.clone();
+    let () = redis::cmd("SET")
+        .arg(s.keys.token_lock())
+        .arg("dead-owner")
+        .arg("PX")
+        .arg(600)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let p = s.provider();
+
+    let start = Instant::now();
+    let t = p
+        .token()
+        .await
+        .expect("a waiter takes over once the lock expires");
+    let waited = start.elapsed();
+
+    assert!(
+        waited >= Duration::from_millis(500),
+        "waited only {waited:?}"
+    );
+    assert!(waited < Duration::from_secs(3), "waited {waited:?}");
+    assert_eq!(s.sandbox.current_token().as_deref(), Some(t.expose()));
+    assert_eq!(s.sandbox.token_fetches(), 1);
+    assert_eq!((p.counters().waits, p.counters().refreshes), (1, 1));
+}
+
+#[tokio::test]
+async fn token_wait_for_a_stuck_fetcher_ends_with_a_transient_error() {
+    let s = TokenStack::start("token-stuck-fetcher", SandboxConfig::default()).await;
+    s.set_ticket(TICKET).await;
+    let mut conn = s.conn.clone();
+    let () = redis::cmd("SET")
+        .arg(s.keys.token_lock())
+        .arg("stuck-owner")
+        .arg("PX")
+        .arg(10_000)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let p = s.provider_with(
+        SECRET,
+        ComponentTokenSettings {
+            wait_timeout: Duration::from_millis(300),
+            ..ComponentTokenSettings::default()
+        },
+    );
+
+    let err = p.token().await.expect_err("no token within the wait");
+    assert!(matches!(err, TokenError::Transient { .. }), "{err:?}");
+    assert!(err.is_retryable());
+    assert_eq!(
+        s.sandbox.token_fetches(),
+        0,
+        "a waiter never fetches beside the owner"
+    );
 }
