@@ -25,5 +25,6 @@ pub mod telemetry;
 pub mod throttle;
 pub mod token;
 pub mod wechat;
+pub mod worker;
 
 pub use ids::{AppId, BatchId, EnvId, IdError, JobId, QueueName};

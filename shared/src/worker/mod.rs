@@ -1,0 +1,402 @@
+//! The worker service (`envshare-worker`): runs share jobs from the queue with apalis, serves
+//! `/metrics`, `/healthz` and `/readyz`, and shuts down gracefully.
+//!
+//! ```no_run
+//! # async fn demo(settings: envshare::config::Settings) -> Result<(), Box<dyn std::error::Error>> {
+//! let app = envshare::worker::Application::build(settings).await?;
+//! app.run_until_stopped(async { let _ = tokio::signal::ctrl_c().await; }).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! - [`Application::build`] connects to Redis (failing fast with the redacted URL and how to fix
+//!   it), builds the token provider of the configured mode, the rate limiter and the WeChat
+//!   client, and binds `ENVSHARE_HTTP_ADDR`.
+//! - [`Application::run_until_stopped`] runs jobs until `shutdown` completes, then stops
+//!   claiming, lets running jobs finish within `ENVSHARE_SHUTDOWN_TIMEOUT_MS`, releases whatever
+//!   is still held (back to ready, attempt refunded) and returns.
+//!
+//! The handler and its error policy are in [`share_handler`]'s module; the metrics in
+//! `metrics.rs`; the HTTP endpoints in `http.rs`.
+
+mod handler;
+mod http;
+mod metrics;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use apalis_core::worker::builder::WorkerBuilder;
+use tracing::{info, warn};
+
+pub use handler::{ShareContext, share_handler};
+
+use crate::config::{Settings, TokenMode};
+use crate::queue::{
+    BackendHandle, BackendSettings, Queue, QueueError, QueueSettings, RedisBackend, RetryPolicy,
+    WorkerId,
+};
+use crate::throttle::RateLimiter;
+use crate::token::{
+    ComponentTokenProvider, ComponentTokenSettings, FixedTokenProvider, TokenProvider,
+};
+use crate::wechat::{ClientBuildError, WechatClient};
+
+/// Knobs that are not operator settings: defaults for production, shorter values for tests and
+/// the demo.
+#[derive(Debug, Clone)]
+pub struct WorkerOptions {
+    /// How long a token misconfiguration (61004, 61005/61006, bad secret, no ticket) pauses the
+    /// queue before the next job tries the token again. Default 30 s.
+    pub misconfig_recheck: Duration,
+    /// Pause this long after 45009 instead of until the next quota reset (`ENVSHARE_QUOTA_RESET`).
+    /// Default `None`.
+    pub quota_pause: Option<Duration>,
+    /// How long a job waits (attempt refunded) when no token or rate limit slot could be had for
+    /// a passing reason. Default 2 s (jittered down to half).
+    pub token_retry: Duration,
+    /// This process's worker id. Default [`WorkerId::generate`].
+    pub worker_id: Option<WorkerId>,
+    /// Empty-queue poll interval. Default 50 ms.
+    pub idle_poll: Duration,
+}
+
+impl Default for WorkerOptions {
+    fn default() -> Self {
+        Self {
+            misconfig_recheck: Duration::from_secs(30),
+            quota_pause: None,
+            token_retry: Duration::from_secs(2),
+            worker_id: None,
+            idle_poll: Duration::from_millis(50),
+        }
+    }
+}
+
+/// Why the worker could not start. Every message says what to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    /// No token mode is configured.
+    #[error(
+        "no WeChat access token is configured: set ENVSHARE_COMPONENT_APPID and \
+         ENVSHARE_COMPONENT_APPSECRET (component mode: the token is fetched with the verify \
+         ticket stored by `envshare ticket set`), or ENVSHARE_ACCESS_TOKEN (a token managed \
+         elsewhere)"
+    )]
+    NoTokenMode,
+    /// `ENVSHARE_WECHAT_BASE_URL` or the request timeout is unusable.
+    #[error("ENVSHARE_WECHAT_BASE_URL: {0}")]
+    WechatClient(#[source] ClientBuildError),
+    /// Redis is unreachable (or refused the scripts).
+    #[error(
+        "cannot use Redis at {url}: {source}. Start Redis there, or set ENVSHARE_REDIS_URL \
+         (or REDIS_URL) to a reachable server, e.g. redis://:PASSWORD@host:6379/0"
+    )]
+    Redis {
+        /// The URL, password redacted.
+        url: String,
+        /// What failed.
+        #[source]
+        source: QueueError,
+    },
+    /// The HTTP address could not be bound.
+    #[error(
+        "cannot listen on ENVSHARE_HTTP_ADDR={addr}: {source}. Pick a free address (port 0 \
+         picks any free port)"
+    )]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl StartupError {
+    /// Whether the settings are at fault (the binary exits 2), rather than the environment
+    /// (Redis down, port taken: exit 1). Never retryable as is.
+    pub fn is_bad_settings(&self) -> bool {
+        matches!(
+            self,
+            StartupError::NoTokenMode | StartupError::WechatClient(_)
+        )
+    }
+}
+
+/// Why a running worker stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The apalis worker failed.
+    #[error("running the worker failed: {0}")]
+    Worker(String),
+    /// Giving held jobs back at shutdown failed; they return to ready when their leases expire
+    /// (retryable by waiting).
+    #[error("releasing held jobs at shutdown failed (they are re-run after their lease expires)")]
+    Release(#[source] QueueError),
+}
+
+/// What a run did, for logs and tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunReport {
+    /// Jobs claimed.
+    pub claimed: u64,
+    /// Outcomes written.
+    pub acked: u64,
+    /// Jobs handed back at shutdown because they did not finish within the timeout.
+    pub released: usize,
+}
+
+/// A built worker, ready to run.
+pub struct Application {
+    queue: Queue,
+    ctx: Arc<ShareContext>,
+    backend: RedisBackend,
+    listener: tokio::net::TcpListener,
+    http_addr: SocketAddr,
+    registry: Arc<metrics::MetricsRegistry>,
+    shutdown_timeout: Duration,
+}
+
+impl std::fmt::Debug for Application {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Application")
+            .field("queue", &self.queue)
+            .field("http_addr", &self.http_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Application {
+    /// Builds the worker from `settings` with the default [`WorkerOptions`].
+    pub async fn build(settings: Settings) -> Result<Self, StartupError> {
+        Self::build_with(settings, WorkerOptions::default()).await
+    }
+
+    /// Builds the worker from `settings` and `options`.
+    pub async fn build_with(
+        settings: Settings,
+        options: WorkerOptions,
+    ) -> Result<Self, StartupError> {
+        // Cheap checks first, so a bad setting is reported without touching the network.
+        let mode = settings.token_mode();
+        if matches!(mode, TokenMode::None) {
+            return Err(StartupError::NoTokenMode);
+        }
+        let client = WechatClient::new(&settings.wechat_base_url, settings.request_timeout)
+            .map_err(StartupError::WechatClient)?;
+
+        let queue_settings = QueueSettings {
+            max_attempts: settings.max_attempts,
+            lease: settings.lease,
+            events_maxlen: settings.events_maxlen as usize,
+            dedupe_window: settings.dedupe_window,
+            ..QueueSettings::default()
+        };
+        let queue = Queue::connect(&settings.redis_url, &settings.queue, queue_settings)
+            .await
+            .map_err(|source| StartupError::Redis {
+                url: settings.redis_url_redacted(),
+                source,
+            })?;
+        let conn = queue.connection();
+        let keys = queue.keys().clone();
+
+        let tokens: Arc<dyn TokenProvider> = match mode {
+            TokenMode::Fixed(token) => Arc::new(FixedTokenProvider::new(token)),
+            TokenMode::Component { appid, secret } => Arc::new(ComponentTokenProvider::new(
+                conn.clone(),
+                &keys,
+                client.clone(),
+                appid.as_str(),
+                secret,
+                ComponentTokenSettings {
+                    refresh_ahead: settings.token_refresh_ahead,
+                    // The fetch lock must outlive one token request.
+                    lock_ttl: settings.request_timeout + Duration::from_secs(5),
+                    wait_timeout: settings.request_timeout + Duration::from_secs(10),
+                    ..ComponentTokenSettings::default()
+                },
+            )),
+            TokenMode::None => return Err(StartupError::NoTokenMode),
+        };
+        let limiter = Arc::new(RateLimiter::new(conn, &keys, settings.rate_limit));
+
+        let backend_settings = BackendSettings {
+            concurrency: settings.concurrency.max(1),
+            fetch_batch: settings.concurrency.clamp(1, 256),
+            idle_poll: options.idle_poll,
+            // Three beats per lease: one lost beat never loses a lease.
+            heartbeat_every: (settings.lease / 3).max(Duration::from_millis(100)),
+            retry: RetryPolicy {
+                base: settings.backoff_base,
+                cap: settings.backoff_max,
+                max_attempts: settings.max_attempts,
+            },
+            ..BackendSettings::default()
+        };
+        let worker_id = options.worker_id.unwrap_or_else(WorkerId::generate);
+        let backend = RedisBackend::new(queue.clone(), worker_id, backend_settings);
+        let registry = Arc::new(metrics::MetricsRegistry::new(
+            tokens.clone(),
+            limiter.clone(),
+            backend.handle(),
+        ));
+        let ctx = Arc::new(ShareContext::new(
+            queue.clone(),
+            client,
+            tokens,
+            limiter,
+            registry.metrics.clone(),
+            settings.quota_reset,
+            options.quota_pause,
+            options.misconfig_recheck,
+            options.token_retry,
+            settings.max_attempts,
+        ));
+
+        let listener = tokio::net::TcpListener::bind(settings.http_addr)
+            .await
+            .map_err(|source| StartupError::Bind {
+                addr: settings.http_addr,
+                source,
+            })?;
+        let http_addr = listener.local_addr().map_err(|source| StartupError::Bind {
+            addr: settings.http_addr,
+            source,
+        })?;
+        Ok(Self {
+            queue,
+            ctx,
+            backend,
+            listener,
+            http_addr,
+            registry,
+            shutdown_timeout: settings.shutdown_timeout,
+        })
+    }
+
+    /// The address `/metrics`, `/healthz` and `/readyz` are served on (the bound port when
+    /// `ENVSHARE_HTTP_ADDR` asked for port 0).
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
+    /// The queue this worker runs.
+    pub fn queue(&self) -> &Queue {
+        &self.queue
+    }
+
+    /// The backend's handle: worker id, counters, held leases.
+    pub fn handle(&self) -> BackendHandle {
+        self.backend.handle()
+    }
+
+    /// Runs jobs until `shutdown` completes, then shuts down gracefully (see the module docs).
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<RunReport, RunError> {
+        let Application {
+            queue,
+            ctx,
+            backend,
+            listener,
+            http_addr,
+            registry,
+            shutdown_timeout,
+        } = self;
+        let handle = backend.handle();
+        let worker_id = handle.worker_id().clone();
+
+        let (http_stop_tx, http_stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let router = http::router(http::HttpState {
+            queue: queue.clone(),
+            ctx: ctx.clone(),
+            registry,
+        });
+        let http_task = tokio::spawn(async move {
+            let served = axum::serve(listener, router)
+                .with_graceful_shutdown(async move {
+                    let _ = http_stop_rx.await;
+                })
+                .await;
+            if let Err(e) = served {
+                warn!(error = %e, "the HTTP endpoint stopped");
+            }
+        });
+
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let worker = WorkerBuilder::new(format!("envshare-worker-{worker_id}"))
+            .backend(backend)
+            .data(ctx)
+            .build(share_handler);
+        let mut run = Box::pin(worker.run_until(async move {
+            let _ = stop_rx.await;
+            Ok::<(), std::io::Error>(())
+        }));
+        info!(worker_id = %worker_id, %http_addr, queue = %queue.keys().prefix(), "worker started");
+
+        let mut released = 0;
+        tokio::select! {
+            result = &mut run => {
+                // The worker only ends by itself on an error.
+                let _ = http_stop_tx.send(());
+                let _ = http_task.await;
+                result.map_err(|e| RunError::Worker(e.to_string()))?;
+                return Ok(report(&handle, 0));
+            }
+            () = shutdown => {}
+        }
+        let running = handle.held();
+        info!(
+            running,
+            timeout_ms = shutdown_timeout.as_millis() as u64,
+            "shutting down: no new jobs; waiting for running jobs"
+        );
+        // Stop claiming, then let apalis drain the running jobs; claimed jobs that never started
+        // are released by the backend on close.
+        handle.stop_fetching();
+        let _ = stop_tx.send(());
+        match tokio::time::timeout(shutdown_timeout, &mut run).await {
+            Ok(result) => {
+                if let Err(e) = result {
+                    warn!(error = %e, "the worker reported an error while stopping");
+                }
+            }
+            Err(_) => {
+                // Dropping the worker cancels the jobs still running; their leases go back.
+                drop(run);
+                released = handle.release_held().await.map_err(RunError::Release)?;
+                warn!(
+                    released,
+                    "shutdown timeout reached: released the unfinished jobs back to ready"
+                );
+                if let Err(e) = queue.deregister_worker(&worker_id).await {
+                    warn!(error = %e, "deregistering the worker failed");
+                }
+            }
+        }
+        let _ = http_stop_tx.send(());
+        let _ = http_task.await;
+        let report = report(&handle, released);
+        info!(
+            claimed = report.claimed,
+            acked = report.acked,
+            released,
+            "worker stopped"
+        );
+        Ok(report)
+    }
+}
+
+fn report(handle: &BackendHandle, released: usize) -> RunReport {
+    let c = handle.counters();
+    RunReport {
+        claimed: c.claimed.load(Ordering::Relaxed),
+        acked: c.acked.load(Ordering::Relaxed),
+        released,
+    }
+}
