@@ -1,0 +1,563 @@
+#!/usr/bin/env python3
+"""Structural checks of deploy/ that no schema can express. Called by deploy/check.sh.
+
+Every problem is printed as `FILE: what is wrong`; the exit status is 1 if there was any.
+Needs PyYAML. Run from the repository root: python3 deploy/check.py
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path.cwd()
+DEPLOY = ROOT / "deploy"
+K8S = DEPLOY / "k8s"
+COMPOSE = DEPLOY / "docker-compose.yml"
+DOCKERFILE = DEPLOY / "Dockerfile"
+REDIS_CONF = DEPLOY / "redis.conf"
+SAMPLE = DEPLOY / "sample.csv"
+CONFIG_DOC = ROOT / "docs" / "configuration.md"
+
+# DESIGN.md §6 and docs/configuration.md.
+DEFAULT_SHUTDOWN_TIMEOUT_MS = 30_000
+HTTP_PORT = 9464
+APPID = re.compile(r"^wx[0-9a-f]{16}$")
+ENV = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+problems: list[str] = []
+
+
+def problem(path: Path, message: str) -> None:
+    problems.append(f"{path.relative_to(ROOT)}: {message}")
+
+
+def load_yaml(path: Path) -> list:
+    try:
+        with path.open(encoding="utf-8") as f:
+            return [d for d in yaml.safe_load_all(f) if d is not None]
+    except (OSError, yaml.YAMLError) as e:
+        problem(path, f"not valid YAML: {e}")
+        return []
+
+
+def dig(obj, *keys, default=None):
+    for k in keys:
+        if isinstance(obj, dict) and k in obj:
+            obj = obj[k]
+        elif isinstance(obj, list) and isinstance(k, int) and k < len(obj):
+            obj = obj[k]
+        else:
+            return default
+    return obj
+
+
+def known_settings() -> set[str]:
+    """The ENVSHARE_* names documented in docs/configuration.md (empty if it is missing)."""
+    if not CONFIG_DOC.exists():
+        return set()
+    names = set(re.findall(r"`(ENVSHARE_[A-Z_]+)`", CONFIG_DOC.read_text(encoding="utf-8")))
+    return names | {"REDIS_URL"}
+
+
+def check_setting_names(path: Path, names, known: set[str]) -> None:
+    if not known:
+        return
+    for name in names:
+        if name.startswith("ENVSHARE_") and name not in known:
+            problem(path, f"{name} is not a setting documented in docs/configuration.md")
+
+
+def parse_addr_port(path: Path, addr: str | None) -> int | None:
+    if addr is None:
+        problem(path, "ENVSHARE_HTTP_ADDR is not set: the worker's default 127.0.0.1 is unreachable from probes")
+        return None
+    host, _, port = str(addr).rpartition(":")
+    if host.strip("[]") not in ("0.0.0.0", "::"):
+        problem(path, f"ENVSHARE_HTTP_ADDR={addr}: must listen on every interface (0.0.0.0 or [::])")
+    if not port.isdigit():
+        problem(path, f"ENVSHARE_HTTP_ADDR={addr}: no port")
+        return None
+    return int(port)
+
+
+def duration_s(value) -> float | None:
+    """Compose durations: `40s`, `1m30s`, `500ms`; a bare number is seconds."""
+    if isinstance(value, (int, float)):
+        return float(value)
+    total, rest = 0.0, str(value)
+    for amount, unit in re.findall(r"(\d+(?:\.\d+)?)(ms|us|h|m|s)", rest):
+        total += float(amount) * {"h": 3600, "m": 60, "s": 1, "ms": 0.001, "us": 1e-6}[unit]
+        rest = rest.replace(amount + unit, "", 1)
+    return total if rest == "" else None
+
+
+# --- Kubernetes ------------------------------------------------------------------------------
+
+
+def check_k8s(known: set[str]) -> None:
+    files = sorted(K8S.glob("*.yaml")) + sorted(K8S.glob("*.yml"))
+    if not files:
+        problem(K8S, "no manifests")
+        return
+    by_kind: dict[str, list[tuple[Path, dict]]] = {}
+    kustomization = None
+    for path in files:
+        for doc in load_yaml(path):
+            if not isinstance(doc, dict):
+                problem(path, "a document is not a mapping")
+                continue
+            kind = doc.get("kind")
+            if kind == "Kustomization":
+                kustomization = (path, doc)
+                continue
+            for field in ("apiVersion", "kind"):
+                if not doc.get(field):
+                    problem(path, f"missing {field}")
+            if not dig(doc, "metadata", "name"):
+                problem(path, f"{kind}: missing metadata.name")
+            if dig(doc, "metadata", "labels", "app.kubernetes.io/name") != "envshare":
+                problem(path, f"{kind}: label app.kubernetes.io/name should be envshare")
+            by_kind.setdefault(kind, []).append((path, doc))
+
+    for kind in ("Deployment", "ConfigMap", "Secret", "Service", "PodDisruptionBudget"):
+        if len(by_kind.get(kind, [])) != 1:
+            problem(K8S, f"expected exactly one {kind}, found {len(by_kind.get(kind, []))}")
+    if problems and any(p.startswith("deploy/k8s: expected") for p in problems):
+        return
+
+    dep_path, dep = by_kind["Deployment"][0]
+    cm_path, cm = by_kind["ConfigMap"][0]
+    sec_path, sec = by_kind["Secret"][0]
+    svc_path, svc = by_kind["Service"][0]
+    pdb_path, pdb = by_kind["PodDisruptionBudget"][0]
+
+    # Settings: known names, an address probes can reach, a grace period above the timeout.
+    data = cm.get("data") or {}
+    check_setting_names(cm_path, data, known)
+    port = parse_addr_port(cm_path, data.get("ENVSHARE_HTTP_ADDR"))
+    if port is not None and port != HTTP_PORT:
+        problem(cm_path, f"ENVSHARE_HTTP_ADDR port {port}: the image and docs use {HTTP_PORT}")
+    shutdown_ms = int(data.get("ENVSHARE_SHUTDOWN_TIMEOUT_MS", DEFAULT_SHUTDOWN_TIMEOUT_MS))
+    overlap = set(data) & set((sec.get("stringData") or {}) | (sec.get("data") or {}))
+    if overlap:
+        problem(cm_path, f"set in both the ConfigMap and the Secret: {sorted(overlap)}")
+
+    # The example Secret holds placeholders only.
+    secret_values = sec.get("stringData") or {}
+    if sec.get("data"):
+        problem(sec_path, "use stringData with placeholders, not base64 data")
+    check_setting_names(sec_path, secret_values, known)
+    for key, value in secret_values.items():
+        if "REPLACE" not in str(value):
+            problem(sec_path, f"{key}: an example Secret must hold a REPLACE_… placeholder, not a value")
+    for key in ("ENVSHARE_COMPONENT_APPSECRET",):
+        if key in data:
+            problem(cm_path, f"{key} is a secret: it belongs in the Secret")
+
+    # Deployment.
+    spec = dep.get("spec") or {}
+    pod = dig(spec, "template", "spec", default={})
+    labels = dig(spec, "template", "metadata", "labels", default={})
+    selector = dig(spec, "selector", "matchLabels", default={})
+    if not selector or any(labels.get(k) != v for k, v in selector.items()):
+        problem(dep_path, "spec.selector.matchLabels does not match the pod template's labels")
+    if (spec.get("replicas") or 1) < 2:
+        problem(dep_path, "replicas should be at least 2 (one node's loss must not stop the queue)")
+    grace = pod.get("terminationGracePeriodSeconds", 30)
+    if grace * 1000 <= shutdown_ms:
+        problem(
+            dep_path,
+            f"terminationGracePeriodSeconds={grace} must exceed ENVSHARE_SHUTDOWN_TIMEOUT_MS={shutdown_ms} ms",
+        )
+    sc = pod.get("securityContext") or {}
+    if sc.get("runAsNonRoot") is not True or sc.get("runAsUser") in (None, 0):
+        problem(dep_path, "the pod must set runAsNonRoot: true and a non-zero runAsUser")
+    containers = pod.get("containers") or []
+    if len(containers) != 1:
+        problem(dep_path, "expected one container")
+        return
+    c = containers[0]
+    if "envshare" not in str(c.get("image", "")):
+        problem(dep_path, f"image {c.get('image')!r} is not the envshare image")
+    refs = {(next(iter(e)), dig(e, next(iter(e)), "name")) for e in c.get("envFrom") or []}
+    if ("configMapRef", dig(cm, "metadata", "name")) not in refs:
+        problem(dep_path, "envFrom does not reference the ConfigMap")
+    if ("secretRef", dig(sec, "metadata", "name")) not in refs:
+        problem(dep_path, "envFrom does not reference the Secret")
+    check_setting_names(dep_path, [e.get("name", "") for e in c.get("env") or []], known)
+    ports = {p.get("name"): p.get("containerPort") for p in c.get("ports") or []}
+    if port is not None and port not in ports.values():
+        problem(dep_path, f"no containerPort {port} (ENVSHARE_HTTP_ADDR)")
+
+    def probe_port(probe_name: str, path: str) -> None:
+        probe = c.get(probe_name)
+        if not probe:
+            problem(dep_path, f"missing {probe_name}")
+            return
+        get = probe.get("httpGet") or {}
+        if get.get("path") != path:
+            problem(dep_path, f"{probe_name} should GET {path}, not {get.get('path')}")
+        target = get.get("port")
+        resolved = ports.get(target) if isinstance(target, str) else target
+        if resolved != port:
+            problem(dep_path, f"{probe_name} port {target!r} is not ENVSHARE_HTTP_ADDR's port {port}")
+
+    probe_port("readinessProbe", "/readyz")
+    probe_port("livenessProbe", "/healthz")
+    res = c.get("resources") or {}
+    for part in ("requests", "limits"):
+        if not dig(res, part, "memory"):
+            problem(dep_path, f"resources.{part}.memory is not set")
+    if not dig(res, "requests", "cpu"):
+        problem(dep_path, "resources.requests.cpu is not set")
+    csc = c.get("securityContext") or {}
+    if csc.get("allowPrivilegeEscalation") is not False:
+        problem(dep_path, "container securityContext.allowPrivilegeEscalation should be false")
+
+    # Service: selects the workers, scrape annotations point at the metrics port.
+    sel = dig(svc, "spec", "selector", default={})
+    if not sel or any(labels.get(k) != v for k, v in sel.items()):
+        problem(svc_path, "spec.selector does not select the Deployment's pods")
+    ann = dig(svc, "metadata", "annotations", default={})
+    if ann.get("prometheus.io/scrape") != "true":
+        problem(svc_path, 'missing annotation prometheus.io/scrape: "true"')
+    if ann.get("prometheus.io/path") != "/metrics":
+        problem(svc_path, "annotation prometheus.io/path should be /metrics")
+    if str(ann.get("prometheus.io/port")) != str(port):
+        problem(svc_path, f"annotation prometheus.io/port should be {port}")
+    svc_ports = dig(svc, "spec", "ports", default=[])
+    targets = [p.get("targetPort", p.get("port")) for p in svc_ports]
+    resolved = [ports.get(t) if isinstance(t, str) else t for t in targets]
+    if port not in resolved:
+        problem(svc_path, f"no port targets the container's metrics port {port}")
+
+    # PodDisruptionBudget: selects the workers and lets at least one go.
+    psel = dig(pdb, "spec", "selector", "matchLabels", default={})
+    if not psel or any(labels.get(k) != v for k, v in psel.items()):
+        problem(pdb_path, "spec.selector does not select the Deployment's pods")
+    ps = pdb.get("spec") or {}
+    if ("minAvailable" in ps) == ("maxUnavailable" in ps):
+        problem(pdb_path, "set exactly one of minAvailable and maxUnavailable")
+    if ps.get("minAvailable") is not None and isinstance(ps["minAvailable"], int):
+        if ps["minAvailable"] >= (spec.get("replicas") or 1):
+            problem(pdb_path, "minAvailable >= replicas blocks every node drain")
+
+    # Kustomization: lists every manifest but never the example Secret.
+    if kustomization:
+        kpath, kdoc = kustomization
+        resources = kdoc.get("resources") or []
+        for r in resources:
+            if not (K8S / r).exists():
+                problem(kpath, f"resource {r} does not exist")
+        for path in files:
+            name = path.name
+            if name == kpath.name:
+                continue
+            if name.startswith("secret.example"):
+                if name in resources:
+                    problem(kpath, f"{name} holds placeholders and must not be applied")
+            elif name not in resources:
+                problem(kpath, f"{name} is not listed in resources")
+
+
+# --- Compose ---------------------------------------------------------------------------------
+
+
+def check_compose(known: set[str]) -> None:
+    docs = load_yaml(COMPOSE)
+    if len(docs) != 1 or not isinstance(docs[0], dict):
+        problem(COMPOSE, "expected one YAML mapping")
+        return
+    c = docs[0]
+    services = c.get("services") or {}
+    for name in ("redis", "worker", "sandbox", "import", "events"):
+        if name not in services:
+            problem(COMPOSE, f"missing service {name}")
+    if problems and any("missing service" in p for p in problems):
+        return
+    for name, s in services.items():
+        for dep in s.get("depends_on") or {}:
+            if dep not in services:
+                problem(COMPOSE, f"service {name} depends on unknown service {dep}")
+        env = s.get("environment") or {}
+        if isinstance(env, list):
+            env = dict(e.split("=", 1) if "=" in e else (e, None) for e in env)
+        check_setting_names(COMPOSE, env, known)
+        build = s.get("build")
+        if build:
+            context = (DEPLOY / build.get("context", ".")).resolve()
+            dockerfile = context / build.get("dockerfile", "Dockerfile")
+            if not dockerfile.exists():
+                problem(COMPOSE, f"service {name}: build file {dockerfile} does not exist")
+        for vol in s.get("volumes") or []:
+            source = vol.split(":", 1)[0] if isinstance(vol, str) else vol.get("source", "")
+            if source.startswith("."):
+                if not (DEPLOY / source).exists():
+                    problem(COMPOSE, f"service {name}: bind mount {source} does not exist")
+            elif source and source not in (c.get("volumes") or {}):
+                problem(COMPOSE, f"service {name}: volume {source} is not declared under volumes")
+
+    redis = services["redis"]
+    if not any("redis.conf" in str(a) for a in redis.get("command") or []):
+        problem(COMPOSE, "redis must start with deploy/redis.conf")
+    if not any(isinstance(v, str) and v.endswith(":/data") for v in redis.get("volumes") or []):
+        problem(COMPOSE, "redis must keep /data on a volume (the AOF lives there)")
+
+    worker = services["worker"]
+    if (dig(worker, "deploy", "replicas") or 1) < 2:
+        problem(COMPOSE, "worker: deploy.replicas should be 2")
+    if worker.get("profiles"):
+        problem(COMPOSE, "worker must run without a profile")
+    env = worker.get("environment") or {}
+    port = parse_addr_port(COMPOSE, env.get("ENVSHARE_HTTP_ADDR"))
+    if port is not None and str(port) not in [str(p) for p in worker.get("expose") or []]:
+        problem(COMPOSE, f"worker: expose does not include {port}")
+    shutdown_ms = int(env.get("ENVSHARE_SHUTDOWN_TIMEOUT_MS", DEFAULT_SHUTDOWN_TIMEOUT_MS))
+    grace = duration_s(worker.get("stop_grace_period", "10s"))
+    if grace is None or grace * 1000 <= shutdown_ms:
+        problem(COMPOSE, f"worker: stop_grace_period must exceed ENVSHARE_SHUTDOWN_TIMEOUT_MS={shutdown_ms} ms")
+    if dig(worker, "depends_on", "redis", "condition") != "service_healthy":
+        problem(COMPOSE, "worker should wait for redis to be healthy")
+
+    for name in ("sandbox", "import", "events"):
+        if "demo" not in (services[name].get("profiles") or []):
+            problem(COMPOSE, f"service {name} belongs to the demo profile")
+    sandbox_port = next(iter(services["sandbox"].get("expose") or []), None)
+    base = str(env.get("ENVSHARE_WECHAT_BASE_URL", ""))
+    if sandbox_port is None or f"sandbox:{sandbox_port}" not in base:
+        problem(COMPOSE, "worker's default ENVSHARE_WECHAT_BASE_URL does not point at the sandbox")
+    if not any("sample.csv" in str(v) for v in services["import"].get("volumes") or []):
+        problem(COMPOSE, "import does not mount deploy/sample.csv")
+    if services["import"].get("restart") not in (None, "no"):
+        problem(COMPOSE, "import is one-shot: restart must be \"no\"")
+
+
+# --- Dockerfile ------------------------------------------------------------------------------
+
+
+def dockerfile_instructions(text: str) -> list[tuple[str, str]]:
+    out, current = [], ""
+    for line in text.splitlines():
+        stripped = line.strip()
+        if not current and (not stripped or stripped.startswith("#")):
+            continue
+        if current and stripped.startswith("#"):
+            continue
+        if stripped.endswith("\\"):
+            current += stripped[:-1] + " "
+            continue
+        current += stripped
+        word, _, rest = current.partition(" ")
+        out.append((word.upper(), rest.strip()))
+        current = ""
+    return out
+
+
+def check_dockerfile() -> None:
+    if not DOCKERFILE.exists():
+        problem(DOCKERFILE, "missing")
+        return
+    ins = dockerfile_instructions(DOCKERFILE.read_text(encoding="utf-8"))
+    froms = [i for i, (w, _) in enumerate(ins) if w == "FROM"]
+    if len(froms) < 2:
+        problem(DOCKERFILE, "expected a multi-stage build (two FROM lines or more)")
+        return
+    args = {}
+    for w, rest in ins[: froms[0]]:
+        if w == "ARG":
+            k, _, v = rest.partition("=")
+            args[k] = v
+
+    def expand(s: str) -> str:
+        return re.sub(r"\$\{(\w+)\}", lambda m: args.get(m.group(1), m.group(0)), s)
+
+    first = expand(ins[froms[0]][1]).split()[0]
+    last = expand(ins[froms[-1]][1]).split()[0]
+    if not first.startswith("rust:"):
+        problem(DOCKERFILE, f"the builder should start FROM the official rust image, not {first}")
+    if not re.match(r"^debian:[\w.-]*-slim$", last):
+        problem(DOCKERFILE, f"the runtime should be a debian slim image, not {last}")
+    if "$" in first + last:
+        problem(DOCKERFILE, "a FROM uses an ARG that has no default")
+
+    final = ins[froms[-1] :]
+    words = [w for w, _ in final]
+    users = [rest for w, rest in final if w == "USER"]
+    if not users or users[-1].split(":")[0] in ("root", "0"):
+        problem(DOCKERFILE, "the runtime stage must end as a non-root USER")
+    health = [rest for w, rest in final if w == "HEALTHCHECK"]
+    if not health or "/healthz" not in health[-1]:
+        problem(DOCKERFILE, "the runtime stage needs a HEALTHCHECK on /healthz")
+    runs = " ".join(rest for w, rest in final if w == "RUN")
+    for tool in ("curl", "wget"):
+        if health and re.search(rf"\b{tool}\b", health[-1]) and tool not in runs:
+            problem(DOCKERFILE, f"HEALTHCHECK uses {tool}, which the runtime stage never installs")
+    if "ca-certificates" not in runs:
+        problem(DOCKERFILE, "the runtime stage does not install ca-certificates (WeChat is HTTPS)")
+    entry = [rest for w, rest in final if w == "ENTRYPOINT"]
+    if not entry or entry[-1] != '["envshare-worker"]':
+        problem(DOCKERFILE, 'ENTRYPOINT should be ["envshare-worker"] (exec form, so SIGTERM reaches it)')
+    envs = " ".join(rest for w, rest in final if w == "ENV")
+    if f"ENVSHARE_HTTP_ADDR=0.0.0.0:{HTTP_PORT}" not in envs:
+        problem(DOCKERFILE, f"the runtime stage should set ENVSHARE_HTTP_ADDR=0.0.0.0:{HTTP_PORT}")
+    if not any(w == "EXPOSE" and str(HTTP_PORT) in rest for w, rest in final):
+        problem(DOCKERFILE, f"the runtime stage should EXPOSE {HTTP_PORT}")
+    copies = " ".join(rest for w, rest in final if w == "COPY")
+    copied = {Path(t).name for t in re.findall(r"[\w./-]+", copies)}
+    for binary in ("envshare-worker", "envshare"):
+        if binary not in copied:
+            problem(DOCKERFILE, f"the runtime stage does not copy the {binary} binary")
+    if "STOPSIGNAL" in words and "SIGTERM" not in " ".join(r for w, r in final if w == "STOPSIGNAL"):
+        problem(DOCKERFILE, "STOPSIGNAL must be SIGTERM: the worker shuts down gracefully on it")
+
+    # Every workspace member's manifest is copied before the dependency build, and every
+    # source tree after it; a member added to Cargo.toml and not here breaks the image.
+    workspace = (ROOT / "Cargo.toml").read_text(encoding="utf-8")
+    members = re.search(r"members\s*=\s*\[([^\]]*)\]", workspace)
+    builder_copies = [rest for w, rest in ins[: froms[-1]] if w == "COPY"]
+    for member in re.findall(r'"([^"]+)"', members.group(1) if members else ""):
+        if not any(c.split()[0] == f"{member}/Cargo.toml" for c in builder_copies):
+            problem(DOCKERFILE, f"workspace member {member}: its Cargo.toml is not copied for the dependency layer")
+        if not any(c.split()[0] == member for c in builder_copies):
+            problem(DOCKERFILE, f"workspace member {member}: its sources are not copied")
+    for c in builder_copies:
+        if c.startswith("--"):
+            continue
+        for src in c.split()[:-1]:
+            if not (ROOT / src).exists():
+                problem(DOCKERFILE, f"COPY {src}: no such path in the build context")
+
+    ignore = ROOT / ".dockerignore"
+    if not ignore.exists():
+        problem(ignore, "missing: the build context would include target/ (gigabytes)")
+    else:
+        patterns = [l.strip() for l in ignore.read_text(encoding="utf-8").splitlines()]
+        if "target" not in patterns and "/target" not in patterns:
+            problem(ignore, "does not exclude target")
+        for needed in ("Cargo.toml", "Cargo.lock", "shared", "worker", "producer-cli"):
+            if needed in patterns:
+                problem(ignore, f"excludes {needed}, which the build needs")
+
+
+# --- redis.conf ------------------------------------------------------------------------------
+
+REQUIRED_REDIS = {"appendonly": "yes", "appendfsync": "everysec", "maxmemory-policy": "noeviction"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def check_redis_conf() -> None:
+    if not REDIS_CONF.exists():
+        problem(REDIS_CONF, "missing")
+        return
+    directives = {}
+    for line in REDIS_CONF.read_text(encoding="utf-8").splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            key, _, value = line.partition(" ")
+            directives[key.lower()] = value.strip().strip('"')
+    for key, want in REQUIRED_REDIS.items():
+        if directives.get(key) != want:
+            problem(REDIS_CONF, f"{key} should be {want}, is {directives.get(key)}")
+    if "dir" in directives:
+        problem(REDIS_CONF, "no `dir`: the image's working directory /data is the volume")
+
+    # Load it into a real redis-server when one is installed: catches directives that this
+    # version rejects, which a text check cannot.
+    server = shutil.which("redis-server")
+    cli = shutil.which("redis-cli")
+    if not server or not cli:
+        print("  (redis-server not on PATH: redis.conf checked as text only)")
+        return
+    with tempfile.TemporaryDirectory(prefix="envshare-redis-conf-") as tmp:
+        port = free_port()
+        proc = subprocess.Popen(
+            [server, str(REDIS_CONF), "--port", str(port), "--bind", "127.0.0.1",
+             "--dir", tmp, "--save", "", "--daemonize", "no"],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )
+        try:
+            got = {}
+            for _ in range(50):
+                if proc.poll() is not None:
+                    break
+                r = subprocess.run([cli, "-p", str(port), "ping"], capture_output=True, text=True)
+                if r.stdout.strip() == "PONG":
+                    for key in REQUIRED_REDIS:
+                        out = subprocess.run([cli, "-p", str(port), "config", "get", key],
+                                             capture_output=True, text=True).stdout.split()
+                        got[key] = out[1] if len(out) > 1 else None
+                    break
+                time.sleep(0.1)
+            if proc.poll() is not None:
+                output = proc.stdout.read() if proc.stdout else ""
+                problem(REDIS_CONF, "redis-server refused it:\n" + output.strip())
+            elif not got:
+                problem(REDIS_CONF, "redis-server did not answer within 5 s")
+            for key, want in REQUIRED_REDIS.items():
+                if got and got.get(key) != want:
+                    problem(REDIS_CONF, f"redis-server runs with {key}={got.get(key)}, expected {want}")
+        finally:
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+
+
+# --- sample.csv ------------------------------------------------------------------------------
+
+
+def check_sample() -> None:
+    if not SAMPLE.exists():
+        problem(SAMPLE, "missing")
+        return
+    with SAMPLE.open(newline="", encoding="utf-8") as f:
+        rows = list(csv.reader(f))
+    if not rows or rows[0] != ["env", "appid"]:
+        problem(SAMPLE, "the header must be env,appid")
+        return
+    if len(rows) < 2:
+        problem(SAMPLE, "no rows")
+    for n, row in enumerate(rows[1:], start=2):
+        if len(row) != 2 or not ENV.match(row[0]) or not APPID.match(row[1]):
+            problem(SAMPLE, f"line {n}: not a valid env,appid pair: {','.join(row)}")
+
+
+def main() -> int:
+    os.chdir(ROOT)
+    known = known_settings()
+    for path in sorted(DEPLOY.rglob("*.y*ml")):
+        load_yaml(path)
+    checks = [("kubernetes manifests", lambda: check_k8s(known)),
+              ("compose file", lambda: check_compose(known)),
+              ("Dockerfile", check_dockerfile),
+              ("redis.conf", check_redis_conf),
+              ("sample.csv", check_sample)]
+    for name, check in checks:
+        before = len(problems)
+        check()
+        print(f"  structure: {name}: {'ok' if len(problems) == before else 'PROBLEMS'}")
+    for p in problems:
+        print(f"error: {p}", file=sys.stderr)
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
