@@ -1,1 +1,78 @@
-fn main() {}
+//! `envshare`, the operator's tool (DESIGN.md §7). This file parses the command line, starts
+//! logging, loads the settings and hands over to the command modules; the work itself is done by
+//! the `envshare` library.
+//!
+//! Exit codes: 0 ok, 2 bad input or usage (clap's own usage errors are 2 as well), 1 anything
+//! else. Errors print as `error: …` with their causes, each saying what to fix.
+
+mod cli;
+mod ctx;
+mod dead;
+mod enqueue;
+mod events;
+mod fail;
+mod progress;
+mod status;
+mod ticket;
+
+use anyhow::Context as _;
+use clap::Parser as _;
+
+use cli::{Cli, Command, DeadCommand, EventsCommand, TicketCommand};
+use envshare::config::Settings;
+
+fn main() {
+    let cli = Cli::parse();
+    let result = tokio::runtime::Runtime::new()
+        .context("starting the async runtime failed")
+        .and_then(|rt| rt.block_on(run(cli)));
+    if let Err(err) = result {
+        fail::report(&err);
+        std::process::exit(fail::exit_code(&err));
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let settings = Settings::load(cli.config.as_deref())?;
+    envshare::telemetry::init(&settings.log, settings.log_format)
+        .context("fix ENVSHARE_LOG / ENVSHARE_LOG_FORMAT")?;
+    for var in settings.unknown_env_vars() {
+        tracing::warn!(variable = %var, "ignoring an ENVSHARE_ variable that names no setting");
+    }
+    let ctx = ctx::Ctx::new(&settings);
+    match cli.command {
+        Command::Import(args) => enqueue::import(&ctx, args).await,
+        Command::Enqueue(args) => enqueue::pairs(&ctx, args).await,
+        Command::Status(args) => status::run(&ctx, args).await,
+        Command::Dead { command } => match command {
+            DeadCommand::List {
+                offset,
+                limit,
+                json,
+            } => dead::list(&ctx, offset, limit, json).await,
+            DeadCommand::Retry(select) => dead::retry(&ctx, select).await,
+            DeadCommand::Purge { select, yes } => dead::purge(&ctx, select, yes).await,
+        },
+        Command::Events { command } => match command {
+            EventsCommand::Tail {
+                group,
+                consumer,
+                from_start,
+                json,
+                count,
+            } => {
+                let opts = events::TailOptions {
+                    group,
+                    consumer,
+                    from_start,
+                    json,
+                    count,
+                };
+                events::tail(&ctx, opts).await
+            }
+        },
+        Command::Ticket { command } => match command {
+            TicketCommand::Set { ticket } => ticket::set(&ctx, &ticket).await,
+        },
+    }
+}

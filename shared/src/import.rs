@@ -484,7 +484,7 @@ impl PairSet {
 }
 
 /// What one env of an import amounts to.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct EnvCount {
     /// Distinct appids to share with the env.
     pub appids: u64,

@@ -1,0 +1,260 @@
+//! The command line (DESIGN.md §7): every subcommand and flag of `envshare`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// The envshare operator's tool: import share requests, watch the queue, handle dead jobs.
+///
+/// Settings come from the environment (`ENVSHARE_REDIS_URL`, `ENVSHARE_QUEUE`,
+/// `ENVSHARE_CHUNK_SIZE`, …) and an optional TOML file (`--config`).
+/// Exit codes: 0 ok, 2 bad input or usage, 1 anything else.
+#[derive(Debug, Parser)]
+#[command(name = "envshare", version, about, long_about = None)]
+pub struct Cli {
+    /// A TOML settings file (same names as the environment variables, lower-case, no prefix).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// The command to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Enqueue share requests from a CSV or JSONL file (or `-` for stdin).
+    Import(ImportArgs),
+    /// Enqueue share requests for one env and a few appids.
+    Enqueue(EnqueueArgs),
+    /// Show the queue: jobs per state, workers, pause, token and ticket age, a batch's progress.
+    Status(StatusArgs),
+    /// List, retry or purge dead jobs.
+    Dead {
+        /// What to do with dead jobs.
+        #[command(subcommand)]
+        command: DeadCommand,
+    },
+    /// Read the result events.
+    Events {
+        /// What to do with events.
+        #[command(subcommand)]
+        command: EventsCommand,
+    },
+    /// Manage the component verify ticket.
+    Ticket {
+        /// What to do with the ticket.
+        #[command(subcommand)]
+        command: TicketCommand,
+    },
+}
+
+/// An input format for `--format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FormatArg {
+    /// CSV with a header naming `env` and `appid`.
+    Csv,
+    /// One JSON object per line: `{"env","appid"}` or `{"env","appids":[…]}`.
+    #[value(alias = "ndjson")]
+    Jsonl,
+}
+
+impl From<FormatArg> for envshare::import::Format {
+    fn from(f: FormatArg) -> Self {
+        match f {
+            FormatArg::Csv => Self::Csv,
+            FormatArg::Jsonl => Self::Jsonl,
+        }
+    }
+}
+
+/// Flags shared by `import` and `enqueue`.
+#[derive(Debug, Args)]
+pub struct EnqueueFlags {
+    /// The batch id to enqueue into (default: a new `b-<ULID>`).
+    #[arg(long, value_name = "ID")]
+    pub batch: Option<String>,
+
+    /// Appids per job (default: ENVSHARE_CHUNK_SIZE, 10).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub chunk_size: Option<u32>,
+
+    /// Show what would be enqueued; touch nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Enqueue pairs even if they are already queued within the dedupe window.
+    #[arg(long)]
+    pub force: bool,
+
+    /// Print one JSON summary object instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `envshare import`.
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The file to import, or `-` for standard input.
+    #[arg(value_name = "FILE|-")]
+    pub file: PathBuf,
+
+    /// The input format (default: from the extension .csv / .jsonl / .ndjson, else from the
+    /// first line).
+    #[arg(long, value_enum)]
+    pub format: Option<FormatArg>,
+
+    /// Enqueue the valid rows and report the invalid ones instead of enqueueing nothing.
+    #[arg(long)]
+    pub skip_invalid: bool,
+
+    /// Invalid lines to list before summing up the rest.
+    #[arg(long, value_name = "N", default_value_t = envshare::import::DEFAULT_MAX_REPORTED)]
+    pub max_errors: usize,
+
+    /// Flags shared with `enqueue`.
+    #[command(flatten)]
+    pub common: EnqueueFlags,
+}
+
+/// `envshare enqueue`.
+#[derive(Debug, Args)]
+pub struct EnqueueArgs {
+    /// The cloud environment to share.
+    #[arg(long, value_name = "ENV")]
+    pub env: String,
+
+    /// The Mini Programs to share it with (repeat the flag or give several values).
+    #[arg(long, value_name = "APPID", required = true, num_args = 1..)]
+    pub appid: Vec<String>,
+
+    /// Flags shared with `import`.
+    #[command(flatten)]
+    pub common: EnqueueFlags,
+}
+
+/// `envshare status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Show this batch's progress too.
+    #[arg(long, value_name = "ID")]
+    pub batch: Option<String>,
+
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+
+    /// With --batch: follow the batch with a progress bar until it completes; without it:
+    /// refresh the status every interval until Ctrl-C.
+    #[arg(long)]
+    pub watch: bool,
+
+    /// Refresh interval for --watch, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 1000)]
+    pub interval_ms: u64,
+}
+
+/// `envshare dead …`.
+#[derive(Debug, Subcommand)]
+pub enum DeadCommand {
+    /// List dead jobs, most recent first.
+    List {
+        /// Skip this many dead jobs.
+        #[arg(long, default_value_t = 0)]
+        offset: usize,
+        /// Show at most this many.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// Print JSON (one array) instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Put dead jobs back in the ready queue.
+    Retry(DeadSelectionArgs),
+    /// Delete dead jobs for good.
+    Purge {
+        /// Which dead jobs.
+        #[command(flatten)]
+        select: DeadSelectionArgs,
+        /// Do not ask for confirmation (required when stdin is not a terminal).
+        #[arg(long, short = 'y')]
+        yes: bool,
+    },
+}
+
+/// Which dead jobs a command applies to.
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+pub struct DeadSelectionArgs {
+    /// Job ids.
+    #[arg(value_name = "ID")]
+    pub ids: Vec<String>,
+    /// Every dead job.
+    #[arg(long)]
+    pub all: bool,
+}
+
+/// `envshare events …`.
+#[derive(Debug, Subcommand)]
+pub enum EventsCommand {
+    /// Print events as they arrive, as a consumer group member; acks what it printed.
+    Tail {
+        /// The consumer group (created if missing; an existing group keeps its position).
+        #[arg(long, default_value = "envshare-cli")]
+        group: String,
+        /// The consumer name within the group (default: host-pid).
+        #[arg(long)]
+        consumer: Option<String>,
+        /// When the group is new, start from the oldest event kept instead of new ones.
+        #[arg(long)]
+        from_start: bool,
+        /// Print each event's JSON as stored instead of a readable line.
+        #[arg(long)]
+        json: bool,
+        /// Stop after this many events (default: follow until Ctrl-C).
+        #[arg(long, value_name = "N")]
+        count: Option<u64>,
+    },
+}
+
+/// `envshare ticket …`.
+#[derive(Debug, Subcommand)]
+pub enum TicketCommand {
+    /// Store the component verify ticket WeChat pushed to the callback (never echoed).
+    Set {
+        /// The ticket, or `-` to read it from standard input (keeps it out of shell history).
+        #[arg(value_name = "TICKET|-")]
+        ticket: String,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn enqueue_takes_several_appids_either_way() {
+        let cli = Cli::parse_from([
+            "envshare", "enqueue", "--env", "e", "--appid", "a", "b", "--appid", "c",
+        ]);
+        let Command::Enqueue(args) = cli.command else {
+            panic!("not enqueue")
+        };
+        assert_eq!(args.appid, ["a", "b", "c"]);
+    }
+
+    #[test]
+    fn dead_retry_needs_ids_or_all_but_not_both() {
+        assert!(Cli::try_parse_from(["envshare", "dead", "retry"]).is_err());
+        assert!(Cli::try_parse_from(["envshare", "dead", "retry", "x", "--all"]).is_err());
+        assert!(Cli::try_parse_from(["envshare", "dead", "retry", "--all"]).is_ok());
+        assert!(Cli::try_parse_from(["envshare", "dead", "purge", "a", "b", "--yes"]).is_ok());
+    }
+}

@@ -1,0 +1,90 @@
+//! What every command needs from the settings, and the Redis connections built from them.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use envshare::QueueName;
+use envshare::config::Settings;
+use envshare::queue::{Keys, Queue, QueueSettings};
+use redis::aio::MultiplexedConnection;
+
+use crate::fail::redis_unreachable;
+
+/// How long to wait for Redis to answer a connection attempt before saying it is unreachable.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The settings the commands use.
+#[derive(Debug, Clone)]
+pub struct Ctx {
+    /// The Redis URL (may hold a password: shown only through `envshare::config::redact_url`).
+    pub redis_url: String,
+    /// The queue's name.
+    pub queue: QueueName,
+    /// The queue's keys.
+    pub keys: Keys,
+    /// Default appids per job.
+    pub chunk_size: usize,
+    /// The queue's own settings (dedupe window, events length, …).
+    pub queue_settings: QueueSettings,
+}
+
+impl Ctx {
+    /// What the commands need from `settings`.
+    pub fn new(settings: &Settings) -> Self {
+        Self {
+            redis_url: settings.redis_url.clone(),
+            queue: settings.queue.clone(),
+            keys: Keys::new(&settings.queue),
+            chunk_size: settings.chunk_size.max(1),
+            queue_settings: QueueSettings {
+                max_attempts: settings.max_attempts,
+                lease: settings.lease,
+                events_maxlen: usize::try_from(settings.events_maxlen).unwrap_or(usize::MAX),
+                dedupe_window: settings.dedupe_window,
+                ..QueueSettings::default()
+            },
+        }
+    }
+
+    /// Connects to the queue (loads its scripts), saying how to fix an unreachable Redis.
+    pub async fn queue(&self) -> anyhow::Result<Queue> {
+        // The queue's connection manager retries a refused connection for seconds; a plain
+        // connection first fails fast and names the real cause.
+        drop(self.redis().await?);
+        let connect = Queue::connect(&self.redis_url, &self.queue, self.queue_settings.clone());
+        match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
+            Ok(queue) => queue.with_context(|| redis_unreachable(&self.redis_url)),
+            Err(_) => Err(anyhow::anyhow!(
+                "no answer within {} s",
+                CONNECT_TIMEOUT.as_secs()
+            ))
+            .with_context(|| redis_unreachable(&self.redis_url)),
+        }
+    }
+
+    /// A plain connection to the queue's Redis, for commands that read keys directly.
+    pub async fn redis(&self) -> anyhow::Result<MultiplexedConnection> {
+        let client = redis::Client::open(self.redis_url.as_str())
+            .with_context(|| redis_unreachable(&self.redis_url))?;
+        let config = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(CONNECT_TIMEOUT))
+            .set_response_timeout(Some(Duration::from_secs(30)));
+        let mut conn = client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
+            .with_context(|| redis_unreachable(&self.redis_url))?;
+        // A connection is made lazily by some URL forms; PING proves Redis answers.
+        redis::cmd("PING")
+            .query_async::<()>(&mut conn)
+            .await
+            .with_context(|| redis_unreachable(&self.redis_url))?;
+        Ok(conn)
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
