@@ -1,1 +1,575 @@
-//! Tests: cli.
+//! The `envshare` binary end to end: the real executable against a real Redis, one queue per test.
+//!
+//! The binary is found next to this test executable (`target/<profile>/envshare`, the test being
+//! `target/<profile>/deps/e2e-…`). `cargo test --workspace` builds it; when only this package is
+//! tested, build it first with `cargo build -p envshare-cli`. `ENVSHARE_BIN` overrides the path.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use assert_cmd::Command;
+use envshare::QueueName;
+use envshare::clock::ManualClock;
+use envshare::queue::{
+    Ack, Claim, EnqueueOptions, FailReason, NewJob, Outcome, Queue, QueueSettings, WorkerId,
+};
+use envshare::{AppId, BatchId, EnvId};
+use envshare_tests::{TestRedis, unique_queue};
+use predicates::prelude::*;
+use predicates::str::contains;
+
+fn bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("ENVSHARE_BIN") {
+        return p.into();
+    }
+    let exe = std::env::current_exe().expect("the test executable's path");
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target/<profile>/deps/");
+    let path = dir.join(format!("envshare{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        path.exists(),
+        "{} is missing: build it with `cargo build -p envshare-cli` (cargo test --workspace \
+         builds it), or set ENVSHARE_BIN",
+        path.display()
+    );
+    path
+}
+
+/// `envshare` with the test Redis and queue `q`, and nothing from the caller's environment that
+/// could redirect it.
+fn envshare(q: &QueueName) -> Command {
+    let mut cmd = Command::new(bin());
+    cmd.env_remove("REDIS_URL")
+        .env_remove("ENVSHARE_CHUNK_SIZE")
+        .env("ENVSHARE_REDIS_URL", TestRedis::shared().url())
+        .env("ENVSHARE_QUEUE", q.as_str())
+        .env("ENVSHARE_LOG", "warn");
+    cmd
+}
+
+async fn queue(q: &QueueName) -> Queue {
+    Queue::connect(TestRedis::shared().url(), q, QueueSettings::default())
+        .await
+        .expect("connect")
+}
+
+fn app(i: u64) -> String {
+    format!("wx{i:016x}")
+}
+
+/// A CSV of `n` distinct appids for env `prod`, plus one repeated row.
+fn csv(n: u64) -> String {
+    let mut s = String::from("env,appid\n");
+    for i in 0..n {
+        s.push_str(&format!("prod,{}\n", app(i)));
+    }
+    s.push_str(&format!("prod,{}\n", app(0)));
+    s
+}
+
+fn file(dir: &tempfile::TempDir, name: &str, content: &[u8]) -> PathBuf {
+    let path = dir.path().join(name);
+    std::fs::write(&path, content).unwrap();
+    path
+}
+
+fn json_out(out: &std::process::Output) -> serde_json::Value {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout.lines().last().unwrap_or_default();
+    serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"))
+}
+
+#[tokio::test]
+async fn an_import_enqueues_chunked_jobs_and_prints_the_batch_and_counts() {
+    let q = unique_queue("cli-import");
+    let dir = tempfile::tempdir().unwrap();
+    let path = file(&dir, "pairs.csv", csv(25).as_bytes());
+    let out = envshare(&q)
+        .args(["import", "--chunk-size", "10", "--batch", "b-one"])
+        .arg(&path)
+        .assert()
+        .success()
+        .stdout(contains("batch b-one: enqueued 3 jobs with 25 appids"))
+        .stdout(contains("1 duplicate in the input folded"))
+        .get_output()
+        .clone();
+    assert!(out.stderr.is_empty() || !String::from_utf8_lossy(&out.stderr).contains("error"));
+
+    let queue = queue(&q).await;
+    let stats = queue.stats().await.unwrap();
+    assert_eq!(stats.ready, 3);
+    let batch = queue
+        .batch(&BatchId::parse("b-one").unwrap())
+        .await
+        .unwrap()
+        .expect("the batch exists");
+    assert_eq!((batch.jobs, batch.appids), (3, 25));
+    assert!(batch.sealed, "an import seals its batch");
+}
+
+#[tokio::test]
+async fn a_second_import_skips_queued_pairs_unless_forced() {
+    let q = unique_queue("cli-dedupe");
+    let dir = tempfile::tempdir().unwrap();
+    let path = file(&dir, "pairs.csv", csv(12).as_bytes());
+    envshare(&q).arg("import").arg(&path).assert().success();
+
+    let again = envshare(&q)
+        .args(["import", "--json"])
+        .arg(&path)
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    let s = json_out(&again);
+    assert_eq!(s["jobs"], 0);
+    assert_eq!(s["skipped_already_queued"], 12);
+
+    let forced = envshare(&q)
+        .args(["import", "--json", "--force"])
+        .arg(&path)
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    let s = json_out(&forced);
+    assert_eq!(s["appids"], 12);
+    assert_eq!(s["skipped_already_queued"], 0);
+    assert_eq!(queue(&q).await.stats().await.unwrap().ready, 4);
+}
+
+#[tokio::test]
+async fn bad_rows_exit_2_name_each_line_and_enqueue_nothing() {
+    let q = unique_queue("cli-badrows");
+    let dir = tempfile::tempdir().unwrap();
+    let mut content = String::from("env,appid\nprod,wx0000000000000001\n");
+    for i in 0..25 {
+        content.push_str(&format!("prod,wxBAD{i}\n"));
+    }
+    content.push_str("bad env,wx0000000000000002\n");
+    let path = file(&dir, "rows.csv", content.as_bytes());
+    envshare(&q)
+        .arg("import")
+        .arg(&path)
+        .assert()
+        .code(2)
+        .stderr(contains(format!(
+            "{}:3: invalid appid \"wxBAD0\"",
+            path.display()
+        )))
+        .stderr(contains("… and 6 more invalid lines"))
+        .stderr(contains("26 invalid lines"))
+        .stderr(contains("nothing was enqueued"))
+        .stderr(contains("--skip-invalid"));
+    assert_eq!(queue(&q).await.stats().await.unwrap().jobs, 0);
+}
+
+#[tokio::test]
+async fn skip_invalid_enqueues_the_valid_rows_and_reports_the_rest() {
+    let q = unique_queue("cli-skip");
+    let dir = tempfile::tempdir().unwrap();
+    let content = "env,appid\nprod,wx0000000000000001\nprod,nope\nprod,wx0000000000000002\n";
+    let path = file(&dir, "rows.csv", content.as_bytes());
+    let out = envshare(&q)
+        .args(["import", "--skip-invalid", "--json"])
+        .arg(&path)
+        .assert()
+        .success()
+        .stderr(contains(":3: invalid appid \"nope\""))
+        .get_output()
+        .clone();
+    let s = json_out(&out);
+    assert_eq!(s["invalid_rows"], 1);
+    assert_eq!(s["errors"][0]["line"], 3);
+    assert_eq!(s["appids"], 2);
+    assert_eq!(queue(&q).await.stats().await.unwrap().ready, 1);
+}
+
+#[tokio::test]
+async fn a_dry_run_shows_the_plan_and_enqueues_nothing() {
+    let q = unique_queue("cli-dry");
+    let dir = tempfile::tempdir().unwrap();
+    let path = file(&dir, "pairs.csv", csv(25).as_bytes());
+    envshare(&q)
+        .args(["import", "--dry-run", "--chunk-size", "5"])
+        .arg(&path)
+        .assert()
+        .success()
+        .stdout(contains("dry run: nothing was enqueued"))
+        .stdout(contains("would enqueue 5 jobs (25 appids"))
+        .stdout(contains("prod: 25 appids, 5 jobs"));
+    let stats = queue(&q).await.stats().await.unwrap();
+    assert_eq!((stats.jobs, stats.events), (0, 0));
+}
+
+#[tokio::test]
+async fn a_csv_with_bom_crlf_and_reordered_columns_imports() {
+    let q = unique_queue("cli-bom");
+    let dir = tempfile::tempdir().unwrap();
+    let content =
+        "\u{feff}note,appid,env\r\nx,wx0000000000000001,prod\r\ny,wx0000000000000002,test\r\n";
+    let path = file(&dir, "excel.csv", content.as_bytes());
+    let out = envshare(&q)
+        .args(["import", "--json"])
+        .arg(&path)
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    let s = json_out(&out);
+    assert_eq!((s["rows"].as_u64(), s["jobs"].as_u64()), (Some(2), Some(2)));
+    assert_eq!(s["envs"], 2);
+}
+
+#[tokio::test]
+async fn jsonl_in_both_shapes_imports_from_stdin() {
+    let q = unique_queue("cli-jsonl");
+    let input = format!(
+        "{{\"env\":\"prod\",\"appid\":\"{}\"}}\n{{\"env\":\"prod\",\"appids\":[\"{}\",\"{}\"]}}\n",
+        app(1),
+        app(2),
+        app(3)
+    );
+    let out = envshare(&q)
+        .args(["import", "-", "--json"])
+        .write_stdin(input)
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    let s = json_out(&out);
+    assert_eq!(s["format"], "jsonl");
+    assert_eq!(s["input"], "<stdin>");
+    assert_eq!(s["appids"], 3);
+    assert_eq!(s["jobs"], 1);
+}
+
+#[tokio::test]
+async fn a_missing_file_exits_2_and_says_so() {
+    let q = unique_queue("cli-missing");
+    envshare(&q)
+        .args(["import", "/nonexistent/pairs.csv"])
+        .assert()
+        .code(2)
+        .stderr(contains("cannot read /nonexistent/pairs.csv: no such file"));
+}
+
+#[tokio::test]
+async fn an_empty_file_exits_2_and_says_what_it_needs() {
+    let q = unique_queue("cli-empty");
+    let dir = tempfile::tempdir().unwrap();
+    for (name, content) in [("empty.csv", ""), ("header.csv", "env,appid\r\n")] {
+        let path = file(&dir, name, content.as_bytes());
+        envshare(&q)
+            .arg("import")
+            .arg(&path)
+            .assert()
+            .code(2)
+            .stderr(contains("the input is empty"));
+    }
+}
+
+#[tokio::test]
+async fn an_unknown_format_exits_2_and_names_the_flag() {
+    let q = unique_queue("cli-format");
+    let dir = tempfile::tempdir().unwrap();
+    let path = file(&dir, "pairs.txt", b"hello world\n");
+    envshare(&q)
+        .arg("import")
+        .arg(&path)
+        .assert()
+        .code(2)
+        .stderr(contains("unknown input format"))
+        .stderr(contains("--format csv|jsonl"));
+    // A usage error (a format clap does not know) is 2 as well.
+    envshare(&q)
+        .args(["import", "--format", "xml"])
+        .arg(&path)
+        .assert()
+        .code(2);
+}
+
+#[tokio::test]
+async fn a_missing_column_exits_2_and_shows_the_header() {
+    let q = unique_queue("cli-column");
+    let dir = tempfile::tempdir().unwrap();
+    let path = file(&dir, "pairs.csv", b"env,app_id\nprod,wx0000000000000001\n");
+    envshare(&q)
+        .arg("import")
+        .arg(&path)
+        .assert()
+        .code(2)
+        .stderr(contains("no \"appid\" column (found: env,app_id)"));
+}
+
+#[tokio::test]
+async fn an_unreachable_redis_exits_1_with_the_url_but_not_the_password() {
+    let q = unique_queue("cli-noredis");
+    let port = envshare_tests::free_port();
+    let url = format!("redis://:hunter2@127.0.0.1:{port}");
+    envshare(&q)
+        .env("ENVSHARE_REDIS_URL", &url)
+        .args(["status"])
+        .assert()
+        .code(1)
+        .stderr(contains(format!(
+            "cannot reach Redis at redis://:***@127.0.0.1:{port}"
+        )))
+        .stderr(contains("ENVSHARE_REDIS_URL"))
+        .stderr(contains("hunter2").not());
+}
+
+#[tokio::test]
+async fn enqueue_validates_and_enqueues_a_few_pairs() {
+    let q = unique_queue("cli-enqueue");
+    envshare(&q)
+        .args([
+            "enqueue",
+            "--env",
+            "prod",
+            "--appid",
+            &app(1),
+            "--appid",
+            "wxBAD",
+        ])
+        .assert()
+        .code(2)
+        .stderr(contains("fix --appid"));
+    let out = envshare(&q)
+        .args([
+            "enqueue",
+            "--env",
+            "prod",
+            "--chunk-size",
+            "2",
+            "--json",
+            "--appid",
+        ])
+        .args([app(1), app(2), app(3), app(3)])
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    let s = json_out(&out);
+    assert_eq!(
+        (s["jobs"].as_u64(), s["appids"].as_u64()),
+        (Some(2), Some(3))
+    );
+    assert_eq!(s["duplicates_in_input"], 1);
+    assert_eq!(queue(&q).await.stats().await.unwrap().ready, 2);
+}
+
+#[tokio::test]
+async fn status_json_reports_counts_and_the_batch() {
+    let q = unique_queue("cli-status");
+    envshare(&q)
+        .args([
+            "enqueue",
+            "--env",
+            "prod",
+            "--batch",
+            "b-s",
+            "--appid",
+            &app(1),
+            &app(2),
+        ])
+        .assert()
+        .success();
+    let out = envshare(&q)
+        .args(["status", "--json", "--batch", "b-s"])
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    let s = json_out(&out);
+    assert_eq!(s["ready"], 1);
+    assert_eq!(s["dead"], 0);
+    assert_eq!(s["batch"]["appids"], 2);
+    assert_eq!(s["batch"]["pending"], 2);
+    assert_eq!(s["ticket"]["stored"], false);
+    envshare(&q)
+        .args(["status", "--batch", "b-nope"])
+        .assert()
+        .code(2)
+        .stderr(contains("has no batch b-nope"));
+}
+
+/// Enqueues one job and buries it through the queue API; returns the job id.
+async fn dead_job(q: &QueueName) -> String {
+    let queue = queue(q)
+        .await
+        .with_clock(Arc::new(ManualClock::new(1_800_000_000_000)));
+    let job = NewJob {
+        env: EnvId::parse("prod").unwrap(),
+        appids: vec![AppId::parse(&app(7)).unwrap()],
+        batch: BatchId::parse("b-dead").unwrap(),
+        run_at_ms: None,
+    };
+    let report = queue
+        .enqueue(vec![job], EnqueueOptions::default())
+        .await
+        .unwrap();
+    let Claim::Jobs(leases) = queue.claim(&WorkerId::new("w"), 1).await.unwrap() else {
+        panic!("not paused")
+    };
+    let outcome = Outcome::Dead {
+        reason: FailReason::PermanentError,
+        errcode: Some(40097),
+        errmsg: "invalid args".into(),
+    };
+    let acks = leases
+        .into_iter()
+        .map(|l| Ack::new(l, outcome.clone()))
+        .collect();
+    queue.complete(acks).await.unwrap();
+    report.job_ids[0].to_string()
+}
+
+#[tokio::test]
+async fn a_dead_job_is_listed_and_retry_puts_it_back_in_ready() {
+    let q = unique_queue("cli-dead");
+    let id = dead_job(&q).await;
+    envshare(&q)
+        .args(["dead", "list"])
+        .assert()
+        .success()
+        .stdout(contains(id.as_str()))
+        .stdout(contains("permanent_error"))
+        .stdout(contains("40097"));
+    let listed = envshare(&q)
+        .args(["dead", "list", "--json"])
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    assert_eq!(json_out(&listed)[0]["attempts"], 1);
+
+    envshare(&q)
+        .args(["dead", "retry", &id])
+        .assert()
+        .success()
+        .stdout(contains("1 dead job put back in ready"));
+    let stats = queue(&q).await.stats().await.unwrap();
+    assert_eq!((stats.dead, stats.ready), (0, 1));
+    envshare(&q)
+        .args(["dead", "retry", &id])
+        .assert()
+        .code(2)
+        .stderr(contains("is a dead job"));
+}
+
+#[tokio::test]
+async fn purge_refuses_without_yes_when_stdin_is_not_a_terminal() {
+    let q = unique_queue("cli-purge");
+    dead_job(&q).await;
+    envshare(&q)
+        .args(["dead", "purge", "--all"])
+        .write_stdin("y\n")
+        .assert()
+        .code(2)
+        .stderr(contains("pass --yes"));
+    assert_eq!(queue(&q).await.stats().await.unwrap().dead, 1);
+    envshare(&q)
+        .args(["dead", "purge", "--all", "--yes"])
+        .assert()
+        .success()
+        .stdout(contains("1 dead job purged"));
+    assert_eq!(queue(&q).await.stats().await.unwrap().dead, 0);
+}
+
+#[tokio::test]
+async fn events_tail_prints_events_as_json_and_acks_them() {
+    let q = unique_queue("cli-events");
+    dead_job(&q).await;
+    let out = envshare(&q)
+        .args([
+            "events",
+            "tail",
+            "--from-start",
+            "--json",
+            "--count",
+            "2",
+            "--group",
+            "g",
+        ])
+        .timeout(std::time::Duration::from_secs(20))
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let types: Vec<String> = stdout
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["type"].to_string())
+        .collect();
+    assert_eq!(types, ["\"share.failed\"", "\"batch.completed\""]);
+    let mut conn = TestRedis::shared().conn().await;
+    let pending: (
+        u64,
+        Option<String>,
+        Option<String>,
+        Option<Vec<(String, String)>>,
+    ) = redis::cmd("XPENDING")
+        .arg(envshare::queue::Keys::new(&q).events())
+        .arg("g")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(pending.0, 0, "tail acks what it printed");
+}
+
+#[tokio::test]
+async fn ticket_set_reads_stdin_stores_it_and_never_echoes_it() {
+    let q = unique_queue("cli-ticket");
+    let ticket = "ticket@@@xyz-secret-value";
+    let out = envshare(&q)
+        .args(["ticket", "set", "-"])
+        .write_stdin(format!("{ticket}\n"))
+        .assert()
+        .success()
+        .stdout(contains(format!(
+            "ticket stored ({} characters)",
+            ticket.len()
+        )))
+        .get_output()
+        .clone();
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!all.contains("secret"), "the ticket was echoed: {all}");
+    let mut conn = TestRedis::shared().conn().await;
+    let (stored, set_at): (String, u64) = redis::cmd("HMGET")
+        .arg(envshare::queue::Keys::new(&q).ticket())
+        .arg("ticket")
+        .arg("set_at")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(stored, ticket);
+    assert!(set_at > 0);
+    let status = envshare(&q)
+        .args(["status", "--json"])
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    assert_eq!(json_out(&status)["ticket"]["stored"], true);
+    assert!(!String::from_utf8_lossy(&status.stdout).contains("secret"));
+    envshare(&q)
+        .args(["ticket", "set", "-"])
+        .write_stdin("\n")
+        .assert()
+        .code(2)
+        .stderr(contains("the ticket is empty"));
+}
+
+#[test]
+fn a_usage_error_exits_2() {
+    let q = unique_queue("cli-usage");
+    envshare(&q).args(["dead", "retry"]).assert().code(2);
+    envshare(&q).arg("frobnicate").assert().code(2);
+}
