@@ -32,6 +32,7 @@ local ids = {}
 for i = 1, n do
   ids[i] = popped[2 * i - 1]
 end
+pin_state()
 local states = redis.call('HMGET', K_STATE, unpack(ids))
 local payloads = redis.call('HMGET', K_JOBS, unpack(ids))
 local deadline = int(NOW + lease)

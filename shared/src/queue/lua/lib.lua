@@ -6,7 +6,8 @@
 -- KEYS[2]  envshare:{q}:ready      (zset)   job id -> ms it became ready
 -- KEYS[3]  envshare:{q}:scheduled  (zset)   job id -> run-at ms
 -- KEYS[4]  envshare:{q}:running    (zset)   job id -> lease deadline ms
--- KEYS[5]  envshare:{q}:state      (hash)   job id -> "attempts" or "attempts:fence:worker"
+-- KEYS[5]  envshare:{q}:state      (hash)   job id -> "attempts" or "attempts:fence:worker";
+--                                           plus the field ":encoding" (see pin_state below)
 -- KEYS[6]  envshare:{q}:fence      (string) last fencing token
 -- KEYS[7]  envshare:{q}:dead       (zset)   job id -> ms it died
 -- KEYS[8]  envshare:{q}:dead:info  (hash)   job id -> JSON {reason, errcode, errmsg, attempts, at}
@@ -71,6 +72,17 @@ local function parse_state(s)
     return tonumber(a), f
   end
   return tonumber(s) or 0, nil
+end
+
+-- A hash of at most hash-max-listpack-entries (128..512) small fields is stored as a listpack,
+-- where HGET/HSET/HDEL scan every field: with a few hundred jobs in flight that linear scan
+-- was a fifth of Redis's CPU. One value longer than hash-max-listpack-value (64) keeps the state
+-- hash a real hash table for good, so every per-job access is O(1). The field name cannot be a
+-- job id (ids have no ':'); HLEN of this hash is not used anywhere.
+local PIN = ':encoding'
+local PIN_VALUE = 'this value is longer than hash-max-listpack-value so the hash stays a hash table'
+local function pin_state()
+  redis.call('HSETNX', K_STATE, PIN, PIN_VALUE)
 end
 
 local function xadd(kind, json)
