@@ -6,5 +6,6 @@
 mod cli;
 mod config;
 mod queue;
+mod share;
 mod wechat;
 mod worker;
