@@ -217,23 +217,23 @@ impl Queue {
                     unreachable!()
                 };
                 let l = &a.lease;
-                let mut events = Vec::with_capacity(results.len());
+                // complete.lua takes the accepted events first, then the failed ones, then the
+                // rejected pairs: the event type follows from the position.
+                let mut accepted_ev = Vec::with_capacity(results.len());
+                let mut failed_ev = Vec::new();
                 let mut free = Vec::new();
-                let (mut acc, mut fail) = (0, 0);
                 for r in results {
                     match r {
                         AppResult::Accepted { appid, confirm_url } => {
-                            acc += 1;
-                            events.push(accepted(l, &at, appid, confirm_url.as_deref()));
+                            accepted_ev.push(accepted(l, &at, appid, confirm_url.as_deref()));
                         }
                         AppResult::Rejected {
                             appid,
                             errcode,
                             errmsg,
                         } => {
-                            fail += 1;
                             free.push(pair(l, appid));
-                            events.push(failed(
+                            failed_ev.push(failed(
                                 l,
                                 &at,
                                 appid,
@@ -247,10 +247,12 @@ impl Queue {
                 inv.arg(l.job.id.as_str())
                     .arg(l.fence)
                     .arg(l.job.batch.as_str())
-                    .arg(acc)
-                    .arg(fail);
-                push_events(&mut inv, &events);
-                inv.arg(free.len()).arg(free);
+                    .arg(accepted_ev.len())
+                    .arg(failed_ev.len());
+                for e in accepted_ev.iter().chain(&failed_ev) {
+                    inv.arg(e.to_json());
+                }
+                inv.arg(free);
             }
             calls.push(("complete", inv));
         }

@@ -9,6 +9,7 @@
 -- ARGV[9] promote slice, ARGV[10] reap slice (<= 1000 each)
 -- returns: {"paused", until_ms, reason, {completed batch ids}}
 --       or {"jobs", {id, fence, attempt, payload, ...}, {completed batch ids}}
+--          (fence and attempt are integer replies)
 --          (completed batch ids: batches a lease_expired reap just finished)
 -- Cost: O(log n) per job; at most max + promote + reap slice jobs touched.
 local worker, max, lease = ARGV[5], tonumber(ARGV[6]), tonumber(ARGV[7])
@@ -22,42 +23,54 @@ if pause[1] and tonumber(pause[1]) > NOW then
   return { 'paused', pause[1], pause[2] or '', completed }
 end
 
-local popped = redis.call('ZPOPMIN', K_READY, max)
-local n = #popped / 2
+-- ZRANGE + ZREMRANGEBYRANK rather than ZPOPMIN: the same O(log n + m) removal of the m oldest,
+-- without formatting every score into a reply string that is thrown away.
+local ids = redis.call('ZRANGE', K_READY, 0, max - 1)
+local n = #ids
 if n == 0 then
   return { 'jobs', {}, completed }
 end
+redis.call('ZREMRANGEBYRANK', K_READY, 0, n - 1)
 local last = redis.call('INCRBY', K_FENCE, n)
-local ids = {}
-for i = 1, n do
-  ids[i] = popped[2 * i - 1]
-end
 pin_state()
 local states = redis.call('HMGET', K_STATE, unpack(ids))
 local payloads = redis.call('HMGET', K_JOBS, unpack(ids))
 local deadline = int(NOW + lease)
+local suffix = ':' .. worker
+-- `..` formats numbers with %.14g, exact below 1e14; string.format beyond (never in practice).
+local fmt = last < 1e14 and function(x) return x end or int
 local sset, run, out, orphans = {}, {}, {}, {}
-for i, id in ipairs(ids) do
-  if payloads[i] then
-    local a = parse_state(states[i]) + 1
-    local f = int(last - n + i)
-    sset[#sset + 1] = id
-    sset[#sset + 1] = int(a) .. ':' .. f .. ':' .. worker
-    run[#run + 1] = deadline
-    run[#run + 1] = id
-    out[#out + 1] = id
-    out[#out + 1] = f
-    out[#out + 1] = int(a)
-    out[#out + 1] = payloads[i]
+local k, o = 0, 0
+for i = 1, n do
+  local id = ids[i]
+  local payload = payloads[i]
+  if payload then
+    local s = states[i]
+    local a = 1
+    if s then
+      a = parse_state(s) + 1
+    end
+    local f = last - n + i
+    sset[k + 1] = id
+    sset[k + 2] = a .. ':' .. fmt(f) .. suffix
+    run[k + 1] = deadline
+    run[k + 2] = id
+    k = k + 2
+    -- Numbers go back as integer replies: no strings built for them here.
+    out[o + 1] = id
+    out[o + 2] = f
+    out[o + 3] = a
+    out[o + 4] = payload
+    o = o + 4
   else
     -- A ready id without a payload cannot run; drop its state rather than loop on it.
     orphans[#orphans + 1] = id
   end
 end
-if #run > 0 then
+if k > 0 then
   chunked('HSET', K_STATE, sset, 2)
   chunked('ZADD', K_RUNNING, run, 2)
-  redis.call('HINCRBY', K_STATS, 'claimed', #run / 2)
+  redis.call('HINCRBY', K_STATS, 'claimed', k / 2)
 end
 if #orphans > 0 then
   chunked('HDEL', K_STATE, orphans, 1)

@@ -4,38 +4,43 @@
 -- KEYS[1..15] the queue's keys, see lib.lua
 -- ARGV[1] now (ms)   ARGV[2] now ISO-8601   ARGV[3] key prefix   ARGV[4] events MAXLEN
 -- ARGV[5] number of jobs (<= 500), then per job:
---         id, fence, batch id, accepted appids, failed appids, number of events E,
---         E x (type, event JSON), number of dedupe pairs to free F, F x "env/appid"
+--         id, fence, batch id, A accepted appids, R rejected appids,
+--         A x share.accepted event JSON, R x share.failed event JSON,
+--         R x "env/appid" (the rejected pairs, freed from dedupe so a re-import retries them)
+--         (the event type follows from the position: no type argument per event)
 -- returns: {applied, {stale job ids}, {batch ids completed by this call}}
+-- Cost: O(log n) per job plus one XADD per event.
 local n = tonumber(ARGV[5])
-local recs, ids = {}, {}
+local pos, ids = {}, {}
 local i = 6
 for r = 1, n do
-  local ne = tonumber(ARGV[i + 5])
-  local nf = tonumber(ARGV[i + 6 + 2 * ne])
-  recs[r] = { i, ne, nf }
+  pos[r] = i
   ids[r] = ARGV[i]
-  i = i + 7 + 2 * ne + nf
+  i = i + 5 + tonumber(ARGV[i + 3]) + 2 * tonumber(ARGV[i + 4])
 end
 local states = chunked_get('HMGET', K_STATE, ids)
 local ended = {}
 local done, stale, free = {}, {}, {}
 for r = 1, n do
-  local at, ne, nf = recs[r][1], recs[r][2], recs[r][3]
-  local id = ARGV[at]
-  local _, fence = parse_state(states[r])
+  local at = pos[r]
+  local id = ids[r]
+  local s = states[r]
+  local fence = s and string.match(s, '^%d+:(%d+)')
   if fence and fence == ARGV[at + 1] and not ended[id] then
     -- The job ends here, so a duplicate later in ARGV is stale.
     ended[id] = true
     done[#done + 1] = id
-    for e = 0, ne - 1 do
-      xadd(ARGV[at + 6 + 2 * e], ARGV[at + 7 + 2 * e])
+    local acc, rej = tonumber(ARGV[at + 3]), tonumber(ARGV[at + 4])
+    local e = at + 5
+    for x = e, e + acc - 1 do
+      xadd('share.accepted', ARGV[x])
     end
-    local fat = at + 7 + 2 * ne
-    for k = 0, nf - 1 do
-      free[#free + 1] = ARGV[fat + k]
+    e = e + acc
+    for x = e, e + rej - 1 do
+      xadd('share.failed', ARGV[x])
+      free[#free + 1] = ARGV[x + rej]
     end
-    bump_batch(ARGV[at + 2], 1, tonumber(ARGV[at + 3]), tonumber(ARGV[at + 4]))
+    bump_batch(ARGV[at + 2], 1, acc, rej)
   else
     stale[#stale + 1] = id
   end

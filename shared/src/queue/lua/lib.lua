@@ -85,8 +85,19 @@ local function pin_state()
   redis.call('HSETNX', K_STATE, PIN, PIN_VALUE)
 end
 
+-- Events are appended without MAXLEN and the stream is trimmed once per script call (see
+-- trim_events): the same approximate trim, without three extra arguments on every XADD.
+local events_added = false
 local function xadd(kind, json)
-  redis.call('XADD', K_EVENTS, 'MAXLEN', '~', MAXLEN, '*', 'type', kind, 'event', json)
+  redis.call('XADD', K_EVENTS, '*', 'type', kind, 'event', json)
+  events_added = true
+end
+
+local function trim_events()
+  if events_added then
+    redis.call('XTRIM', K_EVENTS, 'MAXLEN', '~', MAXLEN)
+    events_added = false
+  end
 end
 
 -- Batch counter deltas of this call, flushed once per batch at the end.
@@ -120,8 +131,9 @@ local function maybe_complete(id, key, h)
   return false
 end
 
--- Writes this call's batch deltas (one HMGET + one HSET per batch) and returns the ids of the
--- batches that completed now.
+-- Writes this call's batch deltas (one HMGET + one HSET per batch), trims the events stream if
+-- this call added events, and returns the ids of the batches that completed now. Every script
+-- that may add events calls it last (seal.lua calls trim_events itself).
 local function flush_batches()
   local completed = {}
   for _, id in ipairs(batch_order) do
@@ -137,6 +149,7 @@ local function flush_batches()
       completed[#completed + 1] = id
     end
   end
+  trim_events()
   return completed
 end
 

@@ -12,6 +12,7 @@ redis.call('ZADD', K_BATCHES, 'NX', NOW_S, id)
 local h = redis.call('HMGET', key, 'jobs', 'done_jobs', 'sealed', 'completed', 'appids',
   'accepted', 'failed')
 if maybe_complete(id, key, h) then
+  trim_events()
   return 1
 end
 return 0
