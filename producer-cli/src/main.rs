@@ -22,6 +22,7 @@ use cli::{Cli, Command, DeadCommand, EventsCommand, TicketCommand};
 use envshare::config::Settings;
 
 fn main() {
+    restore_sigpipe();
     let cli = Cli::parse();
     let result = tokio::runtime::Runtime::new()
         .context("starting the async runtime failed")
@@ -29,6 +30,17 @@ fn main() {
     if let Err(err) = result {
         fail::report(&err);
         std::process::exit(fail::exit_code(&err));
+    }
+}
+
+/// Rust ignores SIGPIPE, so `envshare status --watch | head` would panic on a closed pipe;
+/// a command-line filter should end quietly instead, as other Unix tools do.
+fn restore_sigpipe() {
+    #[cfg(unix)]
+    // SAFETY: called first thing in main, before any other thread exists; SIG_DFL is a valid
+    // disposition for SIGPIPE.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 
