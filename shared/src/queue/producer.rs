@@ -53,19 +53,39 @@ impl Queue {
             .map(|range| {
                 let now = self.clock.now_ms();
                 let mut inv = self.invocation(&SCRIPTS.enqueue, now);
-                let pairs: usize = jobs[range.clone()].iter().map(|j| j.appids.len()).sum();
+                let slice = &jobs[range.clone()];
+                let pairs: usize = slice.iter().map(|j| j.appids.len()).sum();
+                // Consecutive jobs with the same batch, env and run-at share one group header,
+                // so each job costs the script only its id, count and appids.
+                let mut groups: Vec<std::ops::Range<usize>> = Vec::new();
+                for (i, job) in slice.iter().enumerate() {
+                    match groups.last_mut() {
+                        Some(g)
+                            if slice[g.start].batch == job.batch
+                                && slice[g.start].env == job.env
+                                && slice[g.start].run_at_ms == job.run_at_ms =>
+                        {
+                            g.end = i + 1
+                        }
+                        _ => groups.push(i..i + 1),
+                    }
+                }
                 inv.arg(if opts.force { "1" } else { "0" })
                     .arg(window)
                     .arg(pairs.max(1000))
-                    .arg(range.len());
-                for (job, id) in jobs[range.clone()].iter().zip(&ids[range.clone()]) {
-                    inv.arg(id.as_str())
-                        .arg(job.run_at_ms.unwrap_or(0))
-                        .arg(job.batch.as_str())
-                        .arg(job.env.as_str())
-                        .arg(job.appids.len());
-                    for a in &job.appids {
-                        inv.arg(a.as_str());
+                    .arg(groups.len());
+                for g in groups {
+                    let first = &slice[g.start];
+                    inv.arg(first.batch.as_str())
+                        .arg(first.env.as_str())
+                        .arg(first.run_at_ms.unwrap_or(0))
+                        .arg(g.len());
+                    for i in g {
+                        let job = &slice[i];
+                        inv.arg(ids[range.start + i].as_str()).arg(job.appids.len());
+                        for a in &job.appids {
+                            inv.arg(a.as_str());
+                        }
                     }
                 }
                 async move {

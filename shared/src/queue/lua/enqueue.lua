@@ -5,17 +5,18 @@
 -- ARGV[5] force: "1" ignores the dedupe window (the window is still refreshed)
 -- ARGV[6] dedupe window (ms)
 -- ARGV[7] trim: at most this many expired dedupe members are removed by this call
--- ARGV[8] number of jobs, then per job:
---         id, run_at_ms ("0" = now), batch id, env, number of appids, appids...
+-- ARGV[8] number of groups, then per group (consecutive jobs sharing batch, env and run-at):
+--         batch id, env, run_at_ms ("0" = now), number of jobs J, then per job:
+--         id, number of appids A, A appids
 --         (ids, envs, batch ids and appids are validated in Rust: no characters needing JSON
 --         escapes, so the payload is built by concatenation instead of cjson)
--- returns: {jobs created, appids enqueued, pairs skipped, {1-based indexes of jobs not created
---          because every pair was a duplicate}}
+-- returns: {jobs created, appids enqueued, pairs skipped, {1-based indexes (over all jobs of
+--          this call) of jobs not created because every pair was a duplicate}}
 -- Cost: O(log n) per pair; the caller keeps a slice to a few hundred jobs.
 local force = ARGV[5] == '1'
 local window_end = int(NOW + tonumber(ARGV[6]))
 local trim = tonumber(ARGV[7])
-local n = tonumber(ARGV[8])
+local groups = tonumber(ARGV[8])
 
 -- Bounded trim of expired dedupe members: find the trim-th expired score and remove below it.
 local nth = redis.call('ZRANGEBYSCORE', K_DEDUPE, '-inf', NOW_S, 'WITHSCORES', 'LIMIT', trim - 1, 1)
@@ -25,75 +26,120 @@ else
   redis.call('ZREMRANGEBYSCORE', K_DEDUPE, '-inf', NOW_S)
 end
 
-local jobs, pairs_ = {}, {}
+-- Pass 1: the dedupe member of every pair, in ARGV order.
+local pairs_ = {}
+local np = 0
 local i = 9
-for j = 1, n do
-  local na = tonumber(ARGV[i + 4])
-  jobs[j] = { i, na }
-  for k = 1, na do
-    pairs_[#pairs_ + 1] = ARGV[i + 3] .. '/' .. ARGV[i + 4 + k]
+for _ = 1, groups do
+  local prefix = ARGV[i + 1] .. '/'
+  local nj = tonumber(ARGV[i + 3])
+  i = i + 4
+  for _ = 1, nj do
+    local na = tonumber(ARGV[i + 1])
+    for k = i + 2, i + 1 + na do
+      np = np + 1
+      pairs_[np] = prefix .. ARGV[k]
+    end
+    i = i + 2 + na
   end
-  i = i + 5 + na
 end
 
 local scores = {}
-if not force and #pairs_ > 0 then
+if not force and np > 0 then
   scores = chunked_get('ZMSCORE', K_DEDUPE, pairs_)
 end
 
+-- Pass 2: create the jobs whose pairs are not all duplicates.
 local seen = {}
 local hset, ready, sched, dd, not_created = {}, {}, {}, {}, {}
+local nh, nr, ns, nd = 0, 0, 0, 0
 local created, kept_total, skipped = 0, 0, 0
 local batch_jobs, batch_appids, batch_list = {}, {}, {}
-local p = 0
-for j = 1, n do
-  local at, na = jobs[j][1], jobs[j][2]
-  local id, run_at, batch, env = ARGV[at], tonumber(ARGV[at + 1]), ARGV[at + 2], ARGV[at + 3]
-  local kept = {}
-  for k = 1, na do
-    p = p + 1
-    local pair = pairs_[p]
-    local s = scores[p]
-    if seen[pair] or (s and tonumber(s) > NOW) then
-      skipped = skipped + 1
+local p, j = 0, 0
+i = 9
+for _ = 1, groups do
+  local batch, env, run_at = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
+  local nj = tonumber(ARGV[i + 3])
+  i = i + 4
+  -- The payload is head .. appids .. tail; both ends are the same for the whole group.
+  local head = '{"env":"' .. env .. '","appids":["'
+  local tail = '"],"batch":"' .. batch .. '","gen":0,"created_at":' .. NOW_S .. '}'
+  local zset, score = ready, NOW_S
+  if run_at > NOW then
+    zset, score = sched, int(run_at)
+  end
+  local g_jobs, g_appids = 0, 0
+  for _ = 1, nj do
+    j = j + 1
+    local id, na = ARGV[i], tonumber(ARGV[i + 1])
+    local kept, nk = nil, 0
+    local single
+    for k = i + 2, i + 1 + na do
+      p = p + 1
+      local pair = pairs_[p]
+      local s = scores[p]
+      if seen[pair] or (s and tonumber(s) > NOW) then
+        skipped = skipped + 1
+      else
+        seen[pair] = true
+        nk = nk + 1
+        -- Most jobs keep one appid or all of them: no table for the one-appid case.
+        if nk == 1 then
+          single = ARGV[k]
+        else
+          if nk == 2 then
+            kept = { single }
+          end
+          kept[nk] = ARGV[k]
+        end
+        dd[nd + 1] = window_end
+        dd[nd + 2] = pair
+        nd = nd + 2
+      end
+    end
+    i = i + 2 + na
+    if nk == 0 then
+      not_created[#not_created + 1] = j
     else
-      seen[pair] = true
-      kept[#kept + 1] = ARGV[at + 4 + k]
-      dd[#dd + 1] = window_end
-      dd[#dd + 1] = pair
+      g_jobs = g_jobs + 1
+      g_appids = g_appids + nk
+      hset[nh + 1] = id
+      if nk == 1 then
+        hset[nh + 2] = head .. single .. tail
+      else
+        hset[nh + 2] = head .. table.concat(kept, '","') .. tail
+      end
+      nh = nh + 2
+      if zset == ready then
+        ready[nr + 1] = score
+        ready[nr + 2] = id
+        nr = nr + 2
+      else
+        sched[ns + 1] = score
+        sched[ns + 2] = id
+        ns = ns + 2
+      end
     end
   end
-  if #kept == 0 then
-    not_created[#not_created + 1] = j
-  else
-    created = created + 1
-    kept_total = kept_total + #kept
-    hset[#hset + 1] = id
-    hset[#hset + 1] = '{"env":"' .. env .. '","appids":["' .. table.concat(kept, '","') ..
-      '"],"batch":"' .. batch .. '","gen":0,"created_at":' .. NOW_S .. '}'
-    if run_at > NOW then
-      sched[#sched + 1] = int(run_at)
-      sched[#sched + 1] = id
-    else
-      ready[#ready + 1] = NOW_S
-      ready[#ready + 1] = id
-    end
+  if g_jobs > 0 then
+    created = created + g_jobs
+    kept_total = kept_total + g_appids
     if not batch_jobs[batch] then
       batch_jobs[batch] = 0
       batch_appids[batch] = 0
       batch_list[#batch_list + 1] = batch
     end
-    batch_jobs[batch] = batch_jobs[batch] + 1
-    batch_appids[batch] = batch_appids[batch] + #kept
+    batch_jobs[batch] = batch_jobs[batch] + g_jobs
+    batch_appids[batch] = batch_appids[batch] + g_appids
   end
 end
 
 if created > 0 then
   chunked('HSET', K_JOBS, hset, 2)
-  if #ready > 0 then
+  if nr > 0 then
     chunked('ZADD', K_READY, ready, 2)
   end
-  if #sched > 0 then
+  if ns > 0 then
     chunked('ZADD', K_SCHED, sched, 2)
   end
   chunked('ZADD', K_DEDUPE, dd, 2)
@@ -105,7 +151,7 @@ if created > 0 then
     redis.call('ZADD', K_BATCHES, 'NX', NOW_S, b)
   end
   redis.call('HINCRBY', K_STATS, 'enqueued', created)
-  if #ready > 0 then
+  if nr > 0 then
     redis.call('PUBLISH', K_WAKE, '1')
   end
 end
