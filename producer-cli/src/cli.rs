@@ -48,6 +48,42 @@ pub enum Command {
         #[command(subcommand)]
         command: TicketCommand,
     },
+    /// Run the whole pipeline on this machine: a fake WeChat API with faults, a worker, an
+    /// import of generated pairs, live progress and a summary of the events.
+    Demo(DemoArgs),
+    /// Run the fake WeChat API (for tests and demos) until Ctrl-C.
+    Sandbox(SandboxArgs),
+}
+
+/// `envshare demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// How many (env, appid) pairs to generate and import.
+    #[arg(long, value_name = "N", default_value_t = 1000,
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub pairs: u32,
+}
+
+/// `envshare sandbox`.
+#[derive(Debug, Args)]
+pub struct SandboxArgs {
+    /// The address to listen on (port 0 picks a free port).
+    #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:9300")]
+    pub addr: std::net::SocketAddr,
+
+    /// How the fake API behaves.
+    #[arg(long, value_enum, default_value_t = SandboxPreset::Demo)]
+    pub preset: SandboxPreset,
+}
+
+/// A behaviour of `envshare sandbox`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SandboxPreset {
+    /// Latency 20–200 ms, some errcode -1 and HTTP 502, tokens that expire after 300 calls,
+    /// appids ending in `bad` rejected.
+    Demo,
+    /// No latency and no faults.
+    Clean,
 }
 
 /// An input format for `--format`.

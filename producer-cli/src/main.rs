@@ -8,10 +8,12 @@
 mod cli;
 mod ctx;
 mod dead;
+mod demo;
 mod enqueue;
 mod events;
 mod fail;
 mod progress;
+mod sandbox_cmd;
 mod status;
 mod ticket;
 
@@ -45,7 +47,11 @@ fn restore_sigpipe() {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let settings = Settings::load(cli.config.as_deref())?;
+    let mut settings = Settings::load(cli.config.as_deref())?;
+    if matches!(cli.command, Command::Demo(_)) && std::env::var_os("ENVSHARE_LOG").is_none() {
+        // The worker's info lines would break up the demo's progress bar and summary.
+        "warn".clone_into(&mut settings.log);
+    }
     envshare::telemetry::init(&settings.log, settings.log_format)
         .context("fix ENVSHARE_LOG / ENVSHARE_LOG_FORMAT")?;
     for var in settings.unknown_env_vars() {
@@ -86,5 +92,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Ticket { command } => match command {
             TicketCommand::Set { ticket } => ticket::set(&ctx, &ticket).await,
         },
+        Command::Demo(args) => demo::run(&settings, args).await,
+        Command::Sandbox(args) => sandbox_cmd::run(args).await,
     }
 }

@@ -25,6 +25,7 @@
 //! across an await), so the sandbox answers thousands of calls per second with zero latency.
 
 mod config;
+mod local_redis;
 mod state;
 
 use std::net::SocketAddr;
@@ -43,6 +44,7 @@ use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 pub use config::{AppidRule, Fault, Latency, SandboxConfig};
+pub use local_redis::{LocalRedis, LocalRedisError};
 pub use state::{Binding, ShareCall};
 
 use crate::wechat::Endpoint;
