@@ -114,9 +114,11 @@ async fn find_redis(url: &str) -> anyhow::Result<DemoRedis> {
         Err(_) => format!("no answer within {} s", PROBE_TIMEOUT.as_secs()),
     };
     let shown = redact_url(url);
-    note(format!(
-        "no Redis answers at {shown} ({why}); starting a private redis-server"
-    ));
+    if LocalRedis::find().is_some() {
+        note(format!(
+            "no Redis answers at {shown} ({why}); starting a private redis-server"
+        ));
+    }
     match tokio::task::spawn_blocking(LocalRedis::start).await {
         Ok(Ok(local)) => Ok(DemoRedis::Private(local)),
         Ok(Err(LocalRedisError::NotInstalled)) => bail!(
@@ -481,10 +483,17 @@ impl Summary {
                 _ => "the first fetch, then refreshes after the token expired",
             }
         );
+        // Each job is called once, once more per retry, and once more within the same attempt
+        // when WeChat rejects the token (expired, or superseded by the refresh).
+        let token_repeats = self
+            .share_calls
+            .saturating_sub(d.jobs)
+            .saturating_sub(self.retries.max(0) as u64);
         let _ = writeln!(
             out,
-            "  share calls    {:>6}   to the sandbox for {} jobs, faulted ones included",
-            self.share_calls, d.jobs
+            "  share calls    {:>6}   {} jobs' first tries, {} retries, {} repeated with a \
+             fresh token",
+            self.share_calls, d.jobs, self.retries, token_repeats
         );
         let _ = writeln!(
             out,

@@ -570,3 +570,65 @@ fn a_usage_error_exits_2() {
     envshare(&q).args(["dead", "retry"]).assert().code(2);
     envshare(&q).arg("frobnicate").assert().code(2);
 }
+
+#[tokio::test]
+async fn the_demo_ends_every_pair_and_deletes_its_queue() {
+    let redis = TestRedis::shared();
+    let out = Command::new(bin())
+        .args(["demo", "--pairs", "100"])
+        .env_remove("REDIS_URL")
+        .env("ENVSHARE_REDIS_URL", redis.url())
+        .env("ENVSHARE_LOG", "warn")
+        .timeout(std::time::Duration::from_secs(60))
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // "batch b-… completed: 100 of 100 pairs ended, 99 accepted, 1 failed"
+    let line = stdout
+        .lines()
+        .find(|l| l.contains(" completed: "))
+        .unwrap_or_else(|| panic!("no completion line in:\n{stdout}\n{stderr}"));
+    let numbers: Vec<u64> = line
+        .split(": ")
+        .nth(1)
+        .unwrap()
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|s| s.parse().ok())
+        .collect();
+    let [ended, total, accepted, failed] = numbers[..] else {
+        panic!("unexpected completion line: {line}")
+    };
+    assert_eq!((ended, total), (100, 100), "{line}");
+    assert_eq!(accepted + failed, 100, "{line}");
+    // The generated file holds one appid ending in "bad", which the sandbox rejects.
+    assert!(failed >= 1, "{line}");
+    assert!(stdout.contains("rejected"), "{stdout}");
+    assert!(stdout.contains("\"type\": \"batch.completed\""), "{stdout}");
+    let token_fetches: u64 = stdout
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("token fetches"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no token fetches line in:\n{stdout}"));
+    assert!(
+        token_fetches >= 1,
+        "component mode fetches a token: {stdout}"
+    );
+
+    // The demo ran in a queue of its own on the given Redis and deleted it afterwards.
+    let queue = stderr
+        .split_whitespace()
+        .find(|w| w.starts_with("demo-"))
+        .map(|w| w.trim_end_matches([';', ')']))
+        .unwrap_or_else(|| panic!("no demo queue named in:\n{stderr}"));
+    let mut conn = redis.conn().await;
+    let left: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("envshare:{{{queue}}}:*"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(left.is_empty(), "keys left behind: {left:?}");
+}
