@@ -87,11 +87,11 @@ pub enum StartupError {
     )]
     NoTokenMode,
     /// `ENVSHARE_WECHAT_BASE_URL` or the request timeout is unusable.
-    #[error("ENVSHARE_WECHAT_BASE_URL: {0}")]
+    #[error("unusable ENVSHARE_WECHAT_BASE_URL")]
     WechatClient(#[source] ClientBuildError),
     /// Redis is unreachable (or refused the scripts).
     #[error(
-        "cannot use Redis at {url}: {source}. Start Redis there, or set ENVSHARE_REDIS_URL \
+        "cannot use Redis at {url}. Start Redis there, or set ENVSHARE_REDIS_URL \
          (or REDIS_URL) to a reachable server, e.g. redis://:PASSWORD@host:6379/0"
     )]
     Redis {
@@ -103,7 +103,7 @@ pub enum StartupError {
     },
     /// The HTTP address could not be bound.
     #[error(
-        "cannot listen on ENVSHARE_HTTP_ADDR={addr}: {source}. Pick a free address (port 0 \
+        "cannot listen on ENVSHARE_HTTP_ADDR={addr}. Pick a free address (port 0 \
          picks any free port)"
     )]
     Bind {
