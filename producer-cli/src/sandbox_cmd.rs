@@ -31,7 +31,7 @@ pub async fn run(args: SandboxArgs) -> anyhow::Result<()> {
     };
     let handle = Sandbox::start(config).await.with_context(|| {
         format!(
-            "pick another --addr than {} (port 0 picks a free one)",
+            "starting the sandbox on {} failed: pick another --addr (port 0 picks a free one)",
             args.addr
         )
     })?;
