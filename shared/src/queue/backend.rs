@@ -214,7 +214,11 @@ struct Shared {
     /// Leases held by this process (claimed and not yet acked), for heartbeats and shutdown.
     held: Mutex<HashMap<JobId, u64>>,
     counters: BackendCounters,
+    /// Stops the fetcher: no new claims.
     shutdown: watch::Sender<bool>,
+    /// Stops the heartbeat, once every held lease is acked or released: leases of jobs still
+    /// running during a graceful shutdown keep being extended.
+    closed: watch::Sender<bool>,
 }
 
 impl Shared {
@@ -290,6 +294,7 @@ impl BackendHandle {
         }
         let n = self.shared.queue.release(&refs).await?;
         self.shared.drop_held(refs.into_iter().map(|r| r.job));
+        let _ = self.shared.closed.send(true);
         Ok(n)
     }
 }
@@ -323,6 +328,7 @@ impl RedisBackend {
         let (tasks_tx, tasks_rx) = mpsc::channel(concurrency);
         let (ack_tx, ack_rx) = mpsc::channel(concurrency.max(settings.ack_batch) * 2);
         let (shutdown, _) = watch::channel(false);
+        let (closed, _) = watch::channel(false);
         Self {
             shared: Arc::new(Shared {
                 queue,
@@ -332,6 +338,7 @@ impl RedisBackend {
                 held: Mutex::new(HashMap::new()),
                 counters: BackendCounters::default(),
                 shutdown,
+                closed,
             }),
             tasks_tx: Some(tasks_tx),
             tasks_rx,
@@ -511,9 +518,9 @@ async fn write_acks(shared: &Shared, acks: Vec<Ack>) {
 }
 
 async fn heartbeat_loop(shared: Arc<Shared>) {
-    let mut shutdown = shared.shutdown.subscribe();
+    let mut closed = shared.closed.subscribe();
     loop {
-        if pause_or_shutdown(&mut shutdown, shared.settings.heartbeat_every).await {
+        if pause_or_shutdown(&mut closed, shared.settings.heartbeat_every).await {
             break;
         }
         let held = shared.held_refs();
@@ -535,6 +542,15 @@ async fn heartbeat_loop(shared: Arc<Shared>) {
                 warn!(error = %e, "heartbeat failed; retrying at the next beat");
             }
         }
+    }
+}
+
+impl Drop for RedisBackend {
+    fn drop(&mut self) {
+        // A worker dropped without a graceful close (e.g. cancelled after its shutdown timeout)
+        // must not leave its loops claiming or heartbeating.
+        let _ = self.shared.shutdown.send(true);
+        let _ = self.shared.closed.send(true);
     }
 }
 
@@ -593,6 +609,7 @@ impl Backend for RedisBackend {
                 if ack_tx.send(AckMsg::Flush(done)).await.is_ok() {
                     let _ = wait.await;
                 }
+                let _ = shared.closed.send(true);
                 shared.queue.deregister_worker(&shared.worker).await?;
                 Ok(())
             }));
