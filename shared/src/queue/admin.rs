@@ -299,10 +299,17 @@ impl Queue {
         };
         let p = Payload::parse(op, id, &payload)?;
         let created_at_ms = p.created_at;
-        let mut parts = state.as_deref().unwrap_or("0").splitn(3, ':');
-        let attempts = parts.next().and_then(|a| a.parse().ok()).unwrap_or(0);
-        let fence = parts.next().and_then(|f| f.parse().ok());
-        let worker = parts.next().unwrap_or_default().to_owned();
+        // "attempts" while waiting, "fence:attempts:worker" while leased (see lua/lib.lua).
+        let (attempts, fence, worker) = match state
+            .as_deref()
+            .unwrap_or("0")
+            .splitn(3, ':')
+            .collect::<Vec<_>>()[..]
+        {
+            [f, a, w] => (a.parse().unwrap_or(0), f.parse().ok(), w.to_owned()),
+            [a, ..] => (a.parse().unwrap_or(0), None, String::new()),
+            [] => (0, None, String::new()),
+        };
         let dead_info =
             match info {
                 Some(raw) => Some(serde_json::from_str::<DeadInfo>(&raw).map_err(|e| {

@@ -52,7 +52,7 @@ for i = 1, n do
     end
     local f = last - n + i
     sset[k + 1] = id
-    sset[k + 2] = a .. ':' .. fmt(f) .. suffix
+    sset[k + 2] = fmt(f) .. ':' .. small(a) .. suffix
     run[k + 1] = deadline
     run[k + 2] = id
     k = k + 2

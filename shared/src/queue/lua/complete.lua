@@ -11,26 +11,29 @@
 -- returns: {applied, {stale job ids}, {batch ids completed by this call}}
 -- Cost: O(log n) per job plus one XADD per event.
 local n = tonumber(ARGV[5])
-local pos, ids = {}, {}
+local pos, ids, accs, rejs = {}, {}, {}, {}
 local i = 6
 for r = 1, n do
+  local acc, rej = count(ARGV[i + 3]), count(ARGV[i + 4])
   pos[r] = i
   ids[r] = ARGV[i]
-  i = i + 5 + tonumber(ARGV[i + 3]) + 2 * tonumber(ARGV[i + 4])
+  accs[r] = acc
+  rejs[r] = rej
+  i = i + 5 + acc + 2 * rej
 end
 local states = chunked_get('HMGET', K_STATE, ids)
 local ended = {}
 local done, stale, free = {}, {}, {}
+local nd, nf = 0, 0
 for r = 1, n do
   local at = pos[r]
   local id = ids[r]
-  local s = states[r]
-  local fence = s and string.match(s, '^%d+:(%d+)')
-  if fence and fence == ARGV[at + 1] and not ended[id] then
+  if holds(states[r], ARGV[at + 1]) and not ended[id] then
     -- The job ends here, so a duplicate later in ARGV is stale.
     ended[id] = true
-    done[#done + 1] = id
-    local acc, rej = tonumber(ARGV[at + 3]), tonumber(ARGV[at + 4])
+    nd = nd + 1
+    done[nd] = id
+    local acc, rej = accs[r], rejs[r]
     local e = at + 5
     for x = e, e + acc - 1 do
       xadd('share.accepted', ARGV[x])
@@ -38,20 +41,21 @@ for r = 1, n do
     e = e + acc
     for x = e, e + rej - 1 do
       xadd('share.failed', ARGV[x])
-      free[#free + 1] = ARGV[x + rej]
+      nf = nf + 1
+      free[nf] = ARGV[x + rej]
     end
     bump_batch(ARGV[at + 2], 1, acc, rej)
   else
     stale[#stale + 1] = id
   end
 end
-if #done > 0 then
+if nd > 0 then
   chunked('HDEL', K_JOBS, done, 1)
   chunked('HDEL', K_STATE, done, 1)
   chunked('ZREM', K_RUNNING, done, 1)
-  if #free > 0 then
+  if nf > 0 then
     chunked('ZREM', K_DEDUPE, free, 1)
   end
-  redis.call('HINCRBY', K_STATS, 'completed', #done)
+  redis.call('HINCRBY', K_STATS, 'completed', nd)
 end
-return { #done, stale, flush_batches() }
+return { nd, stale, flush_batches() }

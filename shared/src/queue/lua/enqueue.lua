@@ -35,7 +35,7 @@ for _ = 1, groups do
   local nj = tonumber(ARGV[i + 3])
   i = i + 4
   for _ = 1, nj do
-    local na = tonumber(ARGV[i + 1])
+    local na = count(ARGV[i + 1])
     for k = i + 2, i + 1 + na do
       np = np + 1
       pairs_[np] = prefix .. ARGV[k]
@@ -71,7 +71,7 @@ for _ = 1, groups do
   local g_jobs, g_appids = 0, 0
   for _ = 1, nj do
     j = j + 1
-    local id, na = ARGV[i], tonumber(ARGV[i + 1])
+    local id, na = ARGV[i], count(ARGV[i + 1])
     local kept, nk = nil, 0
     local single
     for k = i + 2, i + 1 + na do

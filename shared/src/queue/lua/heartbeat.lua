@@ -15,8 +15,7 @@ end
 local states = chunked_get('HMGET', K_STATE, ids)
 local run, lost = {}, {}
 for r = 1, n do
-  local _, fence = parse_state(states[r])
-  if fence and fence == ARGV[7 + 2 * r] then
+  if holds(states[r], ARGV[7 + 2 * r]) then
     run[#run + 1] = deadline
     run[#run + 1] = ids[r]
   else

@@ -6,7 +6,7 @@
 -- KEYS[2]  envshare:{q}:ready      (zset)   job id -> ms it became ready
 -- KEYS[3]  envshare:{q}:scheduled  (zset)   job id -> run-at ms
 -- KEYS[4]  envshare:{q}:running    (zset)   job id -> lease deadline ms
--- KEYS[5]  envshare:{q}:state      (hash)   job id -> "attempts" or "attempts:fence:worker";
+-- KEYS[5]  envshare:{q}:state      (hash)   job id -> "attempts" or "fence:attempts:worker";
 --                                           plus the field ":encoding" (see pin_state below)
 -- KEYS[6]  envshare:{q}:fence      (string) last fencing token
 -- KEYS[7]  envshare:{q}:dead       (zset)   job id -> ms it died
@@ -51,8 +51,13 @@ end
 
 -- Calls `cmd key ids...` in slices and returns the concatenated replies (HMGET, ZMSCORE).
 local function chunked_get(cmd, key, ids)
-  local out = {}
   local n = #ids
+  if n == 0 then
+    return {}
+  elseif n <= CHUNK then
+    return redis.call(cmd, key, unpack(ids))
+  end
+  local out = {}
   for i = 1, n, CHUNK do
     local part = redis.call(cmd, key, unpack(ids, i, math.min(i + CHUNK - 1, n)))
     for j = 1, #part do
@@ -62,16 +67,36 @@ local function chunked_get(cmd, key, ids)
   return out
 end
 
--- "attempts" or "attempts:fence:worker" -> attempts (number), fence (string or nil).
+-- "attempts" (waiting) or "fence:attempts:worker" (leased) -> attempts (number), fence (string
+-- or nil).
 local function parse_state(s)
   if not s then
     return 0, nil
   end
-  local a, f = string.match(s, '^(%d+):(%d+)')
-  if a then
+  local f, a = string.match(s, '^(%d+):(%d+)')
+  if f then
     return tonumber(a), f
   end
   return tonumber(s) or 0, nil
+end
+
+-- Whether state `s` is the lease with fencing token `fence` (ARGV digits): the token is the
+-- prefix up to the first ':'. Builds no string, unlike a pattern capture.
+local function holds(s, fence)
+  return s and string.find(s, fence, 1, true) == 1 and string.byte(s, #fence + 1) == 58
+end
+
+-- Decimal strings of small counts, so the hot paths skip a sprintf for them.
+local SMALL = { '1', '2', '3', '4', '5', '6', '7', '8', '9', '10' }
+SMALL[0] = '0'
+local function small(n)
+  return SMALL[n] or int(n)
+end
+-- The reverse: ARGV counts (mostly 0 or 1) without strtod.
+local COUNT = { ['0'] = 0, ['1'] = 1, ['2'] = 2, ['3'] = 3, ['4'] = 4, ['5'] = 5, ['6'] = 6,
+  ['7'] = 7, ['8'] = 8, ['9'] = 9, ['10'] = 10 }
+local function count(s)
+  return COUNT[s] or tonumber(s)
 end
 
 -- A hash of at most hash-max-listpack-entries (128..512) small fields is stored as a listpack,
