@@ -1,0 +1,472 @@
+//! Reliability tests (issue 6, parts 4 and 6): the real `envshare-worker` and `envshare` binaries
+//! as child processes, a private `redis-server` from the harness, and the sandbox misbehaving.
+//!
+//! - API chaos: a few hundred jobs against a sandbox that answers 30 % HTTP 5xx, 10 % errcode -1,
+//!   and hangs past the request timeout, resets, truncated JSON and endless bodies. Every appid
+//!   must end by the policy (one final event), no lease may stay behind, the binary must exit 0
+//!   on SIGTERM, and its resident memory (sampled from `/proc/<pid>/status`) must stay bounded.
+//! - Secrets: the worker and the CLI at `ENVSHARE_LOG=trace` through a ticket pause, token
+//!   fetches and refreshes, transient errors, retries and dead jobs; the app secret, both
+//!   tickets and every token the sandbox issued must appear in no log line, event, `/metrics`
+//!   answer, `envshare status --json` output or error message.
+//!
+//! Figures (peak RSS, calls, time) are printed on stderr; see them with `-- --nocapture`.
+
+use std::collections::{BTreeMap, HashSet};
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use envshare::events::{EventKind, FailReason, read_all};
+use envshare::queue::{EnqueueOptions, NewJob, Queue, QueueSettings, QueueStats};
+use envshare::sandbox::{AppidRule, Fault, Latency, Sandbox, SandboxConfig, SandboxHandle};
+use envshare::wechat::Endpoint;
+use envshare::{AppId, BatchId, EnvId, QueueName};
+use envshare_tests::{TestRedis, free_port, unique_queue, wait_until};
+
+const ENV: &str = "prod-chaos";
+
+fn appid(i: u64) -> AppId {
+    AppId::parse(&format!("wx{i:016x}")).unwrap()
+}
+
+// ---- binaries ----
+
+/// Builds `package` once per test process and returns the path of its binary `name`, next to
+/// this test executable (`target/<profile>/deps/e2e-…` → `target/<profile>/NAME`).
+fn binary(package: &'static str, name: &'static str) -> PathBuf {
+    static BUILT: OnceLock<Mutex<BTreeMap<&'static str, PathBuf>>> = OnceLock::new();
+    let mut built = BUILT
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    if let Some(path) = built.get(package) {
+        return path.clone();
+    }
+    let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/../Cargo.toml");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .args(["build", "-q", "-p", package, "--manifest-path", manifest])
+        .status()
+        .expect("running cargo build");
+    assert!(status.success(), "building {package} failed");
+    let exe = std::env::current_exe().unwrap();
+    let path = exe.parent().unwrap().parent().unwrap().join(name);
+    assert!(path.exists(), "{} missing", path.display());
+    built.insert(package, path.clone());
+    path
+}
+
+/// The environment every child gets: nothing from the caller's, so nothing redirects it.
+fn base_env(cmd: &mut Command, redis: &TestRedis, queue: &QueueName) {
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("ENVSHARE_REDIS_URL", redis.url())
+        .env("ENVSHARE_QUEUE", queue.as_str());
+}
+
+/// A running `envshare-worker`, its stderr read from the start (a full pipe would block its
+/// logging and, with it, the whole process), its RSS sampled every 20 ms.
+struct Worker {
+    child: Child,
+    http: String,
+    stderr: Option<std::thread::JoinHandle<String>>,
+    sampler: Option<std::thread::JoinHandle<()>>,
+    stop_sampling: Arc<AtomicBool>,
+    peak_rss_kb: Arc<AtomicU64>,
+}
+
+fn spawn_worker(redis: &TestRedis, queue: &QueueName, envs: &[(&str, String)]) -> Worker {
+    let port = free_port();
+    let mut cmd = Command::new(binary("envshare-worker", "envshare-worker"));
+    base_env(&mut cmd, redis, queue);
+    cmd.env("ENVSHARE_HTTP_ADDR", format!("127.0.0.1:{port}"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("spawning envshare-worker");
+    let mut pipe = child.stderr.take().unwrap();
+    let stderr = std::thread::spawn(move || {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut pipe, &mut s).ok();
+        s
+    });
+    let stop_sampling = Arc::new(AtomicBool::new(false));
+    let peak_rss_kb = Arc::new(AtomicU64::new(0));
+    let sampler = {
+        let (stop, peak) = (stop_sampling.clone(), peak_rss_kb.clone());
+        let pid = child.id();
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                match proc_status_kb(pid, "VmRSS:") {
+                    Some(kb) => {
+                        peak.fetch_max(kb, Ordering::Relaxed);
+                    }
+                    None => return,
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        })
+    };
+    Worker {
+        child,
+        http: format!("http://127.0.0.1:{port}"),
+        stderr: Some(stderr),
+        sampler: Some(sampler),
+        stop_sampling,
+        peak_rss_kb,
+    }
+}
+
+/// A field of `/proc/<pid>/status` in kB (`VmRSS:`, `VmHWM:`), `None` once the process is gone.
+fn proc_status_kb(pid: u32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+}
+
+impl Worker {
+    /// The kernel's high-water mark of the resident set (`VmHWM`), in kB, while it runs.
+    fn rss_high_water_kb(&self) -> Option<u64> {
+        proc_status_kb(self.child.id(), "VmHWM:")
+    }
+
+    fn sigterm(&self) {
+        // SAFETY: kill(2) on our own child's pid, which has not been reaped yet.
+        let rc = unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+        assert_eq!(rc, 0, "SIGTERM to envshare-worker");
+    }
+
+    /// Waits for the exit (at most `timeout`, then SIGKILL and panic); returns the status, the
+    /// whole stderr and the peak sampled RSS in kB.
+    async fn wait(mut self, timeout: Duration) -> (std::process::ExitStatus, String, u64) {
+        let deadline = Instant::now() + timeout;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("envshare-worker did not exit within {timeout:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        self.stop_sampling.store(true, Ordering::Relaxed);
+        let _ = self.sampler.take().unwrap().join();
+        let stderr = self.stderr.take().unwrap().join().unwrap();
+        (status, stderr, self.peak_rss_kb.load(Ordering::Relaxed))
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        // A failed assertion must not leave the child running.
+        if self.stderr.is_some() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Runs `envshare ARGS` to the end with `stdin` written to it; returns its output.
+fn cli(
+    redis: &TestRedis,
+    queue: &QueueName,
+    envs: &[(&str, String)],
+    args: &[&str],
+    stdin: &str,
+) -> Output {
+    let mut cmd = Command::new(binary("envshare-cli", "envshare"));
+    base_env(&mut cmd, redis, queue);
+    cmd.args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("spawning envshare");
+    let mut input = child.stdin.take().unwrap();
+    input.write_all(stdin.as_bytes()).unwrap();
+    drop(input);
+    child.wait_with_output().expect("envshare runs")
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+async fn http_get(url: &str) -> String {
+    reqwest::get(url)
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"))
+        .text()
+        .await
+        .unwrap()
+}
+
+// ---- queue helpers ----
+
+async fn connect(redis: &TestRedis, name: &QueueName) -> Queue {
+    Queue::connect(redis.url(), name, QueueSettings::default())
+        .await
+        .expect("queue connects")
+}
+
+/// `n` one-appid jobs (appids 1..=n) in one sealed batch.
+async fn enqueue_singles(queue: &Queue, n: u64) -> BatchId {
+    let batch = BatchId::generate();
+    let jobs = (1..=n)
+        .map(|i| NewJob {
+            env: EnvId::parse(ENV).unwrap(),
+            appids: vec![appid(i)],
+            batch: batch.clone(),
+            run_at_ms: None,
+        })
+        .collect();
+    queue
+        .enqueue(
+            jobs,
+            EnqueueOptions {
+                force: true,
+                seal: true,
+            },
+        )
+        .await
+        .expect("enqueue");
+    batch
+}
+
+async fn events(redis: &TestRedis, queue: &Queue) -> Vec<EventKind> {
+    let mut conn = redis.conn().await;
+    read_all(&mut conn, queue.keys())
+        .await
+        .expect("events")
+        .into_iter()
+        .map(|e| e.event.kind)
+        .collect()
+}
+
+fn share_events(events: &[EventKind]) -> usize {
+    events
+        .iter()
+        .filter(|e| {
+            matches!(
+                e,
+                EventKind::ShareAccepted { .. } | EventKind::ShareFailed { .. }
+            )
+        })
+        .count()
+}
+
+async fn stats(queue: &Queue) -> QueueStats {
+    queue.stats().await.expect("stats")
+}
+
+// ---- part 4: API chaos ----
+
+/// Faults drawn per share call: 30 % HTTP 5xx, 10 % -1, and 4 % each of a hang past the request
+/// timeout, a reset mid-body, truncated JSON and an endless body. 56 % in all, so a job succeeds
+/// on an attempt with p = 0.44 and exhausts 8 attempts with p = 0.56^8 ≈ 1 %.
+fn chaos_faults() -> Vec<(Fault, f64)> {
+    vec![
+        (Fault::HttpStatus(500), 0.10),
+        (Fault::HttpStatus(502), 0.10),
+        (Fault::HttpStatus(503), 0.10),
+        (Fault::BUSY, 0.10),
+        (Fault::Hang, 0.04),
+        (Fault::Reset, 0.04),
+        (Fault::MalformedJson, 0.04),
+        (Fault::OversizedBody, 0.04),
+    ]
+}
+
+const CHAOS_SECRET: &str = "secret-CHAOS-4b1d9e";
+const CHAOS_TICKET: &str = "ticket-CHAOS-7c2a0f";
+/// Worst RSS the worker may reach under chaos. Measured peak is far below (see
+/// docs/reliability.md); the bound is generous so a slow machine does not fail it.
+const RSS_BOUND_KB: u64 = 100 * 1024;
+
+#[tokio::test]
+async fn three_hundred_jobs_under_mixed_api_chaos_all_end_by_the_policy_with_bounded_worker_memory()
+{
+    const N: u64 = 300;
+    const MAX_ATTEMPTS: u32 = 8;
+    let started = Instant::now();
+    let redis = TestRedis::private();
+    let sandbox = Sandbox::start(SandboxConfig {
+        random_faults: chaos_faults(),
+        // Longer than the 300 ms request timeout: the client gives up first.
+        hang: Duration::from_secs(2),
+        component_secret: CHAOS_SECRET.into(),
+        verify_ticket: CHAOS_TICKET.into(),
+        // Refreshes in the middle of the chaos: a token lasts 40 calls.
+        token_max_calls: Some(40),
+        record_share_log: false,
+        ..SandboxConfig::default()
+    })
+    .await
+    .expect("sandbox starts");
+    let name = unique_queue("chaos-api");
+    let queue = connect(&redis, &name).await;
+    let mut conn = redis.conn().await;
+    let () = redis::cmd("HSET")
+        .arg(queue.keys().ticket())
+        .arg("ticket")
+        .arg(CHAOS_TICKET)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let batch = enqueue_singles(&queue, N).await;
+
+    let worker = spawn_worker(
+        &redis,
+        &name,
+        &[
+            ("ENVSHARE_WECHAT_BASE_URL", sandbox.url().to_owned()),
+            (
+                "ENVSHARE_COMPONENT_APPID",
+                SandboxConfig::COMPONENT_APPID.into(),
+            ),
+            ("ENVSHARE_COMPONENT_APPSECRET", CHAOS_SECRET.into()),
+            ("ENVSHARE_CONCURRENCY", "16".into()),
+            ("ENVSHARE_MAX_ATTEMPTS", MAX_ATTEMPTS.to_string()),
+            ("ENVSHARE_BACKOFF_BASE_MS", "15".into()),
+            ("ENVSHARE_BACKOFF_MAX_MS", "200".into()),
+            ("ENVSHARE_REQUEST_TIMEOUT_MS", "300".into()),
+            ("ENVSHARE_LEASE_MS", "5000".into()),
+            ("ENVSHARE_SHUTDOWN_TIMEOUT_MS", "5000".into()),
+            ("ENVSHARE_LOG", "info".into()),
+        ],
+    );
+    let all_ended = wait_until(Duration::from_secs(60), || async {
+        share_events(&events(&redis, &queue).await) as u64 >= N
+    })
+    .await;
+    let metrics = http_get(&format!("{}/metrics", worker.http)).await;
+    let high_water_kb = worker.rss_high_water_kb();
+    worker.sigterm();
+    let (status, stderr, peak_kb) = worker.wait(Duration::from_secs(15)).await;
+    let elapsed = started.elapsed();
+    let all = events(&redis, &queue).await;
+    assert!(
+        all_ended,
+        "only {} of {N} appids ended; stderr tail:\n{}",
+        share_events(&all),
+        tail(&stderr, 30)
+    );
+
+    // Every appid: exactly one final event, accepted or failed with retries_exhausted.
+    let mut finals: BTreeMap<AppId, usize> = BTreeMap::new();
+    let (mut accepted, mut exhausted) = (0u64, 0u64);
+    let mut attempts_hist: BTreeMap<u32, u64> = BTreeMap::new();
+    let mut completed = Vec::new();
+    for e in &all {
+        match e {
+            EventKind::ShareAccepted {
+                appid, attempts, ..
+            } => {
+                assert!(*attempts >= 1 && *attempts <= MAX_ATTEMPTS, "{e:?}");
+                *finals.entry(appid.clone()).or_default() += 1;
+                *attempts_hist.entry(*attempts).or_default() += 1;
+                accepted += 1;
+            }
+            EventKind::ShareFailed {
+                appid,
+                reason,
+                attempts,
+                ..
+            } => {
+                assert_eq!(
+                    (*reason, *attempts),
+                    (FailReason::RetriesExhausted, MAX_ATTEMPTS),
+                    "only transient faults were injected: {e:?}"
+                );
+                *finals.entry(appid.clone()).or_default() += 1;
+                exhausted += 1;
+            }
+            EventKind::BatchCompleted { .. } => completed.push(e.clone()),
+            EventKind::Unknown => panic!("unknown event"),
+        }
+    }
+    assert_eq!(finals.len() as u64, N, "every appid has a final event");
+    assert!(
+        finals.values().all(|&n| n == 1),
+        "duplicates: {:?}",
+        finals.iter().filter(|(_, n)| **n > 1).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        completed,
+        vec![EventKind::BatchCompleted {
+            batch_id: batch,
+            total: N,
+            accepted,
+            failed: exhausted,
+        }],
+        "batch.completed exactly once with the right counts"
+    );
+    assert!(
+        accepted >= N * 9 / 10,
+        "most jobs succeed: {accepted} accepted, {exhausted} exhausted"
+    );
+
+    // No stuck lease, nothing waiting; the exhausted jobs are the dead ones.
+    let s = stats(&queue).await;
+    assert_eq!(
+        (s.ready, s.scheduled, s.running, s.dead),
+        (0, 0, 0, exhausted),
+        "{s:?}"
+    );
+
+    // No panic, a clean exit.
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "exit status; stderr tail:\n{}",
+        tail(&stderr, 30)
+    );
+    assert!(!stderr.contains("panicked"), "a panic:\n{stderr}");
+    assert!(
+        metrics.contains("envshare_jobs_total"),
+        "metrics answer during the run:\n{metrics}"
+    );
+
+    // Memory stays bounded although bodies never end and hangs pile up.
+    let hwm_kb = high_water_kb.unwrap_or(0);
+    let peak = peak_kb.max(hwm_kb);
+    assert!(peak > 0, "RSS was sampled");
+    assert!(
+        peak < RSS_BOUND_KB,
+        "worker RSS peaked at {} MiB (bound {} MiB)",
+        peak / 1024,
+        RSS_BOUND_KB / 1024
+    );
+    let calls = sandbox.calls(Endpoint::ShareEnv);
+    eprintln!(
+        "chaos: {N} jobs, {accepted} accepted, {exhausted} retries_exhausted, {calls} share calls, \
+         {} token fetches, attempts of accepted {attempts_hist:?}; peak RSS sampled {:.1} MiB, \
+         VmHWM {:.1} MiB; {:.1} s",
+        sandbox.token_fetches(),
+        peak_kb as f64 / 1024.0,
+        hwm_kb as f64 / 1024.0,
+        elapsed.as_secs_f64()
+    );
+    sandbox.shutdown().await.unwrap();
+}
+
+fn tail(s: &str, n: usize) -> String {
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
