@@ -86,7 +86,8 @@ local function holds(s, fence)
   return s and string.find(s, fence, 1, true) == 1 and string.byte(s, #fence + 1) == 58
 end
 
--- Decimal strings of small counts, so the hot paths skip a sprintf for them.
+-- Decimal digits, and strings of small counts, so the hot paths skip a sprintf for them.
+local DIGITS = { [0] = '0', '1', '2', '3', '4', '5', '6', '7', '8', '9' }
 local SMALL = { '1', '2', '3', '4', '5', '6', '7', '8', '9', '10' }
 SMALL[0] = '0'
 local function small(n)
