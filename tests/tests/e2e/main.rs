@@ -7,6 +7,7 @@ mod chaos;
 mod cli;
 mod config;
 mod queue;
+mod reliability;
 mod share;
 mod wechat;
 mod worker;
