@@ -6,6 +6,7 @@
 mod chaos;
 mod cli;
 mod config;
+mod fuzz;
 mod queue;
 mod reliability;
 mod share;
