@@ -299,7 +299,7 @@ const CHAOS_TICKET: &str = "ticket-CHAOS-7c2a0f";
 /// docs/reliability.md); the bound is generous so a slow machine does not fail it.
 const RSS_BOUND_KB: u64 = 100 * 1024;
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_hundred_jobs_under_mixed_api_chaos_all_end_by_the_policy_with_bounded_worker_memory()
 {
     const N: u64 = 300;
@@ -351,10 +351,14 @@ async fn three_hundred_jobs_under_mixed_api_chaos_all_end_by_the_policy_with_bou
             ("ENVSHARE_LOG", "info".into()),
         ],
     );
+    let run_started = Instant::now();
+    // Polls the stream's length (O(1)); the events themselves are read once at the end. N share
+    // events and one batch.completed.
     let all_ended = wait_until(Duration::from_secs(60), || async {
-        share_events(&events(&redis, &queue).await) as u64 >= N
+        stats(&queue).await.events > N
     })
     .await;
+    let drain = run_started.elapsed();
     let metrics = http_get(&format!("{}/metrics", worker.http)).await;
     let high_water_kb = worker.rss_high_water_kb();
     worker.sigterm();
@@ -457,10 +461,11 @@ async fn three_hundred_jobs_under_mixed_api_chaos_all_end_by_the_policy_with_bou
     eprintln!(
         "chaos: {N} jobs, {accepted} accepted, {exhausted} retries_exhausted, {calls} share calls, \
          {} token fetches, attempts of accepted {attempts_hist:?}; peak RSS sampled {:.1} MiB, \
-         VmHWM {:.1} MiB; {:.1} s",
+         VmHWM {:.1} MiB; drained in {:.1} s, {:.1} s in all",
         sandbox.token_fetches(),
         peak_kb as f64 / 1024.0,
         hwm_kb as f64 / 1024.0,
+        drain.as_secs_f64(),
         elapsed.as_secs_f64()
     );
     sandbox.shutdown().await.unwrap();
@@ -469,4 +474,350 @@ async fn three_hundred_jobs_under_mixed_api_chaos_all_end_by_the_policy_with_bou
 fn tail(s: &str, n: usize) -> String {
     let lines: Vec<&str> = s.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+// ---- part 6: secrets ----
+
+/// Every secret of the secrets test carries this mark, so a leak of any part of one is found.
+const MARK: &str = "LEAKPROBE";
+const LEAK_SECRET: &str = "secret-LEAKPROBE-a17f3c";
+const LEAK_TICKET: &str = "ticket-LEAKPROBE-right-92d0";
+const WRONG_TICKET: &str = "ticket-LEAKPROBE-wrong-5e11";
+const FIXED_TOKEN: &str = "fixed-LEAKPROBE-token-0c7d";
+
+/// Collects every token the sandbox issues by polling [`SandboxHandle::current_token`] each
+/// millisecond. A token replaced within a millisecond could be missed, so the search also
+/// looks for the sandbox's token prefix `sandbox-token-`, which every issued token starts with.
+fn collect_tokens(
+    sandbox: Arc<SandboxHandle>,
+    stop: Arc<AtomicBool>,
+) -> tokio::task::JoinHandle<HashSet<String>> {
+    tokio::spawn(async move {
+        let mut seen = HashSet::new();
+        while !stop.load(Ordering::Relaxed) {
+            if let Some(t) = sandbox.current_token() {
+                seen.insert(t);
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        seen.extend(sandbox.current_token());
+        seen
+    })
+}
+
+/// Raw text of every event in the stream, as consumers read it (`type` and `event` fields).
+async fn raw_events(redis: &TestRedis, queue: &Queue) -> String {
+    let mut conn = redis.conn().await;
+    let entries: Vec<(String, Vec<String>)> = redis::cmd("XRANGE")
+        .arg(queue.keys().events())
+        .arg("-")
+        .arg("+")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    entries
+        .into_iter()
+        .map(|(id, fields)| format!("{id} {}\n", fields.join(" ")))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_secret_ticket_or_token_reaches_logs_events_metrics_status_or_errors_of_worker_and_cli()
+{
+    const N: u64 = 30;
+    let redis = TestRedis::private();
+    let sandbox = Arc::new(
+        Sandbox::start(SandboxConfig {
+            latency: Latency::Fixed(Duration::from_millis(5)),
+            random_faults: vec![
+                (Fault::BUSY, 0.15),
+                (Fault::HttpStatus(502), 0.10),
+                (Fault::Reset, 0.05),
+                (Fault::MalformedJson, 0.05),
+            ],
+            component_secret: LEAK_SECRET.into(),
+            verify_ticket: LEAK_TICKET.into(),
+            // A token lasts 3 calls: fetches, 42001s and refreshes all through the run.
+            token_max_calls: Some(3),
+            reject_if: Some(AppidRule::suffix("7")),
+            ..SandboxConfig::default()
+        })
+        .await
+        .expect("sandbox starts"),
+    );
+    // The first share call is answered with a permanent errcode: a dead job and its error.
+    sandbox.script(Endpoint::ShareEnv, [Some(Fault::Errcode(47001))]);
+    let stop_collecting = Arc::new(AtomicBool::new(false));
+    let collector = collect_tokens(sandbox.clone(), stop_collecting.clone());
+    let name = unique_queue("chaos-secrets");
+    let queue = connect(&redis, &name).await;
+    // Worker and CLI get the same settings, the secret included, as an operator's shell would.
+    let env: Vec<(&str, String)> = vec![
+        ("ENVSHARE_WECHAT_BASE_URL", sandbox.url().to_owned()),
+        (
+            "ENVSHARE_COMPONENT_APPID",
+            SandboxConfig::COMPONENT_APPID.into(),
+        ),
+        ("ENVSHARE_COMPONENT_APPSECRET", LEAK_SECRET.into()),
+        ("ENVSHARE_LOG", "trace".into()),
+        ("ENVSHARE_CONCURRENCY", "4".into()),
+        // One appid per job: 30 jobs, each with its own calls, retries and outcome.
+        ("ENVSHARE_CHUNK_SIZE", "1".into()),
+        ("ENVSHARE_MAX_ATTEMPTS", "3".into()),
+        ("ENVSHARE_BACKOFF_BASE_MS", "10".into()),
+        ("ENVSHARE_BACKOFF_MAX_MS", "100".into()),
+        ("ENVSHARE_REQUEST_TIMEOUT_MS", "1000".into()),
+    ];
+    let worker_env: Vec<(&str, String)> = env
+        .iter()
+        .cloned()
+        .chain([("ENVSHARE_LOG_FORMAT", "json".to_owned())])
+        .collect();
+    // (what, text) of everything that must not hold a secret.
+    let mut outputs: Vec<(String, String)> = Vec::new();
+    let run_cli =
+        |outputs: &mut Vec<(String, String)>, what: &str, args: &[&str], stdin: &str, ok: bool| {
+            let out = cli(&redis, &name, &env, args, stdin);
+            let all = text(&out);
+            assert_eq!(out.status.success(), ok, "envshare {args:?}:\n{all}");
+            outputs.push((format!("envshare {what}"), all.clone()));
+            all
+        };
+
+    // Phase 1: the wrong ticket. The worker pauses every worker and calls nothing.
+    run_cli(
+        &mut outputs,
+        "ticket set (wrong)",
+        &["ticket", "set", "-"],
+        WRONG_TICKET,
+        true,
+    );
+    // One job meets the pause: the worker defers it until the pause's re-check (30 s in the
+    // binary), so it stays scheduled for the rest of this test.
+    let paused_appid = appid(1_000_000).to_string();
+    run_cli(
+        &mut outputs,
+        "enqueue",
+        &["enqueue", "--env", ENV, "--appid", &paused_appid],
+        "",
+        true,
+    );
+    let first = spawn_worker(&redis, &name, &worker_env);
+    assert!(
+        wait_until(Duration::from_secs(15), || async {
+            stats(&queue)
+                .await
+                .paused
+                .is_some_and(|p| p.reason.contains("61005"))
+        })
+        .await,
+        "the wrong ticket pauses the queue"
+    );
+    outputs.push((
+        "pause reason".into(),
+        stats(&queue).await.paused.unwrap().reason,
+    ));
+    run_cli(
+        &mut outputs,
+        "status (paused)",
+        &["status", "--json"],
+        "",
+        true,
+    );
+    outputs.push((
+        "metrics (paused)".into(),
+        http_get(&format!("{}/metrics", first.http)).await,
+    ));
+    assert_eq!(
+        sandbox.calls(Endpoint::ShareEnv),
+        0,
+        "nothing called while paused"
+    );
+
+    // Phase 2: the right ticket. The binary re-checks a ticket pause after 30 s (not a setting)
+    // and defers the jobs it holds as long; the test ends the pause itself, starts a fresh worker
+    // and imports new jobs instead of waiting.
+    run_cli(
+        &mut outputs,
+        "ticket set (right)",
+        &["ticket", "set", "-"],
+        LEAK_TICKET,
+        true,
+    );
+    first.sigterm();
+    let (status, stderr, _) = first.wait(Duration::from_secs(15)).await;
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "paused worker exits 0:\n{}",
+        tail(&stderr, 20)
+    );
+    outputs.push(("worker log (paused)".into(), stderr));
+    queue.resume().await.expect("resume");
+    let dir = tempfile::tempdir().unwrap();
+    let csv: String = std::iter::once("env,appid\n".to_owned())
+        .chain((1..=N).map(|i| format!("{ENV},{}\n", appid(i))))
+        .collect();
+    let file = dir.path().join("pairs.csv");
+    std::fs::write(&file, csv).unwrap();
+    run_cli(
+        &mut outputs,
+        "import",
+        &["import", "--json", file.to_str().unwrap()],
+        "",
+        true,
+    );
+    let second = spawn_worker(&redis, &name, &worker_env);
+    assert!(
+        wait_until(Duration::from_secs(15), || async {
+            stats(&queue).await.events >= N / 3
+        })
+        .await,
+        "the second worker runs jobs"
+    );
+    run_cli(
+        &mut outputs,
+        "status (running)",
+        &["status", "--json"],
+        "",
+        true,
+    );
+    let ended = wait_until(Duration::from_secs(30), || async {
+        // N share events and the import batch's batch.completed.
+        stats(&queue).await.events > N
+    })
+    .await;
+    outputs.push((
+        "metrics (done)".into(),
+        http_get(&format!("{}/metrics", second.http)).await,
+    ));
+    run_cli(
+        &mut outputs,
+        "status (done)",
+        &["status", "--json"],
+        "",
+        true,
+    );
+    run_cli(
+        &mut outputs,
+        "dead list",
+        &["dead", "list", "--json"],
+        "",
+        true,
+    );
+    let all = events(&redis, &queue).await;
+    let count = all.len().to_string();
+    run_cli(
+        &mut outputs,
+        "events tail",
+        &[
+            "events",
+            "tail",
+            "--from-start",
+            "--json",
+            "--count",
+            &count,
+        ],
+        "",
+        true,
+    );
+    // Error paths of the CLI: a ticket that is not one is refused without being echoed.
+    let refused = run_cli(
+        &mut outputs,
+        "ticket set (control character)",
+        &["ticket", "set", "-"],
+        &format!("{LEAK_TICKET}\u{1}x"),
+        false,
+    );
+    assert!(refused.contains("control characters"), "{refused}");
+    second.sigterm();
+    let (status, stderr, _) = second.wait(Duration::from_secs(15)).await;
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "worker exits 0:\n{}",
+        tail(&stderr, 20)
+    );
+    assert!(ended, "all {N} appids ended:\n{}", tail(&stderr, 20));
+    outputs.push(("worker log".into(), stderr));
+
+    // A worker refused at start-up: two token modes at once. Its error names the variables only.
+    let refused = spawn_worker(
+        &redis,
+        &name,
+        &[
+            ("ENVSHARE_WECHAT_BASE_URL", sandbox.url().to_owned()),
+            (
+                "ENVSHARE_COMPONENT_APPID",
+                SandboxConfig::COMPONENT_APPID.into(),
+            ),
+            ("ENVSHARE_COMPONENT_APPSECRET", LEAK_SECRET.into()),
+            ("ENVSHARE_ACCESS_TOKEN", FIXED_TOKEN.into()),
+            ("ENVSHARE_LOG", "trace".into()),
+        ],
+    );
+    let (status, stderr, _) = refused.wait(Duration::from_secs(15)).await;
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("ENVSHARE_ACCESS_TOKEN"), "{stderr}");
+    outputs.push(("worker start-up error".into(), stderr));
+
+    outputs.push(("events".into(), raw_events(&redis, &queue).await));
+    stop_collecting.store(true, Ordering::Relaxed);
+    let tokens = collector.await.unwrap();
+
+    // The run went through what it was meant to: refreshes, errors, retries, dead jobs.
+    let fetches = sandbox.token_fetches();
+    assert!(fetches >= 3, "tokens were refreshed: {fetches} fetches");
+    assert!(tokens.len() >= 2, "tokens collected: {}", tokens.len());
+    let share_calls = sandbox.calls(Endpoint::ShareEnv);
+    assert!(share_calls > N / 4, "share calls: {share_calls}");
+    let s = stats(&queue).await;
+    assert!(s.dead >= 1, "the permanent error made a dead job: {s:?}");
+    let retried = all.iter().any(|e| match e {
+        EventKind::ShareAccepted { attempts, .. } | EventKind::ShareFailed { attempts, .. } => {
+            *attempts > 1
+        }
+        _ => false,
+    });
+    assert!(retried, "some job was retried: {all:?}");
+
+    let mut needles: Vec<String> = vec![
+        LEAK_SECRET.into(),
+        LEAK_TICKET.into(),
+        WRONG_TICKET.into(),
+        FIXED_TOKEN.into(),
+        MARK.into(),
+        "sandbox-token-".into(),
+        "access_token=".into(),
+    ];
+    needles.extend(tokens.iter().cloned());
+    let mut lines = 0usize;
+    for (what, text) in &outputs {
+        for (i, line) in text.lines().enumerate() {
+            lines += 1;
+            for needle in &needles {
+                assert!(
+                    !line.contains(needle.as_str()),
+                    "{needle:?} leaked in {what}, line {}: {line}",
+                    i + 1
+                );
+            }
+        }
+    }
+    let worker_lines = outputs
+        .iter()
+        .filter(|(w, _)| w.starts_with("worker log"))
+        .map(|(_, t)| t.lines().count())
+        .sum::<usize>();
+    assert!(
+        worker_lines > 100,
+        "trace logging is on: {worker_lines} lines"
+    );
+    eprintln!(
+        "secrets: {} outputs, {lines} lines searched ({worker_lines} worker log lines) for {} \
+         needles ({} issued tokens collected of {fetches} fetches); {share_calls} share calls",
+        outputs.len(),
+        needles.len(),
+        tokens.len()
+    );
 }
