@@ -19,6 +19,7 @@ pub mod events;
 pub mod ids;
 pub mod import;
 pub mod queue;
+pub mod redis_conn;
 #[cfg(feature = "sandbox")]
 pub mod sandbox;
 pub mod telemetry;
