@@ -6,7 +6,7 @@ use anyhow::Context as _;
 use envshare::QueueName;
 use envshare::config::Settings;
 use envshare::queue::{Keys, Queue, QueueSettings};
-use redis::aio::MultiplexedConnection;
+use envshare::redis_conn::{self, ConnectOptions, RedisConn};
 
 use crate::fail::redis_unreachable;
 
@@ -18,6 +18,8 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct Ctx {
     /// The Redis URL (may hold a password: shown only through `envshare::config::redact_url`).
     pub redis_url: String,
+    /// `ENVSHARE_REDIS_CLUSTER`: Redis Cluster even without a `redis+cluster://` URL.
+    pub redis_cluster: bool,
     /// The queue's name.
     pub queue: QueueName,
     /// The queue's keys.
@@ -33,6 +35,7 @@ impl Ctx {
     pub fn new(settings: &Settings) -> Self {
         Self {
             redis_url: settings.redis_url.clone(),
+            redis_cluster: settings.redis_cluster,
             queue: settings.queue.clone(),
             keys: Keys::new(&settings.queue),
             chunk_size: settings.chunk_size.max(1),
@@ -51,7 +54,12 @@ impl Ctx {
         // The queue's connection manager retries a refused connection for seconds; a plain
         // connection first fails fast and names the real cause.
         drop(self.redis().await?);
-        let connect = Queue::connect(&self.redis_url, &self.queue, self.queue_settings.clone());
+        let connect = Queue::connect_with(
+            &self.redis_url,
+            self.redis_cluster,
+            &self.queue,
+            self.queue_settings.clone(),
+        );
         match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
             Ok(queue) => queue.with_context(|| redis_unreachable(&self.redis_url)),
             Err(_) => Err(anyhow::anyhow!(
@@ -62,15 +70,16 @@ impl Ctx {
         }
     }
 
-    /// A plain connection to the queue's Redis, for commands that read keys directly.
-    pub async fn redis(&self) -> anyhow::Result<MultiplexedConnection> {
-        let client = redis::Client::open(self.redis_url.as_str())
-            .with_context(|| redis_unreachable(&self.redis_url))?;
-        let config = redis::AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(CONNECT_TIMEOUT))
-            .set_response_timeout(Some(Duration::from_secs(30)));
-        let mut conn = client
-            .get_multiplexed_async_connection_with_config(&config)
+    /// A plain connection to the queue's Redis (or Redis Cluster), for commands that read keys
+    /// directly.
+    pub async fn redis(&self) -> anyhow::Result<RedisConn> {
+        // No retries: a refused connection fails at once and names the real cause.
+        let options = ConnectOptions {
+            connection_timeout: CONNECT_TIMEOUT,
+            response_timeout: Some(Duration::from_secs(30)),
+            retries: 0,
+        };
+        let mut conn = redis_conn::connect_with(&self.redis_url, self.redis_cluster, options)
             .await
             .with_context(|| redis_unreachable(&self.redis_url))?;
         // A connection is made lazily by some URL forms; PING proves Redis answers.

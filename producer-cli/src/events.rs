@@ -37,9 +37,16 @@ pub async fn tail(ctx: &Ctx, opts: TailOptions) -> anyhow::Result<()> {
     } else {
         StartFrom::New
     };
-    let mut reader = EventReader::connect(&ctx.redis_url, &ctx.keys, &opts.group, &consumer, start)
-        .await
-        .with_context(|| redis_unreachable(&ctx.redis_url))?;
+    let mut reader = EventReader::connect_with(
+        &ctx.redis_url,
+        ctx.redis_cluster,
+        &ctx.keys,
+        &opts.group,
+        &consumer,
+        start,
+    )
+    .await
+    .with_context(|| redis_unreachable(&ctx.redis_url))?;
     if !opts.json {
         eprintln!(
             "following {} as {}/{} (Ctrl-C to stop)",

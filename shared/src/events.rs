@@ -7,11 +7,11 @@
 
 use std::time::Duration;
 
-use redis::aio::MultiplexedConnection;
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{AppId, BatchId, EnvId, JobId};
 use crate::queue::Keys;
+use crate::redis_conn::{self, ConnectOptions, RedisConn};
 
 /// The event format version written in `v`.
 pub const EVENT_VERSION: u32 = 1;
@@ -212,7 +212,7 @@ pub enum StartFrom {
 /// crash), then new ones.
 #[derive(Debug)]
 pub struct EventReader {
-    conn: MultiplexedConnection,
+    conn: RedisConn,
     stream: String,
     group: String,
     consumer: String,
@@ -240,7 +240,8 @@ type GroupReply = Option<Vec<(String, Vec<(String, Option<Vec<String>>)>)>>;
 
 impl EventReader {
     /// Connects and creates the group if it does not exist (`XGROUP CREATE … MKSTREAM`); an
-    /// existing group keeps its position and `start` is ignored.
+    /// existing group keeps its position and `start` is ignored. A `redis+cluster://` URL
+    /// connects to Redis Cluster.
     pub async fn connect(
         redis_url: &str,
         keys: &Keys,
@@ -248,12 +249,28 @@ impl EventReader {
         consumer: &str,
         start: StartFrom,
     ) -> Result<Self, EventError> {
+        Self::connect_with(redis_url, false, keys, group, consumer, start).await
+    }
+
+    /// [`EventReader::connect`], in cluster mode when `cluster` is set or the URL's scheme is
+    /// `redis+cluster://` (see [`redis_conn::parse_target`]).
+    pub async fn connect_with(
+        redis_url: &str,
+        cluster: bool,
+        keys: &Keys,
+        group: &str,
+        consumer: &str,
+        start: StartFrom,
+    ) -> Result<Self, EventError> {
         let redis = |op| move |source| EventError::Redis { op, source };
-        let client = redis::Client::open(redis_url).map_err(redis("connect"))?;
-        // No response timeout: a blocking read legitimately waits for its BLOCK time.
-        let config = redis::AsyncConnectionConfig::new().set_response_timeout(None);
-        let mut conn = client
-            .get_multiplexed_async_connection_with_config(&config)
+        // A connection of its own (also on a cluster, where the client multiplexes one
+        // connection per node), with no response timeout: a blocking read legitimately waits
+        // for its BLOCK time, and would stall other commands queued behind it.
+        let options = ConnectOptions {
+            response_timeout: None,
+            ..ConnectOptions::default()
+        };
+        let mut conn = redis_conn::connect_with(redis_url, cluster, options)
             .await
             .map_err(redis("connect"))?;
         let stream = keys.events();

@@ -65,6 +65,18 @@ impl RedisConn {
     }
 }
 
+impl From<ConnectionManager> for RedisConn {
+    fn from(conn: ConnectionManager) -> Self {
+        RedisConn::Single(conn)
+    }
+}
+
+impl From<ClusterConnection> for RedisConn {
+    fn from(conn: ClusterConnection) -> Self {
+        RedisConn::Cluster(conn)
+    }
+}
+
 impl ConnectionLike for RedisConn {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match self {
@@ -265,7 +277,10 @@ mod tests {
             nodes("redis://127.0.0.1:7000", true),
             ["redis://127.0.0.1:7000"]
         );
-        assert_eq!(nodes("redis://a:1,b:2", true), ["redis://a:1", "redis://b:2"]);
+        assert_eq!(
+            nodes("redis://a:1,b:2", true),
+            ["redis://a:1", "redis://b:2"]
+        );
     }
 
     #[test]

@@ -10,10 +10,9 @@ use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
-
 pub use crate::config::QuotaReset;
 use crate::queue::Keys;
+use crate::redis_conn::RedisConn;
 
 /// Asia/Shanghai is UTC+8 all year (no daylight saving time since 1991).
 pub const SHANGHAI_OFFSET_MS: u64 = 8 * 3_600_000;
@@ -48,7 +47,7 @@ pub struct RateLimiter {
 }
 
 struct Limit {
-    conn: ConnectionManager,
+    conn: RedisConn,
     key: String,
     interval_us: u64,
     tolerance_us: u64,
@@ -81,18 +80,23 @@ impl RateLimiter {
     /// `per_second` calls per second for all workers together, evenly spaced (burst 1).
     /// `0` (or any value that is not a positive number) means no limit: [`acquire`](Self::acquire)
     /// then returns at once and never touches Redis.
-    pub fn new(conn: ConnectionManager, keys: &Keys, per_second: f64) -> Self {
+    pub fn new(conn: impl Into<RedisConn>, keys: &Keys, per_second: f64) -> Self {
         Self::with_burst(conn, keys, per_second, 1)
     }
 
     /// Like [`new`](Self::new), but up to `burst` calls may go back to back after an idle
     /// period (the long-run rate stays `per_second`). `burst` 0 counts as 1.
-    pub fn with_burst(conn: ConnectionManager, keys: &Keys, per_second: f64, burst: u32) -> Self {
+    pub fn with_burst(
+        conn: impl Into<RedisConn>,
+        keys: &Keys,
+        per_second: f64,
+        burst: u32,
+    ) -> Self {
         let limit = (per_second.is_finite() && per_second > 0.0).then(|| {
             // At least 1 µs: rates above a million per second are as good as none.
             let interval_us = ((1_000_000.0 / per_second).round() as u64).max(1);
             Limit {
-                conn,
+                conn: conn.into(),
                 key: keys.rate(),
                 interval_us,
                 tolerance_us: interval_us * u64::from(burst.max(1) - 1)

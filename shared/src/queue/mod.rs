@@ -31,7 +31,6 @@ mod types;
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{FromRedisValue, Script, ScriptInvocation};
 
 pub use admin::{
@@ -53,6 +52,7 @@ pub use types::{
 use crate::clock::{Clock, SystemClock, iso8601};
 pub use crate::events::FailReason;
 use crate::ids::QueueName;
+use crate::redis_conn::{self, RedisConn};
 
 /// Queue settings. `Default` gives the DESIGN.md defaults.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -151,11 +151,13 @@ pub(crate) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
 });
 
 /// A handle on one queue. Cheap to clone; clones share one multiplexed connection, so
-/// concurrent calls are pipelined on it.
+/// concurrent calls are pipelined on it. Works on a single server and on Redis Cluster (see
+/// [`redis_conn`](crate::redis_conn)): every key of the queue is in one slot.
 #[derive(Clone)]
 pub struct Queue {
-    client: redis::Client,
-    conn: ConnectionManager,
+    /// `None` on a cluster, where no single-server client exists.
+    client: Option<redis::Client>,
+    conn: RedisConn,
     keys: Arc<Keys>,
     script_keys: Arc<[String; 15]>,
     settings: QueueSettings,
@@ -176,17 +178,34 @@ impl std::fmt::Debug for Queue {
 impl Queue {
     /// Connects to Redis and loads the scripts. The connection reconnects by itself after
     /// errors (each failed call returns a retryable [`QueueError::Redis`]).
+    ///
+    /// A `redis+cluster://` URL connects to Redis Cluster; [`Queue::connect_with`] also takes
+    /// the cluster flag (`ENVSHARE_REDIS_CLUSTER`).
     pub async fn connect(
         redis_url: &str,
         queue: &QueueName,
         settings: QueueSettings,
     ) -> Result<Self, QueueError> {
+        Self::connect_with(redis_url, false, queue, settings).await
+    }
+
+    /// [`Queue::connect`], in cluster mode when `cluster` is set or the URL's scheme is
+    /// `redis+cluster://` (see [`redis_conn::parse_target`]).
+    pub async fn connect_with(
+        redis_url: &str,
+        cluster: bool,
+        queue: &QueueName,
+        settings: QueueSettings,
+    ) -> Result<Self, QueueError> {
         let op = "connect";
-        let client = redis::Client::open(redis_url).map_err(QueueError::redis(op))?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(2)))
-            .set_response_timeout(Some(Duration::from_secs(5)));
-        let mut conn = ConnectionManager::new_with_config(client.clone(), config)
+        let cluster = cluster || redis_conn::is_cluster_url(redis_url);
+        let client = if cluster {
+            None
+        } else {
+            Some(redis::Client::open(redis_url).map_err(QueueError::redis(op))?)
+        };
+        // The timeouts of redis_conn::ConnectOptions::default: 2 s to connect, 5 s per reply.
+        let mut conn = redis_conn::connect(redis_url, cluster)
             .await
             .map_err(QueueError::redis(op))?;
         // Loading up front keeps the first EVALSHA of each script from paying a NOSCRIPT
@@ -235,14 +254,15 @@ impl Queue {
         self.clock.now_ms()
     }
 
-    /// The Redis client, for connections of their own (pub/sub on [`Keys::wake`], blocking
-    /// reads).
-    pub fn client(&self) -> &redis::Client {
-        &self.client
+    /// The single-server Redis client, for connections of their own (pub/sub on
+    /// [`Keys::wake`], blocking reads); `None` on Redis Cluster, where
+    /// [`redis_conn::connect_with`] makes such connections.
+    pub fn client(&self) -> Option<&redis::Client> {
+        self.client.as_ref()
     }
 
     /// A clone of the shared multiplexed connection.
-    pub fn connection(&self) -> ConnectionManager {
+    pub fn connection(&self) -> RedisConn {
         self.conn.clone()
     }
 

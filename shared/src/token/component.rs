@@ -24,7 +24,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures::future::BoxFuture;
-use redis::aio::ConnectionManager;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
@@ -33,6 +32,7 @@ use super::{
     misconfiguration_hint, missing_ticket_hint,
 };
 use crate::queue::Keys;
+use crate::redis_conn::RedisConn;
 use crate::wechat::{WechatClient, WechatError};
 
 /// Timing of the component token cache.
@@ -169,7 +169,7 @@ struct Flight {
 
 /// Component mode (see the [module documentation](self)).
 pub struct ComponentTokenProvider {
-    conn: ConnectionManager,
+    conn: RedisConn,
     token_key: String,
     lock_key: String,
     ticket_key: String,
@@ -213,7 +213,7 @@ impl ComponentTokenProvider {
     /// through `client`, caching under `keys` (the queue's `token`, `token:lock`, `ticket` and
     /// `stats` keys) on `conn`.
     pub fn new(
-        conn: ConnectionManager,
+        conn: impl Into<RedisConn>,
         keys: &Keys,
         client: WechatClient,
         component_appid: impl Into<String>,
@@ -230,14 +230,14 @@ impl ComponentTokenProvider {
     }
 
     pub(crate) fn with_fetcher(
-        conn: ConnectionManager,
+        conn: impl Into<RedisConn>,
         keys: &Keys,
         component_appid: impl Into<String>,
         fetcher: Arc<dyn Fetch>,
         settings: ComponentTokenSettings,
     ) -> Self {
         Self {
-            conn,
+            conn: conn.into(),
             token_key: keys.token(),
             lock_key: keys.token_lock(),
             ticket_key: keys.ticket(),

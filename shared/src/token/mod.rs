@@ -19,11 +19,11 @@ use std::fmt;
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
-use redis::aio::ConnectionManager;
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::config::{Settings, TokenMode as ConfigTokenMode};
 use crate::queue::Keys;
+use crate::redis_conn::RedisConn;
 use crate::wechat::WechatClient;
 
 pub use component::{ComponentTokenProvider, ComponentTokenSettings};
@@ -255,7 +255,7 @@ pub trait TokenProvider: Send + Sync {
 /// and `client` serve component mode only.
 pub fn provider_from_settings(
     settings: &Settings,
-    conn: ConnectionManager,
+    conn: impl Into<RedisConn>,
     keys: &Keys,
     client: WechatClient,
 ) -> Option<Arc<dyn TokenProvider>> {

@@ -195,12 +195,17 @@ impl Application {
             dedupe_window: settings.dedupe_window,
             ..QueueSettings::default()
         };
-        let queue = Queue::connect(&settings.redis_url, &settings.queue, queue_settings)
-            .await
-            .map_err(|source| StartupError::Redis {
-                url: settings.redis_url_redacted(),
-                source,
-            })?;
+        let queue = Queue::connect_with(
+            &settings.redis_url,
+            settings.redis_cluster,
+            &settings.queue,
+            queue_settings,
+        )
+        .await
+        .map_err(|source| StartupError::Redis {
+            url: settings.redis_url_redacted(),
+            source,
+        })?;
         let conn = queue.connection();
         let keys = queue.keys().clone();
 
