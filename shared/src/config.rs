@@ -48,6 +48,9 @@ const KEYS: &[(&str, bool)] = &[
     ("events_maxlen", false),
     ("dedupe_window_ms", false),
     ("shutdown_timeout_ms", false),
+    ("confirm_schedule", false),
+    ("confirm_window", false),
+    ("confirm_batch", false),
     ("http_addr", false),
     ("log", false),
     ("log_format", false),
@@ -200,6 +203,12 @@ pub struct Settings {
     /// `ENVSHARE_SHUTDOWN_TIMEOUT_MS`: on SIGTERM, how long running jobs may take to finish
     /// before they are released back to the queue.
     pub shutdown_timeout: Duration,
+    /// `ENVSHARE_CONFIRM_SCHEDULE`: when `batchgetenvid` checks an accepted share's binding.
+    pub confirm_schedule: crate::confirm::ConfirmSchedule,
+    /// `ENVSHARE_CONFIRM_WINDOW`: after this long from acceptance, `share.unconfirmed`.
+    pub confirm_window: Duration,
+    /// `ENVSHARE_CONFIRM_BATCH`: appids per `batchgetenvid` call.
+    pub confirm_batch: usize,
     /// `ENVSHARE_HTTP_ADDR`: the worker's /metrics, /healthz and /readyz.
     pub http_addr: SocketAddr,
     /// `ENVSHARE_LOG`: a tracing filter.
@@ -239,6 +248,9 @@ impl Settings {
             events_maxlen: 1_000_000,
             dedupe_window: Duration::from_millis(86_400_000),
             shutdown_timeout: Duration::from_millis(30_000),
+            confirm_schedule: crate::confirm::ConfirmSchedule::default(),
+            confirm_window: Duration::from_secs(7 * 86_400),
+            confirm_batch: crate::confirm::DEFAULT_CONFIRM_BATCH,
             http_addr: SocketAddr::from(([127, 0, 0, 1], 9464)),
             log: "info".to_owned(),
             log_format: LogFormat::Text,
@@ -361,6 +373,29 @@ impl Settings {
             }),
             dedupe_window: c.get("dedupe_window_ms", d.dedupe_window, ms(0, 30 * 86_400_000)),
             shutdown_timeout: c.get("shutdown_timeout_ms", d.shutdown_timeout, ms(0, 3_600_000)),
+            confirm_schedule: c.get("confirm_schedule", d.confirm_schedule, |s| {
+                s.parse().map_err(|p| {
+                    Problem::new(
+                        p,
+                        "increasing offsets from acceptance, optionally ending with `every \
+                         DURATION`, e.g. 60s,5m,15m,1h,every 6h (units ms, s, m, h, d)",
+                    )
+                })
+            }),
+            confirm_window: c.get("confirm_window", d.confirm_window, |s| {
+                crate::confirm::parse_duration(s)
+                    .map_err(|p| Problem::new(p, "a duration such as 7d, 48h or 1500ms"))
+                    .and_then(|d| {
+                        if d.is_zero() || d > Duration::from_secs(365 * 86_400) {
+                            Err(Problem::new("out of range", "above 0 and at most 365d"))
+                        } else {
+                            Ok(d)
+                        }
+                    })
+            }),
+            confirm_batch: c.get("confirm_batch", d.confirm_batch, |s| {
+                int_in(s, 1, 1_000).map(|n| n as usize)
+            }),
             http_addr: c.get("http_addr", d.http_addr, |s| {
                 s.parse::<SocketAddr>().map_err(|_| {
                     Problem::new(
@@ -484,6 +519,9 @@ impl fmt::Debug for Settings {
             .field("events_maxlen", &self.events_maxlen)
             .field("dedupe_window", &self.dedupe_window)
             .field("shutdown_timeout", &self.shutdown_timeout)
+            .field("confirm_schedule", &self.confirm_schedule)
+            .field("confirm_window", &self.confirm_window)
+            .field("confirm_batch", &self.confirm_batch)
             .field("http_addr", &self.http_addr)
             .field("log", &self.log)
             .field("log_format", &self.log_format)

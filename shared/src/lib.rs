@@ -15,6 +15,7 @@
 
 pub mod clock;
 pub mod config;
+pub mod confirm;
 pub mod events;
 pub mod ids;
 pub mod import;

@@ -111,6 +111,24 @@ impl Keys {
         self.key("wake")
     }
 
+    /// Sorted set: confirmation schedule entry id (the `share.accepted` event id) → time of its
+    /// next `batchgetenvid` check (ms); a claimed entry's score is its lease deadline.
+    pub fn confirm(&self) -> String {
+        self.key("confirm")
+    }
+    /// Hash: confirmation entry id → JSON `{env, appid, batch_id, job_id, accepted_at, checks}`.
+    pub fn confirm_info(&self) -> String {
+        self.key("confirm:info")
+    }
+    /// Hash: confirmation entry id → fencing token of the watcher that claimed it.
+    pub fn confirm_lease(&self) -> String {
+        self.key("confirm:lease")
+    }
+    /// String: the last confirmation fencing token handed out (INCR).
+    pub fn confirm_fence(&self) -> String {
+        self.key("confirm:fence")
+    }
+
     /// The KEYS every queue Lua script receives, in the order `lua/lib.lua` documents.
     pub fn script_keys(&self) -> [String; 15] {
         [
@@ -163,6 +181,10 @@ mod tests {
             k.ticket(),
             k.rate(),
             k.wake(),
+            k.confirm(),
+            k.confirm_info(),
+            k.confirm_lease(),
+            k.confirm_fence(),
         ] {
             assert!(key.starts_with("envshare:{share}:"), "{key}");
         }

@@ -17,6 +17,14 @@
 //! WeChat mentions in neither list is counted as accepted without a URL: errcode 0 means the
 //! request was processed, and only `err_list` says an appid was refused. Marking it failed
 //! would make operators re-send a share WeChat may well have applied.
+//!
+//! Unknown outcome: every attempt after the first may follow a share WeChat applied without us
+//! seeing the answer (a timeout or reset mid-response, or a worker that died mid-call and was
+//! reaped). So such an attempt first asks `batchgetenvid` which appids are already bound to the
+//! env; those are not sent again (they end `Accepted` without a URL, and the confirmation
+//! watcher sees them bound at its first check), the rest are shared as usual. A failed check is
+//! handled like a failed call (45009 pauses, a token misconfiguration pauses, anything else is
+//! transient): nothing is re-sent without knowing. See docs/confirmation.md.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -29,6 +37,8 @@ use tracing::{debug, error, info, instrument, warn};
 use super::metrics::Metrics;
 use crate::clock::iso8601;
 use crate::config::QuotaReset;
+use crate::confirm::{BindingChecker, CheckError};
+use crate::ids::AppId;
 use crate::queue::{AppResult, JobOutcome, LeaseInfo, Queue, ShareJob};
 use crate::throttle::{RateLimiter, next_quota_reset};
 use crate::token::{AccessToken, TokenError, TokenProvider};
@@ -50,6 +60,8 @@ pub struct ShareContext {
     /// How long a job waits after a passing token or rate-limit failure (never calls WeChat).
     pub(crate) token_retry: Duration,
     pub(crate) max_attempts: u32,
+    /// Asks `batchgetenvid` before re-sending after an unknown outcome.
+    checker: BindingChecker,
     /// The latest pause this process knows of (ms): jobs already claimed skip the call until
     /// then, so no call goes out after a 45009 from this process.
     paused_until: AtomicU64,
@@ -104,8 +116,16 @@ impl ShareContext {
         misconfig_recheck: Duration,
         token_retry: Duration,
         max_attempts: u32,
+        confirm_batch: usize,
     ) -> Self {
+        let checker = BindingChecker::new(
+            client.clone(),
+            tokens.clone(),
+            limiter.clone(),
+            confirm_batch,
+        );
         Self {
+            checker,
             queue,
             client,
             tokens,
@@ -158,12 +178,92 @@ impl ShareContext {
         }
     }
 
-    async fn run(&self, job: &ShareJob, _attempt: u32) -> JobOutcome {
+    async fn run(&self, job: &ShareJob, attempt: u32) -> JobOutcome {
         let now = self.queue.now_ms();
         let paused = self.paused_until.load(Ordering::Relaxed);
         if paused > now {
             return JobOutcome::Defer { until_ms: paused };
         }
+        if attempt <= 1 {
+            return self.share(job).await;
+        }
+        // An earlier attempt's outcome is unknown: skip what WeChat already bound.
+        self.metrics.confirm.resend_checks.inc();
+        let bound = match self.checker.bound_to(&job.env, &job.appids).await {
+            Ok(bound) => bound,
+            Err(e) => return self.check_failed(e).await,
+        };
+        if bound.is_empty() {
+            return self.share(job).await;
+        }
+        self.metrics
+            .confirm
+            .resend_skipped
+            .inc_by(bound.len() as u64);
+        info!(
+            skipped = bound.len(),
+            "appids already bound after an unknown outcome are not sent again"
+        );
+        let rest: Vec<AppId> = job
+            .appids
+            .iter()
+            .filter(|a| !bound.contains(*a))
+            .cloned()
+            .collect();
+        let outcome = if rest.is_empty() {
+            JobOutcome::Done(Vec::new())
+        } else {
+            let sub = ShareJob {
+                appids: rest,
+                ..job.clone()
+            };
+            self.share(&sub).await
+        };
+        match outcome {
+            JobOutcome::Done(results) => {
+                // One result per appid of the job, in job order.
+                let mut results = results.into_iter();
+                let merged = job
+                    .appids
+                    .iter()
+                    .map(|appid| {
+                        if bound.contains(appid) {
+                            AppResult::Accepted {
+                                appid: appid.clone(),
+                                confirm_url: None,
+                            }
+                        } else {
+                            results.next().expect("one result per sent appid")
+                        }
+                    })
+                    .collect();
+                JobOutcome::Done(merged)
+            }
+            other => other,
+        }
+    }
+
+    /// The outcome when the `batchgetenvid` check before a re-send failed.
+    async fn check_failed(&self, e: CheckError) -> JobOutcome {
+        match e {
+            CheckError::Throttle(e) => {
+                warn!(error = %e, "rate limit unavailable; job deferred");
+                self.defer_briefly()
+            }
+            CheckError::Token(e @ TokenError::Misconfigured { .. }) => {
+                self.pause_misconfigured(&e).await
+            }
+            CheckError::Token(e) => {
+                warn!(error = %e, "no access token for now; job deferred");
+                self.defer_briefly()
+            }
+            CheckError::Wechat(e) if e.class() == ErrorClass::Quota => self.pause_quota(&e).await,
+            CheckError::Wechat(e) => transient(&e),
+        }
+    }
+
+    /// One share attempt for `job`'s appids: rate limit slot, token, call, outcome.
+    async fn share(&self, job: &ShareJob) -> JobOutcome {
         if let Err(e) = self.limiter.acquire().await {
             // No call was made: the job's attempt is not spent on Redis trouble.
             warn!(error = %e, "rate limit unavailable; job deferred");

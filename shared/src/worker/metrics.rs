@@ -58,6 +58,8 @@ pub struct Metrics {
     paused: Gauge,
     /// Unix seconds when the pause in force ends, 0 when none.
     paused_until: Gauge<f64, AtomicU64>,
+    /// Confirmation checks and their results (the watcher and the handler's re-send checks).
+    pub(crate) confirm: crate::confirm::ConfirmCounters,
 }
 
 impl Metrics {
@@ -75,7 +77,9 @@ impl Metrics {
             oldest_ready: Gauge::default(),
             paused: Gauge::default(),
             paused_until: Gauge::default(),
+            confirm: crate::confirm::ConfirmCounters::default(),
         };
+        m.confirm.register(registry);
         registry.register(
             "jobs",
             "Share jobs run by this process, by outcome (done, transient, permanent, deferred)",

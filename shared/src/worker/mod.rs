@@ -34,6 +34,7 @@ use tracing::{info, warn};
 pub use handler::{ShareContext, share_handler};
 
 use crate::config::{Settings, TokenMode};
+use crate::confirm::{BindingChecker, ConfirmSettings, Watcher};
 use crate::queue::{
     BackendHandle, BackendSettings, Queue, QueueError, QueueSettings, RedisBackend, RetryPolicy,
     WorkerId,
@@ -61,6 +62,15 @@ pub struct WorkerOptions {
     pub worker_id: Option<WorkerId>,
     /// Empty-queue poll interval. Default 50 ms.
     pub idle_poll: Duration,
+    /// How often the confirmation watcher looks for new events and due checks when idle.
+    /// Default 1 s.
+    pub confirm_poll: Duration,
+    /// How long a claimed confirmation check is held before another watcher may redo it.
+    /// Default 60 s.
+    pub confirm_lease: Duration,
+    /// Events delivered to a dead watcher and not taken in for this long are taken over.
+    /// Default 60 s.
+    pub confirm_claim_idle: Duration,
 }
 
 impl Default for WorkerOptions {
@@ -71,6 +81,9 @@ impl Default for WorkerOptions {
             token_retry: Duration::from_secs(2),
             worker_id: None,
             idle_poll: Duration::from_millis(50),
+            confirm_poll: Duration::from_secs(1),
+            confirm_lease: Duration::from_secs(60),
+            confirm_claim_idle: Duration::from_secs(60),
         }
     }
 }
@@ -158,6 +171,7 @@ pub struct Application {
     http_addr: SocketAddr,
     registry: Arc<metrics::MetricsRegistry>,
     shutdown_timeout: Duration,
+    watcher: Watcher,
 }
 
 impl std::fmt::Debug for Application {
@@ -243,12 +257,14 @@ impl Application {
             ..BackendSettings::default()
         };
         let worker_id = options.worker_id.unwrap_or_else(WorkerId::generate);
-        let backend = RedisBackend::new(queue.clone(), worker_id, backend_settings);
+        let backend = RedisBackend::new(queue.clone(), worker_id.clone(), backend_settings);
         let registry = Arc::new(metrics::MetricsRegistry::new(
             tokens.clone(),
             limiter.clone(),
             backend.handle(),
         ));
+        let (client_for_watcher, tokens_for_watcher, limiter_for_watcher) =
+            (client.clone(), tokens.clone(), limiter.clone());
         let ctx = Arc::new(ShareContext::new(
             queue.clone(),
             client,
@@ -260,7 +276,36 @@ impl Application {
             options.misconfig_recheck,
             options.token_retry,
             settings.max_attempts,
+            settings.confirm_batch,
         ));
+        let watcher = Watcher::new(
+            queue.clone(),
+            BindingChecker::new(
+                client_for_watcher,
+                tokens_for_watcher,
+                limiter_for_watcher,
+                settings.confirm_batch,
+            ),
+            ConfirmSettings {
+                schedule: settings.confirm_schedule.clone(),
+                window: settings.confirm_window,
+                batch: settings.confirm_batch,
+                lease: options.confirm_lease,
+                poll: options.confirm_poll,
+                claim_idle: options.confirm_claim_idle,
+            },
+            worker_id.to_string(),
+            registry.metrics.confirm.clone(),
+        );
+        // Before any job runs, so the group exists before the first share.accepted is written
+        // by this process (it starts at the stream's beginning anyway).
+        watcher
+            .ensure_group()
+            .await
+            .map_err(|source| StartupError::Redis {
+                url: settings.redis_url_redacted(),
+                source,
+            })?;
 
         let listener = tokio::net::TcpListener::bind(settings.http_addr)
             .await
@@ -280,6 +325,7 @@ impl Application {
             http_addr,
             registry,
             shutdown_timeout: settings.shutdown_timeout,
+            watcher,
         })
     }
 
@@ -312,7 +358,9 @@ impl Application {
             http_addr,
             registry,
             shutdown_timeout,
+            watcher,
         } = self;
+        let watcher = watcher.start();
         let handle = backend.handle();
         let worker_id = handle.worker_id().clone();
 
@@ -350,6 +398,7 @@ impl Application {
                 // The worker only ends by itself on an error.
                 let _ = http_stop_tx.send(());
                 let _ = http_task.await;
+                watcher.shutdown().await;
                 result.map_err(|e| RunError::Worker(e.to_string()))?;
                 return Ok(report(&handle, 0));
             }
@@ -384,6 +433,7 @@ impl Application {
                 }
             }
         }
+        watcher.shutdown().await;
         let _ = http_stop_tx.send(());
         let _ = http_task.await;
         let report = report(&handle, released);

@@ -1,0 +1,55 @@
+-- lib.lua: prelude of every confirmation script (not a script of its own).
+--
+-- Every confirmation script receives the same KEYS (built by keys.rs, in this order) and the
+-- same first four ARGV; script-specific ARGV start at ARGV[5].
+-- KEYS[1]  envshare:{q}:events        (stream) fields type, event
+-- KEYS[2]  envshare:{q}:confirm       (zset)   entry id -> next check ms (lease deadline if claimed)
+-- KEYS[3]  envshare:{q}:confirm:info  (hash)   entry id -> JSON {env, appid, batch_id, job_id,
+--                                              accepted_at, checks}
+-- KEYS[4]  envshare:{q}:confirm:lease (hash)   entry id -> fencing token of its claim
+-- KEYS[5]  envshare:{q}:confirm:fence (string) last fencing token
+-- ARGV[1]  now (ms)
+-- ARGV[2]  now as ISO-8601 UTC (the `at` of events rendered here)
+-- ARGV[3]  key prefix "envshare:{q}:" (batch hashes are PREFIX .. "batch:" .. id)
+-- ARGV[4]  events stream MAXLEN (approximate trim)
+
+local K_EVENTS, K_CONFIRM, K_INFO, K_LEASE, K_FENCE = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local NOW_S = ARGV[1]
+local AT = ARGV[2]
+local PREFIX = ARGV[3]
+local MAXLEN = ARGV[4]
+
+local events_added = false
+local function xadd(kind, json)
+  redis.call('XADD', K_EVENTS, '*', 'type', kind, 'event', json)
+  events_added = true
+end
+
+local function trim_events()
+  if events_added then
+    redis.call('XTRIM', K_EVENTS, 'MAXLEN', '~', MAXLEN)
+  end
+end
+
+-- Emits batch.confirmed (once: the `confirmed` field guards it) when the batch has completed
+-- (every share request ended) and each accepted appid is bound or unconfirmed.
+local function maybe_confirm(id)
+  local key = PREFIX .. 'batch:' .. id
+  local h = redis.call('HMGET', key, 'completed', 'confirmed', 'accepted', 'bound', 'unconfirmed')
+  if h[1] ~= '1' or h[2] == '1' then
+    return false
+  end
+  local acc = tonumber(h[3] or 0) or 0
+  local b = tonumber(h[4] or 0) or 0
+  local u = tonumber(h[5] or 0) or 0
+  if b + u < acc then
+    return false
+  end
+  redis.call('HSET', key, 'confirmed', '1', 'confirmed_at', NOW_S)
+  xadd('batch.confirmed', cjson.encode({
+    v = 1, id = 'batch.' .. id .. '.confirmed', type = 'batch.confirmed', at = AT,
+    batch_id = id, accepted = acc, bound = b, unconfirmed = u,
+  }))
+  return true
+end
+

@@ -1,0 +1,650 @@
+//! Confirmation tracking (docs/confirmation.md): after `share.accepted`, ask `batchgetenvid` on a
+//! schedule whether the Mini Program's administrator confirmed the binding, and emit
+//! `share.bound` or, when the window ends first, `share.unconfirmed`; `batch.confirmed` once a
+//! completed batch has every accepted appid settled.
+//!
+//! Every worker process runs one [`Watcher`], a background loop in two steps:
+//!
+//! 1. **Intake**: read the events stream as a member of the consumer group
+//!    [`CONFIRM_GROUP`] and, per `share.accepted`, add an entry to the durable schedule
+//!    (`confirm` zset + `confirm:info` hash, keyed by the event's stable id) in the same script
+//!    that XACKs the event (`lua/intake.lua`). A crash before that script leaves the event
+//!    pending; entries idle longer than [`ConfirmSettings::claim_idle`] are taken over with
+//!    XAUTOCLAIM by any watcher.
+//! 2. **Checks**: lease the due entries in bounded slices (`lua/claim.lua`, score = lease
+//!    deadline, one fencing token), group them into `batchgetenvid` calls of up to
+//!    [`ConfirmSettings::batch`] appids through the global rate limit and the shared token, and
+//!    apply each call's outcome in one fenced script (`lua/settle.lua`). A watcher that dies
+//!    mid-check loses nothing: the lease expires and another watcher checks again.
+//!
+//! The queue's own scripts are untouched: the hot path pays nothing for this.
+
+mod checker;
+mod events;
+mod schedule;
+
+use std::collections::HashMap;
+use std::sync::LazyLock;
+use std::time::{Duration, Instant};
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::registry::Registry;
+use redis::Script;
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tracing::{debug, info, warn};
+
+pub use checker::{BindingChecker, CheckError, DEFAULT_CONFIRM_BATCH};
+pub use events::{ConfirmationEvent, ConfirmationKind, read_confirmations};
+pub use schedule::{ConfirmSchedule, parse_duration};
+
+use crate::clock::iso8601;
+use crate::events::{Event, EventKind};
+use crate::ids::{AppId, BatchId, EnvId, JobId};
+use crate::queue::{Keys, Queue, QueueError};
+
+/// The consumer group the watchers read the events stream with.
+pub const CONFIRM_GROUP: &str = "envshare-confirm";
+
+/// Stream entries read per intake call.
+const READ_COUNT: usize = 200;
+/// Schedule entries leased per claim.
+const CLAIM_SLICE: usize = 500;
+
+macro_rules! lua {
+    ($file:literal) => {
+        Script::new(concat!(
+            include_str!("lua/lib.lua"),
+            include_str!(concat!("lua/", $file))
+        ))
+    };
+}
+
+struct Scripts {
+    intake: Script,
+    claim: Script,
+    settle: Script,
+}
+
+static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
+    intake: lua!("intake.lua"),
+    claim: lua!("claim.lua"),
+    settle: lua!("settle.lua"),
+});
+
+/// Settings of the confirmation watcher.
+#[derive(Debug, Clone)]
+pub struct ConfirmSettings {
+    /// `ENVSHARE_CONFIRM_SCHEDULE`: when entries are checked.
+    pub schedule: ConfirmSchedule,
+    /// `ENVSHARE_CONFIRM_WINDOW`: how long after acceptance a binding may still be confirmed.
+    pub window: Duration,
+    /// `ENVSHARE_CONFIRM_BATCH`: appids per `batchgetenvid` call.
+    pub batch: usize,
+    /// How long a claimed entry is held before another watcher may check it.
+    pub lease: Duration,
+    /// How long the loop sleeps when there is nothing to do.
+    pub poll: Duration,
+    /// Stream entries delivered to a consumer and not acked for this long are taken over.
+    pub claim_idle: Duration,
+}
+
+impl Default for ConfirmSettings {
+    fn default() -> Self {
+        Self {
+            schedule: ConfirmSchedule::default(),
+            window: Duration::from_secs(7 * 86_400),
+            batch: DEFAULT_CONFIRM_BATCH,
+            lease: Duration::from_secs(60),
+            poll: Duration::from_secs(1),
+            claim_idle: Duration::from_secs(60),
+        }
+    }
+}
+
+/// The watcher's and the handler's confirmation counters (Prometheus counters, cheap clones).
+#[derive(Debug, Clone, Default)]
+pub struct ConfirmCounters {
+    /// `batchgetenvid` calls made by the watcher.
+    pub checks: Counter,
+    /// `share.bound` events emitted.
+    pub bound: Counter,
+    /// `share.unconfirmed` events emitted.
+    pub unconfirmed: Counter,
+    /// `batchgetenvid` calls made before re-sending a share whose earlier outcome is unknown.
+    pub resend_checks: Counter,
+    /// Appids not re-sent because they were already bound.
+    pub resend_skipped: Counter,
+}
+
+impl ConfirmCounters {
+    /// Registers the counters (`confirm_checks`, `confirm_bound`, …) in `registry`.
+    pub fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "confirm_checks",
+            "batchgetenvid calls made to check confirmations",
+            self.checks.clone(),
+        );
+        registry.register(
+            "confirm_bound",
+            "share.bound events emitted by this process",
+            self.bound.clone(),
+        );
+        registry.register(
+            "confirm_unconfirmed",
+            "share.unconfirmed events emitted by this process",
+            self.unconfirmed.clone(),
+        );
+        registry.register(
+            "resend_checks",
+            "batchgetenvid calls before re-sending a share whose earlier outcome is unknown",
+            self.resend_checks.clone(),
+        );
+        registry.register(
+            "resend_skipped",
+            "Appids not re-sent because batchgetenvid showed them bound already",
+            self.resend_skipped.clone(),
+        );
+    }
+}
+
+/// One schedule entry's details (`confirm:info`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Info {
+    env: EnvId,
+    appid: AppId,
+    batch_id: BatchId,
+    job_id: JobId,
+    /// When the share was accepted (ms): the `share.accepted` stream entry's time.
+    accepted_at: u64,
+    /// Checks made so far.
+    checks: u32,
+}
+
+/// What a watcher did in one round, for logs and tests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RoundReport {
+    /// Stream entries read.
+    pub read: usize,
+    /// Entries added to the schedule.
+    pub scheduled: u64,
+    /// Entries checked.
+    pub checked: usize,
+}
+
+/// The confirmation watcher of one process.
+pub struct Watcher {
+    queue: Queue,
+    checker: BindingChecker,
+    settings: ConfirmSettings,
+    consumer: String,
+    counters: ConfirmCounters,
+    last_autoclaim: Option<Instant>,
+}
+
+impl std::fmt::Debug for Watcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Watcher")
+            .field("queue", &self.queue)
+            .field("consumer", &self.consumer)
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A running watcher; [`WatcherHandle::shutdown`] stops it.
+#[derive(Debug)]
+pub struct WatcherHandle {
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl WatcherHandle {
+    /// Stops the loop after the step in progress (a check in flight is settled; claimed entries
+    /// not checked yet are given back) and waits for it.
+    pub async fn shutdown(self) {
+        self.stop.send_replace(true);
+        let _ = self.task.await;
+    }
+}
+
+fn redis_err(op: &'static str) -> impl FnOnce(redis::RedisError) -> QueueError {
+    QueueError::redis(op)
+}
+
+/// The ms part of a stream entry id (`1764460800000-0`).
+fn entry_ms(entry_id: &str) -> u64 {
+    entry_id
+        .split('-')
+        .next()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+type Fields = Vec<(String, Option<Vec<String>>)>;
+
+impl Watcher {
+    /// A watcher of `queue`'s events, member `consumer` of [`CONFIRM_GROUP`].
+    pub fn new(
+        queue: Queue,
+        checker: BindingChecker,
+        settings: ConfirmSettings,
+        consumer: impl Into<String>,
+        counters: ConfirmCounters,
+    ) -> Self {
+        Self {
+            queue,
+            checker,
+            settings,
+            consumer: consumer.into(),
+            counters,
+            last_autoclaim: None,
+        }
+    }
+
+    fn keys(&self) -> &Keys {
+        self.queue.keys()
+    }
+
+    fn invocation(&self, script: &'static Script, now: u64) -> redis::ScriptInvocation<'static> {
+        let k = self.keys();
+        let mut inv = script.prepare_invoke();
+        inv.key(k.events())
+            .key(k.confirm())
+            .key(k.confirm_info())
+            .key(k.confirm_lease())
+            .key(k.confirm_fence());
+        inv.arg(now)
+            .arg(iso8601(now))
+            .arg(k.prefix())
+            .arg(self.queue.settings().events_maxlen.max(1));
+        inv
+    }
+
+    /// Creates the consumer group if it does not exist, from the start of the stream, so no
+    /// `share.accepted` written before the first watcher started is missed.
+    pub async fn ensure_group(&self) -> Result<(), QueueError> {
+        let created: redis::RedisResult<()> = redis::cmd("XGROUP")
+            .arg("CREATE")
+            .arg(self.keys().events())
+            .arg(CONFIRM_GROUP)
+            .arg("0")
+            .arg("MKSTREAM")
+            .query_async(&mut self.queue.connection())
+            .await;
+        match created {
+            Err(e) if e.code() != Some("BUSYGROUP") => Err(QueueError::redis("confirm group")(e)),
+            _ => Ok(()),
+        }
+    }
+
+    /// Starts the loop on the current runtime.
+    pub fn start(mut self) -> WatcherHandle {
+        let (stop, mut stopped) = watch::channel(false);
+        let task = tokio::spawn(async move {
+            info!(consumer = %self.consumer, "confirmation watcher started");
+            loop {
+                if *stopped.borrow() {
+                    break;
+                }
+                let busy = match self.round(&stopped).await {
+                    Ok(r) => r.read >= READ_COUNT || r.checked >= CLAIM_SLICE,
+                    Err(e) => {
+                        warn!(error = %e, "confirmation watcher round failed; retrying");
+                        false
+                    }
+                };
+                if !busy {
+                    tokio::select! {
+                        _ = stopped.changed() => {}
+                        () = tokio::time::sleep(self.settings.poll) => {}
+                    }
+                }
+            }
+            self.leave().await;
+            info!(consumer = %self.consumer, "confirmation watcher stopped");
+        });
+        WatcherHandle { stop, task }
+    }
+
+    /// One round: intake (new events, then stale ones of dead consumers), then due checks.
+    pub async fn round(&mut self, stop: &watch::Receiver<bool>) -> Result<RoundReport, QueueError> {
+        let mut report = RoundReport::default();
+        let entries = match self.read_new().await {
+            Err(e) if e.to_string().contains("NOGROUP") => {
+                self.ensure_group().await?;
+                self.read_new().await?
+            }
+            r => r?,
+        };
+        report.read = entries.len();
+        report.scheduled += self.intake(entries).await?;
+        let idle = self.settings.claim_idle;
+        if self.last_autoclaim.is_none_or(|t| t.elapsed() >= idle / 2) {
+            self.last_autoclaim = Some(Instant::now());
+            let stale = self.autoclaim().await?;
+            if !stale.is_empty() {
+                debug!(entries = stale.len(), "took over stale confirmation events");
+            }
+            report.scheduled += self.intake(stale).await?;
+        }
+        report.checked = self.check_due(stop).await?;
+        Ok(report)
+    }
+
+    async fn read_new(&self) -> Result<Vec<(String, Vec<String>)>, QueueError> {
+        let reply: Option<Vec<(String, Fields)>> = redis::cmd("XREADGROUP")
+            .arg("GROUP")
+            .arg(CONFIRM_GROUP)
+            .arg(&self.consumer)
+            .arg("COUNT")
+            .arg(READ_COUNT)
+            .arg("STREAMS")
+            .arg(self.keys().events())
+            .arg(">")
+            .query_async(&mut self.queue.connection())
+            .await
+            .map_err(redis_err("confirm read"))?;
+        Ok(reply
+            .unwrap_or_default()
+            .into_iter()
+            .flat_map(|(_, e)| e)
+            .map(|(id, f)| (id, f.unwrap_or_default()))
+            .collect())
+    }
+
+    async fn autoclaim(&self) -> Result<Vec<(String, Vec<String>)>, QueueError> {
+        let (_next, entries, _deleted): (String, Fields, Vec<String>) = redis::cmd("XAUTOCLAIM")
+            .arg(self.keys().events())
+            .arg(CONFIRM_GROUP)
+            .arg(&self.consumer)
+            .arg(self.settings.claim_idle.as_millis() as u64)
+            .arg("0")
+            .arg("COUNT")
+            .arg(READ_COUNT)
+            .query_async(&mut self.queue.connection())
+            .await
+            .map_err(redis_err("confirm autoclaim"))?;
+        Ok(entries
+            .into_iter()
+            .map(|(id, f)| (id, f.unwrap_or_default()))
+            .collect())
+    }
+
+    /// Schedules the `share.accepted` entries and acks everything (one script).
+    async fn intake(&self, entries: Vec<(String, Vec<String>)>) -> Result<u64, QueueError> {
+        if entries.is_empty() {
+            return Ok(0);
+        }
+        let now = self.queue.now_ms();
+        let window = self.settings.window.as_millis() as u64;
+        let first = self.settings.schedule.first_ms().min(window);
+        let mut inv = self.invocation(&SCRIPTS.intake, now);
+        inv.arg(CONFIRM_GROUP).arg(entries.len());
+        for (entry_id, fields) in &entries {
+            inv.arg(entry_id);
+            let json = fields
+                .chunks(2)
+                .find(|kv| kv.len() == 2 && kv[0] == "event")
+                .map(|kv| kv[1].as_str());
+            let event = json.and_then(|j| match serde_json::from_str::<Event>(j) {
+                Ok(e) => Some(e),
+                Err(e) => {
+                    warn!(entry_id, error = %e, "skipping a malformed event");
+                    None
+                }
+            });
+            match event.map(|e| (e.id, e.kind)) {
+                Some((
+                    id,
+                    EventKind::ShareAccepted {
+                        job_id,
+                        batch_id,
+                        env,
+                        appid,
+                        ..
+                    },
+                )) => {
+                    let accepted_at = entry_ms(entry_id);
+                    let info = Info {
+                        env,
+                        appid,
+                        batch_id,
+                        job_id,
+                        accepted_at,
+                        checks: 0,
+                    };
+                    inv.arg("a")
+                        .arg(id)
+                        .arg(accepted_at + first)
+                        .arg(serde_json::to_string(&info).expect("Info serializes"));
+                }
+                Some((_, EventKind::BatchCompleted { batch_id, .. })) => {
+                    inv.arg("c").arg(batch_id.as_str());
+                }
+                _ => {
+                    inv.arg("-");
+                }
+            }
+        }
+        let (added, confirmed): (u64, Vec<String>) = inv
+            .invoke_async(&mut self.queue.connection())
+            .await
+            .map_err(redis_err("confirm intake"))?;
+        for batch in confirmed {
+            info!(batch_id = %batch, "batch confirmed");
+        }
+        Ok(added)
+    }
+
+    /// Leases due entries and checks them, one `batchgetenvid` call per group of appids.
+    async fn check_due(&self, stop: &watch::Receiver<bool>) -> Result<usize, QueueError> {
+        let now = self.queue.now_ms();
+        let mut inv = self.invocation(&SCRIPTS.claim, now);
+        inv.arg(self.settings.lease.as_millis() as u64)
+            .arg(CLAIM_SLICE);
+        let reply: Vec<String> = inv
+            .invoke_async(&mut self.queue.connection())
+            .await
+            .map_err(redis_err("confirm claim"))?;
+        let mut it = reply.into_iter();
+        let fence = it.next().unwrap_or_default();
+        let mut claimed: Vec<(String, Info)> = Vec::new();
+        while let (Some(id), Some(raw)) = (it.next(), it.next()) {
+            match serde_json::from_str::<Info>(&raw) {
+                Ok(info) => claimed.push((id, info)),
+                Err(e) => warn!(entry = %id, error = %e, "malformed confirmation entry"),
+            }
+        }
+        if claimed.is_empty() {
+            return Ok(0);
+        }
+        // Entries of one appid (several envs or batches) share one slot of a call.
+        let mut by_appid: Vec<(AppId, Vec<usize>)> = Vec::new();
+        let mut index: HashMap<AppId, usize> = HashMap::new();
+        for (i, (_, info)) in claimed.iter().enumerate() {
+            let slot = *index.entry(info.appid.clone()).or_insert_with(|| {
+                by_appid.push((info.appid.clone(), Vec::new()));
+                by_appid.len() - 1
+            });
+            by_appid[slot].1.push(i);
+        }
+        let total = claimed.len();
+        for group in by_appid.chunks(self.checker.batch()) {
+            let members: Vec<usize> = group.iter().flat_map(|(_, m)| m.iter().copied()).collect();
+            if *stop.borrow() {
+                // Shutting down: give the unchecked entries back for the next watcher.
+                self.release(&fence, &claimed, &members).await?;
+                continue;
+            }
+            let appids: Vec<AppId> = group.iter().map(|(a, _)| a.clone()).collect();
+            self.counters.checks.inc();
+            match self.checker.get_env_ids(&appids).await {
+                Ok(answer) => {
+                    let now = self.queue.now_ms();
+                    let decisions: Vec<(String, Decision)> = members
+                        .iter()
+                        .map(|&i| {
+                            let (id, info) = &claimed[i];
+                            let bound = answer
+                                .envs_of(info.appid.as_str())
+                                .iter()
+                                .any(|e| e == info.env.as_str());
+                            (id.clone(), self.decide(id, info, bound, now))
+                        })
+                        .collect();
+                    self.settle(&fence, now, decisions).await?;
+                }
+                Err(e) => {
+                    // The entries stay leased; they are checked again when the lease expires.
+                    warn!(error = %e, appids = appids.len(), "confirmation check failed; will retry after the lease");
+                }
+            }
+        }
+        Ok(total)
+    }
+
+    fn decide(&self, id: &str, info: &Info, bound: bool, now: u64) -> Decision {
+        let checks = info.checks + 1;
+        let window = self.settings.window.as_millis() as u64;
+        let common = |kind| ConfirmationEvent {
+            v: 1,
+            id: String::new(),
+            at: iso8601(now),
+            kind,
+        };
+        if bound {
+            let mut e = common(ConfirmationKind::ShareBound {
+                job_id: info.job_id.clone(),
+                batch_id: info.batch_id.clone(),
+                env: info.env.clone(),
+                appid: info.appid.clone(),
+                accepted_at: iso8601(info.accepted_at),
+                confirm_seconds: now.saturating_sub(info.accepted_at) as f64 / 1000.0,
+                checks,
+            });
+            e.id = format!("{id}.bound");
+            return Decision::Bound(info.batch_id.clone(), e);
+        }
+        let elapsed = now.saturating_sub(info.accepted_at);
+        if elapsed >= window {
+            let mut e = common(ConfirmationKind::ShareUnconfirmed {
+                job_id: info.job_id.clone(),
+                batch_id: info.batch_id.clone(),
+                env: info.env.clone(),
+                appid: info.appid.clone(),
+                accepted_at: iso8601(info.accepted_at),
+                window_seconds: window as f64 / 1000.0,
+                checks,
+            });
+            e.id = format!("{id}.unconfirmed");
+            return Decision::Unconfirmed(info.batch_id.clone(), e);
+        }
+        // The last check falls exactly on the window's end.
+        let next = info.accepted_at + self.settings.schedule.next_after(elapsed).min(window);
+        Decision::Later(
+            next,
+            Info {
+                checks,
+                ..info.clone()
+            },
+        )
+    }
+
+    async fn release(
+        &self,
+        fence: &str,
+        claimed: &[(String, Info)],
+        members: &[usize],
+    ) -> Result<(), QueueError> {
+        let now = self.queue.now_ms();
+        let decisions = members
+            .iter()
+            .map(|&i| {
+                let (id, info) = &claimed[i];
+                (id.clone(), Decision::Later(now, info.clone()))
+            })
+            .collect();
+        self.settle(fence, now, decisions).await
+    }
+
+    async fn settle(
+        &self,
+        fence: &str,
+        now: u64,
+        decisions: Vec<(String, Decision)>,
+    ) -> Result<(), QueueError> {
+        let mut inv = self.invocation(&SCRIPTS.settle, now);
+        inv.arg(fence).arg(decisions.len());
+        let (mut bound, mut unconfirmed) = (0, 0);
+        for (id, d) in &decisions {
+            inv.arg(id);
+            match d {
+                Decision::Bound(batch, e) => {
+                    bound += 1;
+                    inv.arg("b").arg(batch.as_str()).arg(e.to_json());
+                }
+                Decision::Unconfirmed(batch, e) => {
+                    unconfirmed += 1;
+                    inv.arg("u").arg(batch.as_str()).arg(e.to_json());
+                }
+                Decision::Later(at, info) => {
+                    inv.arg("r")
+                        .arg(*at)
+                        .arg(serde_json::to_string(info).expect("Info serializes"));
+                }
+            }
+        }
+        let (applied, stale, confirmed): (u64, u64, Vec<String>) = inv
+            .invoke_async(&mut self.queue.connection())
+            .await
+            .map_err(redis_err("confirm settle"))?;
+        if stale > 0 {
+            warn!(
+                stale,
+                applied, "confirmation leases expired mid-check; their results were dropped"
+            );
+        } else {
+            // Counted only when every decision was applied, so the counters match the events.
+            self.counters.bound.inc_by(bound);
+            self.counters.unconfirmed.inc_by(unconfirmed);
+        }
+        for batch in confirmed {
+            info!(batch_id = %batch, "batch confirmed");
+        }
+        Ok(())
+    }
+
+    /// Leaves the group if nothing is pending for this consumer, so restarts do not pile up
+    /// consumers. Pending entries stay for XAUTOCLAIM.
+    async fn leave(&self) {
+        let mut conn = self.queue.connection();
+        let mine: redis::RedisResult<Vec<redis::Value>> = redis::cmd("XPENDING")
+            .arg(self.keys().events())
+            .arg(CONFIRM_GROUP)
+            .arg("-")
+            .arg("+")
+            .arg(1)
+            .arg(&self.consumer)
+            .query_async(&mut conn)
+            .await;
+        if mine.is_ok_and(|m| m.is_empty()) {
+            let _: redis::RedisResult<u64> = redis::cmd("XGROUP")
+                .arg("DELCONSUMER")
+                .arg(self.keys().events())
+                .arg(CONFIRM_GROUP)
+                .arg(&self.consumer)
+                .query_async(&mut conn)
+                .await;
+        }
+    }
+}
+
+/// The outcome of one entry's check.
+enum Decision {
+    Bound(BatchId, ConfirmationEvent),
+    Unconfirmed(BatchId, ConfirmationEvent),
+    /// Check again at this time (ms), with these details.
+    Later(u64, Info),
+}
