@@ -6,6 +6,7 @@
 mod chaos;
 mod cli;
 mod config;
+mod confirm;
 mod fuzz;
 mod queue;
 mod reliability;

@@ -1,0 +1,359 @@
+//! Tests: confirmation tracking (`envshare::confirm`, docs/confirmation.md). A real Redis, the
+//! sandbox over real HTTP (it remembers bindings; `confirm` marks one confirmed) and the worker
+//! service in-process, with a short schedule and window so each test takes a second or two.
+
+use std::time::{Duration, Instant};
+
+use envshare::config::Settings;
+use envshare::confirm::{ConfirmSchedule, ConfirmationKind, read_confirmations};
+use envshare::events::{EventKind, read_all};
+use envshare::queue::{EnqueueOptions, NewJob, Queue, QueueSettings};
+use envshare::sandbox::{Fault, Sandbox, SandboxConfig, SandboxHandle};
+use envshare::wechat::Endpoint;
+use envshare::worker::{Application, RunError, RunReport, WorkerOptions};
+use envshare::{AppId, BatchId, EnvId};
+use envshare_tests::{TestRedis, unique_queue, wait_until};
+use secrecy::SecretString;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+const TOKEN: &str = "static-token-confirm";
+const ENV: &str = "prod-confirm";
+
+fn appid(i: u64) -> AppId {
+    AppId::parse(&format!("wx{:016x}", 0xc0_0000 + i)).unwrap()
+}
+
+struct Running {
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<Result<RunReport, RunError>>,
+}
+
+impl Running {
+    async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.task.await.expect("worker task").expect("worker stops");
+    }
+}
+
+struct Stack {
+    sandbox: SandboxHandle,
+    queue: Queue,
+    settings: Settings,
+}
+
+impl Stack {
+    async fn start(prefix: &str, schedule: &str, window_ms: u64) -> Self {
+        envshare::telemetry::init_for_tests();
+        let sandbox = Sandbox::start(SandboxConfig {
+            static_tokens: vec![TOKEN.into()],
+            hang: Duration::from_secs(2),
+            ..SandboxConfig::default()
+        })
+        .await
+        .expect("sandbox starts");
+        let name = unique_queue(prefix);
+        let redis = TestRedis::shared();
+        let mut settings = Settings::defaults();
+        settings.redis_url = redis.url().to_owned();
+        settings.queue = name.clone();
+        settings.wechat_base_url = sandbox.url().to_owned();
+        settings.access_token = Some(SecretString::from(TOKEN));
+        settings.concurrency = 4;
+        settings.max_attempts = 5;
+        settings.backoff_base = Duration::from_millis(300);
+        settings.backoff_max = Duration::from_millis(400);
+        settings.request_timeout = Duration::from_millis(400);
+        settings.shutdown_timeout = Duration::from_secs(5);
+        settings.http_addr = "127.0.0.1:0".parse().unwrap();
+        settings.confirm_schedule = ConfirmSchedule::parse(schedule).unwrap();
+        settings.confirm_window = Duration::from_millis(window_ms);
+        let queue = Queue::connect(redis.url(), &name, QueueSettings::default())
+            .await
+            .expect("queue connects");
+        Self {
+            sandbox,
+            queue,
+            settings,
+        }
+    }
+
+    async fn worker(&self) -> Running {
+        let options = WorkerOptions {
+            confirm_poll: Duration::from_millis(30),
+            confirm_lease: Duration::from_secs(1),
+            confirm_claim_idle: Duration::from_secs(1),
+            ..WorkerOptions::default()
+        };
+        let app = Application::build_with(self.settings.clone(), options)
+            .await
+            .expect("worker builds");
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(app.run_until_stopped(async move {
+            let _ = stopped.await;
+        }));
+        Running {
+            stop: Some(stop),
+            task,
+        }
+    }
+
+    async fn enqueue(&self, appids: Vec<AppId>) -> BatchId {
+        let batch = BatchId::generate();
+        let job = NewJob {
+            env: EnvId::parse(ENV).unwrap(),
+            appids,
+            batch: batch.clone(),
+            run_at_ms: None,
+        };
+        self.queue
+            .enqueue(
+                vec![job],
+                EnqueueOptions {
+                    force: true,
+                    seal: true,
+                },
+            )
+            .await
+            .expect("enqueue");
+        batch
+    }
+
+    async fn confirmations(&self) -> Vec<ConfirmationKind> {
+        let mut conn = TestRedis::shared().conn().await;
+        read_confirmations(&mut conn, self.queue.keys())
+            .await
+            .expect("events")
+            .into_iter()
+            .map(|(_, e)| e.kind)
+            .collect()
+    }
+
+    async fn accepted(&self) -> Vec<EventKind> {
+        let mut conn = TestRedis::shared().conn().await;
+        read_all(&mut conn, self.queue.keys())
+            .await
+            .expect("events")
+            .into_iter()
+            .map(|e| e.event.kind)
+            .filter(|k| matches!(k, EventKind::ShareAccepted { .. }))
+            .collect()
+    }
+
+    /// Waits until `n` confirmation events are in the stream.
+    async fn wait_confirmations(&self, n: usize, timeout: Duration) -> Vec<ConfirmationKind> {
+        let ok = wait_until(timeout, || async { self.confirmations().await.len() >= n }).await;
+        let all = self.confirmations().await;
+        assert!(ok, "expected {n} confirmation events, got {all:?}");
+        all
+    }
+}
+
+fn count(events: &[ConfirmationKind], type_name: &str) -> usize {
+    events.iter().filter(|e| e.type_name() == type_name).count()
+}
+
+#[tokio::test]
+async fn a_binding_confirmed_after_the_second_check_gives_one_share_bound_and_one_batch_confirmed()
+{
+    let s = Stack::start("confirm-bound", "200ms,400ms", 3_000).await;
+    let worker = s.worker().await;
+    let (a, b) = (appid(1), appid(2));
+    let batch = s.enqueue(vec![a.clone(), b.clone()]).await;
+
+    // The first check finds nothing confirmed; then both administrators confirm.
+    assert!(
+        wait_until(Duration::from_secs(5), || async {
+            s.sandbox.calls(Endpoint::GetEnvIds) >= 1
+        })
+        .await
+    );
+    assert!(s.sandbox.confirm(ENV, a.as_str()));
+    assert!(s.sandbox.confirm(ENV, b.as_str()));
+
+    let events = s.wait_confirmations(3, Duration::from_secs(5)).await;
+    // Later checks must not emit anything again.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let events_later = s.confirmations().await;
+    worker.stop().await;
+
+    assert_eq!(events_later, events, "nothing emitted twice");
+    assert_eq!(count(&events, "share.bound"), 2, "{events:?}");
+    for e in &events {
+        if let ConfirmationKind::ShareBound {
+            checks,
+            confirm_seconds,
+            env,
+            batch_id,
+            ..
+        } = e
+        {
+            assert!(*checks >= 2, "seen at the second check or later: {e:?}");
+            assert!(*confirm_seconds >= 0.4 && *confirm_seconds < 3.0, "{e:?}");
+            assert_eq!((env.as_str(), batch_id), (ENV, &batch));
+        }
+    }
+    assert_eq!(
+        events.last().unwrap(),
+        &ConfirmationKind::BatchConfirmed {
+            batch_id: batch.clone(),
+            accepted: 2,
+            bound: 2,
+            unconfirmed: 0,
+        }
+    );
+    assert_eq!(s.sandbox.share_calls_for(a.as_str()), 1);
+}
+
+#[tokio::test]
+async fn a_binding_never_confirmed_gives_one_share_unconfirmed_at_the_window_end() {
+    let s = Stack::start("confirm-window", "200ms,400ms", 1_200).await;
+    let worker = s.worker().await;
+    let batch = s.enqueue(vec![appid(3)]).await;
+    let started = Instant::now();
+
+    let events = s.wait_confirmations(2, Duration::from_secs(5)).await;
+    let elapsed = started.elapsed();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let events_later = s.confirmations().await;
+    worker.stop().await;
+
+    assert!(
+        elapsed >= Duration::from_millis(1_200),
+        "not before the window's end: {elapsed:?}"
+    );
+    assert_eq!(events_later, events, "nothing emitted twice");
+    let ConfirmationKind::ShareUnconfirmed {
+        appid: a,
+        checks,
+        window_seconds,
+        ..
+    } = &events[0]
+    else {
+        panic!("expected share.unconfirmed first: {events:?}");
+    };
+    assert_eq!(a, &appid(3));
+    assert!(
+        *checks >= 3,
+        "checked on the schedule until the window's end: {checks}"
+    );
+    assert_eq!(*window_seconds, 1.2);
+    assert_eq!(
+        events[1],
+        ConfirmationKind::BatchConfirmed {
+            batch_id: batch,
+            accepted: 1,
+            bound: 0,
+            unconfirmed: 1,
+        }
+    );
+}
+
+#[tokio::test]
+async fn a_timeout_after_the_share_was_recorded_does_not_send_the_bound_appid_again() {
+    let s = Stack::start("confirm-resend", "200ms,400ms", 2_000).await;
+    // The first share call is applied by the sandbox but its answer never arrives in time.
+    s.sandbox.script(Endpoint::ShareEnv, [Some(Fault::Hang)]);
+    let worker = s.worker().await;
+    let (a, b) = (appid(4), appid(5));
+    let batch = s.enqueue(vec![a.clone(), b.clone()]).await;
+
+    // A's administrator confirms before the retry; B's does not.
+    assert!(
+        wait_until(Duration::from_secs(5), || async {
+            s.sandbox.bindings().iter().any(|x| x.appid == a.as_str())
+        })
+        .await
+    );
+    assert!(s.sandbox.confirm(ENV, a.as_str()));
+
+    let events = s.wait_confirmations(3, Duration::from_secs(8)).await;
+    let accepted = s.accepted().await;
+    worker.stop().await;
+
+    assert_eq!(
+        s.sandbox.share_calls_for(a.as_str()),
+        1,
+        "A was not sent again"
+    );
+    assert_eq!(
+        s.sandbox.share_calls_for(b.as_str()),
+        2,
+        "B, not bound, was sent again"
+    );
+    assert_eq!(
+        accepted.len(),
+        2,
+        "one share.accepted per appid: {accepted:?}"
+    );
+    for e in &accepted {
+        let EventKind::ShareAccepted {
+            appid,
+            confirm_url,
+            attempts,
+            ..
+        } = e
+        else {
+            unreachable!()
+        };
+        assert_eq!(*attempts, 2);
+        assert_eq!(confirm_url.is_none(), appid == &a, "{e:?}");
+    }
+    assert_eq!(count(&events, "share.bound"), 1, "{events:?}");
+    assert_eq!(count(&events, "share.unconfirmed"), 1, "{events:?}");
+    assert!(events.contains(&ConfirmationKind::BatchConfirmed {
+        batch_id: batch,
+        accepted: 2,
+        bound: 1,
+        unconfirmed: 1,
+    }));
+}
+
+#[tokio::test]
+async fn confirmation_tracking_survives_a_worker_restart_with_nothing_lost_or_doubled() {
+    let s = Stack::start("confirm-restart", "200ms,400ms", 1_500).await;
+    let first = s.worker().await;
+    let appids: Vec<AppId> = (10..14).map(appid).collect();
+    let batch = s.enqueue(appids.clone()).await;
+
+    // Stop the worker mid-schedule: accepted, checked once, nothing settled yet.
+    assert!(
+        wait_until(Duration::from_secs(5), || async {
+            s.sandbox.calls(Endpoint::GetEnvIds) >= 1
+        })
+        .await
+    );
+    first.stop().await;
+    assert!(s.confirmations().await.is_empty());
+    s.sandbox.confirm(ENV, appids[0].as_str());
+    s.sandbox.confirm(ENV, appids[1].as_str());
+
+    let second = s.worker().await;
+    let events = s.wait_confirmations(5, Duration::from_secs(6)).await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let events_later = s.confirmations().await;
+    second.stop().await;
+
+    assert_eq!(events_later, events, "nothing emitted twice");
+    assert_eq!(count(&events, "share.bound"), 2, "{events:?}");
+    assert_eq!(count(&events, "share.unconfirmed"), 2, "{events:?}");
+    assert_eq!(
+        events.last().unwrap(),
+        &ConfirmationKind::BatchConfirmed {
+            batch_id: batch,
+            accepted: 4,
+            bound: 2,
+            unconfirmed: 2,
+        }
+    );
+    // The schedule is empty: every entry settled.
+    let mut conn = TestRedis::shared().conn().await;
+    let left: u64 = redis::cmd("ZCARD")
+        .arg(s.queue.keys().confirm())
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(left, 0);
+}
