@@ -927,12 +927,20 @@ fn parse_secret(s: &str) -> Result<SecretString, Problem> {
 fn parse_redis_url(s: &str) -> Result<String, Problem> {
     use redis::IntoConnectionInfo;
     const EXPECTED: &str = "redis://[[user]:password@]host[:port][/db], rediss://… (with the \
-                            `tls` feature) or unix:///path/to/redis.sock";
+                            `tls` feature), unix:///path/to/redis.sock, or \
+                            redis+cluster://[[user]:password@]host:port[,host:port…]";
     if s.starts_with("rediss://") && !cfg!(feature = "tls") {
         return Err(Problem::new(
             "is a TLS URL but envshare was built without the `tls` feature",
             "a redis:// URL, or a build with `--features tls`",
         ));
+    }
+    // A redis+cluster:// URL or a node list (for ENVSHARE_REDIS_CLUSTER) is read as cluster
+    // seed nodes; see crate::redis_conn.
+    if crate::redis_conn::is_cluster_url(s) || s.contains(',') {
+        return crate::redis_conn::parse_target(s, true)
+            .map(|_| s.to_owned())
+            .map_err(|_| Problem::new("not a Redis Cluster URL", EXPECTED));
     }
     // Parsing builds no connection; the error text is not shown because it may quote the URL.
     s.into_connection_info()

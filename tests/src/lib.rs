@@ -838,3 +838,194 @@ impl Drop for ChildProcess {
         }
     }
 }
+
+/// How long `redis-cli --cluster create` and the cluster's own agreement on `cluster_state:ok`
+/// may take.
+const CLUSTER_START_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A private Redis Cluster of three masters (no replicas) on free ports, in a temporary
+/// directory, without persistence. Every node is killed and the directory removed on `Drop`
+/// (and on Linux the nodes also die with the test process).
+///
+/// Needs `redis-server` (7.0 or later, for `--cluster-port`) and `redis-cli` on `PATH`;
+/// [`TestCluster::start`] panics with a message saying so when they are missing. A test is
+/// never skipped.
+pub struct TestCluster {
+    ports: Vec<u16>,
+    children: Vec<Child>,
+    dir: tempfile::TempDir,
+}
+
+impl std::fmt::Debug for TestCluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TestCluster")
+            .field("ports", &self.ports)
+            .field("dir", &self.dir.path())
+            .finish_non_exhaustive()
+    }
+}
+
+impl TestCluster {
+    /// Starts three nodes, joins them with `redis-cli --cluster create … --cluster-replicas 0`
+    /// and waits until every node reports `cluster_state:ok`. Blocking: from async code, call
+    /// it through `tokio::task::spawn_blocking`.
+    pub fn start() -> TestCluster {
+        match Self::try_start() {
+            Ok(cluster) => cluster,
+            Err(e) => panic!(
+                "the Redis Cluster test needs a local cluster and could not start one: {e}.\n  \
+                 Install redis-server (7.0 or later) and redis-cli so they are on PATH \
+                 (Debian/Ubuntu: `apt-get install -y redis-server redis-tools`, macOS: \
+                 `brew install redis`)."
+            ),
+        }
+    }
+
+    fn try_start() -> Result<TestCluster, String> {
+        let server = find_redis_server().ok_or("redis-server is not on PATH")?;
+        let cli = find_program("redis-cli").ok_or("redis-cli is not on PATH")?;
+        let dir = tempfile::Builder::new()
+            .prefix("envshare-test-cluster-")
+            .tempdir()
+            .map_err(|e| format!("cannot create a temporary directory: {e}"))?;
+        let mut cluster = TestCluster {
+            ports: Vec::new(),
+            children: Vec::new(),
+            dir,
+        };
+        for _ in 0..3 {
+            cluster.spawn_node(&server)?;
+        }
+        let mut create = Command::new(&cli);
+        create.arg("--cluster").arg("create");
+        for port in &cluster.ports {
+            create.arg(format!("127.0.0.1:{port}"));
+        }
+        let out = create
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("cannot run {}: {e}", cli.display()))?;
+        if !out.status.success() {
+            return Err(format!(
+                "`redis-cli --cluster create` failed ({}): {}{}",
+                out.status,
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        let deadline = Instant::now() + CLUSTER_START_TIMEOUT;
+        for &port in &cluster.ports {
+            loop {
+                let info = Command::new(&cli)
+                    .args(["-p", &port.to_string(), "cluster", "info"])
+                    .stdin(Stdio::null())
+                    .output()
+                    .map_err(|e| format!("cannot run {}: {e}", cli.display()))?;
+                if String::from_utf8_lossy(&info.stdout).contains("cluster_state:ok") {
+                    break;
+                }
+                if Instant::now() >= deadline {
+                    return Err(format!(
+                        "node 127.0.0.1:{port} did not reach cluster_state:ok within \
+                         {CLUSTER_START_TIMEOUT:?}"
+                    ));
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        Ok(cluster)
+    }
+
+    /// Starts one cluster-enabled node on a free port (client and bus port both picked free,
+    /// retried a few times in case another process takes a port in between).
+    fn spawn_node(&mut self, server: &Path) -> Result<(), String> {
+        let dir = self
+            .dir
+            .path()
+            .to_str()
+            .ok_or("temporary directory is not UTF-8")?
+            .to_owned();
+        let mut last = String::new();
+        for _ in 0..5 {
+            let (port, bus) = (free_port(), free_port());
+            if port == bus {
+                continue;
+            }
+            let log = self.dir.path().join(format!("node-{port}.log"));
+            let mut cmd = Command::new(server);
+            cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+                .args([
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-port",
+                    &bus.to_string(),
+                ])
+                .args(["--cluster-config-file", &format!("nodes-{port}.conf")])
+                .args(["--dir", &dir, "--save", "", "--appendonly", "no"])
+                .args(["--daemonize", "no", "--logfile"])
+                .arg(&log)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null());
+            let mut child = spawn_tied_to_process(cmd)
+                .map_err(|e| format!("cannot run {}: {e}", server.display()))?;
+            let ready = wait_for_ping(port, START_TIMEOUT, || match child.try_wait() {
+                Ok(Some(status)) => Err(format!("redis-server exited with {status}")),
+                _ => Ok(()),
+            });
+            match ready {
+                Ok(()) => {
+                    self.ports.push(port);
+                    self.children.push(child);
+                    return Ok(());
+                }
+                Err(e) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    last = format!(
+                        "cluster node on port {port}: {e}; its log:\n{}",
+                        tail(&log, 20)
+                    );
+                }
+            }
+        }
+        Err(last)
+    }
+
+    /// The client ports of the three nodes.
+    pub fn ports(&self) -> &[u16] {
+        &self.ports
+    }
+
+    /// `redis+cluster://127.0.0.1:P1,127.0.0.1:P2,127.0.0.1:P3`: every node as a seed.
+    pub fn url(&self) -> String {
+        let nodes: Vec<String> = self
+            .ports
+            .iter()
+            .map(|p| format!("127.0.0.1:{p}"))
+            .collect();
+        format!("redis+cluster://{}", nodes.join(","))
+    }
+
+    /// `redis://127.0.0.1:P` for node `i` alone (a seed for `ENVSHARE_REDIS_CLUSTER=1`).
+    pub fn node_url(&self, i: usize) -> String {
+        format!("redis://127.0.0.1:{}", self.ports[i])
+    }
+}
+
+impl Drop for TestCluster {
+    fn drop(&mut self) {
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn find_program(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|p| is_executable(p))
+}

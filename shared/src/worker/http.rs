@@ -64,6 +64,17 @@ async fn metrics(State(s): State<HttpState>) -> Response {
     }
 }
 
+/// The INFO texts in a reply: one (a single server) or one per node (a cluster's map).
+fn info_texts(v: &redis::Value) -> redis::RedisResult<Vec<String>> {
+    match v {
+        redis::Value::Map(nodes) => nodes
+            .iter()
+            .map(|(_, text)| redis::from_redis_value_ref::<String>(text).map_err(Into::into))
+            .collect(),
+        other => Ok(vec![redis::from_redis_value_ref::<String>(other)?]),
+    }
+}
+
 fn check(ok: bool, detail: impl Into<String>) -> Value {
     json!({"ok": ok, "detail": detail.into()})
 }
@@ -77,16 +88,29 @@ async fn readyz(State(s): State<HttpState>) -> Response {
     };
 
     let policy = if ping.is_ok() {
-        let info: Result<String, _> = redis::cmd("INFO")
+        // One server answers with its INFO text; Redis Cluster (through the cluster client)
+        // with a map of node → text. Every master must be noeviction: the first other policy
+        // found is reported.
+        let info: Result<redis::Value, _> = redis::cmd("INFO")
             .arg("memory")
             .query_async(&mut conn)
             .await;
-        match info {
-            Ok(info) => {
-                let policy = info
-                    .lines()
-                    .find_map(|l| l.strip_prefix("maxmemory_policy:"))
-                    .map(|p| p.trim().to_owned());
+        match info.and_then(|v| info_texts(&v)) {
+            Ok(texts) => {
+                let policies: Vec<String> = texts
+                    .iter()
+                    .filter_map(|t| {
+                        t.lines()
+                            .find_map(|l| l.strip_prefix("maxmemory_policy:"))
+                            .map(|p| p.trim().to_owned())
+                    })
+                    .collect();
+                let policy = policies
+                    .iter()
+                    .find(|p| p.as_str() != "noeviction")
+                    .or(policies.first())
+                    .filter(|_| policies.len() == texts.len())
+                    .cloned();
                 match policy.as_deref() {
                     Some("noeviction") => check(true, "maxmemory-policy is noeviction"),
                     Some(p) => check(

@@ -5,6 +5,7 @@
 
 mod chaos;
 mod cli;
+mod cluster;
 mod config;
 mod confirm;
 mod fuzz;
