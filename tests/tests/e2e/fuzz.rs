@@ -147,8 +147,11 @@ fn row() -> impl Strategy<Value = Row> {
     ]
 }
 
-/// What the parser must say of a row: `Ok(pair)` or words its reason must contain.
-fn expected(row: &Row) -> Option<Result<(String, String), &'static str>> {
+/// What the parser must say of a row: `Ok((env, appid))` or a word its reason must contain.
+type Want = Result<(String, String), &'static str>;
+
+/// What the parser must say of `row`; `None` for a blank line (no record).
+fn expected(row: &Row) -> Option<Want> {
     match row {
         Row::Valid(e, a) => Some(Ok((e.clone(), a.clone()))),
         Row::BadAppid(..) | Row::EmptyAppid(_) => Some(Err("appid")),
@@ -170,7 +173,7 @@ fn check_rows(
         .map_err(|e| TestCaseError::fail(format!("{e}")))?
         .collect::<Result<_, ImportError>>()
         .map_err(|e| TestCaseError::fail(format!("{e}")))?;
-    let want: Vec<(u64, Result<(String, String), &str>)> = rows
+    let want: Vec<(u64, Want)> = rows
         .iter()
         .enumerate()
         .filter_map(|(i, r)| expected(r).map(|e| (first_line + i as u64, e)))
