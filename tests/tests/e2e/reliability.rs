@@ -760,21 +760,21 @@ async fn a_rolling_sigterm_restart_of_three_workers_loses_nothing_and_calls_the_
     let mut exits = Vec::new();
     let mut left_at_restart = Vec::new();
     for _ in 0..ROUNDS {
-        for slot in 0..workers.len() {
+        for (slot, worker) in workers.iter_mut().enumerate() {
             tokio::time::sleep(Duration::from_millis(1_000)).await;
             left_at_restart.push(rig.jobs_left().await);
             let t = Instant::now();
-            workers[slot].sigterm();
+            worker.sigterm();
             // The timeout bounds the wait for running jobs; leave a second for the rest of
             // the stop (release, deregistering, process exit).
-            let status = workers[slot]
+            let status = worker
                 .wait_exit(SHUTDOWN_TIMEOUT + Duration::from_secs(1))
                 .await;
             let took = t.elapsed();
             if status.is_none() {
-                workers[slot].kill9();
+                worker.kill9();
             }
-            let (_, stderr) = workers[slot].output();
+            let (_, stderr) = worker.output();
             assert_eq!(
                 status.and_then(|s| s.code()),
                 Some(0),
@@ -783,7 +783,7 @@ async fn a_rolling_sigterm_restart_of_three_workers_loses_nothing_and_calls_the_
             );
             assert!(!stderr.contains("panicked"), "a worker panicked:\n{stderr}");
             exits.push(took);
-            workers[slot] = rig.spawn_worker(&worker_env).0;
+            *worker = rig.spawn_worker(&worker_env).0;
         }
     }
     rig.drain(&batch, Duration::from_secs(120)).await;
