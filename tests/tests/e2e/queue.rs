@@ -866,6 +866,19 @@ mod model {
         /// Returns (requeued, buried, completed batches).
         fn reap(&mut self) -> (usize, usize, Vec<String>) {
             let (mut rq, mut bu, mut done) = (0, 0, Vec::new());
+            // Requeued orphans go just ahead of the oldest ready job (the front of the queue).
+            let head = self
+                .jobs
+                .iter()
+                .filter_map(|j| match j.st {
+                    St::Ready(s) => Some(s),
+                    _ => None,
+                })
+                .min();
+            let requeue_at = match head {
+                Some(h) if h <= self.now => h - 1,
+                _ => self.now,
+            };
             for j in 0..self.jobs.len() {
                 if let St::Running { deadline, .. } = self.jobs[j].st
                     && deadline <= self.now
@@ -877,7 +890,7 @@ mod model {
                         }
                     } else {
                         rq += 1;
-                        self.jobs[j].st = St::Ready(self.now);
+                        self.jobs[j].st = St::Ready(requeue_at);
                     }
                 }
             }

@@ -197,6 +197,13 @@ local function reap(limit, max_attempts)
   end
   local states = chunked_get('HMGET', K_STATE, ids)
   local ready, sset, dead, info, gone, free = {}, {}, {}, {}, {}, {}
+  -- A requeued orphan goes to the FRONT of ready (just ahead of the oldest ready job): it has
+  -- waited its turn once already, and a crash must not send it behind the whole backlog.
+  local head = redis.call('ZRANGE', K_READY, 0, 0, 'WITHSCORES')
+  local requeue_at = NOW_S
+  if head[2] and tonumber(head[2]) <= NOW then
+    requeue_at = int(tonumber(head[2]) - 1)
+  end
   for i, id in ipairs(ids) do
     local a = parse_state(states[i])
     if a >= max_attempts then
@@ -217,7 +224,7 @@ local function reap(limit, max_attempts)
         bump_batch(p.batch, 1, 0, #p.appids)
       end
     else
-      ready[#ready + 1] = NOW_S
+      ready[#ready + 1] = requeue_at
       ready[#ready + 1] = id
       sset[#sset + 1] = id
       sset[#sset + 1] = int(a)
