@@ -101,6 +101,11 @@ impl Keys {
     pub fn ticket(&self) -> String {
         self.key("ticket")
     }
+    /// String: the answer of one enqueue slice (JSON), kept an hour, so a slice re-sent after a
+    /// lost reply is applied once.
+    pub fn enqueue_receipt(&self, slice: &str) -> String {
+        self.key(&format!("receipt:{slice}"))
+    }
     /// String: the GCRA theoretical arrival time (ms) of the global rate limit.
     pub fn rate(&self) -> String {
         self.key("rate")

@@ -2,7 +2,10 @@
 
 use std::collections::BTreeSet;
 
+use std::time::{Duration, Instant};
+
 use futures::{StreamExt, TryStreamExt};
+use tracing::warn;
 
 use super::{EnqueueOptions, EnqueueReport, IN_FLIGHT, NewJob, Queue, QueueError, SCRIPTS, SLICE};
 use crate::ids::{BatchId, JobId};
@@ -10,6 +13,10 @@ use crate::ids::{BatchId, JobId};
 /// Dedupe pairs per enqueue call at most, so one call's ARGV stays bounded whatever the chunk
 /// size.
 const SLICE_PAIRS: usize = 5000;
+
+/// How long a slice is re-sent while Redis is unreachable (restarting, failing over) before the
+/// enqueue gives up. Each slice carries a receipt key, so a re-sent slice is applied once.
+const RETRY_FOR: Duration = Duration::from_secs(60);
 
 impl Queue {
     /// Enqueues `jobs`: each gets a new id and goes to `ready` (or `scheduled` when `run_at_ms`
@@ -73,7 +80,8 @@ impl Queue {
                 inv.arg(if opts.force { "1" } else { "0" })
                     .arg(window)
                     .arg(pairs.max(1000))
-                    .arg(groups.len());
+                    .arg(groups.len())
+                    .arg(self.keys.enqueue_receipt(&ulid::Ulid::new().to_string()));
                 for g in groups {
                     let first = &slice[g.start];
                     inv.arg(first.batch.as_str())
@@ -89,7 +97,7 @@ impl Queue {
                     }
                 }
                 async move {
-                    let r: (usize, usize, usize, Vec<usize>) = self.run(op, &inv).await?;
+                    let r: (usize, usize, usize, Vec<usize>) = self.run_retrying(op, &inv).await?;
                     Ok::<_, QueueError>((range, r))
                 }
             })
@@ -128,13 +136,34 @@ impl Queue {
         Ok(report)
     }
 
+    /// Runs an idempotent script call, re-sending it while the error is retryable (Redis
+    /// restarting, a cut connection), for up to [`RETRY_FOR`].
+    async fn run_retrying<T: redis::FromRedisValue>(
+        &self,
+        op: &'static str,
+        inv: &redis::ScriptInvocation<'_>,
+    ) -> Result<T, QueueError> {
+        let started = Instant::now();
+        let mut wait = Duration::from_millis(100);
+        loop {
+            match self.run(op, inv).await {
+                Err(e) if e.is_retryable() && started.elapsed() < RETRY_FOR => {
+                    warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "{op} failed; retrying");
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_secs(2));
+                }
+                other => return other,
+            }
+        }
+    }
+
     /// Marks `batch` as fully enqueued, so `batch.completed` fires when its last job ends (or
     /// now, if every job already ended). Idempotent. Returns whether this call emitted
     /// `batch.completed`.
     pub async fn seal_batch(&self, batch: &BatchId) -> Result<bool, QueueError> {
         let mut inv = self.invocation(&SCRIPTS.seal, self.clock.now_ms());
         inv.arg(batch.as_str());
-        let emitted: i64 = self.run("seal batch", &inv).await?;
+        let emitted: i64 = self.run_retrying("seal batch", &inv).await?;
         Ok(emitted == 1)
     }
 }

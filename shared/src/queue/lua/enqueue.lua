@@ -5,7 +5,11 @@
 -- ARGV[5] force: "1" ignores the dedupe window (the window is still refreshed)
 -- ARGV[6] dedupe window (ms)
 -- ARGV[7] trim: at most this many expired dedupe members are removed by this call
--- ARGV[8] number of groups, then per group (consecutive jobs sharing batch, env and run-at):
+-- ARGV[8] number of groups
+-- ARGV[9] receipt key (envshare:{q}:receipt:<slice id>, built by keys.rs): a slice sent again
+--         after a lost reply (Redis restarted, connection cut) gets the first call's answer and
+--         writes nothing, so a producer may retry a slice safely, even with force
+-- ARGV[10..] per group (consecutive jobs sharing batch, env and run-at):
 --         batch id, env, run_at_ms ("0" = now), number of jobs J, then per job:
 --         id, number of appids A, A appids
 --         (ids, envs, batch ids and appids are validated in Rust: no characters needing JSON
@@ -17,6 +21,12 @@ local force = ARGV[5] == '1'
 local window_end = int(NOW + tonumber(ARGV[6]))
 local trim = tonumber(ARGV[7])
 local groups = tonumber(ARGV[8])
+local RECEIPT = ARGV[9]
+
+local done_before = redis.call('GET', RECEIPT)
+if done_before then
+  return cjson.decode(done_before)
+end
 
 -- Bounded trim of expired dedupe members: find the trim-th expired score and remove below it.
 local nth = redis.call('ZRANGEBYSCORE', K_DEDUPE, '-inf', NOW_S, 'WITHSCORES', 'LIMIT', trim - 1, 1)
@@ -29,7 +39,7 @@ end
 -- Pass 1: the dedupe member of every pair, in ARGV order.
 local pairs_ = {}
 local np = 0
-local i = 9
+local i = 10
 for _ = 1, groups do
   local prefix = ARGV[i + 1] .. '/'
   local nj = tonumber(ARGV[i + 3])
@@ -56,7 +66,7 @@ local nh, nr, ns, nd = 0, 0, 0, 0
 local created, kept_total, skipped = 0, 0, 0
 local batch_jobs, batch_appids, batch_list = {}, {}, {}
 local p, j = 0, 0
-i = 9
+i = 10
 for _ = 1, groups do
   local batch, env, run_at = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
   local nj = tonumber(ARGV[i + 3])
@@ -155,4 +165,7 @@ if created > 0 then
     redis.call('PUBLISH', K_WAKE, '1')
   end
 end
-return { created, kept_total, skipped, not_created }
+local result = { created, kept_total, skipped, not_created }
+-- Kept well past any producer's retry deadline.
+redis.call('SET', RECEIPT, cjson.encode(result), 'PX', 3600000)
+return result
