@@ -124,6 +124,12 @@ pub struct EnqueueFlags {
     #[arg(long)]
     pub force: bool,
 
+    /// Ask WeChat (batchgetenvid, ENVSHARE_CONFIRM_BATCH appids per call, within
+    /// ENVSHARE_RATE_LIMIT) which pairs are already bound, and enqueue no job for those. Needs
+    /// a token (ENVSHARE_ACCESS_TOKEN, or the component credentials and a stored ticket).
+    #[arg(long)]
+    pub skip_bound: bool,
+
     /// Print one JSON summary object instead of text.
     #[arg(long)]
     pub json: bool,

@@ -28,6 +28,8 @@ pub struct Ctx {
     pub chunk_size: usize,
     /// The queue's own settings (dedupe window, events length, …).
     pub queue_settings: QueueSettings,
+    /// Every setting (the WeChat client and token for `--skip-bound`).
+    pub settings: Settings,
 }
 
 impl Ctx {
@@ -46,6 +48,7 @@ impl Ctx {
                 dedupe_window: settings.dedupe_window,
                 ..QueueSettings::default()
             },
+            settings: settings.clone(),
         }
     }
 

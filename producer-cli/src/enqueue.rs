@@ -5,16 +5,22 @@
 //! anonymous temporary file (disk, not memory: a 1,000,000-row input stays out of RAM).
 
 use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context as _;
+use envshare::confirm::BindingChecker;
 use envshare::import::{
     self, Chunk, Chunks, EnqueueError, Enqueued, EnvCount, Format, ImportError, InvalidLine,
     Planner, Records,
 };
+use envshare::queue::Queue;
+use envshare::throttle::RateLimiter;
+use envshare::wechat::WechatClient;
 use envshare::{AppId, BatchId, EnvId};
 use serde::Serialize;
 
@@ -25,6 +31,10 @@ use crate::progress::Progress;
 
 /// Envs listed one by one in a text dry run; the rest are counted.
 const MAX_ENVS_SHOWN: usize = 50;
+/// Bound pairs listed in the summary (`--skip-bound`); the rest are counted.
+const MAX_BOUND_LISTED: usize = 1000;
+/// Bound pairs listed in the text summary.
+const MAX_BOUND_SHOWN: usize = 20;
 
 /// The input of an import: a file, or standard input spooled to a temporary file.
 struct Source {
@@ -139,10 +149,99 @@ struct Summary {
     jobs: u64,
     appids: u64,
     skipped_already_queued: u64,
+    /// Pairs WeChat already lists as bound, not enqueued (`--skip-bound`).
+    skipped_bound: u64,
+    /// The first of them (at most 1,000).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    bound_pairs: Vec<BoundPair>,
     /// Per env (only for a dry run).
     #[serde(skip_serializing_if = "Option::is_none")]
     per_env: Option<BTreeMap<String, EnvCount>>,
     elapsed_ms: u64,
+}
+
+/// A pair found already bound by `--skip-bound`.
+#[derive(Debug, Serialize)]
+struct BoundPair {
+    env: String,
+    appid: String,
+}
+
+/// A binding checker from the settings: the WeChat client, the token of the configured mode and
+/// the global rate limit.
+fn checker(ctx: &Ctx, queue: &Queue) -> anyhow::Result<BindingChecker> {
+    let s = &ctx.settings;
+    let client = WechatClient::new(&s.wechat_base_url, s.request_timeout)
+        .context("fix ENVSHARE_WECHAT_BASE_URL")?;
+    let Some(tokens) = envshare::token::provider_from_settings(
+        s,
+        queue.connection(),
+        queue.keys(),
+        client.clone(),
+    ) else {
+        bad_input!(
+            "--skip-bound asks WeChat which pairs are bound and needs a token: set \
+             ENVSHARE_ACCESS_TOKEN, or ENVSHARE_COMPONENT_APPID and ENVSHARE_COMPONENT_APPSECRET \
+             (with a ticket stored by `envshare ticket set`)"
+        );
+    };
+    let limiter = Arc::new(RateLimiter::new(
+        queue.connection(),
+        queue.keys(),
+        s.rate_limit,
+    ));
+    Ok(BindingChecker::new(
+        client,
+        tokens,
+        limiter,
+        s.confirm_batch,
+    ))
+}
+
+/// The pairs of `pairs` (distinct) that WeChat already lists as bound: one `batchgetenvid` call
+/// per group of distinct appids.
+async fn find_bound(
+    checker: &BindingChecker,
+    pairs: Vec<(EnvId, AppId)>,
+) -> anyhow::Result<Vec<(EnvId, AppId)>> {
+    let mut by_appid: Vec<(AppId, Vec<EnvId>)> = Vec::new();
+    let mut index: HashMap<AppId, usize> = HashMap::new();
+    for (env, appid) in pairs {
+        let slot = *index.entry(appid.clone()).or_insert_with(|| {
+            by_appid.push((appid, Vec::new()));
+            by_appid.len() - 1
+        });
+        by_appid[slot].1.push(env);
+    }
+    let mut bound = Vec::new();
+    for group in by_appid.chunks(checker.batch()) {
+        let appids: Vec<AppId> = group.iter().map(|(a, _)| a.clone()).collect();
+        let answer = checker.get_env_ids(&appids).await.context(
+            "checking which pairs are already bound (batchgetenvid) failed; nothing was \
+             enqueued. Run again once WeChat answers, or without --skip-bound",
+        )?;
+        for (appid, envs) in group {
+            let listed = answer.envs_of(appid.as_str());
+            for env in envs {
+                if listed.iter().any(|e| e == env.as_str()) {
+                    bound.push((env.clone(), appid.clone()));
+                }
+            }
+        }
+    }
+    Ok(bound)
+}
+
+fn record_bound(summary: &mut Summary, bound: &[(EnvId, AppId)]) {
+    summary.skipped_bound = bound.len() as u64;
+    summary.bound_pairs = bound
+        .iter()
+        .take(MAX_BOUND_LISTED)
+        .map(|(e, a)| BoundPair {
+            env: e.to_string(),
+            appid: a.to_string(),
+        })
+        .collect();
 }
 
 #[derive(Debug, Serialize)]
@@ -201,7 +300,7 @@ pub async fn import(ctx: &Ctx, args: ImportArgs) -> anyhow::Result<()> {
     let bar = progress.bytes("validating", source.len);
     let input = bar.wrap_read(source.reader()?);
     let max_errors = args.max_errors;
-    let validation = tokio::task::spawn_blocking(move || {
+    let mut validation = tokio::task::spawn_blocking(move || {
         import::validate(input, format, chunk_size, max_errors)
     })
     .await
@@ -234,6 +333,8 @@ pub async fn import(ctx: &Ctx, args: ImportArgs) -> anyhow::Result<()> {
         jobs: 0,
         appids: 0,
         skipped_already_queued: 0,
+        skipped_bound: 0,
+        bound_pairs: Vec::new(),
         per_env: None,
         elapsed_ms: 0,
     };
@@ -288,6 +389,35 @@ pub async fn import(ctx: &Ctx, args: ImportArgs) -> anyhow::Result<()> {
         summary.elapsed_ms = started.elapsed().as_millis() as u64;
         return print_summary(&summary, flags);
     };
+
+    if flags.skip_bound {
+        // One more read: the distinct valid pairs, for batchgetenvid. Bound pairs leave the
+        // planner's set, so pass 2 makes no job for them.
+        let input = source.reader()?;
+        let pairs =
+            tokio::task::spawn_blocking(move || -> Result<Vec<(EnvId, AppId)>, ImportError> {
+                let mut seen = import::PairSet::default();
+                let mut pairs = Vec::new();
+                for record in Records::new(input, format)? {
+                    if let Ok(row) = record?.pairs {
+                        for (env, appid) in row {
+                            if seen.insert(&env, &appid) {
+                                pairs.push((env, appid));
+                            }
+                        }
+                    }
+                }
+                Ok(pairs)
+            })
+            .await
+            .context("the bound-check pass stopped")?
+            .with_context(cannot)?;
+        let bound = find_bound(&checker(ctx, &queue)?, pairs).await?;
+        for (env, appid) in &bound {
+            validation.seen.remove(env, appid);
+        }
+        record_bound(&mut summary, &bound);
+    }
 
     // Pass 2: read again, fold, chunk, enqueue in slices as the rows stream.
     let planner = Planner::new(validation.seen, chunk_size);
@@ -372,6 +502,24 @@ pub async fn pairs(ctx: &Ctx, args: EnqueueArgs) -> anyhow::Result<()> {
         bad_input!("fix --appid: {}", bad.join("; "));
     }
     let total_pairs = pairs.len() as u64;
+    let queue = if flags.dry_run {
+        None
+    } else {
+        Some(ctx.queue().await?)
+    };
+    let mut bound = Vec::new();
+    if let Some(queue) = &queue
+        && flags.skip_bound
+    {
+        let mut seen = import::PairSet::default();
+        let distinct: Vec<(EnvId, AppId)> = pairs
+            .iter()
+            .filter(|(e, a)| seen.insert(e, a))
+            .cloned()
+            .collect();
+        bound = find_bound(&checker(ctx, queue)?, distinct).await?;
+    }
+    let pairs: Vec<(EnvId, AppId)> = pairs.into_iter().filter(|p| !bound.contains(p)).collect();
     let chunks = import::plan_pairs(pairs, chunk_size);
     let unique: u64 = chunks.iter().map(|c| c.appids.len() as u64).sum();
     let mut summary = Summary {
@@ -385,14 +533,16 @@ pub async fn pairs(ctx: &Ctx, args: EnqueueArgs) -> anyhow::Result<()> {
         invalid_rows: 0,
         errors: Vec::new(),
         pairs: total_pairs,
-        duplicates_in_input: total_pairs - unique,
-        unique_pairs: unique,
+        duplicates_in_input: total_pairs - unique - bound.len() as u64,
+        unique_pairs: unique + bound.len() as u64,
         envs: 1,
         chunk_size,
         planned_jobs: chunks.len() as u64,
         jobs: 0,
         appids: 0,
         skipped_already_queued: 0,
+        skipped_bound: 0,
+        bound_pairs: Vec::new(),
         per_env: None,
         elapsed_ms: 0,
     };
@@ -405,7 +555,10 @@ pub async fn pairs(ctx: &Ctx, args: EnqueueArgs) -> anyhow::Result<()> {
         summary.elapsed_ms = started.elapsed().as_millis() as u64;
         return print_summary(&summary, flags);
     }
-    let queue = ctx.queue().await?;
+    record_bound(&mut summary, &bound);
+    let Some(queue) = queue else {
+        unreachable!("a queue is connected unless --dry-run")
+    };
     let bar = indicatif::ProgressBar::hidden();
     let done = enqueue_into(
         &queue,
@@ -482,6 +635,19 @@ fn print_summary(s: &Summary, flags: &EnqueueFlags) -> anyhow::Result<()> {
         plural(s.envs)
     );
     println!("{input}");
+    if s.skipped_bound > 0 {
+        println!(
+            "{} pair{} already bound skipped (--skip-bound):",
+            s.skipped_bound,
+            plural(s.skipped_bound)
+        );
+        for p in s.bound_pairs.iter().take(MAX_BOUND_SHOWN) {
+            println!("  {} {}", p.env, p.appid);
+        }
+        if s.skipped_bound > MAX_BOUND_SHOWN as u64 {
+            println!("  … and {} more", s.skipped_bound - MAX_BOUND_SHOWN as u64);
+        }
+    }
     if s.skipped_already_queued > 0 {
         println!(
             "{} pair{} already queued in the dedupe window skipped (--force enqueues them anyway)",

@@ -56,14 +56,45 @@ struct BatchInfo {
     progress: BatchProgress,
     /// Appids neither accepted nor failed yet.
     pending: u64,
+    /// Accepted appids whose binding `batchgetenvid` showed confirmed (`share.bound`).
+    bound: u64,
+    /// Accepted appids whose confirmation window ended first (`share.unconfirmed`).
+    unconfirmed: u64,
+    /// Accepted appids still being checked.
+    awaiting_confirmation: u64,
+    /// `batch.confirmed` was emitted.
+    confirmed: bool,
 }
 
-impl From<BatchProgress> for BatchInfo {
-    fn from(progress: BatchProgress) -> Self {
+impl BatchInfo {
+    /// The batch's progress plus its confirmation counters (fields of the batch hash written by
+    /// the confirmation watcher).
+    async fn read(queue: &Queue, progress: BatchProgress) -> anyhow::Result<Self> {
         let pending = progress
             .appids
             .saturating_sub(progress.accepted + progress.failed);
-        Self { progress, pending }
+        let key = match &progress.id {
+            Some(id) => queue.keys().batch(id),
+            None => return Err(anyhow::anyhow!("a batch without an id")),
+        };
+        let (bound, unconfirmed, confirmed): (Option<u64>, Option<u64>, Option<String>) =
+            redis::cmd("HMGET")
+                .arg(key)
+                .arg("bound")
+                .arg("unconfirmed")
+                .arg("confirmed")
+                .query_async(&mut queue.connection())
+                .await
+                .context("reading the batch's confirmation counters failed")?;
+        let (bound, unconfirmed) = (bound.unwrap_or(0), unconfirmed.unwrap_or(0));
+        Ok(Self {
+            pending,
+            bound,
+            unconfirmed,
+            awaiting_confirmation: progress.accepted.saturating_sub(bound + unconfirmed),
+            confirmed: confirmed.as_deref() == Some("1"),
+            progress,
+        })
     }
 }
 
@@ -103,7 +134,7 @@ async fn gather(ctx: &Ctx, queue: &Queue, batch: Option<&BatchId>) -> anyhow::Re
     let batch = match batch {
         None => None,
         Some(id) => match queue.batch(id).await.context("reading the batch failed")? {
-            Some(p) => Some(p.into()),
+            Some(p) => Some(BatchInfo::read(queue, p).await?),
             None => bad_input!(
                 "queue {} has no batch {id}: check the id `envshare import` printed (and \
                  ENVSHARE_QUEUE)",
@@ -282,6 +313,17 @@ fn print_text(s: &Status) {
                 "in progress"
             } else {
                 "still being enqueued"
+            }
+        );
+        println!(
+            "  confirmation: bound {}, unconfirmed {}, awaiting {}; {}",
+            b.bound,
+            b.unconfirmed,
+            b.awaiting_confirmation,
+            if b.confirmed {
+                "confirmed (every accepted appid bound or unconfirmed)"
+            } else {
+                "not confirmed yet"
             }
         );
     }

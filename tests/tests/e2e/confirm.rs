@@ -357,3 +357,131 @@ async fn confirmation_tracking_survives_a_worker_restart_with_nothing_lost_or_do
         .unwrap();
     assert_eq!(left, 0);
 }
+
+/// `envshare` (the real binary) against this stack's Redis queue and sandbox.
+fn envshare_cli(s: &Stack) -> std::process::Command {
+    let mut cmd = std::process::Command::new(envshare_tests::bin_path("envshare"));
+    cmd.env_remove("REDIS_URL")
+        .env_remove("ENVSHARE_CHUNK_SIZE")
+        .env("ENVSHARE_REDIS_URL", TestRedis::shared().url())
+        .env("ENVSHARE_QUEUE", s.settings.queue.as_str())
+        .env("ENVSHARE_WECHAT_BASE_URL", s.sandbox.url())
+        .env("ENVSHARE_ACCESS_TOKEN", TOKEN)
+        .env("ENVSHARE_LOG", "warn");
+    cmd
+}
+
+/// Runs `cmd` off the runtime's thread (the sandbox answers on this runtime meanwhile).
+async fn run_json(mut cmd: std::process::Command) -> serde_json::Value {
+    let out = tokio::task::spawn_blocking(move || cmd.output())
+        .await
+        .unwrap()
+        .expect("envshare runs");
+    assert!(
+        out.status.success(),
+        "{:?}: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("one JSON object")
+}
+
+#[tokio::test]
+async fn skip_bound_enqueues_no_job_for_pairs_already_bound() {
+    let s = Stack::start("confirm-skip", "1h", 7_200_000).await;
+    let client = envshare::wechat::WechatClient::new(s.sandbox.url(), Duration::from_secs(5))
+        .expect("client");
+    let (a, b, c) = (appid(20), appid(21), appid(22));
+    let env = EnvId::parse(ENV).unwrap();
+    client
+        .share_env(&SecretString::from(TOKEN), &env, &[a.clone(), b.clone()])
+        .await
+        .expect("share");
+    // A is bound; B's share waits for its administrator, so it is not bound yet.
+    assert!(s.sandbox.confirm(ENV, a.as_str()));
+    let checks_before = s.sandbox.calls(Endpoint::GetEnvIds);
+
+    let summary = {
+        let mut cmd = envshare_cli(&s);
+        cmd.args([
+            "enqueue",
+            "--env",
+            ENV,
+            "--appid",
+            a.as_str(),
+            b.as_str(),
+            c.as_str(),
+            "--skip-bound",
+            "--json",
+        ]);
+        run_json(cmd).await
+    };
+    assert_eq!(summary["skipped_bound"], 1, "{summary}");
+    assert_eq!(
+        summary["bound_pairs"],
+        serde_json::json!([{"env": ENV, "appid": a.as_str()}])
+    );
+    assert_eq!(summary["appids"], 2, "{summary}");
+    assert_eq!(s.sandbox.calls(Endpoint::GetEnvIds), checks_before + 1);
+
+    // The same through import, with the file's pairs in two rows and a duplicate.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("pairs.csv");
+    std::fs::write(
+        &file,
+        format!("env,appid\n{ENV},{a}\nother-env,{a}\n{ENV},{a}\n{ENV},{c}\n"),
+    )
+    .unwrap();
+    let summary = {
+        let mut cmd = envshare_cli(&s);
+        cmd.args([
+            "import",
+            file.to_str().unwrap(),
+            "--skip-bound",
+            "--force",
+            "--json",
+        ]);
+        run_json(cmd).await
+    };
+    assert_eq!(summary["skipped_bound"], 1, "{summary}");
+    assert_eq!(
+        summary["appids"], 2,
+        "other-env/A and C are enqueued: {summary}"
+    );
+}
+
+#[tokio::test]
+async fn status_of_a_batch_shows_bound_unconfirmed_and_confirmed() {
+    let s = Stack::start("confirm-status", "100ms,200ms", 800).await;
+    let worker = s.worker().await;
+    let (a, b) = (appid(30), appid(31));
+    let batch = s.enqueue(vec![a.clone(), b.clone()]).await;
+    assert!(
+        wait_until(Duration::from_secs(5), || async {
+            s.sandbox.bindings().len() == 2
+        })
+        .await
+    );
+    assert!(s.sandbox.confirm(ENV, a.as_str()));
+    s.wait_confirmations(3, Duration::from_secs(5)).await;
+    worker.stop().await;
+
+    let status = {
+        let mut cmd = envshare_cli(&s);
+        cmd.args(["status", "--batch", batch.as_str(), "--json"]);
+        run_json(cmd).await
+    };
+    let b = &status["batch"];
+    assert_eq!(
+        (&b["accepted"], &b["bound"], &b["unconfirmed"], &b["failed"]),
+        (
+            &serde_json::json!(2),
+            &serde_json::json!(1),
+            &serde_json::json!(1),
+            &serde_json::json!(0)
+        ),
+        "{status}"
+    );
+    assert_eq!(b["confirmed"], true, "{status}");
+    assert_eq!(b["awaiting_confirmation"], 0, "{status}");
+}
