@@ -128,6 +128,37 @@ pub fn human(e: &Event) -> String {
             "{} batch.completed  batch={batch_id} total={total} accepted={accepted} failed={failed}",
             e.at
         ),
+        EventKind::ShareBound {
+            batch_id,
+            env,
+            appid,
+            confirm_seconds,
+            checks,
+            ..
+        } => format!(
+            "{} share.bound      env={env} appid={appid} batch={batch_id} confirmed_after={confirm_seconds:.0}s checks={checks}",
+            e.at
+        ),
+        EventKind::ShareUnconfirmed {
+            batch_id,
+            env,
+            appid,
+            window_seconds,
+            checks,
+            ..
+        } => format!(
+            "{} share.unconfirmed env={env} appid={appid} batch={batch_id} window={window_seconds:.0}s checks={checks}",
+            e.at
+        ),
+        EventKind::BatchConfirmed {
+            batch_id,
+            accepted,
+            bound,
+            unconfirmed,
+        } => format!(
+            "{} batch.confirmed  batch={batch_id} accepted={accepted} bound={bound} unconfirmed={unconfirmed}",
+            e.at
+        ),
         EventKind::Unknown => format!("{} (unknown event type) id={}", e.at, e.id),
     }
 }

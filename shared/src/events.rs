@@ -19,11 +19,12 @@ pub const EVENT_VERSION: u32 = 1;
 /// One result event, as written to the stream.
 ///
 /// Serialized field order is `v`, `id`, `at`, `type`, then the fields of the kind.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {
     /// Format version, [`EVENT_VERSION`].
     pub v: u32,
-    /// Stable id: `{job_id}.{gen}.{appid}` for share events, `batch.{batch_id}.completed`.
+    /// Stable id: `{job_id}.{gen}.{appid}` for share events (`.bound` / `.unconfirmed` appended
+    /// for confirmation events), `batch.{batch_id}.completed`, `batch.{batch_id}.confirmed`.
     pub id: String,
     /// When the state change happened, ISO-8601 UTC.
     pub at: String,
@@ -33,7 +34,7 @@ pub struct Event {
 }
 
 /// The kinds of events and their fields.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type")]
 pub enum EventKind {
     /// WeChat took the share request for this appid.
@@ -87,18 +88,80 @@ pub enum EventKind {
         /// Appids failed.
         failed: u64,
     },
+    /// `batchgetenvid` lists `env` for `appid`: the administrator confirmed, the binding is live.
+    #[serde(rename = "share.bound")]
+    ShareBound {
+        /// The job that carried the appid.
+        job_id: JobId,
+        /// The job's batch.
+        batch_id: BatchId,
+        /// The shared environment.
+        env: EnvId,
+        /// The Mini Program.
+        appid: AppId,
+        /// When the share was accepted, ISO-8601 UTC.
+        accepted_at: String,
+        /// Seconds from acceptance to the check that saw the binding (ms precision).
+        confirm_seconds: f64,
+        /// `batchgetenvid` checks made, this one included.
+        checks: u32,
+    },
+    /// The confirmation window ended without the binding showing up.
+    #[serde(rename = "share.unconfirmed")]
+    ShareUnconfirmed {
+        /// The job that carried the appid.
+        job_id: JobId,
+        /// The job's batch.
+        batch_id: BatchId,
+        /// The shared environment.
+        env: EnvId,
+        /// The Mini Program.
+        appid: AppId,
+        /// When the share was accepted, ISO-8601 UTC.
+        accepted_at: String,
+        /// The window (`ENVSHARE_CONFIRM_WINDOW`) in seconds.
+        window_seconds: f64,
+        /// `batchgetenvid` checks made.
+        checks: u32,
+    },
+    /// The batch completed and every accepted appid is bound or unconfirmed; emitted once.
+    #[serde(rename = "batch.confirmed")]
+    BatchConfirmed {
+        /// The batch.
+        batch_id: BatchId,
+        /// Appids accepted.
+        accepted: u64,
+        /// Appids bound.
+        bound: u64,
+        /// Appids unconfirmed.
+        unconfirmed: u64,
+    },
     /// A type this version does not know (written by a newer version); consumers skip it.
     #[serde(other)]
     Unknown,
 }
 
 impl EventKind {
+    /// Whether this is one of the confirmation events (`share.bound`, `share.unconfirmed`,
+    /// `batch.confirmed`), written by the confirmation watcher rather than the queue.
+    pub fn is_confirmation(&self) -> bool {
+        matches!(
+            self,
+            EventKind::ShareBound { .. }
+                | EventKind::ShareUnconfirmed { .. }
+                | EventKind::BatchConfirmed { .. }
+        )
+    }
+
     /// The `type` string (`share.accepted`, …); `unknown` for [`EventKind::Unknown`].
     pub fn type_name(&self) -> &'static str {
         match self {
             EventKind::ShareAccepted { .. } => "share.accepted",
             EventKind::ShareFailed { .. } => "share.failed",
             EventKind::BatchCompleted { .. } => "batch.completed",
+            EventKind::ShareBound { .. } => "share.bound",
+            EventKind::ShareUnconfirmed { .. } => "share.unconfirmed",
+            EventKind::BatchConfirmed { .. } => "batch.confirmed",
             EventKind::Unknown => "unknown",
         }
     }
@@ -188,7 +251,7 @@ impl EventError {
 }
 
 /// An event read from the stream, with its stream entry id (for [`EventReader::ack`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct StreamEvent {
     /// The stream entry id (`1764460800000-0`), not the event's stable id.
     pub entry_id: String,
@@ -495,9 +558,10 @@ mod tests {
 
     #[test]
     fn an_unknown_type_parses_as_unknown() {
-        let e: Event =
-            serde_json::from_str(r#"{"v":1,"id":"x","at":"t","type":"share.bound","appid":"wx"}"#)
-                .unwrap();
+        let e: Event = serde_json::from_str(
+            r#"{"v":1,"id":"x","at":"t","type":"share.revoked","appid":"wx"}"#,
+        )
+        .unwrap();
         assert_eq!(e.kind, EventKind::Unknown);
     }
 }

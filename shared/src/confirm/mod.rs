@@ -36,7 +36,7 @@ use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
 pub use checker::{BindingChecker, CheckError, DEFAULT_CONFIRM_BATCH};
-pub use events::{ConfirmationEvent, ConfirmationKind, read_confirmations};
+pub use events::read_confirmations;
 pub use schedule::{ConfirmSchedule, parse_duration};
 
 use crate::clock::iso8601;
@@ -508,14 +508,14 @@ impl Watcher {
     fn decide(&self, id: &str, info: &Info, bound: bool, now: u64) -> Decision {
         let checks = info.checks + 1;
         let window = self.settings.window.as_millis() as u64;
-        let common = |kind| ConfirmationEvent {
+        let common = |kind| Event {
             v: 1,
             id: String::new(),
             at: iso8601(now),
             kind,
         };
         if bound {
-            let mut e = common(ConfirmationKind::ShareBound {
+            let mut e = common(EventKind::ShareBound {
                 job_id: info.job_id.clone(),
                 batch_id: info.batch_id.clone(),
                 env: info.env.clone(),
@@ -529,7 +529,7 @@ impl Watcher {
         }
         let elapsed = now.saturating_sub(info.accepted_at);
         if elapsed >= window {
-            let mut e = common(ConfirmationKind::ShareUnconfirmed {
+            let mut e = common(EventKind::ShareUnconfirmed {
                 job_id: info.job_id.clone(),
                 batch_id: info.batch_id.clone(),
                 env: info.env.clone(),
@@ -643,8 +643,8 @@ impl Watcher {
 
 /// The outcome of one entry's check.
 enum Decision {
-    Bound(BatchId, ConfirmationEvent),
-    Unconfirmed(BatchId, ConfirmationEvent),
+    Bound(BatchId, Event),
+    Unconfirmed(BatchId, Event),
     /// Check again at this time (ms), with these details.
     Later(u64, Info),
 }

@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use envshare::config::Settings;
-use envshare::confirm::{ConfirmSchedule, ConfirmationKind, read_confirmations};
+use envshare::confirm::{ConfirmSchedule, read_confirmations};
 use envshare::events::{EventKind, read_all};
 use envshare::queue::{EnqueueOptions, NewJob, Queue, QueueSettings};
 use envshare::sandbox::{Fault, Sandbox, SandboxConfig, SandboxHandle};
@@ -121,7 +121,7 @@ impl Stack {
         batch
     }
 
-    async fn confirmations(&self) -> Vec<ConfirmationKind> {
+    async fn confirmations(&self) -> Vec<EventKind> {
         let mut conn = TestRedis::shared().conn().await;
         read_confirmations(&mut conn, self.queue.keys())
             .await
@@ -143,7 +143,7 @@ impl Stack {
     }
 
     /// Waits until `n` confirmation events are in the stream.
-    async fn wait_confirmations(&self, n: usize, timeout: Duration) -> Vec<ConfirmationKind> {
+    async fn wait_confirmations(&self, n: usize, timeout: Duration) -> Vec<EventKind> {
         let ok = wait_until(timeout, || async { self.confirmations().await.len() >= n }).await;
         let all = self.confirmations().await;
         assert!(ok, "expected {n} confirmation events, got {all:?}");
@@ -151,7 +151,7 @@ impl Stack {
     }
 }
 
-fn count(events: &[ConfirmationKind], type_name: &str) -> usize {
+fn count(events: &[EventKind], type_name: &str) -> usize {
     events.iter().filter(|e| e.type_name() == type_name).count()
 }
 
@@ -182,7 +182,7 @@ async fn a_binding_confirmed_after_the_second_check_gives_one_share_bound_and_on
     assert_eq!(events_later, events, "nothing emitted twice");
     assert_eq!(count(&events, "share.bound"), 2, "{events:?}");
     for e in &events {
-        if let ConfirmationKind::ShareBound {
+        if let EventKind::ShareBound {
             checks,
             confirm_seconds,
             env,
@@ -197,7 +197,7 @@ async fn a_binding_confirmed_after_the_second_check_gives_one_share_bound_and_on
     }
     assert_eq!(
         events.last().unwrap(),
-        &ConfirmationKind::BatchConfirmed {
+        &EventKind::BatchConfirmed {
             batch_id: batch.clone(),
             accepted: 2,
             bound: 2,
@@ -225,7 +225,7 @@ async fn a_binding_never_confirmed_gives_one_share_unconfirmed_at_the_window_end
         "not before the window's end: {elapsed:?}"
     );
     assert_eq!(events_later, events, "nothing emitted twice");
-    let ConfirmationKind::ShareUnconfirmed {
+    let EventKind::ShareUnconfirmed {
         appid: a,
         checks,
         window_seconds,
@@ -242,7 +242,7 @@ async fn a_binding_never_confirmed_gives_one_share_unconfirmed_at_the_window_end
     assert_eq!(*window_seconds, 1.2);
     assert_eq!(
         events[1],
-        ConfirmationKind::BatchConfirmed {
+        EventKind::BatchConfirmed {
             batch_id: batch,
             accepted: 1,
             bound: 0,
@@ -303,7 +303,7 @@ async fn a_timeout_after_the_share_was_recorded_does_not_send_the_bound_appid_ag
     }
     assert_eq!(count(&events, "share.bound"), 1, "{events:?}");
     assert_eq!(count(&events, "share.unconfirmed"), 1, "{events:?}");
-    assert!(events.contains(&ConfirmationKind::BatchConfirmed {
+    assert!(events.contains(&EventKind::BatchConfirmed {
         batch_id: batch,
         accepted: 2,
         bound: 1,
@@ -341,7 +341,7 @@ async fn confirmation_tracking_survives_a_worker_restart_with_nothing_lost_or_do
     assert_eq!(count(&events, "share.unconfirmed"), 2, "{events:?}");
     assert_eq!(
         events.last().unwrap(),
-        &ConfirmationKind::BatchConfirmed {
+        &EventKind::BatchConfirmed {
             batch_id: batch,
             accepted: 4,
             bound: 2,

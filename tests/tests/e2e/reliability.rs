@@ -168,7 +168,10 @@ impl Rig {
                     accepted,
                     failed,
                 } => completed.push((batch_id.to_string(), *total, *accepted, *failed)),
+                // Confirmation events follow the finals; they are not finals themselves.
+                k if k.is_confirmation() => {}
                 EventKind::Unknown => panic!("an unknown event type in the stream: {e:?}"),
+                _ => unreachable!("every kind is matched above"),
             }
         }
         let expected: HashSet<String> = (0..n).map(appid).collect();
