@@ -265,6 +265,12 @@ mod tests {
             nodes("redis+cluster://u:p@127.0.0.1:7000,127.0.0.1:7001", false),
             ["redis://u:p@127.0.0.1:7000", "redis://u:p@127.0.0.1:7001"]
         );
+    }
+
+    // A rediss:// node is only a valid Redis URL in a build with TLS.
+    #[cfg(feature = "tls")]
+    #[test]
+    fn the_tls_cluster_scheme_lists_every_node_with_the_credentials() {
         assert_eq!(
             nodes("rediss+cluster://:pw@h1:1, h2:2/0", false),
             ["rediss://:pw@h1:1/0", "rediss://:pw@h2:2/0"]
