@@ -152,7 +152,7 @@ impl Bench {
         }
         let secs = started.elapsed().as_secs_f64();
         Ok(json!({
-            "command": "enqueue", "n": n, "chunk": chunk, "enqueued": enqueued,
+            "command": "enqueue", "version": env!("CARGO_PKG_VERSION"), "n": n, "chunk": chunk, "enqueued": enqueued,
             "seconds": secs, "jobs_per_s": enqueued as f64 / secs, "max_rss_mb": max_rss_mb(),
             "batch_id": batch.to_string(),
         }))
@@ -184,7 +184,7 @@ impl Bench {
         let secs = started.elapsed().as_secs_f64();
         let acked = handle.counters().acked.load(Ordering::Relaxed);
         Ok(json!({
-            "command": "work", "n": n, "concurrency": concurrency, "processed_ok": acked,
+            "command": "work", "version": env!("CARGO_PKG_VERSION"), "n": n, "concurrency": concurrency, "processed_ok": acked,
             "seconds": secs, "jobs_per_s": acked as f64 / secs, "max_rss_mb": max_rss_mb(),
         }))
     }
