@@ -25,8 +25,17 @@
 //! never drops, so an `atexit` hook kills it when the test binary exits; on Linux every
 //! `redis-server` is also started with `PR_SET_PDEATHSIG`, so it dies with the test process even
 //! when that process is killed. No `redis-server` outlives the tests.
+//!
+//! # End-to-end stack
+//!
+//! [`TestStack::start`] adds the sandbox, a queue of the test's own and in-process workers on
+//! top of the shared Redis; [`bin_path`] and [`ChildProcess`] run the real binaries.
 
 #![deny(missing_docs)]
+
+mod stack;
+
+pub use stack::{RunningWorker, TestStack, is_share};
 
 use std::future::Future;
 use std::io::{Read, Write};

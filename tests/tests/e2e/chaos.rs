@@ -14,10 +14,9 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::io::Write as _;
-use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use envshare::events::{EventKind, FailReason, read_all};
@@ -25,7 +24,7 @@ use envshare::queue::{EnqueueOptions, NewJob, Queue, QueueSettings, QueueStats};
 use envshare::sandbox::{AppidRule, Fault, Latency, Sandbox, SandboxConfig, SandboxHandle};
 use envshare::wechat::Endpoint;
 use envshare::{AppId, BatchId, EnvId, QueueName};
-use envshare_tests::{TestRedis, free_port, unique_queue, wait_until};
+use envshare_tests::{ChildProcess, TestRedis, bin_path, free_port, unique_queue, wait_until};
 
 const ENV: &str = "prod-chaos";
 
@@ -35,31 +34,6 @@ fn appid(i: u64) -> AppId {
 
 // ---- binaries ----
 
-/// Builds `package` once per test process and returns the path of its binary `name`, next to
-/// this test executable (`target/<profile>/deps/e2e-…` → `target/<profile>/NAME`).
-fn binary(package: &'static str, name: &'static str) -> PathBuf {
-    static BUILT: OnceLock<Mutex<BTreeMap<&'static str, PathBuf>>> = OnceLock::new();
-    let mut built = BUILT
-        .get_or_init(Default::default)
-        .lock()
-        .unwrap_or_else(|p| p.into_inner());
-    if let Some(path) = built.get(package) {
-        return path.clone();
-    }
-    let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/../Cargo.toml");
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
-        .args(["build", "-q", "-p", package, "--manifest-path", manifest])
-        .status()
-        .expect("running cargo build");
-    assert!(status.success(), "building {package} failed");
-    let exe = std::env::current_exe().unwrap();
-    let path = exe.parent().unwrap().parent().unwrap().join(name);
-    assert!(path.exists(), "{} missing", path.display());
-    built.insert(package, path.clone());
-    path
-}
-
 /// The environment every child gets: nothing from the caller's, so nothing redirects it.
 fn base_env(cmd: &mut Command, redis: &TestRedis, queue: &QueueName) {
     cmd.env_clear()
@@ -68,12 +42,11 @@ fn base_env(cmd: &mut Command, redis: &TestRedis, queue: &QueueName) {
         .env("ENVSHARE_QUEUE", queue.as_str());
 }
 
-/// A running `envshare-worker`, its stderr read from the start (a full pipe would block its
-/// logging and, with it, the whole process), its RSS sampled every 20 ms.
+/// A running `envshare-worker` (its output collected by [`ChildProcess`]), its RSS sampled
+/// every 20 ms.
 struct Worker {
-    child: Child,
+    child: ChildProcess,
     http: String,
-    stderr: Option<std::thread::JoinHandle<String>>,
     sampler: Option<std::thread::JoinHandle<()>>,
     stop_sampling: Arc<AtomicBool>,
     peak_rss_kb: Arc<AtomicU64>,
@@ -81,27 +54,18 @@ struct Worker {
 
 fn spawn_worker(redis: &TestRedis, queue: &QueueName, envs: &[(&str, String)]) -> Worker {
     let port = free_port();
-    let mut cmd = Command::new(binary("envshare-worker", "envshare-worker"));
-    base_env(&mut cmd, redis, queue);
-    cmd.env("ENVSHARE_HTTP_ADDR", format!("127.0.0.1:{port}"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    for (k, v) in envs {
-        cmd.env(k, v);
-    }
-    let mut child = cmd.spawn().expect("spawning envshare-worker");
-    let mut pipe = child.stderr.take().unwrap();
-    let stderr = std::thread::spawn(move || {
-        let mut s = String::new();
-        std::io::Read::read_to_string(&mut pipe, &mut s).ok();
-        s
-    });
+    let mut env = vec![
+        ("ENVSHARE_REDIS_URL", redis.url().to_owned()),
+        ("ENVSHARE_QUEUE", queue.as_str().to_owned()),
+        ("ENVSHARE_HTTP_ADDR", format!("127.0.0.1:{port}")),
+    ];
+    env.extend(envs.iter().cloned());
+    let child = ChildProcess::spawn(&bin_path("envshare-worker"), &[], &env);
     let stop_sampling = Arc::new(AtomicBool::new(false));
     let peak_rss_kb = Arc::new(AtomicU64::new(0));
     let sampler = {
         let (stop, peak) = (stop_sampling.clone(), peak_rss_kb.clone());
-        let pid = child.id();
+        let pid = child.pid();
         std::thread::spawn(move || {
             while !stop.load(Ordering::Relaxed) {
                 match proc_status_kb(pid, "VmRSS:") {
@@ -117,7 +81,6 @@ fn spawn_worker(redis: &TestRedis, queue: &QueueName, envs: &[(&str, String)]) -
     Worker {
         child,
         http: format!("http://127.0.0.1:{port}"),
-        stderr: Some(stderr),
         sampler: Some(sampler),
         stop_sampling,
         peak_rss_kb,
@@ -136,43 +99,31 @@ fn proc_status_kb(pid: u32, field: &str) -> Option<u64> {
 impl Worker {
     /// The kernel's high-water mark of the resident set (`VmHWM`), in kB, while it runs.
     fn rss_high_water_kb(&self) -> Option<u64> {
-        proc_status_kb(self.child.id(), "VmHWM:")
+        proc_status_kb(self.child.pid(), "VmHWM:")
     }
 
     fn sigterm(&self) {
-        // SAFETY: kill(2) on our own child's pid, which has not been reaped yet.
-        let rc = unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
-        assert_eq!(rc, 0, "SIGTERM to envshare-worker");
+        self.child.sigterm();
     }
 
     /// Waits for the exit (at most `timeout`, then SIGKILL and panic); returns the status, the
     /// whole stderr and the peak sampled RSS in kB.
     async fn wait(mut self, timeout: Duration) -> (std::process::ExitStatus, String, u64) {
-        let deadline = Instant::now() + timeout;
-        let status = loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                break status;
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                panic!("envshare-worker did not exit within {timeout:?}");
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+        let Some(status) = self.child.wait_exit(timeout).await else {
+            self.child.kill9();
+            panic!("envshare-worker did not exit within {timeout:?}");
         };
         self.stop_sampling.store(true, Ordering::Relaxed);
         let _ = self.sampler.take().unwrap().join();
-        let stderr = self.stderr.take().unwrap().join().unwrap();
+        let stderr = self.child.output().1;
         (status, stderr, self.peak_rss_kb.load(Ordering::Relaxed))
     }
 }
 
 impl Drop for Worker {
     fn drop(&mut self) {
-        // A failed assertion must not leave the child running.
-        if self.stderr.is_some() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
+        // The child is killed by its own Drop; the sampler stops with it.
+        self.stop_sampling.store(true, Ordering::Relaxed);
     }
 }
 
@@ -184,7 +135,7 @@ fn cli(
     args: &[&str],
     stdin: &str,
 ) -> Output {
-    let mut cmd = Command::new(binary("envshare-cli", "envshare"));
+    let mut cmd = Command::new(bin_path("envshare"));
     base_env(&mut cmd, redis, queue);
     cmd.args(args)
         .stdin(Stdio::piped())

@@ -1,40 +1,31 @@
 //! The `envshare` binary end to end: the real executable against a real Redis, one queue per test.
 //!
 //! The binary is found next to this test executable (`target/<profile>/envshare`, the test being
-//! `target/<profile>/deps/e2e-…`). `cargo test --workspace` builds it; when only this package is
-//! tested, build it first with `cargo build -p envshare-cli`. `ENVSHARE_BIN` overrides the path.
+//! `target/<profile>/deps/e2e-…`) and built on first use when the tests run under cargo (see
+//! `envshare_tests::bin_path`). `ENVSHARE_BIN` overrides the path.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use assert_cmd::Command;
+use assert_cmd::assert::Assert;
 use envshare::QueueName;
 use envshare::clock::ManualClock;
 use envshare::queue::{
-    Ack, Claim, EnqueueOptions, FailReason, NewJob, Outcome, Queue, QueueSettings, WorkerId,
+    Ack, Claim, EnqueueOptions, FailReason, NewJob, Outcome, Queue, QueueSettings, QueueStats,
+    WorkerId,
 };
 use envshare::{AppId, BatchId, EnvId};
-use envshare_tests::{TestRedis, unique_queue};
+use envshare_tests::{TestRedis, bin_path, unique_queue};
 use predicates::prelude::*;
 use predicates::str::contains;
 
+/// The `envshare` binary: `ENVSHARE_BIN` if set, else the workspace's own (see [`bin_path`]).
 fn bin() -> PathBuf {
-    if let Some(p) = std::env::var_os("ENVSHARE_BIN") {
-        return p.into();
+    match std::env::var_os("ENVSHARE_BIN") {
+        Some(p) => p.into(),
+        None => bin_path("envshare"),
     }
-    let exe = std::env::current_exe().expect("the test executable's path");
-    let dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target/<profile>/deps/");
-    let path = dir.join(format!("envshare{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        path.exists(),
-        "{} is missing: build it with `cargo build -p envshare-cli` (cargo test --workspace \
-         builds it), or set ENVSHARE_BIN",
-        path.display()
-    );
-    path
 }
 
 /// `envshare` with the test Redis and queue `q`, and nothing from the caller's environment that
@@ -75,6 +66,29 @@ fn file(dir: &tempfile::TempDir, name: &str, content: &[u8]) -> PathBuf {
     path
 }
 
+/// Writes `content` to `name` in a new temporary directory; keep the directory while the file is
+/// used.
+fn input(name: &str, content: &[u8]) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = file(&dir, name, content);
+    (dir, path)
+}
+
+/// `envshare import ARGS PATH` on queue `q`, run to its end.
+fn import(q: &QueueName, args: &[&str], path: &Path) -> Assert {
+    envshare(q).arg("import").args(args).arg(path).assert()
+}
+
+/// The queue's counters, read through the queue API.
+async fn stats(q: &QueueName) -> QueueStats {
+    queue(q).await.stats().await.unwrap()
+}
+
+/// The last stdout line of a successful run, parsed as JSON.
+fn success_json(assert: Assert) -> serde_json::Value {
+    json_out(assert.success().get_output())
+}
+
 fn json_out(out: &std::process::Output) -> serde_json::Value {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let line = stdout.lines().last().unwrap_or_default();
@@ -84,12 +98,8 @@ fn json_out(out: &std::process::Output) -> serde_json::Value {
 #[tokio::test]
 async fn an_import_enqueues_chunked_jobs_and_prints_the_batch_and_counts() {
     let q = unique_queue("cli-import");
-    let dir = tempfile::tempdir().unwrap();
-    let path = file(&dir, "pairs.csv", csv(25).as_bytes());
-    let out = envshare(&q)
-        .args(["import", "--chunk-size", "10", "--batch", "b-one"])
-        .arg(&path)
-        .assert()
+    let (_dir, path) = input("pairs.csv", csv(25).as_bytes());
+    let out = import(&q, &["--chunk-size", "10", "--batch", "b-one"], &path)
         .success()
         .stdout(contains("batch b-one: enqueued 3 jobs with 25 appids"))
         .stdout(contains("1 duplicate in the input folded"))
@@ -112,48 +122,29 @@ async fn an_import_enqueues_chunked_jobs_and_prints_the_batch_and_counts() {
 #[tokio::test]
 async fn a_second_import_skips_queued_pairs_unless_forced() {
     let q = unique_queue("cli-dedupe");
-    let dir = tempfile::tempdir().unwrap();
-    let path = file(&dir, "pairs.csv", csv(12).as_bytes());
-    envshare(&q).arg("import").arg(&path).assert().success();
+    let (_dir, path) = input("pairs.csv", csv(12).as_bytes());
+    import(&q, &[], &path).success();
 
-    let again = envshare(&q)
-        .args(["import", "--json"])
-        .arg(&path)
-        .assert()
-        .success()
-        .get_output()
-        .clone();
-    let s = json_out(&again);
+    let s = success_json(import(&q, &["--json"], &path));
     assert_eq!(s["jobs"], 0);
     assert_eq!(s["skipped_already_queued"], 12);
 
-    let forced = envshare(&q)
-        .args(["import", "--json", "--force"])
-        .arg(&path)
-        .assert()
-        .success()
-        .get_output()
-        .clone();
-    let s = json_out(&forced);
+    let s = success_json(import(&q, &["--json", "--force"], &path));
     assert_eq!(s["appids"], 12);
     assert_eq!(s["skipped_already_queued"], 0);
-    assert_eq!(queue(&q).await.stats().await.unwrap().ready, 4);
+    assert_eq!(stats(&q).await.ready, 4);
 }
 
 #[tokio::test]
 async fn bad_rows_exit_2_name_each_line_and_enqueue_nothing() {
     let q = unique_queue("cli-badrows");
-    let dir = tempfile::tempdir().unwrap();
     let mut content = String::from("env,appid\nprod,wx0000000000000001\n");
     for i in 0..25 {
         content.push_str(&format!("prod,wxBAD{i}\n"));
     }
     content.push_str("bad env,wx0000000000000002\n");
-    let path = file(&dir, "rows.csv", content.as_bytes());
-    envshare(&q)
-        .arg("import")
-        .arg(&path)
-        .assert()
+    let (_dir, path) = input("rows.csv", content.as_bytes());
+    import(&q, &[], &path)
         .code(2)
         .stderr(contains(format!(
             "{}:3: invalid appid \"wxBAD0\"",
@@ -163,19 +154,15 @@ async fn bad_rows_exit_2_name_each_line_and_enqueue_nothing() {
         .stderr(contains("26 invalid lines"))
         .stderr(contains("nothing was enqueued"))
         .stderr(contains("--skip-invalid"));
-    assert_eq!(queue(&q).await.stats().await.unwrap().jobs, 0);
+    assert_eq!(stats(&q).await.jobs, 0);
 }
 
 #[tokio::test]
 async fn skip_invalid_enqueues_the_valid_rows_and_reports_the_rest() {
     let q = unique_queue("cli-skip");
-    let dir = tempfile::tempdir().unwrap();
     let content = "env,appid\nprod,wx0000000000000001\nprod,nope\nprod,wx0000000000000002\n";
-    let path = file(&dir, "rows.csv", content.as_bytes());
-    let out = envshare(&q)
-        .args(["import", "--skip-invalid", "--json"])
-        .arg(&path)
-        .assert()
+    let (_dir, path) = input("rows.csv", content.as_bytes());
+    let out = import(&q, &["--skip-invalid", "--json"], &path)
         .success()
         .stderr(contains(":3: invalid appid \"nope\""))
         .get_output()
@@ -184,41 +171,29 @@ async fn skip_invalid_enqueues_the_valid_rows_and_reports_the_rest() {
     assert_eq!(s["invalid_rows"], 1);
     assert_eq!(s["errors"][0]["line"], 3);
     assert_eq!(s["appids"], 2);
-    assert_eq!(queue(&q).await.stats().await.unwrap().ready, 1);
+    assert_eq!(stats(&q).await.ready, 1);
 }
 
 #[tokio::test]
 async fn a_dry_run_shows_the_plan_and_enqueues_nothing() {
     let q = unique_queue("cli-dry");
-    let dir = tempfile::tempdir().unwrap();
-    let path = file(&dir, "pairs.csv", csv(25).as_bytes());
-    envshare(&q)
-        .args(["import", "--dry-run", "--chunk-size", "5"])
-        .arg(&path)
-        .assert()
+    let (_dir, path) = input("pairs.csv", csv(25).as_bytes());
+    import(&q, &["--dry-run", "--chunk-size", "5"], &path)
         .success()
         .stdout(contains("dry run: nothing was enqueued"))
         .stdout(contains("would enqueue 5 jobs (25 appids"))
         .stdout(contains("prod: 25 appids, 5 jobs"));
-    let stats = queue(&q).await.stats().await.unwrap();
+    let stats = stats(&q).await;
     assert_eq!((stats.jobs, stats.events), (0, 0));
 }
 
 #[tokio::test]
 async fn a_csv_with_bom_crlf_and_reordered_columns_imports() {
     let q = unique_queue("cli-bom");
-    let dir = tempfile::tempdir().unwrap();
     let content =
         "\u{feff}note,appid,env\r\nx,wx0000000000000001,prod\r\ny,wx0000000000000002,test\r\n";
-    let path = file(&dir, "excel.csv", content.as_bytes());
-    let out = envshare(&q)
-        .args(["import", "--json"])
-        .arg(&path)
-        .assert()
-        .success()
-        .get_output()
-        .clone();
-    let s = json_out(&out);
+    let (_dir, path) = input("excel.csv", content.as_bytes());
+    let s = success_json(import(&q, &["--json"], &path));
     assert_eq!((s["rows"].as_u64(), s["jobs"].as_u64()), (Some(2), Some(2)));
     assert_eq!(s["envs"], 2);
 }
@@ -232,14 +207,12 @@ async fn jsonl_in_both_shapes_imports_from_stdin() {
         app(2),
         app(3)
     );
-    let out = envshare(&q)
-        .args(["import", "-", "--json"])
-        .write_stdin(input)
-        .assert()
-        .success()
-        .get_output()
-        .clone();
-    let s = json_out(&out);
+    let s = success_json(
+        envshare(&q)
+            .args(["import", "-", "--json"])
+            .write_stdin(input)
+            .assert(),
+    );
     assert_eq!(s["format"], "jsonl");
     assert_eq!(s["input"], "<stdin>");
     assert_eq!(s["appids"], 3);
@@ -262,10 +235,7 @@ async fn an_empty_file_exits_2_and_says_what_it_needs() {
     let dir = tempfile::tempdir().unwrap();
     for (name, content) in [("empty.csv", ""), ("header.csv", "env,appid\r\n")] {
         let path = file(&dir, name, content.as_bytes());
-        envshare(&q)
-            .arg("import")
-            .arg(&path)
-            .assert()
+        import(&q, &[], &path)
             .code(2)
             .stderr(contains("the input is empty"));
     }
@@ -274,32 +244,20 @@ async fn an_empty_file_exits_2_and_says_what_it_needs() {
 #[tokio::test]
 async fn an_unknown_format_exits_2_and_names_the_flag() {
     let q = unique_queue("cli-format");
-    let dir = tempfile::tempdir().unwrap();
-    let path = file(&dir, "pairs.txt", b"hello world\n");
-    envshare(&q)
-        .arg("import")
-        .arg(&path)
-        .assert()
+    let (_dir, path) = input("pairs.txt", b"hello world\n");
+    import(&q, &[], &path)
         .code(2)
         .stderr(contains("unknown input format"))
         .stderr(contains("--format csv|jsonl"));
     // A usage error (a format clap does not know) is 2 as well.
-    envshare(&q)
-        .args(["import", "--format", "xml"])
-        .arg(&path)
-        .assert()
-        .code(2);
+    import(&q, &["--format", "xml"], &path).code(2);
 }
 
 #[tokio::test]
 async fn a_missing_column_exits_2_and_shows_the_header() {
     let q = unique_queue("cli-column");
-    let dir = tempfile::tempdir().unwrap();
-    let path = file(&dir, "pairs.csv", b"env,app_id\nprod,wx0000000000000001\n");
-    envshare(&q)
-        .arg("import")
-        .arg(&path)
-        .assert()
+    let (_dir, path) = input("pairs.csv", b"env,app_id\nprod,wx0000000000000001\n");
+    import(&q, &[], &path)
         .code(2)
         .stderr(contains("no \"appid\" column (found: env,app_id)"));
 }
@@ -337,28 +295,26 @@ async fn enqueue_validates_and_enqueues_a_few_pairs() {
         .assert()
         .code(2)
         .stderr(contains("fix --appid"));
-    let out = envshare(&q)
-        .args([
-            "enqueue",
-            "--env",
-            "prod",
-            "--chunk-size",
-            "2",
-            "--json",
-            "--appid",
-        ])
-        .args([app(1), app(2), app(3), app(3)])
-        .assert()
-        .success()
-        .get_output()
-        .clone();
-    let s = json_out(&out);
+    let s = success_json(
+        envshare(&q)
+            .args([
+                "enqueue",
+                "--env",
+                "prod",
+                "--chunk-size",
+                "2",
+                "--json",
+                "--appid",
+            ])
+            .args([app(1), app(2), app(3), app(3)])
+            .assert(),
+    );
     assert_eq!(
         (s["jobs"].as_u64(), s["appids"].as_u64()),
         (Some(2), Some(3))
     );
     assert_eq!(s["duplicates_in_input"], 1);
-    assert_eq!(queue(&q).await.stats().await.unwrap().ready, 2);
+    assert_eq!(stats(&q).await.ready, 2);
 }
 
 #[tokio::test]
@@ -377,13 +333,11 @@ async fn status_json_reports_counts_and_the_batch() {
         ])
         .assert()
         .success();
-    let out = envshare(&q)
-        .args(["status", "--json", "--batch", "b-s"])
-        .assert()
-        .success()
-        .get_output()
-        .clone();
-    let s = json_out(&out);
+    let s = success_json(
+        envshare(&q)
+            .args(["status", "--json", "--batch", "b-s"])
+            .assert(),
+    );
     assert_eq!(s["ready"], 1);
     assert_eq!(s["dead"], 0);
     assert_eq!(s["batch"]["appids"], 2);
@@ -451,7 +405,7 @@ async fn a_dead_job_is_listed_and_retry_puts_it_back_in_ready() {
         .assert()
         .success()
         .stdout(contains("1 dead job put back in ready"));
-    let stats = queue(&q).await.stats().await.unwrap();
+    let stats = stats(&q).await;
     assert_eq!((stats.dead, stats.ready), (0, 1));
     envshare(&q)
         .args(["dead", "retry", &id])
@@ -470,13 +424,13 @@ async fn purge_refuses_without_yes_when_stdin_is_not_a_terminal() {
         .assert()
         .code(2)
         .stderr(contains("pass --yes"));
-    assert_eq!(queue(&q).await.stats().await.unwrap().dead, 1);
+    assert_eq!(stats(&q).await.dead, 1);
     envshare(&q)
         .args(["dead", "purge", "--all", "--yes"])
         .assert()
         .success()
         .stdout(contains("1 dead job purged"));
-    assert_eq!(queue(&q).await.stats().await.unwrap().dead, 0);
+    assert_eq!(stats(&q).await.dead, 0);
 }
 
 #[tokio::test]

@@ -4,18 +4,14 @@
 
 use std::time::{Duration, Instant};
 
-use envshare::config::Settings;
 use envshare::confirm::{ConfirmSchedule, read_confirmations};
-use envshare::events::{EventKind, read_all};
-use envshare::queue::{EnqueueOptions, NewJob, Queue, QueueSettings};
-use envshare::sandbox::{Fault, Sandbox, SandboxConfig, SandboxHandle};
+use envshare::events::EventKind;
+use envshare::sandbox::{Fault, SandboxConfig};
 use envshare::wechat::Endpoint;
-use envshare::worker::{Application, RunError, RunReport, WorkerOptions};
+use envshare::worker::WorkerOptions;
 use envshare::{AppId, BatchId, EnvId};
-use envshare_tests::{TestRedis, unique_queue, wait_until};
+use envshare_tests::{RunningWorker, TestRedis, TestStack, wait_until};
 use secrecy::SecretString;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
 const TOKEN: &str = "static-token-confirm";
 const ENV: &str = "prod-confirm";
@@ -24,131 +20,65 @@ fn appid(i: u64) -> AppId {
     AppId::parse(&format!("wx{:016x}", 0xc0_0000 + i)).unwrap()
 }
 
-struct Running {
-    stop: Option<oneshot::Sender<()>>,
-    task: JoinHandle<Result<RunReport, RunError>>,
-}
-
-impl Running {
-    async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        self.task.await.expect("worker task").expect("worker stops");
-    }
-}
-
-struct Stack {
-    sandbox: SandboxHandle,
-    queue: Queue,
-    settings: Settings,
-}
-
-impl Stack {
-    async fn start(prefix: &str, schedule: &str, window_ms: u64) -> Self {
-        envshare::telemetry::init_for_tests();
-        let sandbox = Sandbox::start(SandboxConfig {
-            static_tokens: vec![TOKEN.into()],
-            hang: Duration::from_secs(2),
-            ..SandboxConfig::default()
-        })
-        .await
-        .expect("sandbox starts");
-        let name = unique_queue(prefix);
-        let redis = TestRedis::shared();
-        let mut settings = Settings::defaults();
-        settings.redis_url = redis.url().to_owned();
-        settings.queue = name.clone();
-        settings.wechat_base_url = sandbox.url().to_owned();
-        settings.access_token = Some(SecretString::from(TOKEN));
+/// Redis + sandbox + a queue, with a short retry policy and the given confirmation schedule
+/// and window.
+async fn start_stack(prefix: &str, schedule: &str, window_ms: u64) -> TestStack {
+    let config = SandboxConfig {
+        static_tokens: vec![TOKEN.into()],
+        hang: Duration::from_secs(2),
+        ..SandboxConfig::default()
+    };
+    TestStack::start(prefix, config, |settings| {
         settings.concurrency = 4;
-        settings.max_attempts = 5;
         settings.backoff_base = Duration::from_millis(300);
         settings.backoff_max = Duration::from_millis(400);
         settings.request_timeout = Duration::from_millis(400);
-        settings.shutdown_timeout = Duration::from_secs(5);
-        settings.http_addr = "127.0.0.1:0".parse().unwrap();
         settings.confirm_schedule = ConfirmSchedule::parse(schedule).unwrap();
         settings.confirm_window = Duration::from_millis(window_ms);
-        let queue = Queue::connect(redis.url(), &name, QueueSettings::default())
-            .await
-            .expect("queue connects");
-        Self {
-            sandbox,
-            queue,
-            settings,
-        }
-    }
+    })
+    .await
+}
 
-    async fn worker(&self) -> Running {
-        let options = WorkerOptions {
-            confirm_poll: Duration::from_millis(30),
-            confirm_lease: Duration::from_secs(1),
-            confirm_claim_idle: Duration::from_secs(1),
-            ..WorkerOptions::default()
-        };
-        let app = Application::build_with(self.settings.clone(), options)
-            .await
-            .expect("worker builds");
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(app.run_until_stopped(async move {
-            let _ = stopped.await;
-        }));
-        Running {
-            stop: Some(stop),
-            task,
-        }
-    }
+/// A worker that polls for due checks every 30 ms, with one-second leases.
+async fn worker(s: &TestStack) -> RunningWorker {
+    let options = WorkerOptions {
+        confirm_poll: Duration::from_millis(30),
+        confirm_lease: Duration::from_secs(1),
+        confirm_claim_idle: Duration::from_secs(1),
+        ..WorkerOptions::default()
+    };
+    s.worker_with(s.settings.clone(), options).await
+}
 
-    async fn enqueue(&self, appids: Vec<AppId>) -> BatchId {
-        let batch = BatchId::generate();
-        let job = NewJob {
-            env: EnvId::parse(ENV).unwrap(),
-            appids,
-            batch: batch.clone(),
-            run_at_ms: None,
-        };
-        self.queue
-            .enqueue(
-                vec![job],
-                EnqueueOptions {
-                    force: true,
-                    seal: true,
-                },
-            )
-            .await
-            .expect("enqueue");
-        batch
-    }
+/// Enqueues one job for `appids`, one sealed batch.
+async fn enqueue(s: &TestStack, appids: Vec<AppId>) -> BatchId {
+    s.enqueue(ENV, &[appids]).await.0
+}
 
-    async fn confirmations(&self) -> Vec<EventKind> {
-        let mut conn = TestRedis::shared().conn().await;
-        read_confirmations(&mut conn, self.queue.keys())
-            .await
-            .expect("events")
-            .into_iter()
-            .map(|(_, e)| e.kind)
-            .collect()
-    }
+async fn confirmations(s: &TestStack) -> Vec<EventKind> {
+    let mut conn = TestRedis::shared().conn().await;
+    read_confirmations(&mut conn, s.queue.keys())
+        .await
+        .expect("events")
+        .into_iter()
+        .map(|(_, e)| e.kind)
+        .collect()
+}
 
-    async fn accepted(&self) -> Vec<EventKind> {
-        let mut conn = TestRedis::shared().conn().await;
-        read_all(&mut conn, self.queue.keys())
-            .await
-            .expect("events")
-            .into_iter()
-            .map(|e| e.event.kind)
-            .filter(|k| matches!(k, EventKind::ShareAccepted { .. }))
-            .collect()
-    }
+async fn accepted(s: &TestStack) -> Vec<EventKind> {
+    s.events()
+        .await
+        .into_iter()
+        .filter(|k| matches!(k, EventKind::ShareAccepted { .. }))
+        .collect()
+}
 
-    /// Waits until `n` confirmation events are in the stream.
-    async fn wait_confirmations(&self, n: usize, timeout: Duration) -> Vec<EventKind> {
-        let ok = wait_until(timeout, || async { self.confirmations().await.len() >= n }).await;
-        let all = self.confirmations().await;
-        assert!(ok, "expected {n} confirmation events, got {all:?}");
-        all
-    }
+/// Waits until `n` confirmation events are in the stream.
+async fn wait_confirmations(s: &TestStack, n: usize, timeout: Duration) -> Vec<EventKind> {
+    let ok = wait_until(timeout, || async { confirmations(s).await.len() >= n }).await;
+    let all = confirmations(s).await;
+    assert!(ok, "expected {n} confirmation events, got {all:?}");
+    all
 }
 
 fn count(events: &[EventKind], type_name: &str) -> usize {
@@ -158,10 +88,10 @@ fn count(events: &[EventKind], type_name: &str) -> usize {
 #[tokio::test]
 async fn a_binding_confirmed_after_the_second_check_gives_one_share_bound_and_one_batch_confirmed()
 {
-    let s = Stack::start("confirm-bound", "200ms,400ms", 3_000).await;
-    let worker = s.worker().await;
+    let s = start_stack("confirm-bound", "200ms,400ms", 3_000).await;
+    let worker = worker(&s).await;
     let (a, b) = (appid(1), appid(2));
-    let batch = s.enqueue(vec![a.clone(), b.clone()]).await;
+    let batch = enqueue(&s, vec![a.clone(), b.clone()]).await;
 
     // The first check finds nothing confirmed; then both administrators confirm.
     assert!(
@@ -173,10 +103,10 @@ async fn a_binding_confirmed_after_the_second_check_gives_one_share_bound_and_on
     assert!(s.sandbox.confirm(ENV, a.as_str()));
     assert!(s.sandbox.confirm(ENV, b.as_str()));
 
-    let events = s.wait_confirmations(3, Duration::from_secs(5)).await;
+    let events = wait_confirmations(&s, 3, Duration::from_secs(5)).await;
     // Later checks must not emit anything again.
     tokio::time::sleep(Duration::from_millis(600)).await;
-    let events_later = s.confirmations().await;
+    let events_later = confirmations(&s).await;
     worker.stop().await;
 
     assert_eq!(events_later, events, "nothing emitted twice");
@@ -209,15 +139,15 @@ async fn a_binding_confirmed_after_the_second_check_gives_one_share_bound_and_on
 
 #[tokio::test]
 async fn a_binding_never_confirmed_gives_one_share_unconfirmed_at_the_window_end() {
-    let s = Stack::start("confirm-window", "200ms,400ms", 1_200).await;
-    let worker = s.worker().await;
-    let batch = s.enqueue(vec![appid(3)]).await;
+    let s = start_stack("confirm-window", "200ms,400ms", 1_200).await;
+    let worker = worker(&s).await;
+    let batch = enqueue(&s, vec![appid(3)]).await;
     let started = Instant::now();
 
-    let events = s.wait_confirmations(2, Duration::from_secs(5)).await;
+    let events = wait_confirmations(&s, 2, Duration::from_secs(5)).await;
     let elapsed = started.elapsed();
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let events_later = s.confirmations().await;
+    let events_later = confirmations(&s).await;
     worker.stop().await;
 
     assert!(
@@ -253,12 +183,12 @@ async fn a_binding_never_confirmed_gives_one_share_unconfirmed_at_the_window_end
 
 #[tokio::test]
 async fn a_timeout_after_the_share_was_recorded_does_not_send_the_bound_appid_again() {
-    let s = Stack::start("confirm-resend", "200ms,400ms", 2_000).await;
+    let s = start_stack("confirm-resend", "200ms,400ms", 2_000).await;
     // The first share call is applied by the sandbox but its answer never arrives in time.
     s.sandbox.script(Endpoint::ShareEnv, [Some(Fault::Hang)]);
-    let worker = s.worker().await;
+    let worker = worker(&s).await;
     let (a, b) = (appid(4), appid(5));
-    let batch = s.enqueue(vec![a.clone(), b.clone()]).await;
+    let batch = enqueue(&s, vec![a.clone(), b.clone()]).await;
 
     // A's administrator confirms before the retry; B's does not.
     assert!(
@@ -269,8 +199,8 @@ async fn a_timeout_after_the_share_was_recorded_does_not_send_the_bound_appid_ag
     );
     assert!(s.sandbox.confirm(ENV, a.as_str()));
 
-    let events = s.wait_confirmations(3, Duration::from_secs(8)).await;
-    let accepted = s.accepted().await;
+    let events = wait_confirmations(&s, 3, Duration::from_secs(8)).await;
+    let accepted = accepted(&s).await;
     worker.stop().await;
 
     assert_eq!(
@@ -313,10 +243,10 @@ async fn a_timeout_after_the_share_was_recorded_does_not_send_the_bound_appid_ag
 
 #[tokio::test]
 async fn confirmation_tracking_survives_a_worker_restart_with_nothing_lost_or_doubled() {
-    let s = Stack::start("confirm-restart", "200ms,400ms", 1_500).await;
-    let first = s.worker().await;
+    let s = start_stack("confirm-restart", "200ms,400ms", 1_500).await;
+    let first = worker(&s).await;
     let appids: Vec<AppId> = (10..14).map(appid).collect();
-    let batch = s.enqueue(appids.clone()).await;
+    let batch = enqueue(&s, appids.clone()).await;
 
     // Stop the worker mid-schedule: accepted, checked once, nothing settled yet.
     assert!(
@@ -326,14 +256,14 @@ async fn confirmation_tracking_survives_a_worker_restart_with_nothing_lost_or_do
         .await
     );
     first.stop().await;
-    assert!(s.confirmations().await.is_empty());
+    assert!(confirmations(&s).await.is_empty());
     s.sandbox.confirm(ENV, appids[0].as_str());
     s.sandbox.confirm(ENV, appids[1].as_str());
 
-    let second = s.worker().await;
-    let events = s.wait_confirmations(5, Duration::from_secs(6)).await;
+    let second = worker(&s).await;
+    let events = wait_confirmations(&s, 5, Duration::from_secs(6)).await;
     tokio::time::sleep(Duration::from_millis(400)).await;
-    let events_later = s.confirmations().await;
+    let events_later = confirmations(&s).await;
     second.stop().await;
 
     assert_eq!(events_later, events, "nothing emitted twice");
@@ -359,7 +289,7 @@ async fn confirmation_tracking_survives_a_worker_restart_with_nothing_lost_or_do
 }
 
 /// `envshare` (the real binary) against this stack's Redis queue and sandbox.
-fn envshare_cli(s: &Stack) -> std::process::Command {
+fn envshare_cli(s: &TestStack) -> std::process::Command {
     let mut cmd = std::process::Command::new(envshare_tests::bin_path("envshare"));
     cmd.env_remove("REDIS_URL")
         .env_remove("ENVSHARE_CHUNK_SIZE")
@@ -388,7 +318,7 @@ async fn run_json(mut cmd: std::process::Command) -> serde_json::Value {
 
 #[tokio::test]
 async fn skip_bound_enqueues_no_job_for_pairs_already_bound() {
-    let s = Stack::start("confirm-skip", "1h", 7_200_000).await;
+    let s = start_stack("confirm-skip", "1h", 7_200_000).await;
     let client = envshare::wechat::WechatClient::new(s.sandbox.url(), Duration::from_secs(5))
         .expect("client");
     let (a, b, c) = (appid(20), appid(21), appid(22));
@@ -452,10 +382,10 @@ async fn skip_bound_enqueues_no_job_for_pairs_already_bound() {
 
 #[tokio::test]
 async fn status_of_a_batch_shows_bound_unconfirmed_and_confirmed() {
-    let s = Stack::start("confirm-status", "100ms,200ms", 800).await;
-    let worker = s.worker().await;
+    let s = start_stack("confirm-status", "100ms,200ms", 800).await;
+    let worker = worker(&s).await;
     let (a, b) = (appid(30), appid(31));
-    let batch = s.enqueue(vec![a.clone(), b.clone()]).await;
+    let batch = enqueue(&s, vec![a.clone(), b.clone()]).await;
     assert!(
         wait_until(Duration::from_secs(5), || async {
             s.sandbox.bindings().len() == 2
@@ -463,7 +393,7 @@ async fn status_of_a_batch_shows_bound_unconfirmed_and_confirmed() {
         .await
     );
     assert!(s.sandbox.confirm(ENV, a.as_str()));
-    s.wait_confirmations(3, Duration::from_secs(5)).await;
+    wait_confirmations(&s, 3, Duration::from_secs(5)).await;
     worker.stop().await;
 
     let status = {

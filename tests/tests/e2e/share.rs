@@ -2,22 +2,15 @@
 //! the worker service (`envshare::worker::Application`) in-process, or the real
 //! `envshare-worker` binary for the signal and log tests.
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use envshare::config::Settings;
-use envshare::events::{EventKind, FailReason, read_all};
-use envshare::queue::{EnqueueOptions, NewJob, Queue, QueueSettings, QueueStats};
-use envshare::sandbox::{Fault, Latency, Sandbox, SandboxConfig, SandboxHandle};
+use envshare::events::{EventKind, FailReason};
+use envshare::sandbox::{Fault, Latency, SandboxConfig};
 use envshare::wechat::Endpoint;
-use envshare::worker::{Application, RunError, RunReport, WorkerOptions};
-use envshare::{AppId, BatchId, EnvId, JobId, QueueName};
-use envshare_tests::{TestRedis, unique_queue, wait_until};
+use envshare::worker::WorkerOptions;
+use envshare::{AppId, BatchId, JobId};
+use envshare_tests::{ChildProcess, TestRedis, TestStack, bin_path, is_share, wait_until};
 use secrecy::SecretString;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
 /// The fixed token the sandbox accepts; recognisable, so the log test can search for it.
 const STATIC_TOKEN: &str = "static-token-LEAKCHECK-5e6f7a8b";
@@ -30,179 +23,33 @@ fn appid(i: u64) -> AppId {
     AppId::parse(&format!("wx{i:016x}")).unwrap()
 }
 
-/// A worker running in-process.
-struct Running {
-    stop: Option<oneshot::Sender<()>>,
-    task: JoinHandle<Result<RunReport, RunError>>,
-    http: std::net::SocketAddr,
+/// Redis + sandbox + a queue, with the sandbox taking this file's token and credentials.
+async fn start_stack(prefix: &str, config: SandboxConfig) -> TestStack {
+    let config = SandboxConfig {
+        static_tokens: vec![STATIC_TOKEN.into()],
+        component_secret: SECRET.into(),
+        verify_ticket: TICKET.into(),
+        ..config
+    };
+    TestStack::start(prefix, config, |_| {}).await
 }
 
-impl Running {
-    async fn stop(mut self) -> RunReport {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        self.task
-            .await
-            .expect("worker task")
-            .expect("worker stops cleanly")
-    }
+/// Switches to component mode with the sandbox's appid and secret.
+fn component_mode(stack: &mut TestStack) {
+    stack.settings.access_token = None;
+    stack.settings.component_appid = Some(AppId::parse(SandboxConfig::COMPONENT_APPID).unwrap());
+    stack.settings.component_appsecret = Some(SecretString::from(SECRET));
 }
 
-/// Redis + sandbox + a queue, and workers started on demand.
-struct Stack {
-    sandbox: SandboxHandle,
-    queue: Queue,
-    name: QueueName,
-    settings: Settings,
+/// Enqueues one job per slice of `appids` (sizes as given), one sealed batch.
+async fn enqueue(stack: &TestStack, jobs: &[Vec<AppId>]) -> (BatchId, Vec<JobId>) {
+    stack.enqueue(ENV, jobs).await
 }
 
-impl Stack {
-    async fn start(prefix: &str, config: SandboxConfig) -> Self {
-        envshare::telemetry::init_for_tests();
-        let sandbox = Sandbox::start(SandboxConfig {
-            static_tokens: vec![STATIC_TOKEN.into()],
-            component_secret: SECRET.into(),
-            verify_ticket: TICKET.into(),
-            ..config
-        })
-        .await
-        .expect("sandbox starts");
-        let name = unique_queue(prefix);
-        let redis = TestRedis::shared();
-        let mut settings = Settings::defaults();
-        settings.redis_url = redis.url().to_owned();
-        settings.queue = name.clone();
-        settings.wechat_base_url = sandbox.url().to_owned();
-        settings.access_token = Some(SecretString::from(STATIC_TOKEN));
-        settings.concurrency = 8;
-        settings.max_attempts = 5;
-        settings.backoff_base = Duration::from_millis(20);
-        settings.backoff_max = Duration::from_millis(100);
-        settings.request_timeout = Duration::from_secs(5);
-        settings.shutdown_timeout = Duration::from_secs(5);
-        settings.http_addr = "127.0.0.1:0".parse().unwrap();
-        let queue = Queue::connect(redis.url(), &name, QueueSettings::default())
-            .await
-            .expect("queue connects");
-        Self {
-            sandbox,
-            queue,
-            name,
-            settings,
-        }
-    }
-
-    /// Switches to component mode with the sandbox's appid and secret.
-    fn component_mode(&mut self) {
-        self.settings.access_token = None;
-        self.settings.component_appid = Some(AppId::parse(SandboxConfig::COMPONENT_APPID).unwrap());
-        self.settings.component_appsecret = Some(SecretString::from(SECRET));
-    }
-
-    async fn set_ticket(&self, ticket: &str) {
-        let mut conn = TestRedis::shared().conn().await;
-        let () = redis::cmd("HSET")
-            .arg(self.queue.keys().ticket())
-            .arg("ticket")
-            .arg(ticket)
-            .query_async(&mut conn)
-            .await
-            .unwrap();
-    }
-
-    async fn worker(&self) -> Running {
-        self.worker_with(self.settings.clone(), WorkerOptions::default())
-            .await
-    }
-
-    async fn worker_with(&self, settings: Settings, options: WorkerOptions) -> Running {
-        let app = Application::build_with(settings, options)
-            .await
-            .expect("worker builds");
-        let http = app.http_addr();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(app.run_until_stopped(async move {
-            let _ = stopped.await;
-        }));
-        Running {
-            stop: Some(stop),
-            task,
-            http,
-        }
-    }
-
-    /// Enqueues one job per slice of `appids` (sizes as given), one sealed batch.
-    async fn enqueue(&self, jobs: &[Vec<AppId>]) -> (BatchId, Vec<JobId>) {
-        let batch = BatchId::generate();
-        let new = jobs
-            .iter()
-            .map(|appids| NewJob {
-                env: EnvId::parse(ENV).unwrap(),
-                appids: appids.clone(),
-                batch: batch.clone(),
-                run_at_ms: None,
-            })
-            .collect();
-        let report = self
-            .queue
-            .enqueue(
-                new,
-                EnqueueOptions {
-                    force: true,
-                    seal: true,
-                },
-            )
-            .await
-            .expect("enqueue");
-        (batch, report.job_ids)
-    }
-
-    /// `n` one-appid jobs, appids numbered from `from`.
-    async fn enqueue_singles(&self, from: u64, n: u64) -> Vec<JobId> {
-        let jobs: Vec<Vec<AppId>> = (from..from + n).map(|i| vec![appid(i)]).collect();
-        self.enqueue(&jobs).await.1
-    }
-
-    async fn events(&self) -> Vec<EventKind> {
-        let mut conn = TestRedis::shared().conn().await;
-        read_all(&mut conn, self.queue.keys())
-            .await
-            .expect("events")
-            .into_iter()
-            .map(|e| e.event.kind)
-            .collect()
-    }
-
-    /// Waits until `n` share events (accepted or failed) are in the stream, and returns them.
-    async fn share_events(&self, n: usize, timeout: Duration) -> Vec<EventKind> {
-        let ok = wait_until(timeout, || async {
-            self.events().await.iter().filter(|e| is_share(e)).count() >= n
-        })
-        .await;
-        let events: Vec<EventKind> = self.events().await.into_iter().filter(is_share).collect();
-        assert!(
-            ok,
-            "expected {n} share events, got {}: {events:?}",
-            events.len()
-        );
-        events
-    }
-
-    async fn stats(&self) -> QueueStats {
-        self.queue.stats().await.expect("stats")
-    }
-
-    fn share_calls(&self) -> u64 {
-        self.sandbox.calls(Endpoint::ShareEnv)
-    }
-}
-
-fn is_share(e: &EventKind) -> bool {
-    matches!(
-        e,
-        EventKind::ShareAccepted { .. } | EventKind::ShareFailed { .. }
-    )
+/// `n` one-appid jobs, appids numbered from `from`.
+async fn enqueue_singles(stack: &TestStack, from: u64, n: u64) -> Vec<JobId> {
+    let jobs: Vec<Vec<AppId>> = (from..from + n).map(|i| vec![appid(i)]).collect();
+    enqueue(stack, &jobs).await.1
 }
 
 fn accepted(events: &[EventKind]) -> Vec<(AppId, Option<String>, u32)> {
@@ -240,13 +87,13 @@ const WAIT: Duration = Duration::from_secs(15);
 
 #[tokio::test]
 async fn system_busy_twice_then_ok_makes_three_calls_and_is_accepted_on_the_third_attempt() {
-    let stack = Stack::start("share-busy", SandboxConfig::default()).await;
+    let stack = start_stack("share-busy", SandboxConfig::default()).await;
     stack.sandbox.script(
         Endpoint::ShareEnv,
         [Some(Fault::BUSY), Some(Fault::BUSY), None],
     );
     let worker = stack.worker().await;
-    stack.enqueue_singles(1, 1).await;
+    enqueue_singles(&stack, 1, 1).await;
     let events = stack.share_events(1, WAIT).await;
     worker.stop().await;
     assert_eq!(
@@ -257,7 +104,7 @@ async fn system_busy_twice_then_ok_makes_three_calls_and_is_accepted_on_the_thir
     assert_eq!(stack.stats().await.dead, 0);
 }
 
-fn accepted_url(stack: &Stack, i: u64) -> Option<String> {
+fn accepted_url(stack: &TestStack, i: u64) -> Option<String> {
     Some(format!(
         "{}/confirm/{ENV}/{}",
         stack.sandbox.url(),
@@ -267,13 +114,13 @@ fn accepted_url(stack: &Stack, i: u64) -> Option<String> {
 
 #[tokio::test]
 async fn system_error_until_max_attempts_is_dead_with_retries_exhausted() {
-    let mut stack = Stack::start("share-exhausted", SandboxConfig::default()).await;
+    let mut stack = start_stack("share-exhausted", SandboxConfig::default()).await;
     stack.settings.max_attempts = 3;
     stack
         .sandbox
         .script(Endpoint::ShareEnv, [Some(Fault::SYSTEM_ERROR); 3]);
     let worker = stack.worker().await;
-    stack.enqueue_singles(1, 1).await;
+    enqueue_singles(&stack, 1, 1).await;
     let events = stack.share_events(1, WAIT).await;
     worker.stop().await;
     assert_eq!(
@@ -286,12 +133,12 @@ async fn system_error_until_max_attempts_is_dead_with_retries_exhausted() {
 
 #[tokio::test]
 async fn a_permanent_errcode_is_dead_after_one_call_with_permanent_error() {
-    let stack = Stack::start("share-permanent", SandboxConfig::default()).await;
+    let stack = start_stack("share-permanent", SandboxConfig::default()).await;
     stack
         .sandbox
         .script(Endpoint::ShareEnv, [Some(Fault::Errcode(47001))]);
     let worker = stack.worker().await;
-    stack.enqueue(&[vec![appid(1), appid(2)]]).await;
+    enqueue(&stack, &[vec![appid(1), appid(2)]]).await;
     let events = stack.share_events(2, WAIT).await;
     worker.stop().await;
     assert_eq!(
@@ -307,12 +154,12 @@ async fn a_permanent_errcode_is_dead_after_one_call_with_permanent_error() {
 
 #[tokio::test]
 async fn an_http_500_then_ok_is_accepted_on_the_second_attempt() {
-    let stack = Stack::start("share-http500", SandboxConfig::default()).await;
+    let stack = start_stack("share-http500", SandboxConfig::default()).await;
     stack
         .sandbox
         .script(Endpoint::ShareEnv, [Some(Fault::HttpStatus(500)), None]);
     let worker = stack.worker().await;
-    stack.enqueue_singles(1, 1).await;
+    enqueue_singles(&stack, 1, 1).await;
     let events = stack.share_events(1, WAIT).await;
     worker.stop().await;
     assert_eq!(
@@ -328,11 +175,9 @@ async fn a_mixed_answer_accepts_some_with_confirm_url_and_rejects_the_rest() {
         rejected_appids: [appid(2), appid(4)].iter().map(|a| a.to_string()).collect(),
         ..SandboxConfig::default()
     };
-    let stack = Stack::start("share-mixed", config).await;
+    let stack = start_stack("share-mixed", config).await;
     let worker = stack.worker().await;
-    stack
-        .enqueue(&[vec![appid(1), appid(2), appid(3), appid(4)]])
-        .await;
+    enqueue(&stack, &[vec![appid(1), appid(2), appid(3), appid(4)]]).await;
     let events = stack.share_events(4, WAIT).await;
     worker.stop().await;
     assert_eq!(
@@ -359,19 +204,19 @@ async fn an_expired_token_is_fetched_once_for_64_jobs_in_flight_across_two_worke
         latency: Latency::Fixed(Duration::from_millis(100)),
         ..SandboxConfig::default()
     };
-    let mut stack = Stack::start("share-token", config).await;
-    stack.component_mode();
+    let mut stack = start_stack("share-token", config).await;
+    component_mode(&mut stack);
     stack.settings.concurrency = 32;
     stack.set_ticket(TICKET).await;
     let a = stack.worker().await;
     let b = stack.worker().await;
     // Warm up: one job fetches the first token.
-    stack.enqueue_singles(1_000, 1).await;
+    enqueue_singles(&stack, 1_000, 1).await;
     stack.share_events(1, WAIT).await;
     assert_eq!(stack.sandbox.token_fetches(), 1);
 
     stack.sandbox.expire_tokens();
-    stack.enqueue_singles(1, 64).await;
+    enqueue_singles(&stack, 1, 64).await;
     let events = stack.share_events(65, WAIT).await;
     a.stop().await;
     b.stop().await;
@@ -390,24 +235,17 @@ async fn an_expired_token_is_fetched_once_for_64_jobs_in_flight_across_two_worke
 
 #[tokio::test]
 async fn an_invalid_ticket_pauses_the_workers_and_they_resume_after_the_right_ticket_is_stored() {
-    let mut stack = Stack::start("share-ticket", SandboxConfig::default()).await;
-    stack.component_mode();
+    let mut stack = start_stack("share-ticket", SandboxConfig::default()).await;
+    component_mode(&mut stack);
     stack.set_ticket("ticket-LEAKCHECK-wrong-000").await;
     let options = WorkerOptions {
         misconfig_recheck: Duration::from_millis(300),
         ..WorkerOptions::default()
     };
     let worker = stack.worker_with(stack.settings.clone(), options).await;
-    stack.enqueue_singles(1, 3).await;
+    enqueue_singles(&stack, 1, 3).await;
     assert!(
-        wait_until(WAIT, || async {
-            stack
-                .stats()
-                .await
-                .paused
-                .is_some_and(|p| p.reason.contains("61005"))
-        })
-        .await,
+        stack.wait_paused("61005", WAIT).await,
         "the queue is paused with the ticket error"
     );
     let pause = stack.stats().await.paused.unwrap();
@@ -438,23 +276,16 @@ async fn a_spent_daily_quota_stops_every_call_until_the_reset() {
         daily_quota: Some(2),
         ..SandboxConfig::default()
     };
-    let mut stack = Stack::start("share-quota", config).await;
+    let mut stack = start_stack("share-quota", config).await;
     stack.settings.concurrency = 1;
     let options = WorkerOptions {
         quota_pause: Some(Duration::from_millis(1_500)),
         ..WorkerOptions::default()
     };
     let worker = stack.worker_with(stack.settings.clone(), options).await;
-    stack.enqueue_singles(1, 5).await;
+    enqueue_singles(&stack, 1, 5).await;
     assert!(
-        wait_until(WAIT, || async {
-            stack
-                .stats()
-                .await
-                .paused
-                .is_some_and(|p| p.reason.contains("45009"))
-        })
-        .await,
+        stack.wait_paused("45009", WAIT).await,
         "paused for the quota"
     );
     let at_pause = stack.share_calls();
@@ -475,13 +306,13 @@ async fn a_spent_daily_quota_stops_every_call_until_the_reset() {
 
 #[tokio::test]
 async fn a_rate_limit_of_20_per_second_holds_across_two_workers() {
-    let mut stack = Stack::start("share-rate", SandboxConfig::default()).await;
+    let mut stack = start_stack("share-rate", SandboxConfig::default()).await;
     stack.settings.rate_limit = 20.0;
     stack.settings.concurrency = 16;
     let a = stack.worker().await;
     let b = stack.worker().await;
     let n = 61;
-    stack.enqueue_singles(1, n).await;
+    enqueue_singles(&stack, 1, n).await;
     stack
         .share_events(n as usize, Duration::from_secs(20))
         .await;
@@ -505,14 +336,14 @@ async fn a_job_still_running_at_the_shutdown_timeout_is_released_with_its_attemp
         hang: Duration::from_secs(20),
         ..SandboxConfig::default()
     };
-    let mut stack = Stack::start("share-release", config).await;
+    let mut stack = start_stack("share-release", config).await;
     stack.settings.shutdown_timeout = Duration::from_millis(300);
     stack.settings.request_timeout = Duration::from_secs(30);
     stack
         .sandbox
         .script(Endpoint::ShareEnv, [Some(Fault::Hang)]);
     let worker = stack.worker().await;
-    let ids = stack.enqueue_singles(1, 1).await;
+    let ids = enqueue_singles(&stack, 1, 1).await;
     assert!(
         wait_until(WAIT, || async { stack.share_calls() == 1 }).await,
         "the call is in flight"
@@ -529,11 +360,11 @@ async fn a_job_still_running_at_the_shutdown_timeout_is_released_with_its_attemp
 
 #[tokio::test]
 async fn metrics_and_health_endpoints_answer() {
-    let stack = Stack::start("share-http", SandboxConfig::default()).await;
+    let stack = start_stack("share-http", SandboxConfig::default()).await;
     let worker = stack.worker().await;
-    stack.enqueue_singles(1, 2).await;
+    enqueue_singles(&stack, 1, 2).await;
     stack.share_events(2, WAIT).await;
-    let base = format!("http://{}", worker.http);
+    let base = format!("http://{}", worker.http_addr());
     let client = reqwest_client();
     let health = get(&client, &format!("{base}/healthz")).await;
     assert_eq!(health.0, 200);
@@ -583,96 +414,30 @@ async fn get(client: &reqwest::Client, url: &str) -> (u16, String) {
 
 // ---- the real binary ----
 
-/// Builds `envshare-worker` once per test process and returns its path.
-fn worker_binary() -> PathBuf {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/../Cargo.toml");
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .args([
-                "build",
-                "-q",
-                "-p",
-                "envshare-worker",
-                "--manifest-path",
-                manifest,
-            ])
-            .status()
-            .expect("running cargo build");
-        assert!(status.success(), "building envshare-worker failed");
-        // target/debug/deps/e2e-… → target/debug/envshare-worker
-        let exe = std::env::current_exe().unwrap();
-        let bin = exe
-            .parent()
-            .unwrap()
-            .parent()
-            .unwrap()
-            .join("envshare-worker");
-        assert!(bin.exists(), "{} missing", bin.display());
-        bin
-    })
-    .clone()
+/// Starts the real `envshare-worker` on the stack's Redis, queue and sandbox, with `envs` added.
+fn spawn_binary(stack: &TestStack, envs: &[(&str, String)]) -> ChildProcess {
+    let mut env = vec![
+        ("ENVSHARE_REDIS_URL", TestRedis::shared().url().to_owned()),
+        ("ENVSHARE_QUEUE", stack.name().to_string()),
+        ("ENVSHARE_WECHAT_BASE_URL", stack.sandbox.url().to_owned()),
+        ("ENVSHARE_HTTP_ADDR", "127.0.0.1:0".to_owned()),
+        ("ENVSHARE_BACKOFF_BASE_MS", "20".to_owned()),
+        ("ENVSHARE_BACKOFF_MAX_MS", "100".to_owned()),
+    ];
+    env.extend(envs.iter().cloned());
+    ChildProcess::spawn(&bin_path("envshare-worker"), &[], &env)
 }
 
-/// The real binary, its stderr read from the start (a full pipe would block its logging and,
-/// with it, the whole process).
-struct Binary {
-    child: Child,
-    stderr: Option<std::thread::JoinHandle<String>>,
-}
-
-fn spawn_binary(stack: &Stack, envs: &[(&str, String)]) -> Binary {
-    let mut cmd = Command::new(worker_binary());
-    cmd.env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("ENVSHARE_REDIS_URL", TestRedis::shared().url())
-        .env("ENVSHARE_QUEUE", stack.name.as_ref())
-        .env("ENVSHARE_WECHAT_BASE_URL", stack.sandbox.url())
-        .env("ENVSHARE_HTTP_ADDR", "127.0.0.1:0")
-        .env("ENVSHARE_BACKOFF_BASE_MS", "20")
-        .env("ENVSHARE_BACKOFF_MAX_MS", "100")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    for (k, v) in envs {
-        cmd.env(k, v);
-    }
-    let mut child = cmd.spawn().expect("spawning envshare-worker");
-    let mut pipe = child.stderr.take().unwrap();
-    let stderr = std::thread::spawn(move || {
-        let mut s = String::new();
-        std::io::Read::read_to_string(&mut pipe, &mut s).ok();
-        s
-    });
-    Binary {
-        child,
-        stderr: Some(stderr),
-    }
-}
-
-impl Binary {
-    fn sigterm(&self) {
-        // SAFETY: kill(2) on our own child's pid.
-        let rc = unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
-        assert_eq!(rc, 0);
-    }
-
-    /// Waits for the exit (at most `timeout`) and returns the status and stderr.
-    async fn wait(mut self, timeout: Duration) -> (std::process::ExitStatus, String) {
-        let deadline = Instant::now() + timeout;
-        let status = loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                break status;
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                panic!("envshare-worker did not exit within {timeout:?}");
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        };
-        let stderr = self.stderr.take().unwrap().join().unwrap();
-        (status, stderr)
-    }
+/// Waits for the binary to exit (at most `timeout`) and returns the status and stderr.
+async fn wait_binary(
+    mut child: ChildProcess,
+    timeout: Duration,
+) -> (std::process::ExitStatus, String) {
+    let status = child
+        .wait_exit(timeout)
+        .await
+        .unwrap_or_else(|| panic!("envshare-worker did not exit within {timeout:?}"));
+    (status, child.output().1)
 }
 
 #[tokio::test]
@@ -681,9 +446,9 @@ async fn sigterm_mid_run_exits_zero_and_loses_no_job() {
         latency: Latency::Fixed(Duration::from_millis(100)),
         ..SandboxConfig::default()
     };
-    let stack = Stack::start("share-sigterm", config).await;
+    let stack = start_stack("share-sigterm", config).await;
     let n = 80;
-    stack.enqueue_singles(1, n).await;
+    enqueue_singles(&stack, 1, n).await;
     let child = spawn_binary(
         &stack,
         &[
@@ -697,7 +462,7 @@ async fn sigterm_mid_run_exits_zero_and_loses_no_job() {
         "the binary is running jobs"
     );
     child.sigterm();
-    let (status, stderr) = child.wait(Duration::from_secs(10)).await;
+    let (status, stderr) = wait_binary(child, Duration::from_secs(10)).await;
     assert_eq!(status.code(), Some(0), "stderr:\n{stderr}");
     let s = stack.stats().await;
     assert_eq!(s.running, 0, "nothing left leased: {s:?}");
@@ -727,15 +492,15 @@ async fn no_secret_ticket_or_token_appears_in_any_log_line_at_trace_level() {
         token_max_calls: Some(5),
         ..SandboxConfig::default()
     };
-    let mut stack = Stack::start("share-logs", config).await;
-    stack.component_mode();
+    let mut stack = start_stack("share-logs", config).await;
+    component_mode(&mut stack);
     stack.set_ticket(TICKET).await;
     stack.sandbox.script(
         Endpoint::ShareEnv,
         [Some(Fault::BUSY), Some(Fault::Errcode(47001)), None],
     );
     let n = 20;
-    stack.enqueue_singles(1, n).await;
+    enqueue_singles(&stack, 1, n).await;
     let child = spawn_binary(
         &stack,
         &[
@@ -754,7 +519,7 @@ async fn no_secret_ticket_or_token_appears_in_any_log_line_at_trace_level() {
     })
     .await;
     child.sigterm();
-    let (status, stderr) = child.wait(Duration::from_secs(10)).await;
+    let (status, stderr) = wait_binary(child, Duration::from_secs(10)).await;
     assert!(all_done, "all jobs ended");
     assert!(stack.sandbox.token_fetches() >= 2, "tokens were refreshed");
     let token = stack.sandbox.current_token().expect("a token was issued");
