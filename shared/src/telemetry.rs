@@ -73,6 +73,14 @@ pub enum TelemetryError {
 
 /// Parses a tracing filter such as `info`, `envshare=debug,apalis=warn`.
 pub fn parse_filter(log: &str) -> Result<EnvFilter, TelemetryError> {
+    // tracing-subscriber's directive parser panics on some non-ASCII input (it slices at byte
+    // offsets), and target, span and level names are ASCII anyway.
+    if !log.is_ascii() {
+        return Err(TelemetryError::BadFilter {
+            filter: log.chars().take(200).collect(),
+            reason: "only ASCII is allowed (e.g. `info` or `info,envshare=debug`)".to_owned(),
+        });
+    }
     EnvFilter::try_new(log).map_err(|e| TelemetryError::BadFilter {
         filter: log.chars().take(200).collect(),
         reason: e.to_string(),
@@ -146,6 +154,17 @@ mod tests {
         let err = parse_filter("envshare=loud").unwrap_err().to_string();
         assert!(err.contains("ENVSHARE_LOG=\"envshare=loud\""), "{err}");
         assert!(parse_filter("info,envshare=debug").is_ok());
+    }
+
+    #[test]
+    fn a_non_ascii_filter_is_refused_instead_of_panicking() {
+        // The input the 100,000-case settings property found: it panicked inside
+        // tracing-subscriber before this check.
+        let err = parse_filter("\u{b}A\u{a1}=").unwrap_err().to_string();
+        assert!(
+            err.contains("ENVSHARE_LOG") && err.contains("ASCII"),
+            "{err}"
+        );
     }
 
     #[test]
