@@ -226,6 +226,25 @@ impl Queue {
         })
     }
 
+    /// The pause in force now, if any (one HMGET).
+    pub async fn pause_in_force(&self) -> Result<Option<Pause>, QueueError> {
+        let now = self.clock.now_ms();
+        let (until, reason): (Option<u64>, Option<String>) = redis::cmd("HMGET")
+            .arg(self.keys.pause())
+            .arg("until")
+            .arg("reason")
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(QueueError::redis("pause"))?;
+        Ok(match until {
+            Some(until_ms) if until_ms > now => Some(Pause {
+                until_ms,
+                reason: reason.unwrap_or_default(),
+            }),
+            _ => None,
+        })
+    }
+
     /// Progress of batch `id`, or `None` if no such batch.
     pub async fn batch(&self, id: &BatchId) -> Result<Option<BatchProgress>, QueueError> {
         let h: BTreeMap<String, String> = redis::cmd("HGETALL")

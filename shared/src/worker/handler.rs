@@ -65,6 +65,8 @@ pub struct ShareContext {
     /// The latest pause this process knows of (ms): jobs already claimed skip the call until
     /// then, so no call goes out after a 45009 from this process.
     paused_until: AtomicU64,
+    /// When this process last asked Redis whether the pause still holds (ms).
+    pause_checked_at: AtomicU64,
     /// End of the misconfiguration pause that was logged last: one error line per pause.
     misconfig_logged_until: AtomicU64,
     /// A misconfiguration was seen and no token has worked since.
@@ -95,6 +97,16 @@ pub async fn share_handler(
     let outcome = ctx.run(&job, lease.attempt).await;
     ctx.record(&outcome, lease.attempt);
     outcome
+}
+
+/// A job that met a queue-wide pause: it goes back with its attempt refunded, due again in at most
+/// a second. While the pause holds, claims are refused, so it waits in `ready` without running;
+/// when the pause ends early (`envshare ticket set`, `Queue::resume`) it runs at once instead of
+/// at the pause's planned end.
+fn wait_out_pause(now: u64, until: u64) -> JobOutcome {
+    JobOutcome::Defer {
+        until_ms: until.min(now + 1_000),
+    }
 }
 
 /// What one call ended with.
@@ -137,6 +149,7 @@ impl ShareContext {
             token_retry,
             max_attempts,
             paused_until: AtomicU64::new(0),
+            pause_checked_at: AtomicU64::new(0),
             misconfig_logged_until: AtomicU64::new(0),
             misconfigured: AtomicBool::new(false),
         }
@@ -181,8 +194,8 @@ impl ShareContext {
     async fn run(&self, job: &ShareJob, attempt: u32) -> JobOutcome {
         let now = self.queue.now_ms();
         let paused = self.paused_until.load(Ordering::Relaxed);
-        if paused > now {
-            return JobOutcome::Defer { until_ms: paused };
+        if paused > now && !self.pause_lifted(now).await {
+            return wait_out_pause(now, paused);
         }
         if attempt <= 1 {
             return self.share(job).await;
@@ -355,6 +368,33 @@ impl ShareContext {
         }
     }
 
+    /// Whether the queue-wide pause this process is honouring was lifted in Redis (e.g. by
+    /// `envshare ticket set` after a ticket misconfiguration). Asked at most once a second, so a
+    /// fixed ticket takes effect at once rather than at the end of the re-check interval.
+    async fn pause_lifted(&self, now: u64) -> bool {
+        let last = self.pause_checked_at.load(Ordering::Relaxed);
+        if now < last + 1_000
+            || self
+                .pause_checked_at
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+        {
+            return false;
+        }
+        match self.queue.pause_in_force().await {
+            Ok(None) => {
+                self.paused_until.store(0, Ordering::Relaxed);
+                info!("the queue pause was lifted; calling WeChat again");
+                true
+            }
+            Ok(Some(_)) => false,
+            Err(e) => {
+                debug!(error = %e, "reading the queue pause failed; still waiting");
+                false
+            }
+        }
+    }
+
     /// 45009: nobody calls until the quota resets; the job waits with its attempt refunded.
     async fn pause_quota(&self, e: &WechatError) -> JobOutcome {
         let now = self.queue.now_ms();
@@ -377,7 +417,7 @@ impl ShareContext {
             self.metrics.pause("quota");
             warn!(until_ms = until, %reason, "queue paused");
         }
-        JobOutcome::Defer { until_ms: until }
+        wait_out_pause(now, until)
     }
 
     /// Token misconfiguration: a short pause, one loud line per pause, nothing burned.
@@ -404,7 +444,7 @@ impl ShareContext {
                 "{reason}; every worker is paused and retries by itself"
             );
         }
-        JobOutcome::Defer { until_ms: until }
+        wait_out_pause(now, until)
     }
 }
 

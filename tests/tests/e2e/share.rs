@@ -271,6 +271,64 @@ async fn an_invalid_ticket_pauses_the_workers_and_they_resume_after_the_right_ti
 }
 
 #[tokio::test]
+async fn envshare_ticket_set_lifts_a_ticket_pause_at_once() {
+    let mut stack = start_stack("share-ticket-lift", SandboxConfig::default()).await;
+    component_mode(&mut stack);
+    stack.set_ticket("ticket-LEAKCHECK-wrong-111").await;
+    // A re-check interval far longer than the test: only the lifted pause can let jobs through.
+    let options = WorkerOptions {
+        misconfig_recheck: Duration::from_secs(120),
+        ..WorkerOptions::default()
+    };
+    let worker = stack.worker_with(stack.settings.clone(), options).await;
+    enqueue_singles(&stack, 1, 3).await;
+    assert!(
+        stack.wait_paused("61005", WAIT).await,
+        "the queue is paused with the ticket error"
+    );
+
+    let envshare = bin_path("envshare");
+    let started = Instant::now();
+    let mut cli = std::process::Command::new(envshare)
+        .args(["ticket", "set", "-"])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("ENVSHARE_REDIS_URL", &stack.settings.redis_url)
+        .env("ENVSHARE_QUEUE", stack.name().as_str())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("envshare runs");
+    {
+        use std::io::Write;
+        let mut stdin = cli.stdin.take().unwrap();
+        writeln!(stdin, "{TICKET}").unwrap();
+    }
+    let out = cli.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("lifted the pause"), "{stdout}");
+    assert!(
+        !stdout.contains(TICKET),
+        "the ticket is never echoed: {stdout}"
+    );
+
+    let events = stack.share_events(3, WAIT).await;
+    let took = started.elapsed();
+    worker.stop().await;
+    assert_eq!(accepted(&events).len(), 3);
+    assert!(
+        took < Duration::from_secs(5),
+        "the jobs ran {took:?} after the ticket was stored, not at the 120 s re-check"
+    );
+}
+
+#[tokio::test]
 async fn a_spent_daily_quota_stops_every_call_until_the_reset() {
     let config = SandboxConfig {
         daily_quota: Some(2),
