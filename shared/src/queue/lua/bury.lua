@@ -46,13 +46,7 @@ for r = 1, n do
   end
 end
 if #gone > 0 then
-  chunked('HDEL', K_STATE, gone, 1)
   chunked('ZREM', K_RUNNING, gone, 1)
-  chunked('ZADD', K_DEAD, dead, 2)
-  chunked('HSET', K_DEAD_INFO, info, 2)
-  if #free > 0 then
-    chunked('ZREM', K_DEDUPE, free, 1)
-  end
-  redis.call('HINCRBY', K_STATS, 'dead', #gone)
+  write_dead(gone, dead, info, free)
 end
 return { #gone, stale, flush_batches() }

@@ -187,6 +187,18 @@ local function share_failed(p, job_id, appid, attempts, errmsg, reason)
   })
 end
 
+-- Writes jobs to dead: `gone` ids leave `state`, `dead` is ZADD pairs (died ms, id), `info` is
+-- HSET pairs (id, JSON), `free` the dedupe members to release (a re-import retries them).
+local function write_dead(gone, dead, info, free)
+  chunked('HDEL', K_STATE, gone, 1)
+  chunked('ZADD', K_DEAD, dead, 2)
+  chunked('HSET', K_DEAD_INFO, info, 2)
+  if #free > 0 then
+    chunked('ZREM', K_DEDUPE, free, 1)
+  end
+  redis.call('HINCRBY', K_STATS, 'dead', #gone)
+end
+
 -- Moves up to `limit` leases past their deadline back to ready (the attempt stays counted), or
 -- to dead with reason lease_expired when attempts >= max_attempts (share.failed per appid,
 -- batch counters, dedupe pairs freed). Returns requeued, buried.
@@ -237,13 +249,7 @@ local function reap(limit, max_attempts)
     redis.call('HINCRBY', K_STATS, 'reaped', #ready / 2)
   end
   if #gone > 0 then
-    chunked('HDEL', K_STATE, gone, 1)
-    chunked('ZADD', K_DEAD, dead, 2)
-    chunked('HSET', K_DEAD_INFO, info, 2)
-    if #free > 0 then
-      chunked('ZREM', K_DEDUPE, free, 1)
-    end
-    redis.call('HINCRBY', K_STATS, 'dead', #gone)
+    write_dead(gone, dead, info, free)
     redis.call('HINCRBY', K_STATS, 'lease_expired', #gone)
   end
   return #ready / 2, #gone
