@@ -455,6 +455,15 @@ impl ServerProcess {
             Ok(Some(status)) => Err(format!("redis-server exited with {status}")),
             _ => Ok(()),
         });
+        // Another process may have taken the port between free_port() and the bind: then the
+        // PONG came from that server, not ours. Only our own process id will do.
+        let pid = child.id();
+        let result = result.and_then(|()| match server_pid(self.port) {
+            Some(p) if p == pid => Ok(()),
+            other => Err(format!(
+                "the server answering on the port is not ours (process id {other:?}, ours {pid})"
+            )),
+        });
         if let Err(e) = result {
             self.kill();
             return Err(format!(
@@ -606,6 +615,34 @@ fn ping(port: u16, timeout: Duration) -> PingReply {
         Ok(n) if n > 0 => PingReply::NotReady,
         _ => PingReply::Down,
     }
+}
+
+/// The `process_id` that the server on `port` reports in `INFO server`.
+fn server_pid(port: u16) -> Option<u32> {
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let timeout = Duration::from_millis(500);
+    let mut s = TcpStream::connect_timeout(&addr, timeout).ok()?;
+    s.set_read_timeout(Some(timeout)).ok()?;
+    s.write_all(b"INFO server\r\n").ok()?;
+    let mut reply = Vec::new();
+    let mut buf = [0u8; 4096];
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        let n = s.read(&mut buf).ok()?;
+        if n == 0 {
+            break;
+        }
+        reply.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&reply);
+        if let Some(line) = text
+            .lines()
+            .find_map(|l| l.strip_prefix("process_id:"))
+            .filter(|_| text.contains("\r\nprocess_id:") && text.contains("\r\nrun_id:"))
+        {
+            return line.trim().parse().ok();
+        }
+    }
+    None
 }
 
 /// Polls `PING` until `+PONG`; `alive` reports a server that has already died.

@@ -159,8 +159,21 @@ impl Rig {
                     .entry(appid.to_string())
                     .or_default()
                     .push(job_id.to_string()),
-                EventKind::ShareFailed { appid, reason, .. } => {
-                    failed.push(format!("{appid}: {}", reason.as_str()))
+                EventKind::ShareFailed {
+                    appid,
+                    job_id,
+                    reason,
+                    attempts,
+                    ..
+                } => {
+                    failed.push(format!(
+                        "{appid}: {} after {attempts} attempts",
+                        reason.as_str()
+                    ));
+                    per_appid
+                        .entry(appid.to_string())
+                        .or_default()
+                        .push(job_id.to_string());
                 }
                 EventKind::BatchCompleted {
                     batch_id,
@@ -193,10 +206,13 @@ impl Rig {
             .filter(|a| !expected.contains(*a))
             .collect();
 
-        assert_eq!(
-            lost_count, 0,
-            "{lost_count} appids have no final event (lost), e.g. {lost:?}"
-        );
+        if lost_count > 0 {
+            let report = self.explain_lost(&lost, &events).await;
+            panic!(
+                "{lost_count} appids have no final event (lost), e.g. {lost:?}; \
+                 share.failed events: {failed:?}\n{report}"
+            );
+        }
         assert!(
             duplicate_ids.is_empty(),
             "{} event ids appear more than once, e.g. {:?}",
@@ -242,6 +258,66 @@ impl Rig {
             .into_iter()
             .map(|(a, mut jobs)| (a, jobs.pop().expect("one job")))
             .collect()
+    }
+
+    /// What Redis and the sandbox know of appids that have no final event: events that name
+    /// them, the jobs that carry them and where those jobs are, the queue's counters.
+    async fn explain_lost(
+        &self,
+        lost: &[&String],
+        events: &[envshare::events::StreamEvent],
+    ) -> String {
+        let mut conn = self.redis.conn().await;
+        let k = self.queue.keys();
+        let mut out = String::new();
+        let stats: Vec<(String, String)> = redis::cmd("HGETALL")
+            .arg(k.stats())
+            .query_async(&mut conn)
+            .await
+            .unwrap_or_default();
+        out += &format!("queue counters: {stats:?}\n");
+        let jobs: Vec<(String, String)> = redis::cmd("HGETALL")
+            .arg(k.jobs())
+            .query_async(&mut conn)
+            .await
+            .unwrap_or_default();
+        for a in lost {
+            let calls = self.sandbox.share_calls_for(a);
+            let named: Vec<String> = events
+                .iter()
+                .filter(|e| format!("{:?}", e.event).contains(a.as_str()))
+                .map(|e| format!("{:?}", e.event))
+                .collect();
+            out += &format!("{a}: {calls} share calls; events naming it: {named:?}\n");
+            for (id, payload) in jobs.iter().filter(|(_, p)| p.contains(a.as_str())) {
+                let mut places = Vec::new();
+                for (name, key) in [
+                    ("ready", k.ready()),
+                    ("scheduled", k.scheduled()),
+                    ("running", k.running()),
+                    ("dead", k.dead()),
+                ] {
+                    let score: Option<f64> = redis::cmd("ZSCORE")
+                        .arg(&key)
+                        .arg(id)
+                        .query_async(&mut conn)
+                        .await
+                        .unwrap_or_default();
+                    if let Some(score) = score {
+                        places.push(format!("{name} @ {score}"));
+                    }
+                }
+                let state: Option<String> = redis::cmd("HGET")
+                    .arg(k.state())
+                    .arg(id)
+                    .query_async(&mut conn)
+                    .await
+                    .unwrap_or_default();
+                out +=
+                    &format!("  job {id} still held: {payload}; state {state:?}; in {places:?}\n");
+            }
+        }
+        out
     }
 
     /// Share calls per appid beyond the first, for appids `appid(0..n)`.
