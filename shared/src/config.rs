@@ -36,6 +36,7 @@ const KEYS: &[(&str, bool)] = &[
     ("component_appsecret", true),
     ("access_token", true),
     ("token_refresh_ahead_ms", false),
+    ("token_recheck_ms", false),
     ("concurrency", false),
     ("max_attempts", false),
     ("backoff_base_ms", false),
@@ -177,6 +178,10 @@ pub struct Settings {
     pub access_token: Option<SecretString>,
     /// `ENVSHARE_TOKEN_REFRESH_AHEAD_MS`: refresh the component token this long before it expires.
     pub token_refresh_ahead: Duration,
+    /// `ENVSHARE_TOKEN_RECHECK_MS`: after a token misconfiguration (IP not whitelisted, bad
+    /// secret, expired or missing ticket) pauses the queue, how long until a job tries the
+    /// token again. A new ticket stored with `envshare ticket set` ends the pause at once.
+    pub token_recheck: Duration,
     /// `ENVSHARE_CONCURRENCY`: jobs one worker process runs at once.
     pub concurrency: usize,
     /// `ENVSHARE_MAX_ATTEMPTS`: tries in all, the first included.
@@ -236,6 +241,7 @@ impl Settings {
             component_appsecret: None,
             access_token: None,
             token_refresh_ahead: Duration::from_millis(600_000),
+            token_recheck: Duration::from_millis(30_000),
             concurrency: 32,
             max_attempts: 10,
             backoff_base: Duration::from_millis(1_000),
@@ -350,6 +356,7 @@ impl Settings {
                 // fetch tokens all the time.
                 ms(0, 3_600_000)(s)
             }),
+            token_recheck: c.get("token_recheck_ms", d.token_recheck, ms(1_000, 3_600_000)),
             concurrency: c.get("concurrency", d.concurrency, |s| {
                 int_in(s, 1, 10_000).map(|n| n as usize)
             }),
@@ -507,6 +514,7 @@ impl fmt::Debug for Settings {
             .field("component_appsecret", &hidden(&self.component_appsecret))
             .field("access_token", &hidden(&self.access_token))
             .field("token_refresh_ahead", &self.token_refresh_ahead)
+            .field("token_recheck", &self.token_recheck)
             .field("concurrency", &self.concurrency)
             .field("max_attempts", &self.max_attempts)
             .field("backoff_base", &self.backoff_base)
@@ -1059,6 +1067,7 @@ mod tests {
                 ("ENVSHARE_WECHAT_BASE_URL", "http://127.0.0.1:8080/"),
                 ("ENVSHARE_ACCESS_TOKEN", "tok-123"),
                 ("ENVSHARE_TOKEN_REFRESH_AHEAD_MS", "5000"),
+                ("ENVSHARE_TOKEN_RECHECK_MS", "4000"),
                 ("ENVSHARE_CONCURRENCY", "64"),
                 ("ENVSHARE_MAX_ATTEMPTS", "3"),
                 ("ENVSHARE_BACKOFF_BASE_MS", "10"),
@@ -1090,6 +1099,7 @@ mod tests {
             other => panic!("expected a fixed token, got {}", other.name()),
         }
         assert_eq!(s.token_refresh_ahead, Duration::from_millis(5000));
+        assert_eq!(s.token_recheck, Duration::from_millis(4000));
         assert_eq!(s.concurrency, 64);
         assert_eq!(s.max_attempts, 3);
         assert_eq!(s.backoff_base, Duration::from_millis(10));

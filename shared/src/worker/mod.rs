@@ -50,8 +50,9 @@ use crate::wechat::{ClientBuildError, WechatClient};
 #[derive(Debug, Clone)]
 pub struct WorkerOptions {
     /// How long a token misconfiguration (61004, 61005/61006, bad secret, no ticket) pauses the
-    /// queue before the next job tries the token again. Default 30 s.
-    pub misconfig_recheck: Duration,
+    /// queue before the next job tries the token again, overriding `ENVSHARE_TOKEN_RECHECK_MS`
+    /// (tests go below its 1 s floor). Default `None`.
+    pub misconfig_recheck: Option<Duration>,
     /// Pause this long after 45009 instead of until the next quota reset (`ENVSHARE_QUOTA_RESET`).
     /// Default `None`.
     pub quota_pause: Option<Duration>,
@@ -76,7 +77,7 @@ pub struct WorkerOptions {
 impl Default for WorkerOptions {
     fn default() -> Self {
         Self {
-            misconfig_recheck: Duration::from_secs(30),
+            misconfig_recheck: None,
             quota_pause: None,
             token_retry: Duration::from_secs(2),
             worker_id: None,
@@ -273,7 +274,7 @@ impl Application {
             registry.metrics.clone(),
             settings.quota_reset,
             options.quota_pause,
-            options.misconfig_recheck,
+            options.misconfig_recheck.unwrap_or(settings.token_recheck),
             options.token_retry,
             settings.max_attempts,
             settings.confirm_batch,

@@ -239,7 +239,7 @@ async fn an_invalid_ticket_pauses_the_workers_and_they_resume_after_the_right_ti
     component_mode(&mut stack);
     stack.set_ticket("ticket-LEAKCHECK-wrong-000").await;
     let options = WorkerOptions {
-        misconfig_recheck: Duration::from_millis(300),
+        misconfig_recheck: Some(Duration::from_millis(300)),
         ..WorkerOptions::default()
     };
     let worker = stack.worker_with(stack.settings.clone(), options).await;
@@ -277,7 +277,7 @@ async fn envshare_ticket_set_lifts_a_ticket_pause_at_once() {
     stack.set_ticket("ticket-LEAKCHECK-wrong-111").await;
     // A re-check interval far longer than the test: only the lifted pause can let jobs through.
     let options = WorkerOptions {
-        misconfig_recheck: Duration::from_secs(120),
+        misconfig_recheck: Some(Duration::from_secs(120)),
         ..WorkerOptions::default()
     };
     let worker = stack.worker_with(stack.settings.clone(), options).await;
