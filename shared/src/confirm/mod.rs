@@ -28,6 +28,7 @@ use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use redis::Script;
 use serde::{Deserialize, Serialize};
@@ -51,6 +52,8 @@ pub const CONFIRM_GROUP: &str = "envshare-confirm";
 const READ_COUNT: usize = 200;
 /// Schedule entries leased per claim.
 const CLAIM_SLICE: usize = 500;
+/// How often a watcher reads the intake lag (two `XINFO` calls).
+const LAG_CHECK_EVERY: Duration = Duration::from_secs(5);
 
 macro_rules! lua {
     ($file:literal) => {
@@ -116,6 +119,10 @@ pub struct ConfirmCounters {
     pub resend_checks: Counter,
     /// Appids not re-sent because they were already bound.
     pub resend_skipped: Counter,
+    /// Events not yet read by [`CONFIRM_GROUP`] at the last look (-1: Redis cannot tell).
+    pub intake_lag: Gauge,
+    /// Times the stream was found trimmed past events the group had not read.
+    pub intake_trimmed: Counter,
 }
 
 impl ConfirmCounters {
@@ -146,7 +153,88 @@ impl ConfirmCounters {
             "Appids not re-sent because batchgetenvid showed them bound already",
             self.resend_skipped.clone(),
         );
+        registry.register(
+            "confirm_intake_lag",
+            "Events the confirmation watchers have not read yet (-1: unknown, e.g. after a trim)",
+            self.intake_lag.clone(),
+        );
+        registry.register(
+            "confirm_intake_trimmed",
+            "Times the events stream was found trimmed past events the watchers had not read \
+             (those appids are not tracked: raise ENVSHARE_EVENTS_MAXLEN)",
+            self.intake_trimmed.clone(),
+        );
     }
+}
+
+/// How far the confirmation intake ([`CONFIRM_GROUP`]) is behind the events stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IntakeLag {
+    /// Events not yet delivered to the group; `None` when Redis cannot tell (after a trim past
+    /// the group's position).
+    pub lag: Option<u64>,
+    /// The stream's `MAXLEN` trim removed events the group had not read: their `share.accepted`
+    /// appids get no `share.bound` / `share.unconfirmed`, and their batches no
+    /// `batch.confirmed`.
+    pub trimmed_unread: bool,
+}
+
+/// A stream entry id as (ms, seq), for comparisons; "0-0" for anything unparsable.
+fn entry_id(s: &str) -> (u64, u64) {
+    let (ms, seq) = s.split_once('-').unwrap_or((s, "0"));
+    (ms.parse().unwrap_or(0), seq.parse().unwrap_or(0))
+}
+
+/// Reads [`IntakeLag`] from `XINFO STREAM` and `XINFO GROUPS` (Redis 7). Entries ever removed
+/// from the stream are `entries-added - length`, all older than `recorded-first-entry-id` (a
+/// `MAXLEN` trim removes the oldest). The group's `entries-read` is its position in everything
+/// ever added: below the removed count, it had not read them all. A group still before the first
+/// entry with fewer entries read than removed (or an unknown count: a group created at `0` that
+/// has read nothing since) is behind the trim. Once it reads past the first entry, what was lost
+/// can no longer be told. `None` when the stream or the group does not exist.
+pub async fn intake_lag(queue: &Queue) -> Result<Option<IntakeLag>, QueueError> {
+    let mut conn = queue.connection();
+    let stream = queue.keys().events();
+    let info: HashMap<String, redis::Value> = match redis::cmd("XINFO")
+        .arg("STREAM")
+        .arg(&stream)
+        .query_async(&mut conn)
+        .await
+    {
+        Ok(info) => info,
+        Err(e) if e.to_string().contains("no such key") => return Ok(None),
+        Err(e) => return Err(QueueError::redis("confirm intake lag")(e)),
+    };
+    let groups: Vec<HashMap<String, redis::Value>> = redis::cmd("XINFO")
+        .arg("GROUPS")
+        .arg(&stream)
+        .query_async(&mut conn)
+        .await
+        .map_err(redis_err("confirm intake lag"))?;
+    let text = |m: &HashMap<String, redis::Value>, k: &str| -> Option<String> {
+        m.get(k).and_then(|v| redis::from_redis_value_ref(v).ok())
+    };
+    let Some(group) = groups
+        .iter()
+        .find(|g| text(g, "name").as_deref() == Some(CONFIRM_GROUP))
+    else {
+        return Ok(None);
+    };
+    let number = |m: &HashMap<String, redis::Value>, k: &str| -> Option<u64> {
+        m.get(k).and_then(|v| redis::from_redis_value_ref(v).ok())
+    };
+    let removed = number(&info, "entries-added")
+        .unwrap_or(0)
+        .saturating_sub(number(&info, "length").unwrap_or(0));
+    let delivered = entry_id(&text(group, "last-delivered-id").unwrap_or_default());
+    let first = entry_id(&text(&info, "recorded-first-entry-id").unwrap_or_default());
+    let trimmed_unread = removed > 0
+        && delivered < first
+        && number(group, "entries-read").is_none_or(|read| read < removed);
+    Ok(Some(IntakeLag {
+        lag: number(group, "lag"),
+        trimmed_unread,
+    }))
 }
 
 /// One schedule entry's details (`confirm:info`).
@@ -181,6 +269,9 @@ pub struct Watcher {
     consumer: String,
     counters: ConfirmCounters,
     last_autoclaim: Option<Instant>,
+    last_lag_check: Option<Instant>,
+    /// Whether the last lag check found events trimmed unread (warn once per occurrence).
+    behind_trim: bool,
 }
 
 impl std::fmt::Debug for Watcher {
@@ -240,6 +331,8 @@ impl Watcher {
             consumer: consumer.into(),
             counters,
             last_autoclaim: None,
+            last_lag_check: None,
+            behind_trim: false,
         }
     }
 
@@ -330,7 +423,36 @@ impl Watcher {
             report.scheduled += self.intake(stale).await?;
         }
         report.checked = self.check_due(stop).await?;
+        if self
+            .last_lag_check
+            .is_none_or(|t| t.elapsed() >= LAG_CHECK_EVERY)
+        {
+            self.last_lag_check = Some(Instant::now());
+            self.check_lag().await?;
+        }
         Ok(report)
+    }
+
+    /// Updates the intake-lag gauge, and warns once when the stream was trimmed past events no
+    /// watcher had read.
+    async fn check_lag(&mut self) -> Result<(), QueueError> {
+        let Some(l) = intake_lag(&self.queue).await? else {
+            return Ok(());
+        };
+        self.counters
+            .intake_lag
+            .set(l.lag.map_or(-1, |n| n.min(i64::MAX as u64) as i64));
+        if l.trimmed_unread && !self.behind_trim {
+            self.counters.intake_trimmed.inc();
+            warn!(
+                events_maxlen = self.queue.settings().events_maxlen,
+                "the events stream was trimmed past share.accepted events the confirmation \
+                 watchers had not read: those appids get no share.bound or share.unconfirmed and \
+                 their batches no batch.confirmed; raise ENVSHARE_EVENTS_MAXLEN or run more workers"
+            );
+        }
+        self.behind_trim = l.trimmed_unread;
+        Ok(())
     }
 
     async fn read_new(&self) -> Result<Vec<(String, Vec<String>)>, QueueError> {
