@@ -120,7 +120,7 @@ impl Source {
 }
 
 /// The summary of an import or enqueue, printed as text or as one JSON object (`--json`).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Default, Serialize)]
 struct Summary {
     /// The batch the jobs went into (would go into, for a dry run).
     batch: String,
@@ -319,7 +319,6 @@ pub async fn import(ctx: &Ctx, args: ImportArgs) -> anyhow::Result<()> {
         input: name.clone(),
         format: format.to_string(),
         dry_run: flags.dry_run,
-        enqueued: false,
         rows: validation.rows,
         valid_rows: validation.valid_rows,
         invalid_rows: validation.invalid_rows,
@@ -330,13 +329,7 @@ pub async fn import(ctx: &Ctx, args: ImportArgs) -> anyhow::Result<()> {
         envs: validation.envs.len() as u64,
         chunk_size,
         planned_jobs: validation.jobs(),
-        jobs: 0,
-        appids: 0,
-        skipped_already_queued: 0,
-        skipped_bound: 0,
-        bound_pairs: Vec::new(),
-        per_env: None,
-        elapsed_ms: 0,
+        ..Summary::default()
     };
 
     if validation.invalid_rows > 0 && !args.skip_invalid {
@@ -527,24 +520,15 @@ pub async fn pairs(ctx: &Ctx, args: EnqueueArgs) -> anyhow::Result<()> {
         input: "<arguments>".into(),
         format: "arguments".into(),
         dry_run: flags.dry_run,
-        enqueued: false,
         rows: total_pairs,
         valid_rows: total_pairs,
-        invalid_rows: 0,
-        errors: Vec::new(),
         pairs: total_pairs,
         duplicates_in_input: total_pairs - unique - bound.len() as u64,
         unique_pairs: unique + bound.len() as u64,
         envs: 1,
         chunk_size,
         planned_jobs: chunks.len() as u64,
-        jobs: 0,
-        appids: 0,
-        skipped_already_queued: 0,
-        skipped_bound: 0,
-        bound_pairs: Vec::new(),
-        per_env: None,
-        elapsed_ms: 0,
+        ..Summary::default()
     };
     if flags.dry_run {
         let count = EnvCount {

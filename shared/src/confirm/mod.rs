@@ -305,12 +305,8 @@ fn redis_err(op: &'static str) -> impl FnOnce(redis::RedisError) -> QueueError {
 }
 
 /// The ms part of a stream entry id (`1764460800000-0`).
-fn entry_ms(entry_id: &str) -> u64 {
-    entry_id
-        .split('-')
-        .next()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0)
+fn entry_ms(id: &str) -> u64 {
+    entry_id(id).0
 }
 
 type Fields = Vec<(String, Option<Vec<String>>)>;

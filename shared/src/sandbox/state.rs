@@ -85,6 +85,17 @@ fn error(errcode: i64, errmsg: &str) -> Value {
     json!({"errcode": errcode, "errmsg": errmsg})
 }
 
+/// The `err_list` entry of an appid the sandbox is configured to refuse (`env` absent for
+/// `batchgetenvid`, whose entries carry none).
+fn refusal(env: Option<&str>, appid: &str) -> Value {
+    let mut entry = json!({"appid": appid,
+        "errmsg": "the mini program has not authorized the platform"});
+    if let Some(env) = env {
+        entry["env"] = json!(env);
+    }
+    entry
+}
+
 #[derive(Deserialize)]
 struct ShareBody {
     #[serde(default)]
@@ -308,8 +319,7 @@ impl State {
             for appid in &item.appids {
                 *self.share_calls.entry(appid.clone()).or_default() += 1;
                 if self.config.rejects(appid) {
-                    err_list.push(json!({"env": item.env, "appid": appid,
-                        "errmsg": "the mini program has not authorized the platform"}));
+                    err_list.push(refusal(Some(&item.env), appid));
                     continue;
                 }
                 self.bindings
@@ -340,8 +350,7 @@ impl State {
         for item in &b.data {
             for appid in &item.appids {
                 if self.config.rejects(appid) {
-                    err_list.push(json!({"env": item.env, "appid": appid,
-                        "errmsg": "the mini program has not authorized the platform"}));
+                    err_list.push(refusal(Some(&item.env), appid));
                 } else if let Some(envs) = self.bindings.get_mut(appid) {
                     envs.remove(&item.env);
                 }
@@ -358,8 +367,7 @@ impl State {
         let mut err_list = Vec::new();
         for appid in &b.appids {
             if self.config.rejects(appid) {
-                err_list.push(json!({"appid": appid,
-                    "errmsg": "the mini program has not authorized the platform"}));
+                err_list.push(refusal(None, appid));
                 continue;
             }
             let envs: Vec<&String> = self

@@ -9,7 +9,9 @@ use envshare::sandbox::{Fault, Latency, SandboxConfig};
 use envshare::wechat::Endpoint;
 use envshare::worker::WorkerOptions;
 use envshare::{AppId, BatchId, JobId};
-use envshare_tests::{ChildProcess, TestRedis, TestStack, bin_path, is_share, wait_until};
+use envshare_tests::{
+    ChildProcess, RunningWorker, TestRedis, TestStack, bin_path, is_share, wait_until,
+};
 use secrecy::SecretString;
 
 /// The fixed token the sandbox accepts; recognisable, so the log test can search for it.
@@ -233,13 +235,18 @@ async fn an_expired_token_is_fetched_once_for_64_jobs_in_flight_across_two_worke
     );
 }
 
-#[tokio::test]
-async fn an_invalid_ticket_pauses_the_workers_and_they_resume_after_the_right_ticket_is_stored() {
-    let mut stack = start_stack("share-ticket", SandboxConfig::default()).await;
+/// A component-mode stack whose stored ticket is `wrong`, a worker re-checking the token every
+/// `recheck`, three jobs enqueued, and the queue seen paused with the ticket error (61005).
+async fn paused_on_a_wrong_ticket(
+    prefix: &str,
+    wrong: &str,
+    recheck: Duration,
+) -> (TestStack, RunningWorker) {
+    let mut stack = start_stack(prefix, SandboxConfig::default()).await;
     component_mode(&mut stack);
-    stack.set_ticket("ticket-LEAKCHECK-wrong-000").await;
+    stack.set_ticket(wrong).await;
     let options = WorkerOptions {
-        misconfig_recheck: Some(Duration::from_millis(300)),
+        misconfig_recheck: Some(recheck),
         ..WorkerOptions::default()
     };
     let worker = stack.worker_with(stack.settings.clone(), options).await;
@@ -248,6 +255,17 @@ async fn an_invalid_ticket_pauses_the_workers_and_they_resume_after_the_right_ti
         stack.wait_paused("61005", WAIT).await,
         "the queue is paused with the ticket error"
     );
+    (stack, worker)
+}
+
+#[tokio::test]
+async fn an_invalid_ticket_pauses_the_workers_and_they_resume_after_the_right_ticket_is_stored() {
+    let (stack, worker) = paused_on_a_wrong_ticket(
+        "share-ticket",
+        "ticket-LEAKCHECK-wrong-000",
+        Duration::from_millis(300),
+    )
+    .await;
     let pause = stack.stats().await.paused.unwrap();
     assert!(
         pause.reason.contains("envshare ticket set"),
@@ -272,20 +290,13 @@ async fn an_invalid_ticket_pauses_the_workers_and_they_resume_after_the_right_ti
 
 #[tokio::test]
 async fn envshare_ticket_set_lifts_a_ticket_pause_at_once() {
-    let mut stack = start_stack("share-ticket-lift", SandboxConfig::default()).await;
-    component_mode(&mut stack);
-    stack.set_ticket("ticket-LEAKCHECK-wrong-111").await;
     // A re-check interval far longer than the test: only the lifted pause can let jobs through.
-    let options = WorkerOptions {
-        misconfig_recheck: Some(Duration::from_secs(120)),
-        ..WorkerOptions::default()
-    };
-    let worker = stack.worker_with(stack.settings.clone(), options).await;
-    enqueue_singles(&stack, 1, 3).await;
-    assert!(
-        stack.wait_paused("61005", WAIT).await,
-        "the queue is paused with the ticket error"
-    );
+    let (stack, worker) = paused_on_a_wrong_ticket(
+        "share-ticket-lift",
+        "ticket-LEAKCHECK-wrong-111",
+        Duration::from_secs(120),
+    )
+    .await;
 
     let envshare = bin_path("envshare");
     let started = Instant::now();

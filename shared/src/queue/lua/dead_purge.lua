@@ -4,10 +4,7 @@
 -- ARGV[1] now (ms)   ARGV[2] now ISO-8601   ARGV[3] key prefix   ARGV[4] events MAXLEN
 -- ARGV[5..] job ids (<= 1000)
 -- returns: number of dead jobs purged (ids not dead are ignored)
-local ids = {}
-for i = 5, #ARGV do
-  ids[#ids + 1] = ARGV[i]
-end
+local ids = argv_ids(5, #ARGV - 4, 1)
 if #ids == 0 then
   return 0
 end

@@ -6,10 +6,7 @@
 -- ARGV[5] dedupe window (ms)   ARGV[6..] job ids (<= 1000)
 -- returns: number of dead jobs moved to ready (ids not dead are ignored)
 local window_end = int(NOW + tonumber(ARGV[5]))
-local ids = {}
-for i = 6, #ARGV do
-  ids[#ids + 1] = ARGV[i]
-end
+local ids = argv_ids(6, #ARGV - 5, 1)
 if #ids == 0 then
   return 0
 end

@@ -8,10 +8,7 @@
 redis.call('ZADD', K_WORKERS, NOW_S, ARGV[5])
 local deadline = int(NOW + tonumber(ARGV[6]))
 local n = tonumber(ARGV[7])
-local ids = {}
-for r = 1, n do
-  ids[r] = ARGV[6 + 2 * r]
-end
+local ids = argv_ids(8, n, 2)
 local states = chunked_get('HMGET', K_STATE, ids)
 local run, lost = {}, {}
 for r = 1, n do

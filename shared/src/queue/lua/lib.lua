@@ -49,6 +49,16 @@ local function chunked(cmd, key, items, width)
   end
 end
 
+-- The `n` ARGV values at first, first + stride, first + 2 * stride, ... (the job ids of a
+-- script whose per-job records are `stride` values long).
+local function argv_ids(first, n, stride)
+  local ids = {}
+  for r = 1, n do
+    ids[r] = ARGV[first + (r - 1) * stride]
+  end
+  return ids
+end
+
 -- Calls `cmd key ids...` in slices and returns the concatenated replies (HMGET, ZMSCORE).
 local function chunked_get(cmd, key, ids)
   local n = #ids
@@ -197,6 +207,14 @@ local function write_dead(gone, dead, info, free)
     chunked('ZREM', K_DEDUPE, free, 1)
   end
   redis.call('HINCRBY', K_STATS, 'dead', #gone)
+end
+
+-- Ends the leases of `moved` (job ids): out of running, into the sorted set `zset` with the
+-- ZADD pairs `z`, their state records set from the HSET pairs `sset`.
+local function unlease(moved, zset, z, sset)
+  chunked('ZREM', K_RUNNING, moved, 1)
+  chunked('ZADD', zset, z, 2)
+  chunked('HSET', K_STATE, sset, 2)
 end
 
 -- Moves up to `limit` leases past their deadline back to ready (the attempt stays counted), or

@@ -5,10 +5,7 @@
 -- ARGV[5] number of jobs (<= 500), then per job: id, fence
 -- returns: {released, {stale job ids}}
 local n = tonumber(ARGV[5])
-local ids = {}
-for r = 1, n do
-  ids[r] = ARGV[4 + 2 * r]
-end
+local ids = argv_ids(6, n, 2)
 local states = chunked_get('HMGET', K_STATE, ids)
 local ended, moved, ready, sset, stale = {}, {}, {}, {}, {}
 for r = 1, n do
@@ -26,9 +23,7 @@ for r = 1, n do
   end
 end
 if #moved > 0 then
-  chunked('ZREM', K_RUNNING, moved, 1)
-  chunked('ZADD', K_READY, ready, 2)
-  chunked('HSET', K_STATE, sset, 2)
+  unlease(moved, K_READY, ready, sset)
   redis.call('HINCRBY', K_STATS, 'released', #moved)
   redis.call('PUBLISH', K_WAKE, '1')
 end

@@ -7,10 +7,7 @@
 -- ARGV[5] number of jobs (<= 500), then per job: id, fence, run_at_ms, refund ("1" or "0")
 -- returns: {applied, {stale job ids}}
 local n = tonumber(ARGV[5])
-local ids = {}
-for r = 1, n do
-  ids[r] = ARGV[2 + 4 * r]
-end
+local ids = argv_ids(6, n, 4)
 local states = chunked_get('HMGET', K_STATE, ids)
 local ended, moved, sched, sset, stale = {}, {}, {}, {}, {}
 local retried, deferred = 0, 0
@@ -36,9 +33,7 @@ for r = 1, n do
   end
 end
 if #moved > 0 then
-  chunked('ZREM', K_RUNNING, moved, 1)
-  chunked('ZADD', K_SCHED, sched, 2)
-  chunked('HSET', K_STATE, sset, 2)
+  unlease(moved, K_SCHED, sched, sset)
   if retried > 0 then
     redis.call('HINCRBY', K_STATS, 'retries', retried)
   end
