@@ -19,10 +19,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use apalis_core::worker::builder::WorkerBuilder;
-use envshare::queue::{
-    AppResult, BackendSettings, JobOutcome, NewJob, Queue, QueueSettings, RedisBackend, ShareJob,
-    WorkerId,
-};
+use envshare::store::{AppResult, NewJob, Queue, QueueSettings, ShareJob, WorkerId};
+use envshare::worker::{BackendSettings, JobOutcome, RedisBackend};
 use envshare::{AppId, BatchId, EnvId, QueueName};
 use serde_json::json;
 
@@ -141,7 +139,7 @@ impl Bench {
                 .queue
                 .enqueue(
                     jobs,
-                    envshare::queue::EnqueueOptions {
+                    envshare::store::EnqueueOptions {
                         force: true,
                         seal: end == n,
                     },
@@ -199,12 +197,12 @@ impl Bench {
             let t = Instant::now();
             let claim = self.queue.claim(&worker, 100).await?;
             times.push(t.elapsed().as_secs_f64() * 1e6);
-            if let envshare::queue::Claim::Jobs(leases) = claim {
+            if let envshare::store::Claim::Jobs(leases) = claim {
                 let acks = leases
                     .into_iter()
                     .map(|l| {
-                        let outcome = envshare::queue::Outcome::Done(accept_all(&l.job));
-                        envshare::queue::Ack::new(l, outcome)
+                        let outcome = envshare::store::Outcome::Done(accept_all(&l.job));
+                        envshare::store::Ack::new(l, outcome)
                     })
                     .collect();
                 self.queue.complete(acks).await?;

@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use envshare::config::Settings;
-use envshare::queue::{EnqueueOptions, NewJob, Queue, QueueSettings};
 use envshare::sandbox::{Latency, Sandbox, SandboxConfig};
+use envshare::store::{EnqueueOptions, NewJob, Queue, QueueSettings};
 use envshare::wechat::Endpoint;
 use envshare::worker::{Application, WorkerOptions};
 use envshare::{BatchId, EnvId, QueueName};

@@ -5,8 +5,8 @@ use std::time::Duration;
 use anyhow::Context as _;
 use envshare::QueueName;
 use envshare::config::Settings;
-use envshare::queue::{Keys, Queue, QueueSettings};
-use envshare::redis_conn::{self, ConnectOptions, RedisConn};
+use envshare::store::conn::{self, ConnectOptions};
+use envshare::store::{Keys, Queue, QueueSettings};
 
 use crate::fail::redis_unreachable;
 
@@ -56,7 +56,7 @@ impl Ctx {
     pub async fn queue(&self) -> anyhow::Result<Queue> {
         // The queue's connection manager retries a refused connection for seconds; a plain
         // connection first fails fast and names the real cause.
-        drop(self.redis().await?);
+        self.check_redis().await?;
         let connect = Queue::connect_with(
             &self.redis_url,
             self.redis_cluster,
@@ -73,24 +73,19 @@ impl Ctx {
         }
     }
 
-    /// A plain connection to the queue's Redis (or Redis Cluster), for commands that read keys
-    /// directly.
-    pub async fn redis(&self) -> anyhow::Result<RedisConn> {
+    /// Checks that the queue's Redis (or Redis Cluster) answers, failing at once with a message
+    /// that names the real cause.
+    pub async fn check_redis(&self) -> anyhow::Result<()> {
         // No retries: a refused connection fails at once and names the real cause.
         let options = ConnectOptions {
             connection_timeout: CONNECT_TIMEOUT,
             response_timeout: Some(Duration::from_secs(30)),
             retries: 0,
         };
-        let mut conn = redis_conn::connect_with(&self.redis_url, self.redis_cluster, options)
+        conn::connect_and_ping(&self.redis_url, self.redis_cluster, options)
             .await
             .with_context(|| redis_unreachable(&self.redis_url))?;
-        // A connection is made lazily by some URL forms; PING proves Redis answers.
-        redis::cmd("PING")
-            .query_async::<()>(&mut conn)
-            .await
-            .with_context(|| redis_unreachable(&self.redis_url))?;
-        Ok(conn)
+        Ok(())
     }
 }
 

@@ -4,7 +4,7 @@ use std::io::{BufRead, IsTerminal, Write};
 
 use anyhow::Context as _;
 use envshare::JobId;
-use envshare::queue::DeadSelection;
+use envshare::store::DeadSelection;
 
 use crate::cli::DeadSelectionArgs;
 use crate::ctx::{Ctx, now_ms};

@@ -22,10 +22,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use envshare::config::{Settings, redact_url};
-use envshare::events::{Event, EventKind, read_all};
+use envshare::events::{Event, EventKind};
 use envshare::import::{self, Chunks, Format, Planner};
-use envshare::queue::{BatchProgress, Queue, QueueSettings};
 use envshare::sandbox::{LocalRedis, LocalRedisError, Sandbox, SandboxConfig};
+use envshare::store::conn::{self, ConnectOptions};
+use envshare::store::read_all;
+use envshare::store::{BatchProgress, Queue, QueueSettings};
 use envshare::wechat::Endpoint;
 use envshare::worker::{Application, WorkerOptions};
 use envshare::{AppId, BatchId, QueueName};
@@ -95,7 +97,7 @@ pub async fn run(settings: &Settings, args: DemoArgs) -> anyhow::Result<()> {
         _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
     };
     if let DemoRedis::Existing(_) = redis
-        && let Err(e) = delete_queue(&queue).await
+        && let Err(e) = queue.delete_all().await
     {
         eprintln!(
             "warning: deleting the demo queue's keys ({}*) failed: {e:#}",
@@ -137,41 +139,12 @@ async fn find_redis(url: &str) -> anyhow::Result<DemoRedis> {
 }
 
 async fn ping(url: &str) -> redis::RedisResult<()> {
-    let client = redis::Client::open(url)?;
-    let config = redis::AsyncConnectionConfig::new()
-        .set_connection_timeout(Some(PROBE_TIMEOUT))
-        .set_response_timeout(Some(PROBE_TIMEOUT));
-    let mut conn = client
-        .get_multiplexed_async_connection_with_config(&config)
-        .await?;
-    redis::cmd("PING").query_async::<()>(&mut conn).await
-}
-
-/// Deletes every key of the demo queue (SCAN, not KEYS: the server may be shared).
-async fn delete_queue(queue: &Queue) -> anyhow::Result<()> {
-    let mut conn = queue.connection();
-    let pattern = format!("{}*", queue.keys().prefix());
-    let mut cursor = 0u64;
-    loop {
-        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(&pattern)
-            .arg("COUNT")
-            .arg(1000)
-            .query_async(&mut conn)
-            .await?;
-        if !keys.is_empty() {
-            redis::cmd("DEL")
-                .arg(&keys)
-                .query_async::<()>(&mut conn)
-                .await?;
-        }
-        if next == 0 {
-            return Ok(());
-        }
-        cursor = next;
-    }
+    let options = ConnectOptions {
+        connection_timeout: PROBE_TIMEOUT,
+        response_timeout: Some(PROBE_TIMEOUT),
+        retries: 0,
+    };
+    conn::connect_and_ping(url, false, options).await.map(drop)
 }
 
 /// Aborts a spawned task when dropped (on Ctrl-C or an early error).
@@ -215,13 +188,7 @@ async fn pipeline(redis: &DemoRedis, queue: &Queue, pairs: usize) -> anyhow::Res
 
     // Component token mode, as in production: the ticket WeChat would push to the callback is
     // stored the way `envshare ticket set` stores it; the worker fetches the token with it.
-    redis::cmd("HSET")
-        .arg(queue.keys().ticket())
-        .arg("ticket")
-        .arg(SandboxConfig::VERIFY_TICKET)
-        .arg("set_at")
-        .arg(crate::ctx::now_ms())
-        .query_async::<()>(&mut queue.connection())
+    envshare::token::store_ticket(queue, &SandboxConfig::VERIFY_TICKET.into())
         .await
         .context("storing the demo's verify ticket failed")?;
 

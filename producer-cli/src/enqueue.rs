@@ -18,7 +18,7 @@ use envshare::import::{
     self, Chunk, Chunks, EnqueueError, Enqueued, EnvCount, Format, ImportError, InvalidLine,
     Planner, Records,
 };
-use envshare::queue::Queue;
+use envshare::store::Queue;
 use envshare::throttle::RateLimiter;
 use envshare::wechat::WechatClient;
 use envshare::{AppId, BatchId, EnvId};
@@ -430,7 +430,7 @@ pub async fn import(ctx: &Ctx, args: ImportArgs) -> anyhow::Result<()> {
 
 /// Runs the enqueueing pass and seals the batch.
 async fn enqueue_into<I>(
-    queue: &envshare::queue::Queue,
+    queue: &envshare::store::Queue,
     chunks: I,
     batch: &BatchId,
     flags: &EnqueueFlags,

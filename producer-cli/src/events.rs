@@ -4,7 +4,8 @@ use std::io::Write as _;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use envshare::events::{Event, EventKind, EventReader, StartFrom};
+use envshare::events::{Event, EventKind};
+use envshare::store::{EventReader, StartFrom};
 
 use crate::ctx::Ctx;
 use crate::fail::redis_unreachable;
@@ -27,7 +28,7 @@ pub struct TailOptions {
 /// Follows the stream until Ctrl-C (or `count` events), printing each event, then acking it.
 pub async fn tail(ctx: &Ctx, opts: TailOptions) -> anyhow::Result<()> {
     // Fail with the usual message when Redis is down, before the reader's own error.
-    drop(ctx.redis().await?);
+    ctx.check_redis().await?;
     let consumer = opts
         .consumer
         .clone()

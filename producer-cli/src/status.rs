@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use envshare::BatchId;
-use envshare::queue::{BatchProgress, Queue, QueueStats};
+use envshare::store::{BatchProgress, Queue, QueueStats};
 use serde::Serialize;
 
 use crate::cli::StatusArgs;
@@ -73,54 +73,41 @@ impl BatchInfo {
         let pending = progress
             .appids
             .saturating_sub(progress.accepted + progress.failed);
-        let key = match &progress.id {
-            Some(id) => queue.keys().batch(id),
-            None => return Err(anyhow::anyhow!("a batch without an id")),
+        let Some(id) = &progress.id else {
+            return Err(anyhow::anyhow!("a batch without an id"));
         };
-        let (bound, unconfirmed, confirmed): (Option<u64>, Option<u64>, Option<String>) =
-            redis::cmd("HMGET")
-                .arg(key)
-                .arg("bound")
-                .arg("unconfirmed")
-                .arg("confirmed")
-                .query_async(&mut queue.connection())
-                .await
-                .context("reading the batch's confirmation counters failed")?;
-        let (bound, unconfirmed) = (bound.unwrap_or(0), unconfirmed.unwrap_or(0));
+        let c = queue
+            .batch_confirmation(id)
+            .await
+            .context("reading the batch's confirmation counters failed")?;
+        let (bound, unconfirmed, confirmed) = (c.bound, c.unconfirmed, c.confirmed);
         Ok(Self {
             pending,
             bound,
             unconfirmed,
             awaiting_confirmation: progress.accepted.saturating_sub(bound + unconfirmed),
-            confirmed: confirmed.as_deref() == Some("1"),
+            confirmed,
             progress,
         })
     }
 }
 
 async fn token_and_ticket(queue: &Queue) -> anyhow::Result<(TokenInfo, TicketInfo)> {
-    let k = queue.keys();
-    let (pttl, has_ticket, set_at): (i64, bool, Option<u64>) = redis::pipe()
-        .cmd("PTTL")
-        .arg(k.token())
-        .cmd("HEXISTS")
-        .arg(k.ticket())
-        .arg("ticket")
-        .cmd("HGET")
-        .arg(k.ticket())
-        .arg("set_at")
-        .query_async(&mut queue.connection())
+    let meta = queue
+        .token_store()
+        .meta()
         .await
         .context("reading the token and ticket metadata failed")?;
     let token = TokenInfo {
-        // PTTL: -2 no key, -1 no expiry.
-        cached: pttl != -2,
-        expires_in_ms: u64::try_from(pttl).ok(),
+        cached: meta.token_cached,
+        expires_in_ms: meta.token_ttl_ms,
     };
     let ticket = TicketInfo {
-        stored: has_ticket,
-        set_at_ms: set_at,
-        age_ms: set_at.map(|s| now_ms().saturating_sub(s)),
+        stored: meta.ticket_stored,
+        set_at_ms: meta.ticket_set_at_ms,
+        age_ms: meta
+            .ticket_set_at_ms
+            .map(|s| queue.now_ms().saturating_sub(s)),
     };
     Ok((token, ticket))
 }

@@ -5,13 +5,8 @@ use std::io::{IsTerminal, Read};
 use anyhow::Context as _;
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::ctx::{Ctx, now_ms};
+use crate::ctx::Ctx;
 use crate::fail::bad_input;
-
-/// What the reason of a pause caused by a ticket problem tells the operator to run (see
-/// `envshare::token`): only such a pause is lifted by storing a ticket; a bad secret, the IP
-/// whitelist or the daily quota are not fixed by a new ticket.
-const TICKET_FIX: &str = "envshare ticket set";
 
 /// The longest ticket accepted; WeChat's are about 100 characters.
 const MAX_TICKET_LEN: usize = 4096;
@@ -50,28 +45,12 @@ pub async fn set(ctx: &Ctx, ticket: &str) -> anyhow::Result<()> {
             }
         );
     }
-    let mut conn = ctx.redis().await?;
-    redis::cmd("HSET")
-        .arg(ctx.keys.ticket())
-        .arg("ticket")
-        .arg(ticket.expose_secret())
-        .arg("set_at")
-        .arg(now_ms())
-        .query_async::<()>(&mut conn)
+    let queue = ctx.queue().await?;
+    let lifted = envshare::token::store_ticket(&queue, &ticket)
         .await
         .context("storing the ticket in Redis failed")?;
     println!("ticket stored ({len} characters)");
-    // Workers paused for want of a valid ticket resume now instead of at their next re-check.
-    let queue = ctx.queue().await?;
-    let pause = queue
-        .pause_in_force()
-        .await
-        .context("reading the queue's pause failed")?;
-    if let Some(pause) = pause.filter(|p| p.reason.contains(TICKET_FIX)) {
-        queue
-            .resume()
-            .await
-            .context("lifting the ticket pause failed")?;
+    if let Some(pause) = lifted {
         println!(
             "lifted the pause that was waiting for a ticket (it would have ended at {}); workers \
              resume now",

@@ -5,13 +5,9 @@
 //! has two fields: `type` and `event` (the JSON of [`Event`]). Delivery to consumers is at least
 //! once; [`Event::id`] is stable, so consumers dedupe by it.
 
-use std::time::Duration;
-
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{AppId, BatchId, EnvId, JobId};
-use crate::queue::Keys;
-use crate::redis_conn::{self, ConnectOptions, RedisConn};
 
 /// The event format version written in `v`.
 pub const EVENT_VERSION: u32 = 1;
@@ -216,258 +212,26 @@ impl Event {
     }
 }
 
-/// Why reading events failed.
-#[derive(Debug, thiserror::Error)]
-pub enum EventError {
-    /// Redis failed; retryable when the connection broke or timed out.
-    #[error("events {op}: Redis error: {source}")]
-    Redis {
-        /// The operation (`connect`, `create group`, `read`, `ack`, `range`).
-        op: &'static str,
-        /// The Redis error.
-        #[source]
-        source: redis::RedisError,
-    },
-    /// A stream entry did not hold a valid event (written by something else). Not retryable.
-    #[error("events {op}: malformed entry {entry_id}: {detail}")]
-    Malformed {
-        /// The operation.
-        op: &'static str,
-        /// The stream entry id.
-        entry_id: String,
-        /// What was wrong.
-        detail: String,
-    },
+/// Why a stream entry is not an event.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EntryError {
+    /// The entry has no `event` field.
+    #[error("no `event` field")]
+    NoEventField,
+    /// The `event` field is not the JSON of an [`Event`].
+    #[error("{0}")]
+    Json(String),
 }
 
-impl EventError {
-    /// Whether trying again later may succeed.
-    pub fn is_retryable(&self) -> bool {
-        match self {
-            EventError::Redis { source, .. } => crate::queue::redis_error_is_retryable(source),
-            EventError::Malformed { .. } => false,
-        }
-    }
-}
-
-/// An event read from the stream, with its stream entry id (for [`EventReader::ack`]).
-#[derive(Debug, Clone, PartialEq)]
-pub struct StreamEvent {
-    /// The stream entry id (`1764460800000-0`), not the event's stable id.
-    pub entry_id: String,
-    /// The event.
-    pub event: Event,
-}
-
-/// Where a new consumer group starts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StartFrom {
-    /// From the oldest event still in the stream (`0`).
-    Beginning,
-    /// Only events added after the group is created (`$`).
-    New,
-}
-
-/// A consumer in a consumer group of a queue's events stream (`XREADGROUP`).
-///
-/// It owns a dedicated connection, because `XREADGROUP … BLOCK` holds the connection while it
-/// waits. It first re-reads its own pending entries (delivered before, never acked, e.g. before a
-/// crash), then new ones.
-#[derive(Debug)]
-pub struct EventReader {
-    conn: RedisConn,
-    stream: String,
-    group: String,
-    consumer: String,
-    pending_done: bool,
-}
-
-fn parse_entry(op: &'static str, entry_id: String, fields: &[String]) -> Result<Event, EventError> {
-    let json = fields
-        .chunks(2)
-        .find(|kv| kv.len() == 2 && kv[0] == "event")
-        .map(|kv| kv[1].as_str())
-        .ok_or_else(|| EventError::Malformed {
-            op,
-            entry_id: entry_id.clone(),
-            detail: "no `event` field".into(),
-        })?;
-    serde_json::from_str(json).map_err(|e| EventError::Malformed {
-        op,
-        entry_id,
-        detail: e.to_string(),
-    })
-}
-
-type GroupReply = Option<Vec<(String, Vec<(String, Option<Vec<String>>)>)>>;
-
-impl EventReader {
-    /// Connects and creates the group if it does not exist (`XGROUP CREATE … MKSTREAM`); an
-    /// existing group keeps its position and `start` is ignored. A `redis+cluster://` URL
-    /// connects to Redis Cluster.
-    pub async fn connect(
-        redis_url: &str,
-        keys: &Keys,
-        group: &str,
-        consumer: &str,
-        start: StartFrom,
-    ) -> Result<Self, EventError> {
-        Self::connect_with(redis_url, false, keys, group, consumer, start).await
-    }
-
-    /// [`EventReader::connect`], in cluster mode when `cluster` is set or the URL's scheme is
-    /// `redis+cluster://` (see [`redis_conn::parse_target`]).
-    pub async fn connect_with(
-        redis_url: &str,
-        cluster: bool,
-        keys: &Keys,
-        group: &str,
-        consumer: &str,
-        start: StartFrom,
-    ) -> Result<Self, EventError> {
-        let redis = |op| move |source| EventError::Redis { op, source };
-        // A connection of its own (also on a cluster, where the client multiplexes one
-        // connection per node), with no response timeout: a blocking read legitimately waits
-        // for its BLOCK time, and would stall other commands queued behind it.
-        let options = ConnectOptions {
-            response_timeout: None,
-            ..ConnectOptions::default()
-        };
-        let mut conn = redis_conn::connect_with(redis_url, cluster, options)
-            .await
-            .map_err(redis("connect"))?;
-        let stream = keys.events();
-        let id = match start {
-            StartFrom::Beginning => "0",
-            StartFrom::New => "$",
-        };
-        let created: redis::RedisResult<()> = redis::cmd("XGROUP")
-            .arg("CREATE")
-            .arg(&stream)
-            .arg(group)
-            .arg(id)
-            .arg("MKSTREAM")
-            .query_async(&mut conn)
-            .await;
-        if let Err(e) = created
-            && e.code() != Some("BUSYGROUP")
-        {
-            return Err(EventError::Redis {
-                op: "create group",
-                source: e,
-            });
-        }
-        Ok(Self {
-            conn,
-            stream,
-            group: group.to_owned(),
-            consumer: consumer.to_owned(),
-            pending_done: false,
-        })
-    }
-
-    /// Reads up to `count` events, waiting up to `block` for new ones; empty when none came.
-    ///
-    /// Entries whose content was trimmed away while pending are acked and skipped.
-    pub async fn read(
-        &mut self,
-        count: usize,
-        block: Duration,
-    ) -> Result<Vec<StreamEvent>, EventError> {
-        loop {
-            let from = if self.pending_done { ">" } else { "0" };
-            let mut cmd = redis::cmd("XREADGROUP");
-            cmd.arg("GROUP")
-                .arg(&self.group)
-                .arg(&self.consumer)
-                .arg("COUNT")
-                .arg(count.max(1));
-            if self.pending_done {
-                cmd.arg("BLOCK").arg(block.as_millis() as u64);
-            }
-            cmd.arg("STREAMS").arg(&self.stream).arg(from);
-            let reply: GroupReply = cmd
-                .query_async(&mut self.conn)
-                .await
-                .map_err(|source| EventError::Redis { op: "read", source })?;
-            let entries: Vec<_> = reply
-                .unwrap_or_default()
-                .into_iter()
-                .flat_map(|(_, e)| e)
-                .collect();
-            if !self.pending_done && entries.is_empty() {
-                self.pending_done = true;
-                continue;
-            }
-            let mut out = Vec::with_capacity(entries.len());
-            let mut trimmed = Vec::new();
-            for (entry_id, fields) in entries {
-                match fields {
-                    Some(fields) => out.push(StreamEvent {
-                        event: parse_entry("read", entry_id.clone(), &fields)?,
-                        entry_id,
-                    }),
-                    None => trimmed.push(entry_id),
-                }
-            }
-            if !trimmed.is_empty() {
-                self.ack(&trimmed).await?;
-            }
-            if out.is_empty() && !self.pending_done {
-                continue;
-            }
-            return Ok(out);
-        }
-    }
-
-    /// Acknowledges processed entries (`XACK`), by stream entry id.
-    pub async fn ack(&mut self, entry_ids: &[String]) -> Result<(), EventError> {
-        if entry_ids.is_empty() {
-            return Ok(());
-        }
-        redis::cmd("XACK")
-            .arg(&self.stream)
-            .arg(&self.group)
-            .arg(entry_ids)
-            .query_async::<()>(&mut self.conn)
-            .await
-            .map_err(|source| EventError::Redis { op: "ack", source })
-    }
-}
-
-/// Reads the whole stream of a queue, oldest first, in pages of 1,000 (`XRANGE`); for tests and
-/// small inspections, not for consumers (use [`EventReader`]).
-pub async fn read_all<C: redis::aio::ConnectionLike + Send>(
-    conn: &mut C,
-    keys: &Keys,
-) -> Result<Vec<StreamEvent>, EventError> {
-    let stream = keys.events();
-    let mut out = Vec::new();
-    let mut start = "-".to_owned();
-    loop {
-        let page: Vec<(String, Vec<String>)> = redis::cmd("XRANGE")
-            .arg(&stream)
-            .arg(&start)
-            .arg("+")
-            .arg("COUNT")
-            .arg(1000)
-            .query_async(conn)
-            .await
-            .map_err(|source| EventError::Redis {
-                op: "range",
-                source,
-            })?;
-        let n = page.len();
-        for (entry_id, fields) in page {
-            start = format!("({entry_id}");
-            out.push(StreamEvent {
-                event: parse_entry("range", entry_id.clone(), &fields)?,
-                entry_id,
-            });
-        }
-        if n < 1000 {
-            return Ok(out);
-        }
+impl Event {
+    /// The event in the fields of a stream entry (`type`, T, `event`, JSON, …).
+    pub fn from_entry_fields(fields: &[String]) -> Result<Event, EntryError> {
+        let json = fields
+            .chunks(2)
+            .find(|kv| kv.len() == 2 && kv[0] == "event")
+            .map(|kv| kv[1].as_str())
+            .ok_or(EntryError::NoEventField)?;
+        serde_json::from_str(json).map_err(|e| EntryError::Json(e.to_string()))
     }
 }
 

@@ -29,7 +29,7 @@ use std::str::FromStr;
 use serde::Deserialize;
 
 use crate::ids::{AppId, BatchId, EnvId};
-use crate::queue::{EnqueueOptions, EnqueueReport, NewJob, Queue, QueueError};
+use crate::store::{EnqueueOptions, EnqueueReport, NewJob, Queue, StoreError};
 
 /// How many invalid lines [`validate`] keeps with their reason by default; the rest are counted.
 pub const DEFAULT_MAX_REPORTED: usize = 20;
@@ -746,7 +746,7 @@ pub enum EnqueueError {
     #[error("reading the input for enqueueing failed")]
     Read(#[source] ImportError),
     /// The queue failed; the jobs counted in `done` were enqueued, the rest were not.
-    /// Retryable when [`QueueError::is_retryable`] says so: running the same import again
+    /// Retryable when [`StoreError::is_retryable`] says so: running the same import again
     /// with the same batch id skips the pairs already queued.
     #[error("enqueueing failed after {} jobs were enqueued", done.jobs)]
     Queue {
@@ -754,7 +754,7 @@ pub enum EnqueueError {
         done: Enqueued,
         /// The queue's error.
         #[source]
-        source: QueueError,
+        source: StoreError,
     },
 }
 

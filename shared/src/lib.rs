@@ -19,10 +19,9 @@ pub mod confirm;
 pub mod events;
 pub mod ids;
 pub mod import;
-pub mod queue;
-pub mod redis_conn;
 #[cfg(feature = "sandbox")]
 pub mod sandbox;
+pub mod store;
 pub mod telemetry;
 pub mod throttle;
 pub mod token;

@@ -1,7 +1,7 @@
 //! Throttling of WeChat calls across every worker: the global rate limit
 //! (`ENVSHARE_RATE_LIMIT`) and the time the daily quota resets (after errcode 45009).
 //!
-//! The rate limit is GCRA in one Lua script (`throttle/gcra.lua`) on the queue's `rate` key,
+//! The rate limit is GCRA in one Lua script on the queue's `rate` key ([`RateStore`]),
 //! timed by Redis's clock so hosts with drifting clocks still share one schedule. The default
 //! burst of 1 spaces calls evenly: 20/s means one call every 50 ms, not 20 at the top of each
 //! second.
@@ -11,8 +11,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 pub use crate::config::QuotaReset;
-use crate::queue::Keys;
-use crate::redis_conn::RedisConn;
+use crate::store::conn::RedisConn;
+use crate::store::{Keys, RateStore, StoreError};
 
 /// Asia/Shanghai is UTC+8 all year (no daylight saving time since 1991).
 pub const SHANGHAI_OFFSET_MS: u64 = 8 * 3_600_000;
@@ -22,7 +22,7 @@ pub const SHANGHAI_OFFSET_MS: u64 = 8 * 3_600_000;
 pub enum ThrottleError {
     /// Redis failed. Retryable.
     #[error("taking a rate limit slot failed on Redis (transient, retry later)")]
-    Redis(#[source] redis::RedisError),
+    Redis(#[source] StoreError),
 }
 
 /// Counters of one limiter since it was created, for metrics.
@@ -47,11 +47,9 @@ pub struct RateLimiter {
 }
 
 struct Limit {
-    conn: RedisConn,
-    key: String,
+    store: RateStore,
     interval_us: u64,
     tolerance_us: u64,
-    script: redis::Script,
 }
 
 impl fmt::Debug for RateLimiter {
@@ -60,7 +58,7 @@ impl fmt::Debug for RateLimiter {
         match &self.limit {
             None => d.field("limit", &"none"),
             Some(l) => d
-                .field("key", &l.key)
+                .field("store", &l.store)
                 .field("interval_us", &l.interval_us)
                 .field("tolerance_us", &l.tolerance_us),
         };
@@ -96,12 +94,10 @@ impl RateLimiter {
             // At least 1 µs: rates above a million per second are as good as none.
             let interval_us = ((1_000_000.0 / per_second).round() as u64).max(1);
             Limit {
-                conn: conn.into(),
-                key: keys.rate(),
+                store: RateStore::new(conn, keys),
                 interval_us,
                 tolerance_us: interval_us * u64::from(burst.max(1) - 1)
                     + timer_slack_us(interval_us),
-                script: redis::Script::new(include_str!("throttle/gcra.lua")),
             }
         });
         Self {
@@ -134,13 +130,9 @@ impl RateLimiter {
             self.acquired.fetch_add(1, Ordering::Relaxed);
             return Ok(Duration::ZERO);
         };
-        let mut conn = limit.conn.clone();
-        let wait_ms: u64 = limit
-            .script
-            .key(&limit.key)
-            .arg(limit.interval_us)
-            .arg(limit.tolerance_us)
-            .invoke_async(&mut conn)
+        let wait_ms = limit
+            .store
+            .take_slot(limit.interval_us, limit.tolerance_us)
             .await
             .map_err(ThrottleError::Redis)?;
         if wait_ms == 0 {

@@ -6,9 +6,10 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use envshare::config::Settings;
-use envshare::events::{EventKind, read_all};
-use envshare::queue::{EnqueueOptions, NewJob, Queue, QueueSettings, QueueStats};
+use envshare::events::EventKind;
 use envshare::sandbox::{Sandbox, SandboxConfig, SandboxHandle};
+use envshare::store::read_all;
+use envshare::store::{EnqueueOptions, NewJob, Queue, QueueSettings, QueueStats};
 use envshare::wechat::Endpoint;
 use envshare::worker::{Application, RunError, RunReport, WorkerOptions};
 use envshare::{AppId, BatchId, EnvId, JobId, QueueName};

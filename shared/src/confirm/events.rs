@@ -4,8 +4,8 @@
 //! events (`envshare:{QUEUE}:events`), with the same two fields (`type`, `event`) and the same
 //! envelope (`v`, `id`, `at`, `type`).
 
-use crate::events::{Event, EventError, read_all};
-use crate::queue::Keys;
+use crate::events::Event;
+use crate::store::{EventError, Keys, read_all};
 
 /// The confirmation events in a queue's stream, oldest first, with their stream entry ids
 /// (XRANGE in pages; for tests and inspection — consumers use consumer groups).

@@ -24,13 +24,11 @@ mod events;
 mod schedule;
 
 use std::collections::HashMap;
-use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
-use redis::Script;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -43,7 +41,9 @@ pub use schedule::{ConfirmSchedule, parse_duration};
 use crate::clock::iso8601;
 use crate::events::{Event, EventKind};
 use crate::ids::{AppId, BatchId, EnvId, JobId};
-use crate::queue::{Keys, Queue, QueueError};
+use crate::store::confirm::{Intake, Settle, Settled};
+use crate::store::stream::RawEntry;
+use crate::store::{Queue, StartFrom, StoreError};
 
 /// The consumer group the watchers read the events stream with.
 pub const CONFIRM_GROUP: &str = "envshare-confirm";
@@ -54,27 +54,6 @@ const READ_COUNT: usize = 200;
 const CLAIM_SLICE: usize = 500;
 /// How often a watcher reads the intake lag (two `XINFO` calls).
 const LAG_CHECK_EVERY: Duration = Duration::from_secs(5);
-
-macro_rules! lua {
-    ($file:literal) => {
-        Script::new(concat!(
-            include_str!("lua/lib.lua"),
-            include_str!(concat!("lua/", $file))
-        ))
-    };
-}
-
-struct Scripts {
-    intake: Script,
-    claim: Script,
-    settle: Script,
-}
-
-static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
-    intake: lua!("intake.lua"),
-    claim: lua!("claim.lua"),
-    settle: lua!("settle.lua"),
-});
 
 /// Settings of the confirmation watcher.
 #[derive(Debug, Clone)]
@@ -192,47 +171,20 @@ fn entry_id(s: &str) -> (u64, u64) {
 /// entry with fewer entries read than removed (or an unknown count: a group created at `0` that
 /// has read nothing since) is behind the trim. Once it reads past the first entry, what was lost
 /// can no longer be told. `None` when the stream or the group does not exist.
-pub async fn intake_lag(queue: &Queue) -> Result<Option<IntakeLag>, QueueError> {
-    let mut conn = queue.connection();
-    let stream = queue.keys().events();
-    let info: HashMap<String, redis::Value> = match redis::cmd("XINFO")
-        .arg("STREAM")
-        .arg(&stream)
-        .query_async(&mut conn)
-        .await
-    {
-        Ok(info) => info,
-        Err(e) if e.to_string().contains("no such key") => return Ok(None),
-        Err(e) => return Err(QueueError::redis("confirm intake lag")(e)),
-    };
-    let groups: Vec<HashMap<String, redis::Value>> = redis::cmd("XINFO")
-        .arg("GROUPS")
-        .arg(&stream)
-        .query_async(&mut conn)
-        .await
-        .map_err(redis_err("confirm intake lag"))?;
-    let text = |m: &HashMap<String, redis::Value>, k: &str| -> Option<String> {
-        m.get(k).and_then(|v| redis::from_redis_value_ref(v).ok())
-    };
-    let Some(group) = groups
-        .iter()
-        .find(|g| text(g, "name").as_deref() == Some(CONFIRM_GROUP))
-    else {
+pub async fn intake_lag(queue: &Queue) -> Result<Option<IntakeLag>, StoreError> {
+    let Some(g) = queue.group_info(CONFIRM_GROUP).await? else {
         return Ok(None);
     };
-    let number = |m: &HashMap<String, redis::Value>, k: &str| -> Option<u64> {
-        m.get(k).and_then(|v| redis::from_redis_value_ref(v).ok())
-    };
-    let removed = number(&info, "entries-added")
+    let removed = g
+        .entries_added
         .unwrap_or(0)
-        .saturating_sub(number(&info, "length").unwrap_or(0));
-    let delivered = entry_id(&text(group, "last-delivered-id").unwrap_or_default());
-    let first = entry_id(&text(&info, "recorded-first-entry-id").unwrap_or_default());
-    let trimmed_unread = removed > 0
-        && delivered < first
-        && number(group, "entries-read").is_none_or(|read| read < removed);
+        .saturating_sub(g.length.unwrap_or(0));
+    let delivered = entry_id(&g.last_delivered_id);
+    let first = entry_id(&g.first_entry_id);
+    let trimmed_unread =
+        removed > 0 && delivered < first && g.entries_read.is_none_or(|read| read < removed);
     Ok(Some(IntakeLag {
-        lag: number(group, "lag"),
+        lag: g.lag,
         trimmed_unread,
     }))
 }
@@ -300,16 +252,10 @@ impl WatcherHandle {
     }
 }
 
-fn redis_err(op: &'static str) -> impl FnOnce(redis::RedisError) -> QueueError {
-    QueueError::redis(op)
-}
-
 /// The ms part of a stream entry id (`1764460800000-0`).
 fn entry_ms(id: &str) -> u64 {
     entry_id(id).0
 }
-
-type Fields = Vec<(String, Option<Vec<String>>)>;
 
 impl Watcher {
     /// A watcher of `queue`'s events, member `consumer` of [`CONFIRM_GROUP`].
@@ -332,40 +278,12 @@ impl Watcher {
         }
     }
 
-    fn keys(&self) -> &Keys {
-        self.queue.keys()
-    }
-
-    fn invocation(&self, script: &'static Script, now: u64) -> redis::ScriptInvocation<'static> {
-        let k = self.keys();
-        let mut inv = script.prepare_invoke();
-        inv.key(k.events())
-            .key(k.confirm())
-            .key(k.confirm_info())
-            .key(k.confirm_lease())
-            .key(k.confirm_fence());
-        inv.arg(now)
-            .arg(iso8601(now))
-            .arg(k.prefix())
-            .arg(self.queue.settings().events_maxlen.max(1));
-        inv
-    }
-
     /// Creates the consumer group if it does not exist, from the start of the stream, so no
     /// `share.accepted` written before the first watcher started is missed.
-    pub async fn ensure_group(&self) -> Result<(), QueueError> {
-        let created: redis::RedisResult<()> = redis::cmd("XGROUP")
-            .arg("CREATE")
-            .arg(self.keys().events())
-            .arg(CONFIRM_GROUP)
-            .arg("0")
-            .arg("MKSTREAM")
-            .query_async(&mut self.queue.connection())
-            .await;
-        match created {
-            Err(e) if e.code() != Some("BUSYGROUP") => Err(QueueError::redis("confirm group")(e)),
-            _ => Ok(()),
-        }
+    pub async fn ensure_group(&self) -> Result<(), StoreError> {
+        self.queue
+            .create_group(CONFIRM_GROUP, StartFrom::Beginning)
+            .await
     }
 
     /// Starts the loop on the current runtime.
@@ -398,10 +316,10 @@ impl Watcher {
     }
 
     /// One round: intake (new events, then stale ones of dead consumers), then due checks.
-    pub async fn round(&mut self, stop: &watch::Receiver<bool>) -> Result<RoundReport, QueueError> {
+    pub async fn round(&mut self, stop: &watch::Receiver<bool>) -> Result<RoundReport, StoreError> {
         let mut report = RoundReport::default();
         let entries = match self.read_new().await {
-            Err(e) if e.to_string().contains("NOGROUP") => {
+            Err(StoreError::NoGroup { .. }) => {
                 self.ensure_group().await?;
                 self.read_new().await?
             }
@@ -434,7 +352,7 @@ impl Watcher {
 
     /// Updates the intake-lag gauge, and warns once when the stream was trimmed past events no
     /// watcher had read.
-    async fn check_lag(&mut self) -> Result<(), QueueError> {
+    async fn check_lag(&mut self) -> Result<(), StoreError> {
         let Some(l) = intake_lag(&self.queue).await? else {
             return Ok(());
         };
@@ -454,105 +372,82 @@ impl Watcher {
         Ok(())
     }
 
-    async fn read_new(&self) -> Result<Vec<(String, Vec<String>)>, QueueError> {
-        let reply: Option<Vec<(String, Fields)>> = redis::cmd("XREADGROUP")
-            .arg("GROUP")
-            .arg(CONFIRM_GROUP)
-            .arg(&self.consumer)
-            .arg("COUNT")
-            .arg(READ_COUNT)
-            .arg("STREAMS")
-            .arg(self.keys().events())
-            .arg(">")
-            .query_async(&mut self.queue.connection())
+    async fn read_new(&self) -> Result<Vec<RawEntry>, StoreError> {
+        self.queue
+            .read_group(CONFIRM_GROUP, &self.consumer, READ_COUNT)
             .await
-            .map_err(redis_err("confirm read"))?;
-        Ok(reply
-            .unwrap_or_default()
-            .into_iter()
-            .flat_map(|(_, e)| e)
-            .map(|(id, f)| (id, f.unwrap_or_default()))
-            .collect())
     }
 
-    async fn autoclaim(&self) -> Result<Vec<(String, Vec<String>)>, QueueError> {
-        let (_next, entries, _deleted): (String, Fields, Vec<String>) = redis::cmd("XAUTOCLAIM")
-            .arg(self.keys().events())
-            .arg(CONFIRM_GROUP)
-            .arg(&self.consumer)
-            .arg(self.settings.claim_idle.as_millis() as u64)
-            .arg("0")
-            .arg("COUNT")
-            .arg(READ_COUNT)
-            .query_async(&mut self.queue.connection())
+    async fn autoclaim(&self) -> Result<Vec<RawEntry>, StoreError> {
+        self.queue
+            .autoclaim(
+                CONFIRM_GROUP,
+                &self.consumer,
+                self.settings.claim_idle,
+                READ_COUNT,
+            )
             .await
-            .map_err(redis_err("confirm autoclaim"))?;
-        Ok(entries
-            .into_iter()
-            .map(|(id, f)| (id, f.unwrap_or_default()))
-            .collect())
     }
 
     /// Schedules the `share.accepted` entries and acks everything (one script).
-    async fn intake(&self, entries: Vec<(String, Vec<String>)>) -> Result<u64, QueueError> {
+    async fn intake(&self, entries: Vec<RawEntry>) -> Result<u64, StoreError> {
         if entries.is_empty() {
             return Ok(0);
         }
-        let now = self.queue.now_ms();
         let window = self.settings.window.as_millis() as u64;
         let first = self.settings.schedule.first_ms().min(window);
-        let mut inv = self.invocation(&SCRIPTS.intake, now);
-        inv.arg(CONFIRM_GROUP).arg(entries.len());
-        for (entry_id, fields) in &entries {
-            inv.arg(entry_id);
-            let json = fields
-                .chunks(2)
-                .find(|kv| kv.len() == 2 && kv[0] == "event")
-                .map(|kv| kv[1].as_str());
-            let event = json.and_then(|j| match serde_json::from_str::<Event>(j) {
-                Ok(e) => Some(e),
-                Err(e) => {
-                    warn!(entry_id, error = %e, "skipping a malformed event");
+        let events: Vec<Option<Event>> = entries
+            .iter()
+            .map(|e| match Event::from_entry_fields(&e.fields) {
+                Ok(event) => Some(event),
+                Err(err) => {
+                    warn!(entry_id = %e.id, error = %err, "skipping a malformed event");
                     None
                 }
-            });
-            match event.map(|e| (e.id, e.kind)) {
-                Some((
-                    id,
-                    EventKind::ShareAccepted {
-                        job_id,
-                        batch_id,
-                        env,
-                        appid,
-                        ..
+            })
+            .collect();
+        let items: Vec<Intake<'_>> = entries
+            .iter()
+            .zip(&events)
+            .map(
+                |(entry, event)| match event.as_ref().map(|e| (&e.id, &e.kind)) {
+                    Some((
+                        id,
+                        EventKind::ShareAccepted {
+                            job_id,
+                            batch_id,
+                            env,
+                            appid,
+                            ..
+                        },
+                    )) => {
+                        let accepted_at = entry_ms(&entry.id);
+                        let info = Info {
+                            env: env.clone(),
+                            appid: appid.clone(),
+                            batch_id: batch_id.clone(),
+                            job_id: job_id.clone(),
+                            accepted_at,
+                            checks: 0,
+                        };
+                        Intake::Accepted {
+                            entry_id: &entry.id,
+                            event_id: id,
+                            due_ms: accepted_at + first,
+                            info: serde_json::to_string(&info).expect("Info serializes"),
+                        }
+                    }
+                    Some((_, EventKind::BatchCompleted { batch_id, .. })) => Intake::Completed {
+                        entry_id: &entry.id,
+                        batch_id: batch_id.as_str(),
                     },
-                )) => {
-                    let accepted_at = entry_ms(entry_id);
-                    let info = Info {
-                        env,
-                        appid,
-                        batch_id,
-                        job_id,
-                        accepted_at,
-                        checks: 0,
-                    };
-                    inv.arg("a")
-                        .arg(id)
-                        .arg(accepted_at + first)
-                        .arg(serde_json::to_string(&info).expect("Info serializes"));
-                }
-                Some((_, EventKind::BatchCompleted { batch_id, .. })) => {
-                    inv.arg("c").arg(batch_id.as_str());
-                }
-                _ => {
-                    inv.arg("-");
-                }
-            }
-        }
-        let (added, confirmed): (u64, Vec<String>) = inv
-            .invoke_async(&mut self.queue.connection())
-            .await
-            .map_err(redis_err("confirm intake"))?;
+                    _ => Intake::Skip {
+                        entry_id: &entry.id,
+                    },
+                },
+            )
+            .collect();
+        let (added, confirmed) = self.queue.confirm_intake(CONFIRM_GROUP, &items).await?;
         for batch in confirmed {
             info!(batch_id = %batch, "batch confirmed");
         }
@@ -560,19 +455,13 @@ impl Watcher {
     }
 
     /// Leases due entries and checks them, one `batchgetenvid` call per group of appids.
-    async fn check_due(&self, stop: &watch::Receiver<bool>) -> Result<usize, QueueError> {
-        let now = self.queue.now_ms();
-        let mut inv = self.invocation(&SCRIPTS.claim, now);
-        inv.arg(self.settings.lease.as_millis() as u64)
-            .arg(CLAIM_SLICE);
-        let reply: Vec<String> = inv
-            .invoke_async(&mut self.queue.connection())
-            .await
-            .map_err(redis_err("confirm claim"))?;
-        let mut it = reply.into_iter();
-        let fence = it.next().unwrap_or_default();
+    async fn check_due(&self, stop: &watch::Receiver<bool>) -> Result<usize, StoreError> {
+        let (fence, raw) = self
+            .queue
+            .confirm_claim(self.settings.lease.as_millis() as u64, CLAIM_SLICE)
+            .await?;
         let mut claimed: Vec<(String, Info)> = Vec::new();
-        while let (Some(id), Some(raw)) = (it.next(), it.next()) {
+        for (id, raw) in raw {
             match serde_json::from_str::<Info>(&raw) {
                 Ok(info) => claimed.push((id, info)),
                 Err(e) => warn!(entry = %id, error = %e, "malformed confirmation entry"),
@@ -678,7 +567,7 @@ impl Watcher {
         fence: &str,
         claimed: &[(String, Info)],
         members: &[usize],
-    ) -> Result<(), QueueError> {
+    ) -> Result<(), StoreError> {
         let now = self.queue.now_ms();
         let decisions = members
             .iter()
@@ -695,32 +584,39 @@ impl Watcher {
         fence: &str,
         now: u64,
         decisions: Vec<(String, Decision)>,
-    ) -> Result<(), QueueError> {
-        let mut inv = self.invocation(&SCRIPTS.settle, now);
-        inv.arg(fence).arg(decisions.len());
+    ) -> Result<(), StoreError> {
         let (mut bound, mut unconfirmed) = (0, 0);
-        for (id, d) in &decisions {
-            inv.arg(id);
-            match d {
-                Decision::Bound(batch, e) => {
-                    bound += 1;
-                    inv.arg("b").arg(batch.as_str()).arg(e.to_json());
-                }
-                Decision::Unconfirmed(batch, e) => {
-                    unconfirmed += 1;
-                    inv.arg("u").arg(batch.as_str()).arg(e.to_json());
-                }
-                Decision::Later(at, info) => {
-                    inv.arg("r")
-                        .arg(*at)
-                        .arg(serde_json::to_string(info).expect("Info serializes"));
-                }
-            }
-        }
-        let (applied, stale, confirmed): (u64, u64, Vec<String>) = inv
-            .invoke_async(&mut self.queue.connection())
-            .await
-            .map_err(redis_err("confirm settle"))?;
+        let items: Vec<(String, Settle<'_>)> = decisions
+            .iter()
+            .map(|(id, d)| {
+                let item = match d {
+                    Decision::Bound(batch, e) => {
+                        bound += 1;
+                        Settle::Bound {
+                            batch_id: batch.as_str(),
+                            event: e.to_json(),
+                        }
+                    }
+                    Decision::Unconfirmed(batch, e) => {
+                        unconfirmed += 1;
+                        Settle::Unconfirmed {
+                            batch_id: batch.as_str(),
+                            event: e.to_json(),
+                        }
+                    }
+                    Decision::Later(at, info) => Settle::Later {
+                        at_ms: *at,
+                        info: serde_json::to_string(info).expect("Info serializes"),
+                    },
+                };
+                (id.clone(), item)
+            })
+            .collect();
+        let Settled {
+            applied,
+            stale,
+            confirmed,
+        } = self.queue.confirm_settle(fence, now, &items).await?;
         if stale > 0 {
             warn!(
                 stale,
@@ -740,24 +636,8 @@ impl Watcher {
     /// Leaves the group if nothing is pending for this consumer, so restarts do not pile up
     /// consumers. Pending entries stay for XAUTOCLAIM.
     async fn leave(&self) {
-        let mut conn = self.queue.connection();
-        let mine: redis::RedisResult<Vec<redis::Value>> = redis::cmd("XPENDING")
-            .arg(self.keys().events())
-            .arg(CONFIRM_GROUP)
-            .arg("-")
-            .arg("+")
-            .arg(1)
-            .arg(&self.consumer)
-            .query_async(&mut conn)
-            .await;
-        if mine.is_ok_and(|m| m.is_empty()) {
-            let _: redis::RedisResult<u64> = redis::cmd("XGROUP")
-                .arg("DELCONSUMER")
-                .arg(self.keys().events())
-                .arg(CONFIRM_GROUP)
-                .arg(&self.consumer)
-                .query_async(&mut conn)
-                .await;
+        if let Err(e) = self.queue.leave_group(CONFIRM_GROUP, &self.consumer).await {
+            debug!(error = %e, "leaving the confirmation group failed; its consumer entry stays");
         }
     }
 }

@@ -1,7 +1,7 @@
 //! Component mode: the platform's `component_access_token`, cached in Redis, fetched by one
 //! process at a time.
 //!
-//! Redis keys (all from [`Keys`]): `token` holds the JSON
+//! Redis (through [`TokenStore`]): `token` holds the JSON
 //! `{"token","expires_at","fetched_at","generation"}` with a TTL equal to the token's life;
 //! `token:lock` is the fetch lock (`SET NX PX` with a random owner, released by its owner only);
 //! `ticket` is the verify ticket hash (field `ticket`); `stats` counts `token_refreshes`, which
@@ -31,8 +31,8 @@ use super::{
     AccessToken, TokenCounters, TokenError, TokenMode, TokenProvider, TokenStatus,
     misconfiguration_hint, missing_ticket_hint,
 };
-use crate::queue::Keys;
-use crate::redis_conn::RedisConn;
+use crate::store::conn::RedisConn;
+use crate::store::{Keys, TokenStore};
 use crate::wechat::{WechatClient, WechatError};
 
 /// Timing of the component token cache.
@@ -169,11 +169,7 @@ struct Flight {
 
 /// Component mode (see the [module documentation](self)).
 pub struct ComponentTokenProvider {
-    conn: RedisConn,
-    token_key: String,
-    lock_key: String,
-    ticket_key: String,
-    stats_key: String,
+    store: TokenStore,
     component_appid: String,
     fetcher: Arc<dyn Fetch>,
     settings: ComponentTokenSettings,
@@ -182,16 +178,13 @@ pub struct ComponentTokenProvider {
     /// A copy of `flight.epoch` readable without the lock.
     epoch: AtomicU64,
     counters: Counters,
-    store_script: redis::Script,
-    invalidate_script: redis::Script,
-    unlock_script: redis::Script,
 }
 
 impl std::fmt::Debug for ComponentTokenProvider {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ComponentTokenProvider")
             .field("component_appid", &self.component_appid)
-            .field("token_key", &self.token_key)
+            .field("store", &self.store)
             .field("settings", &self.settings)
             .finish_non_exhaustive()
     }
@@ -237,11 +230,7 @@ impl ComponentTokenProvider {
         settings: ComponentTokenSettings,
     ) -> Self {
         Self {
-            conn: conn.into(),
-            token_key: keys.token(),
-            lock_key: keys.token_lock(),
-            ticket_key: keys.ticket(),
-            stats_key: keys.stats(),
+            store: TokenStore::new(conn, keys),
             component_appid: component_appid.into(),
             fetcher,
             settings,
@@ -252,9 +241,6 @@ impl ComponentTokenProvider {
             }),
             epoch: AtomicU64::new(0),
             counters: Counters::default(),
-            store_script: redis::Script::new(include_str!("lua/store.lua")),
-            invalidate_script: redis::Script::new(include_str!("lua/invalidate.lua")),
-            unlock_script: redis::Script::new(include_str!("lua/unlock.lua")),
         }
     }
 
@@ -294,10 +280,9 @@ impl ComponentTokenProvider {
     }
 
     async fn read_cached(&self) -> Result<Option<AccessToken>, TokenError> {
-        let mut conn = self.conn.clone();
-        let raw: Option<String> = redis::cmd("GET")
-            .arg(&self.token_key)
-            .query_async(&mut conn)
+        let raw = self
+            .store
+            .read_token()
             .await
             .map_err(TokenError::redis("reading the cached component token"))?;
         let Some(raw) = raw else { return Ok(None) };
@@ -311,46 +296,30 @@ impl ComponentTokenProvider {
             Err(e) => {
                 // Treated as absent: the next fetch overwrites it. serde's message names the
                 // position, never the content.
-                tracing::warn!(key = %self.token_key, error = %e, "unreadable cached token ignored");
+                tracing::warn!(key = %self.store.token_key(), error = %e, "unreadable cached token ignored");
                 Ok(None)
             }
         }
     }
 
     async fn try_lock(&self, owner: &str) -> Result<bool, TokenError> {
-        let mut conn = self.conn.clone();
-        let set: Option<String> = redis::cmd("SET")
-            .arg(&self.lock_key)
-            .arg(owner)
-            .arg("NX")
-            .arg("PX")
-            .arg(duration_ms(self.settings.lock_ttl).max(1))
-            .query_async(&mut conn)
+        self.store
+            .try_lock(owner, duration_ms(self.settings.lock_ttl))
             .await
-            .map_err(TokenError::redis("taking the token fetch lock"))?;
-        Ok(set.is_some())
+            .map_err(TokenError::redis("taking the token fetch lock"))
     }
 
     async fn unlock(&self, owner: &str) {
-        let mut conn = self.conn.clone();
-        let released: Result<i64, _> = self
-            .unlock_script
-            .key(&self.lock_key)
-            .arg(owner)
-            .invoke_async(&mut conn)
-            .await;
-        if let Err(e) = released {
+        if let Err(e) = self.store.unlock(owner).await {
             // The lock expires by itself; waiting out its TTL is the only cost.
             tracing::warn!(error = %e, "could not release the token fetch lock");
         }
     }
 
     async fn read_ticket(&self) -> Result<Option<SecretString>, TokenError> {
-        let mut conn = self.conn.clone();
-        let ticket: Option<String> = redis::cmd("HGET")
-            .arg(&self.ticket_key)
-            .arg("ticket")
-            .query_async(&mut conn)
+        let ticket = self
+            .store
+            .read_ticket()
             .await
             .map_err(TokenError::redis("reading the component verify ticket"))?;
         Ok(ticket
@@ -419,10 +388,9 @@ impl ComponentTokenProvider {
                         message: format!("no new token within {:?}", self.settings.wait_timeout),
                     });
                 }
-                let mut conn = self.conn.clone();
-                let locked: bool = redis::cmd("EXISTS")
-                    .arg(&self.lock_key)
-                    .query_async(&mut conn)
+                let locked = self
+                    .store
+                    .is_locked()
                     .await
                     .map_err(TokenError::redis("checking the token fetch lock"))?;
                 if !locked {
@@ -448,7 +416,7 @@ impl ComponentTokenProvider {
             self.counters.misconfigured.fetch_add(1, Ordering::Relaxed);
             return Err(TokenError::Misconfigured {
                 errcode: None,
-                hint: missing_ticket_hint(&self.component_appid, &self.ticket_key),
+                hint: missing_ticket_hint(&self.component_appid, self.store.ticket_key()),
             });
         };
         let fetched = match self.fetcher.fetch(&ticket).await {
@@ -474,16 +442,9 @@ impl ComponentTokenProvider {
         // `{"token":…,"fetched_at":N}` → `{"token":…,"fetched_at":N,"generation":` + N + `}`.
         prefix.pop();
         prefix.push_str(",\"generation\":");
-        let mut conn = self.conn.clone();
-        let generation: u64 = self
-            .store_script
-            .key(&self.token_key)
-            .key(&self.lock_key)
-            .key(&self.stats_key)
-            .arg(owner)
-            .arg(&prefix)
-            .arg(life)
-            .invoke_async(&mut conn)
+        let generation = self
+            .store
+            .store_token(owner, &prefix, life)
             .await
             .map_err(TokenError::redis("storing the component token"))?;
         if generation == 0 {
@@ -562,23 +523,19 @@ impl ComponentTokenProvider {
                 *local = None;
             }
         }
-        let mut conn = self.conn.clone();
-        let deleted: i64 = self
-            .invalidate_script
-            .key(&self.token_key)
-            .arg(failed.generation())
-            .arg(failed.fetched_at_ms())
-            .invoke_async(&mut conn)
+        let deleted = self
+            .store
+            .invalidate_token(failed.generation(), failed.fetched_at_ms())
             .await
             .map_err(TokenError::redis("invalidating the cached component token"))?;
-        if deleted == 1 {
+        if deleted {
             self.counters.invalidations.fetch_add(1, Ordering::Relaxed);
             tracing::info!(
                 generation = failed.generation(),
                 "WeChat rejected the cached token; dropped it"
             );
         }
-        Ok(deleted == 1)
+        Ok(deleted)
     }
 
     async fn status_impl(&self) -> Result<TokenStatus, TokenError> {

@@ -22,8 +22,8 @@ use futures::future::BoxFuture;
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::config::{Settings, TokenMode as ConfigTokenMode};
-use crate::queue::Keys;
-use crate::redis_conn::RedisConn;
+use crate::store::Keys;
+use crate::store::conn::RedisConn;
 use crate::wechat::WechatClient;
 
 pub use component::{ComponentTokenProvider, ComponentTokenSettings};
@@ -133,7 +133,7 @@ pub enum TokenError {
         operation: &'static str,
         /// The Redis error.
         #[source]
-        source: redis::RedisError,
+        source: crate::store::StoreError,
     },
 }
 
@@ -143,7 +143,7 @@ impl TokenError {
         !matches!(self, TokenError::Misconfigured { .. })
     }
 
-    pub(crate) fn redis(operation: &'static str) -> impl FnOnce(redis::RedisError) -> Self {
+    pub(crate) fn redis(operation: &'static str) -> impl FnOnce(crate::store::StoreError) -> Self {
         move |source| TokenError::Redis { operation, source }
     }
 }
@@ -179,6 +179,32 @@ pub fn misconfiguration_hint(errcode: i64, component_appid: &str) -> Option<Stri
         _ => return None,
     };
     Some(hint)
+}
+
+/// What the reason of a pause caused by a ticket problem tells the operator to run: only such a
+/// pause is lifted by storing a ticket; a bad secret, the IP whitelist or the daily quota are not
+/// fixed by a new ticket.
+pub const TICKET_FIX: &str = "envshare ticket set";
+
+/// Stores the component verify ticket in `queue`'s Redis (field `ticket`, with `set_at` from the
+/// queue's clock), then lifts a pause that was waiting for a ticket, so workers resume at once
+/// instead of at their next re-check. Returns the pause lifted, if any.
+pub async fn store_ticket(
+    queue: &crate::store::Queue,
+    ticket: &SecretString,
+) -> Result<Option<crate::store::Pause>, crate::store::StoreError> {
+    queue
+        .token_store()
+        .set_ticket(ticket.expose_secret(), queue.now_ms())
+        .await?;
+    let pause = queue.pause_in_force().await?;
+    match pause.filter(|p| p.reason.contains(TICKET_FIX)) {
+        Some(p) => {
+            queue.resume().await?;
+            Ok(Some(p))
+        }
+        None => Ok(None),
+    }
 }
 
 /// The hint when no verify ticket is stored in Redis.

@@ -23,7 +23,7 @@ use tracing::warn;
 
 use super::handler::ShareContext;
 use super::metrics::MetricsRegistry;
-use crate::queue::Queue;
+use crate::store::{Queue, ServerCheck};
 
 #[derive(Clone)]
 pub(crate) struct HttpState {
@@ -64,66 +64,29 @@ async fn metrics(State(s): State<HttpState>) -> Response {
     }
 }
 
-/// The INFO texts in a reply: one (a single server) or one per node (a cluster's map).
-fn info_texts(v: &redis::Value) -> redis::RedisResult<Vec<String>> {
-    match v {
-        redis::Value::Map(nodes) => nodes
-            .iter()
-            .map(|(_, text)| redis::from_redis_value_ref::<String>(text).map_err(Into::into))
-            .collect(),
-        other => Ok(vec![redis::from_redis_value_ref::<String>(other)?]),
-    }
-}
-
 fn check(ok: bool, detail: impl Into<String>) -> Value {
     json!({"ok": ok, "detail": detail.into()})
 }
 
 async fn readyz(State(s): State<HttpState>) -> Response {
-    let mut conn = s.queue.connection();
-    let ping: Result<String, _> = redis::cmd("PING").query_async(&mut conn).await;
+    let ping = s.queue.ping().await;
     let redis = match &ping {
-        Ok(_) => check(true, "PING answered"),
+        Ok(()) => check(true, "PING answered"),
         Err(e) => check(false, format!("Redis unreachable: {e}")),
     };
 
     let policy = if ping.is_ok() {
-        // One server answers with its INFO text; Redis Cluster (through the cluster client)
-        // with a map of node → text. Every master must be noeviction: the first other policy
-        // found is reported.
-        let info: Result<redis::Value, _> = redis::cmd("INFO")
-            .arg("memory")
-            .query_async(&mut conn)
-            .await;
-        match info.and_then(|v| info_texts(&v)) {
-            Ok(texts) => {
-                let policies: Vec<String> = texts
-                    .iter()
-                    .filter_map(|t| {
-                        t.lines()
-                            .find_map(|l| l.strip_prefix("maxmemory_policy:"))
-                            .map(|p| p.trim().to_owned())
-                    })
-                    .collect();
-                let policy = policies
-                    .iter()
-                    .find(|p| p.as_str() != "noeviction")
-                    .or(policies.first())
-                    .filter(|_| policies.len() == texts.len())
-                    .cloned();
-                match policy.as_deref() {
-                    Some("noeviction") => check(true, "maxmemory-policy is noeviction"),
-                    Some(p) => check(
-                        false,
-                        format!(
-                            "maxmemory-policy is {p}: an evicting Redis silently drops jobs, \
-                             leases and events under memory pressure. Set \
-                             `maxmemory-policy noeviction` (redis.conf or CONFIG SET)"
-                        ),
-                    ),
-                    None => check(false, "INFO memory has no maxmemory_policy field"),
-                }
-            }
+        match s.queue.eviction_policy().await {
+            Ok(ServerCheck::NoEviction) => check(true, "maxmemory-policy is noeviction"),
+            Ok(ServerCheck::Evicting(p)) => check(
+                false,
+                format!(
+                    "maxmemory-policy is {p}: an evicting Redis silently drops jobs, leases and \
+                     events under memory pressure. Set `maxmemory-policy noeviction` \
+                     (redis.conf or CONFIG SET)"
+                ),
+            ),
+            Ok(ServerCheck::Unknown) => check(false, "INFO memory has no maxmemory_policy field"),
             Err(e) => check(false, format!("cannot read INFO memory: {e}")),
         }
     } else {

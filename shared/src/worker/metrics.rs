@@ -20,7 +20,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use crate::queue::{BackendHandle, QueueStats};
+use super::BackendHandle;
+use crate::store::QueueStats;
 use crate::throttle::RateLimiter;
 use crate::token::TokenProvider;
 use crate::wechat::WechatError;

@@ -18,6 +18,7 @@
 //! The handler and its error policy are in [`share_handler`]'s module; the metrics in
 //! `metrics.rs`; the HTTP endpoints in `http.rs`.
 
+mod backend;
 mod handler;
 mod http;
 mod metrics;
@@ -31,14 +32,15 @@ use std::time::Duration;
 use apalis_core::worker::builder::WorkerBuilder;
 use tracing::{info, warn};
 
+pub use backend::{
+    AckLayer, AckService, BackendCounters, BackendHandle, BackendSettings, JobOutcome, LeaseInfo,
+    RedisBackend, RetryPolicy,
+};
 pub use handler::{ShareContext, share_handler};
 
 use crate::config::{Settings, TokenMode};
 use crate::confirm::{BindingChecker, ConfirmSettings, Watcher};
-use crate::queue::{
-    BackendHandle, BackendSettings, Queue, QueueError, QueueSettings, RedisBackend, RetryPolicy,
-    WorkerId,
-};
+use crate::store::{Queue, QueueSettings, StoreError, WorkerId};
 use crate::throttle::RateLimiter;
 use crate::token::{
     ComponentTokenProvider, ComponentTokenSettings, FixedTokenProvider, TokenProvider,
@@ -113,7 +115,7 @@ pub enum StartupError {
         url: String,
         /// What failed.
         #[source]
-        source: QueueError,
+        source: StoreError,
     },
     /// The HTTP address could not be bound.
     #[error(
@@ -149,7 +151,7 @@ pub enum RunError {
     /// Giving held jobs back at shutdown failed; they return to ready when their leases expire
     /// (retryable by waiting).
     #[error("releasing held jobs at shutdown failed (they are re-run after their lease expires)")]
-    Release(#[source] QueueError),
+    Release(#[source] StoreError),
 }
 
 /// What a run did, for logs and tests.

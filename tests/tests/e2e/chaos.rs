@@ -19,9 +19,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use envshare::events::{EventKind, FailReason, read_all};
-use envshare::queue::{EnqueueOptions, NewJob, Queue, QueueSettings, QueueStats};
+use envshare::events::{EventKind, FailReason};
 use envshare::sandbox::{AppidRule, Fault, Latency, Sandbox, SandboxConfig, SandboxHandle};
+use envshare::store::read_all;
+use envshare::store::{EnqueueOptions, NewJob, Queue, QueueSettings, QueueStats};
 use envshare::wechat::Endpoint;
 use envshare::{AppId, BatchId, EnvId, QueueName};
 use envshare_tests::{ChildProcess, TestRedis, bin_path, free_port, unique_queue, wait_until};

@@ -11,9 +11,9 @@ use assert_cmd::Command;
 use assert_cmd::assert::Assert;
 use envshare::QueueName;
 use envshare::clock::ManualClock;
-use envshare::queue::{
-    Ack, Claim, EnqueueOptions, FailReason, NewJob, Outcome, Queue, QueueSettings, QueueStats,
-    WorkerId,
+use envshare::events::FailReason;
+use envshare::store::{
+    Ack, Claim, EnqueueOptions, NewJob, Outcome, Queue, QueueSettings, QueueStats, WorkerId,
 };
 use envshare::{AppId, BatchId, EnvId};
 use envshare_tests::{TestRedis, bin_path, unique_queue};
@@ -462,7 +462,7 @@ async fn events_tail_prints_events_as_json_and_acks_them() {
     let mut conn = TestRedis::shared().conn().await;
     // XPENDING's summary form starts with the number of pending entries.
     let pending: Vec<redis::Value> = redis::cmd("XPENDING")
-        .arg(envshare::queue::Keys::new(&q).events())
+        .arg(envshare::store::Keys::new(&q).events())
         .arg("g")
         .query_async(&mut conn)
         .await
@@ -494,7 +494,7 @@ async fn ticket_set_reads_stdin_stores_it_and_never_echoes_it() {
     assert!(!all.contains("secret"), "the ticket was echoed: {all}");
     let mut conn = TestRedis::shared().conn().await;
     let (stored, set_at): (String, u64) = redis::cmd("HMGET")
-        .arg(envshare::queue::Keys::new(&q).ticket())
+        .arg(envshare::store::Keys::new(&q).ticket())
         .arg("ticket")
         .arg("set_at")
         .query_async(&mut conn)

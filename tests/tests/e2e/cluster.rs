@@ -7,10 +7,11 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use envshare::config::Settings;
-use envshare::events::{EventKind, EventReader, StartFrom, read_all};
-use envshare::queue::{EnqueueOptions, NewJob, Queue, QueueSettings};
-use envshare::redis_conn::{self, RedisTarget};
+use envshare::events::EventKind;
 use envshare::sandbox::{Fault, Sandbox, SandboxConfig};
+use envshare::store::conn::{self, RedisTarget};
+use envshare::store::{EnqueueOptions, NewJob, Queue, QueueSettings};
+use envshare::store::{EventReader, StartFrom, read_all};
 use envshare::wechat::Endpoint;
 use envshare::worker::{Application, WorkerOptions};
 use envshare::{AppId, BatchId, EnvId};
@@ -30,7 +31,7 @@ fn appid(i: u64) -> AppId {
 
 #[test]
 fn cluster_urls_name_every_seed_node() {
-    let target = redis_conn::parse_target("redis+cluster://:pw@10.0.0.1:7000,10.0.0.2:7001", false)
+    let target = conn::parse_target("redis+cluster://:pw@10.0.0.1:7000,10.0.0.2:7001", false)
         .expect("a cluster URL parses");
     assert_eq!(
         target,
@@ -58,7 +59,7 @@ fn cluster_urls_name_every_seed_node() {
     .expect("the cluster flag parses");
     assert!(flagged.redis_cluster);
     // A node list without cluster mode is refused when connecting, without quoting the URL.
-    let err = redis_conn::parse_target("redis://:secretpw@a:1,b:2", false).unwrap_err();
+    let err = conn::parse_target("redis://:secretpw@a:1,b:2", false).unwrap_err();
     assert!(err.to_string().contains("cluster"), "{err}");
     assert!(!err.to_string().contains("secretpw"), "{err}");
 }

@@ -419,7 +419,7 @@ async fn status_of_a_batch_shows_bound_unconfirmed_and_confirmed() {
 #[tokio::test]
 async fn intake_lag_counts_unread_events_and_sees_a_trim_past_them() {
     use envshare::confirm::{CONFIRM_GROUP, IntakeLag, intake_lag};
-    use envshare::queue::{Queue, QueueSettings};
+    use envshare::store::{Queue, QueueSettings};
 
     let redis = TestRedis::shared();
     let name = envshare_tests::unique_queue("confirm-lag");

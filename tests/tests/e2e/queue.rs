@@ -6,10 +6,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use envshare::clock::{Clock, ManualClock};
-use envshare::events::{Event, EventKind, read_all};
-use envshare::queue::{
-    Ack, AppResult, Claim, DeadSelection, EnqueueOptions, FailReason, JobState, Lease, NewJob,
-    Outcome, Queue, QueueSettings, WorkerId,
+use envshare::events::FailReason;
+use envshare::events::{Event, EventKind};
+use envshare::store::read_all;
+use envshare::store::{
+    Ack, AppResult, Claim, DeadSelection, EnqueueOptions, JobState, Lease, NewJob, Outcome, Queue,
+    QueueSettings, WorkerId,
 };
 use envshare::{AppId, BatchId, EnvId, JobId};
 use envshare_tests::{TestRedis, unique_queue};

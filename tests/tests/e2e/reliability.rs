@@ -12,9 +12,10 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use envshare::events::{EventKind, read_all};
-use envshare::queue::{BatchProgress, Queue, QueueSettings};
+use envshare::events::EventKind;
 use envshare::sandbox::{Latency, Sandbox, SandboxConfig, SandboxHandle};
+use envshare::store::read_all;
+use envshare::store::{BatchProgress, Queue, QueueSettings};
 use envshare::{BatchId, QueueName};
 use envshare_tests::{ChildProcess, TestRedis, bin_path, unique_queue, wait_until};
 
@@ -265,7 +266,7 @@ impl Rig {
     async fn explain_lost(
         &self,
         lost: &[&String],
-        events: &[envshare::events::StreamEvent],
+        events: &[envshare::store::StreamEvent],
     ) -> String {
         let mut conn = self.redis.conn().await;
         let k = self.queue.keys();

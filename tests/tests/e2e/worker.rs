@@ -6,8 +6,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use envshare::queue::Keys;
 use envshare::sandbox::{Latency, Sandbox, SandboxConfig, SandboxHandle};
+use envshare::store::Keys;
 use envshare::throttle::RateLimiter;
 use envshare::token::{
     self, AccessToken, ComponentTokenProvider, ComponentTokenSettings, TokenError, TokenProvider,

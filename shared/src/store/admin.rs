@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::types::Payload;
-use super::{ADMIN_SLICE, Queue, QueueError, SCRIPTS, ShareJob};
+use super::{ADMIN_SLICE, Queue, SCRIPTS, ShareJob, StoreError};
 use crate::events::FailReason;
 use crate::ids::{BatchId, JobId};
 
@@ -166,7 +166,7 @@ fn num(v: Option<&String>) -> u64 {
 
 impl Queue {
     /// Counts per state, oldest ready age, live workers, pause and counters, in one round trip.
-    pub async fn stats(&self) -> Result<QueueStats, QueueError> {
+    pub async fn stats(&self) -> Result<QueueStats, StoreError> {
         let k = &self.keys;
         let now = self.clock.now_ms();
         let live_since = now.saturating_sub(LIVE_LEASES * self.settings.lease.as_millis() as u64);
@@ -203,7 +203,7 @@ impl Queue {
         ) = pipe
             .query_async(&mut self.conn.clone())
             .await
-            .map_err(QueueError::redis("stats"))?;
+            .map_err(StoreError::redis("stats"))?;
         Ok(QueueStats {
             ready,
             scheduled,
@@ -227,7 +227,7 @@ impl Queue {
     }
 
     /// The pause in force now, if any (one HMGET).
-    pub async fn pause_in_force(&self) -> Result<Option<Pause>, QueueError> {
+    pub async fn pause_in_force(&self) -> Result<Option<Pause>, StoreError> {
         let now = self.clock.now_ms();
         let (until, reason): (Option<u64>, Option<String>) = redis::cmd("HMGET")
             .arg(self.keys.pause())
@@ -235,7 +235,7 @@ impl Queue {
             .arg("reason")
             .query_async(&mut self.conn.clone())
             .await
-            .map_err(QueueError::redis("pause"))?;
+            .map_err(StoreError::redis("pause"))?;
         Ok(match until {
             Some(until_ms) if until_ms > now => Some(Pause {
                 until_ms,
@@ -246,12 +246,12 @@ impl Queue {
     }
 
     /// Progress of batch `id`, or `None` if no such batch.
-    pub async fn batch(&self, id: &BatchId) -> Result<Option<BatchProgress>, QueueError> {
+    pub async fn batch(&self, id: &BatchId) -> Result<Option<BatchProgress>, StoreError> {
         let h: BTreeMap<String, String> = redis::cmd("HGETALL")
             .arg(self.keys.batch(id))
             .query_async(&mut self.conn.clone())
             .await
-            .map_err(QueueError::redis("batch"))?;
+            .map_err(StoreError::redis("batch"))?;
         if h.is_empty() {
             return Ok(None);
         }
@@ -273,7 +273,7 @@ impl Queue {
         &self,
         offset: usize,
         limit: usize,
-    ) -> Result<Vec<BatchId>, QueueError> {
+    ) -> Result<Vec<BatchId>, StoreError> {
         if limit == 0 {
             return Ok(Vec::new());
         }
@@ -283,13 +283,13 @@ impl Queue {
             .arg(offset + limit - 1)
             .query_async(&mut self.conn.clone())
             .await
-            .map_err(QueueError::redis("list batches"))?;
+            .map_err(StoreError::redis("list batches"))?;
         super::parse_ids("list batches", ids)
     }
 
     /// A job by id: payload, state, attempts, dead info. `None` once it is done (finished jobs
     /// are removed; the events stream is the record) or purged.
-    pub async fn job(&self, id: &JobId) -> Result<Option<JobInfo>, QueueError> {
+    pub async fn job(&self, id: &JobId) -> Result<Option<JobInfo>, StoreError> {
         let op = "job";
         let k = &self.keys;
         let mut pipe = redis::pipe();
@@ -312,7 +312,7 @@ impl Queue {
         ) = pipe
             .query_async(&mut self.conn.clone())
             .await
-            .map_err(QueueError::redis(op))?;
+            .map_err(StoreError::redis(op))?;
         let Some(payload) = payload else {
             return Ok(None);
         };
@@ -332,7 +332,7 @@ impl Queue {
         let dead_info =
             match info {
                 Some(raw) => Some(serde_json::from_str::<DeadInfo>(&raw).map_err(|e| {
-                    QueueError::Malformed {
+                    StoreError::Malformed {
                         op,
                         what: format!("dead info of job {id}"),
                         detail: e.to_string(),
@@ -366,7 +366,7 @@ impl Queue {
     }
 
     /// Dead jobs, newest first, `limit` from `offset`.
-    pub async fn dead_list(&self, offset: usize, limit: usize) -> Result<Vec<DeadJob>, QueueError> {
+    pub async fn dead_list(&self, offset: usize, limit: usize) -> Result<Vec<DeadJob>, StoreError> {
         let op = "dead list";
         if limit == 0 {
             return Ok(Vec::new());
@@ -379,7 +379,7 @@ impl Queue {
             .arg("WITHSCORES")
             .query_async(&mut conn)
             .await
-            .map_err(QueueError::redis(op))?;
+            .map_err(StoreError::redis(op))?;
         if page.is_empty() {
             return Ok(Vec::new());
         }
@@ -393,10 +393,10 @@ impl Queue {
             .arg(&ids)
             .query_async(&mut conn)
             .await
-            .map_err(QueueError::redis(op))?;
+            .map_err(StoreError::redis(op))?;
         let mut out = Vec::with_capacity(page.len());
         for (((id, died), info), payload) in page.into_iter().zip(infos).zip(payloads) {
-            let id = JobId::parse(&id).map_err(|e| QueueError::reply(op, e))?;
+            let id = JobId::parse(&id).map_err(|e| StoreError::reply(op, e))?;
             let info: Option<DeadInfo> = info.and_then(|raw| serde_json::from_str(&raw).ok());
             let job = match payload {
                 Some(raw) => Some(Payload::parse(op, &id, &raw)?.into_job(id.clone())),
@@ -418,12 +418,12 @@ impl Queue {
     /// Gives dead jobs another run: gen += 1 (new event ids), attempts reset, back to ready.
     /// Returns how many were moved. A batch that already emitted `batch.completed` does not
     /// emit it again.
-    pub async fn dead_retry(&self, ids: DeadSelection) -> Result<usize, QueueError> {
+    pub async fn dead_retry(&self, ids: DeadSelection) -> Result<usize, StoreError> {
         self.dead_apply("dead retry", ids, true).await
     }
 
     /// Deletes dead jobs for good. Returns how many were purged.
-    pub async fn dead_purge(&self, ids: DeadSelection) -> Result<usize, QueueError> {
+    pub async fn dead_purge(&self, ids: DeadSelection) -> Result<usize, StoreError> {
         self.dead_apply("dead purge", ids, false).await
     }
 
@@ -432,7 +432,7 @@ impl Queue {
         op: &'static str,
         sel: DeadSelection,
         retry: bool,
-    ) -> Result<usize, QueueError> {
+    ) -> Result<usize, StoreError> {
         let run = |ids: Vec<String>| async move {
             let now = self.clock.now_ms();
             let mut inv = if retry {
@@ -463,7 +463,7 @@ impl Queue {
                     .arg(self.keys.dead())
                     .query_async(&mut conn)
                     .await
-                    .map_err(QueueError::redis(op))?;
+                    .map_err(StoreError::redis(op))?;
                 while budget > 0 {
                     let ids: Vec<String> = redis::cmd("ZRANGE")
                         .arg(self.keys.dead())
@@ -471,7 +471,7 @@ impl Queue {
                         .arg(budget.min(ADMIN_SLICE) - 1)
                         .query_async(&mut conn)
                         .await
-                        .map_err(QueueError::redis(op))?;
+                        .map_err(StoreError::redis(op))?;
                     if ids.is_empty() {
                         break;
                     }

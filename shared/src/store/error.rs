@@ -1,11 +1,12 @@
-//! The queue's error type.
+//! The storage layer's error type, and the one place that decides whether a Redis error is
+//! worth retrying.
 
 use redis::{RedisError, RetryMethod};
 
-/// Why a queue operation failed. Every variant names the operation (`enqueue`, `claim`, …).
-#[derive(Debug, thiserror::Error)]
-pub enum QueueError {
-    /// Redis failed or was unreachable; see [`QueueError::is_retryable`].
+/// Why a storage operation failed. Every variant names the operation (`enqueue`, `claim`, …).
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    /// Redis failed or was unreachable; see [`StoreError::is_retryable`].
     #[error("queue {op} failed: Redis error: {source}")]
     Redis {
         /// The operation.
@@ -25,6 +26,12 @@ pub enum QueueError {
         /// The parse error.
         detail: String,
     },
+    /// The events stream has no such consumer group (`NOGROUP`): create it and try again.
+    #[error("queue {op} failed: the consumer group does not exist")]
+    NoGroup {
+        /// The operation.
+        op: &'static str,
+    },
     /// The caller passed something the queue cannot take (e.g. a job without appids). Not
     /// retryable.
     #[error("queue {op} failed: invalid input: {detail}")]
@@ -36,13 +43,14 @@ pub enum QueueError {
     },
 }
 
-impl QueueError {
+impl StoreError {
     /// The operation that failed.
     pub fn op(&self) -> &'static str {
         match self {
-            QueueError::Redis { op, .. }
-            | QueueError::Malformed { op, .. }
-            | QueueError::Invalid { op, .. } => op,
+            StoreError::Redis { op, .. }
+            | StoreError::Malformed { op, .. }
+            | StoreError::NoGroup { op }
+            | StoreError::Invalid { op, .. } => op,
         }
     }
 
@@ -50,17 +58,28 @@ impl QueueError {
     /// `LOADING`/`BUSY`-style server states are retryable; bad data and bad input are not.
     pub fn is_retryable(&self) -> bool {
         match self {
-            QueueError::Redis { source, .. } => redis_error_is_retryable(source),
-            QueueError::Malformed { .. } | QueueError::Invalid { .. } => false,
+            StoreError::Redis { source, .. } => redis_error_is_retryable(source),
+            StoreError::Malformed { .. } | StoreError::Invalid { .. } => false,
+            // Retryable once the group is created (`create_group`).
+            StoreError::NoGroup { .. } => true,
         }
     }
 
     pub(crate) fn redis(op: &'static str) -> impl FnOnce(RedisError) -> Self {
-        move |source| QueueError::Redis { op, source }
+        move |source| StoreError::Redis { op, source }
+    }
+
+    /// [`StoreError::redis`], or [`StoreError::NoGroup`] for a `NOGROUP` reply.
+    pub(crate) fn redis_or_no_group(op: &'static str, source: RedisError) -> Self {
+        if source.code() == Some("NOGROUP") {
+            StoreError::NoGroup { op }
+        } else {
+            StoreError::Redis { op, source }
+        }
     }
 
     pub(crate) fn reply(op: &'static str, detail: impl ToString) -> Self {
-        QueueError::Malformed {
+        StoreError::Malformed {
             op,
             what: "script reply".into(),
             detail: detail.to_string(),

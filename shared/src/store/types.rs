@@ -267,8 +267,8 @@ impl Payload {
         op: &'static str,
         id: &JobId,
         raw: &str,
-    ) -> Result<Self, super::QueueError> {
-        serde_json::from_str(raw).map_err(|e| super::QueueError::Malformed {
+    ) -> Result<Self, super::StoreError> {
+        serde_json::from_str(raw).map_err(|e| super::StoreError::Malformed {
             op,
             what: format!("payload of job {id}"),
             detail: e.to_string(),

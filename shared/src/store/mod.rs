@@ -21,11 +21,16 @@
 //! already completed, it never emits a second `batch.completed`.
 
 mod admin;
-mod backend;
+pub(crate) mod confirm;
+pub mod conn;
 mod error;
+mod health;
 mod keys;
 mod lease;
 mod producer;
+mod rate;
+pub(crate) mod stream;
+mod token;
 mod types;
 
 use std::sync::{Arc, LazyLock};
@@ -36,23 +41,21 @@ use redis::{FromRedisValue, Script, ScriptInvocation};
 pub use admin::{
     BatchProgress, DeadInfo, DeadJob, DeadSelection, JobInfo, JobState, Pause, QueueStats,
 };
-pub use backend::{
-    AckLayer, AckService, BackendCounters, BackendHandle, BackendSettings, JobOutcome, LeaseInfo,
-    RedisBackend, RetryPolicy,
-};
-pub use error::QueueError;
-pub(crate) use error::redis_error_is_retryable;
+pub use error::StoreError;
+pub use health::{BatchConfirmation, ServerCheck};
 pub use keys::Keys;
 pub use lease::MAX_CLAIM;
+pub use rate::RateStore;
+pub use stream::{EventError, EventReader, StartFrom, StreamEvent, read_all};
+pub use token::{TokenMeta, TokenStore};
 pub use types::{
     Ack, AckReport, AppResult, Claim, EnqueueOptions, EnqueueReport, Lease, LeaseRef, NewJob,
     Outcome, ReapReport, ShareJob, WorkerId,
 };
 
 use crate::clock::{Clock, SystemClock, iso8601};
-pub use crate::events::FailReason;
 use crate::ids::QueueName;
-use crate::redis_conn::{self, RedisConn};
+use conn::RedisConn;
 
 /// Queue settings. `Default` gives the DESIGN.md defaults.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -152,7 +155,7 @@ pub(crate) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
 
 /// A handle on one queue. Cheap to clone; clones share one multiplexed connection, so
 /// concurrent calls are pipelined on it. Works on a single server and on Redis Cluster (see
-/// [`redis_conn`](crate::redis_conn)): every key of the queue is in one slot.
+/// [`store::conn`](crate::store::conn)): every key of the queue is in one slot.
 #[derive(Clone)]
 pub struct Queue {
     /// `None` on a cluster, where no single-server client exists.
@@ -177,7 +180,7 @@ impl std::fmt::Debug for Queue {
 
 impl Queue {
     /// Connects to Redis and loads the scripts. The connection reconnects by itself after
-    /// errors (each failed call returns a retryable [`QueueError::Redis`]).
+    /// errors (each failed call returns a retryable [`StoreError::Redis`]).
     ///
     /// A `redis+cluster://` URL connects to Redis Cluster; [`Queue::connect_with`] also takes
     /// the cluster flag (`ENVSHARE_REDIS_CLUSTER`).
@@ -185,36 +188,36 @@ impl Queue {
         redis_url: &str,
         queue: &QueueName,
         settings: QueueSettings,
-    ) -> Result<Self, QueueError> {
+    ) -> Result<Self, StoreError> {
         Self::connect_with(redis_url, false, queue, settings).await
     }
 
     /// [`Queue::connect`], in cluster mode when `cluster` is set or the URL's scheme is
-    /// `redis+cluster://` (see [`redis_conn::parse_target`]).
+    /// `redis+cluster://` (see [`conn::parse_target`]).
     pub async fn connect_with(
         redis_url: &str,
         cluster: bool,
         queue: &QueueName,
         settings: QueueSettings,
-    ) -> Result<Self, QueueError> {
+    ) -> Result<Self, StoreError> {
         let op = "connect";
-        let cluster = cluster || redis_conn::is_cluster_url(redis_url);
+        let cluster = cluster || conn::is_cluster_url(redis_url);
         let client = if cluster {
             None
         } else {
-            Some(redis::Client::open(redis_url).map_err(QueueError::redis(op))?)
+            Some(redis::Client::open(redis_url).map_err(StoreError::redis(op))?)
         };
-        // The timeouts of redis_conn::ConnectOptions::default: 2 s to connect, 5 s per reply.
-        let mut conn = redis_conn::connect(redis_url, cluster)
+        // The timeouts of conn::ConnectOptions::default: 2 s to connect, 5 s per reply.
+        let mut conn = conn::connect(redis_url, cluster)
             .await
-            .map_err(QueueError::redis(op))?;
+            .map_err(StoreError::redis(op))?;
         // Loading up front keeps the first EVALSHA of each script from paying a NOSCRIPT
         // round trip; after a Redis restart, redis::Script reloads on NOSCRIPT by itself.
         for script in SCRIPTS.all() {
             script
                 .load_async(&mut conn)
                 .await
-                .map_err(QueueError::redis(op))?;
+                .map_err(StoreError::redis(op))?;
         }
         let keys = Keys::new(queue);
         Ok(Self {
@@ -256,7 +259,7 @@ impl Queue {
 
     /// The single-server Redis client, for connections of their own (pub/sub on
     /// [`Keys::wake`], blocking reads); `None` on Redis Cluster, where
-    /// [`redis_conn::connect_with`] makes such connections.
+    /// [`conn::connect_with`] makes such connections.
     pub fn client(&self) -> Option<&redis::Client> {
         self.client.as_ref()
     }
@@ -283,19 +286,19 @@ impl Queue {
         &self,
         op: &'static str,
         inv: &ScriptInvocation<'_>,
-    ) -> Result<T, QueueError> {
+    ) -> Result<T, StoreError> {
         let mut conn = self.conn.clone();
         inv.invoke_async(&mut conn)
             .await
-            .map_err(QueueError::redis(op))
+            .map_err(StoreError::redis(op))
     }
 }
 
-fn parse_ids<T: TryFrom<String>>(op: &'static str, ids: Vec<String>) -> Result<Vec<T>, QueueError>
+fn parse_ids<T: TryFrom<String>>(op: &'static str, ids: Vec<String>) -> Result<Vec<T>, StoreError>
 where
     T::Error: std::fmt::Display,
 {
     ids.into_iter()
-        .map(|s| T::try_from(s).map_err(|e| QueueError::reply(op, e)))
+        .map(|s| T::try_from(s).map_err(|e| StoreError::reply(op, e)))
         .collect()
 }

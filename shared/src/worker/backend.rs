@@ -35,10 +35,11 @@ use rand::Rng;
 use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 use tracing::{debug, info, warn};
 
-use super::{
-    Ack, AppResult, Claim, FailReason, Lease, LeaseRef, Outcome, Queue, ShareJob, WorkerId,
-};
+use crate::events::FailReason;
 use crate::ids::JobId;
+use crate::store::{
+    Ack, AppResult, Claim, Lease, LeaseRef, Outcome, Queue, ShareJob, StoreError, WorkerId,
+};
 
 /// What a job handler reports; the backend turns it into a queue state change and events.
 #[derive(Debug, Clone, PartialEq)]
@@ -286,7 +287,7 @@ impl BackendHandle {
 
     /// Gives back every lease still held (when the shutdown timeout ran out): the jobs go back
     /// to ready with their attempt refunded, for another worker to run.
-    pub async fn release_held(&self) -> Result<usize, super::QueueError> {
+    pub async fn release_held(&self) -> Result<usize, StoreError> {
         self.stop_fetching();
         let refs = self.shared.held_refs();
         if refs.is_empty() {
@@ -299,7 +300,7 @@ impl BackendHandle {
     }
 }
 
-type CloseFuture = Pin<Box<dyn Future<Output = Result<(), super::QueueError>> + Send>>;
+type CloseFuture = Pin<Box<dyn Future<Output = Result<(), StoreError>> + Send>>;
 
 /// envshare's Redis queue as an apalis [`Backend`].
 pub struct RedisBackend {
@@ -558,7 +559,7 @@ impl Drop for RedisBackend {
 
 impl Backend for RedisBackend {
     type Task = Task<ShareJob>;
-    type Error = super::QueueError;
+    type Error = StoreError;
 
     fn poll_ready(
         &mut self,

@@ -6,8 +6,8 @@ use serde::Serialize;
 
 use super::types::Payload;
 use super::{
-    Ack, AckReport, AppResult, Claim, Lease, LeaseRef, Outcome, Queue, QueueError, ReapReport,
-    SCRIPTS, SLICE, WorkerId, parse_ids,
+    Ack, AckReport, AppResult, Claim, Lease, LeaseRef, Outcome, Queue, ReapReport, SCRIPTS, SLICE,
+    StoreError, WorkerId, parse_ids,
 };
 use crate::events::{EVENT_VERSION, Event, EventKind, FailReason};
 use crate::ids::{AppId, BatchId, JobId};
@@ -94,7 +94,7 @@ impl Queue {
     /// `max` (≤ [`MAX_CLAIM`]) ready jobs to `worker`, oldest first, each with a new fencing
     /// token and its attempt counted. Also records `worker` as alive. Returns
     /// [`Claim::Paused`] while the queue is paused.
-    pub async fn claim(&self, worker: &WorkerId, max: usize) -> Result<Claim, QueueError> {
+    pub async fn claim(&self, worker: &WorkerId, max: usize) -> Result<Claim, StoreError> {
         let op = "claim";
         let s = &self.settings;
         let mut inv = self.invocation(&SCRIPTS.claim, self.clock.now_ms());
@@ -110,18 +110,18 @@ impl Queue {
             ("paused", [_, until, reason, ..]) => Ok(Claim::Paused {
                 until_ms: as_str(until)
                     .and_then(|u| u.parse().ok())
-                    .ok_or_else(|| QueueError::reply(op, "pause end is not a number"))?,
+                    .ok_or_else(|| StoreError::reply(op, "pause end is not a number"))?,
                 reason: as_str(reason).unwrap_or_default(),
             }),
             ("jobs", [_, Value::Array(flat), ..]) => {
                 let mut leases = Vec::with_capacity(flat.len() / 4);
                 for rec in flat.chunks_exact(4) {
                     let field = |i: usize| {
-                        as_str(&rec[i]).ok_or_else(|| QueueError::reply(op, "non-string field"))
+                        as_str(&rec[i]).ok_or_else(|| StoreError::reply(op, "non-string field"))
                     };
-                    let id = JobId::parse(&field(0)?).map_err(|e| QueueError::reply(op, e))?;
-                    let fence = field(1)?.parse().map_err(|e| QueueError::reply(op, e))?;
-                    let attempt = field(2)?.parse().map_err(|e| QueueError::reply(op, e))?;
+                    let id = JobId::parse(&field(0)?).map_err(|e| StoreError::reply(op, e))?;
+                    let fence = field(1)?.parse().map_err(|e| StoreError::reply(op, e))?;
+                    let attempt = field(2)?.parse().map_err(|e| StoreError::reply(op, e))?;
                     match Payload::parse(op, &id, &field(3)?) {
                         Ok(p) => leases.push(Lease {
                             job: p.into_job(id),
@@ -138,7 +138,7 @@ impl Queue {
                 }
                 Ok(Claim::Jobs(leases))
             }
-            _ => Err(QueueError::reply(
+            _ => Err(StoreError::reply(
                 op,
                 format!("unexpected claim reply {reply:?}"),
             )),
@@ -152,7 +152,7 @@ impl Queue {
         &self,
         worker: &WorkerId,
         held: &[LeaseRef],
-    ) -> Result<Vec<LeaseRef>, QueueError> {
+    ) -> Result<Vec<LeaseRef>, StoreError> {
         let op = "heartbeat";
         let now = self.clock.now_ms();
         let lease_ms = self.settings.lease.as_millis() as u64;
@@ -165,7 +165,7 @@ impl Queue {
             async move {
                 let (_, lost): (usize, Vec<usize>) = self.run(op, &inv).await?;
                 // Lua indexes are 1-based within the slice.
-                Ok::<_, QueueError>(lost.into_iter().map(move |i| c * SLICE + i - 1))
+                Ok::<_, StoreError>(lost.into_iter().map(move |i| c * SLICE + i - 1))
             }
         });
         if held.is_empty() {
@@ -183,21 +183,21 @@ impl Queue {
     }
 
     /// Removes `worker` from the live workers (clean shutdown).
-    pub async fn deregister_worker(&self, worker: &WorkerId) -> Result<(), QueueError> {
+    pub async fn deregister_worker(&self, worker: &WorkerId) -> Result<(), StoreError> {
         let mut conn = self.conn.clone();
         redis::cmd("ZREM")
             .arg(self.keys.workers())
             .arg(worker.as_str())
             .query_async::<()>(&mut conn)
             .await
-            .map_err(QueueError::redis("deregister worker"))
+            .map_err(StoreError::redis("deregister worker"))
     }
 
     /// Applies acks of any kinds: `Done` → complete.lua, `RetryAt`/`Defer` → retry.lua, `Dead` →
     /// bury.lua, each batched (≤ 500 jobs per call, calls in flight together). An ack whose
     /// fencing token is no longer current is reported in [`AckReport::stale`] and nothing is
     /// written for it.
-    pub async fn complete(&self, acks: Vec<Ack>) -> Result<AckReport, QueueError> {
+    pub async fn complete(&self, acks: Vec<Ack>) -> Result<AckReport, StoreError> {
         let now = self.clock.now_ms();
         let at = crate::clock::iso8601(now);
         let (mut done, mut retry, mut bury) = (Vec::new(), Vec::new(), Vec::new());
@@ -316,16 +316,16 @@ impl Queue {
                 .first()
                 .and_then(as_str)
                 .and_then(|s| s.parse().ok())
-                .ok_or_else(|| QueueError::reply(op, "no applied count"))?;
-            let list = |i: usize| -> Result<Vec<String>, QueueError> {
+                .ok_or_else(|| StoreError::reply(op, "no applied count"))?;
+            let list = |i: usize| -> Result<Vec<String>, StoreError> {
                 match reply.get(i) {
                     None => Ok(Vec::new()),
-                    Some(v) => redis::from_redis_value_ref(v).map_err(|e| QueueError::reply(op, e)),
+                    Some(v) => redis::from_redis_value_ref(v).map_err(|e| StoreError::reply(op, e)),
                 }
             };
             let stale: Vec<JobId> = parse_ids(op, list(1)?)?;
             let completed: Vec<BatchId> = parse_ids(op, list(2)?)?;
-            Ok::<_, QueueError>((applied, stale, completed))
+            Ok::<_, StoreError>((applied, stale, completed))
         }))
         .await?;
         let mut report = AckReport::default();
@@ -339,7 +339,7 @@ impl Queue {
 
     /// Hands leased jobs back to `ready` without running them (shutdown); the attempt is
     /// refunded. Returns how many were released (stale leases are skipped).
-    pub async fn release(&self, leases: &[LeaseRef]) -> Result<usize, QueueError> {
+    pub async fn release(&self, leases: &[LeaseRef]) -> Result<usize, StoreError> {
         let op = "release";
         let now = self.clock.now_ms();
         let calls = leases.chunks(SLICE).map(|part| {
@@ -350,7 +350,7 @@ impl Queue {
             }
             async move {
                 let (n, _stale): (usize, Vec<String>) = self.run(op, &inv).await?;
-                Ok::<_, QueueError>(n)
+                Ok::<_, StoreError>(n)
             }
         });
         Ok(try_join_all(calls).await?.into_iter().sum())
@@ -359,7 +359,7 @@ impl Queue {
     /// Reaps up to `limit` (≤ 1,000) expired leases: back to ready, or to dead with
     /// `lease_expired` at max attempts. [`Queue::claim`] does this too; call it from a reaper
     /// when no claims are running.
-    pub async fn reap(&self, limit: usize) -> Result<ReapReport, QueueError> {
+    pub async fn reap(&self, limit: usize) -> Result<ReapReport, StoreError> {
         let op = "reap";
         let mut inv = self.invocation(&SCRIPTS.reap, self.clock.now_ms());
         inv.arg(limit.clamp(1, 1000))
@@ -374,7 +374,7 @@ impl Queue {
 
     /// Pauses claims for every worker until `until_ms` (e.g. 45009, daily quota spent). Never
     /// shortens a longer pause already in force.
-    pub async fn pause_until(&self, until_ms: u64, reason: &str) -> Result<(), QueueError> {
+    pub async fn pause_until(&self, until_ms: u64, reason: &str) -> Result<(), StoreError> {
         let mut inv = self.invocation(&SCRIPTS.pause, self.clock.now_ms());
         inv.arg(until_ms.max(1)).arg(reason);
         let _: u64 = self.run("pause", &inv).await?;
@@ -382,7 +382,7 @@ impl Queue {
     }
 
     /// Ends a pause now.
-    pub async fn resume(&self) -> Result<(), QueueError> {
+    pub async fn resume(&self) -> Result<(), StoreError> {
         let mut inv = self.invocation(&SCRIPTS.pause, self.clock.now_ms());
         inv.arg(0).arg("");
         let _: u64 = self.run("resume", &inv).await?;
@@ -390,7 +390,7 @@ impl Queue {
     }
 
     /// Adds `by` to the queue-wide counter `name` (e.g. `token_refreshes`), shown by stats.
-    pub async fn incr_stat(&self, name: &str, by: i64) -> Result<(), QueueError> {
+    pub async fn incr_stat(&self, name: &str, by: i64) -> Result<(), StoreError> {
         let mut conn = self.conn.clone();
         redis::cmd("HINCRBY")
             .arg(self.keys.stats())
@@ -398,6 +398,6 @@ impl Queue {
             .arg(by)
             .query_async::<()>(&mut conn)
             .await
-            .map_err(QueueError::redis("incr stat"))
+            .map_err(StoreError::redis("incr stat"))
     }
 }

@@ -238,6 +238,18 @@ pub async fn connect_with(
     }
 }
 
+/// [`connect_with`], then `PING`: some URL forms connect lazily, and only an answer proves that
+/// Redis is there.
+pub async fn connect_and_ping(
+    url: &str,
+    cluster: bool,
+    options: ConnectOptions,
+) -> Result<RedisConn, RedisError> {
+    let mut conn = connect_with(url, cluster, options).await?;
+    redis::cmd("PING").query_async::<()>(&mut conn).await?;
+    Ok(conn)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use futures::{StreamExt, TryStreamExt};
 use tracing::warn;
 
-use super::{EnqueueOptions, EnqueueReport, IN_FLIGHT, NewJob, Queue, QueueError, SCRIPTS, SLICE};
+use super::{EnqueueOptions, EnqueueReport, IN_FLIGHT, NewJob, Queue, SCRIPTS, SLICE, StoreError};
 use crate::ids::{BatchId, JobId};
 
 /// Dedupe pairs per enqueue call at most, so one call's ARGV stays bounded whatever the chunk
@@ -29,10 +29,10 @@ impl Queue {
         &self,
         jobs: Vec<NewJob>,
         opts: EnqueueOptions,
-    ) -> Result<EnqueueReport, QueueError> {
+    ) -> Result<EnqueueReport, StoreError> {
         let op = "enqueue";
         if let Some(j) = jobs.iter().find(|j| j.appids.is_empty()) {
-            return Err(QueueError::Invalid {
+            return Err(StoreError::Invalid {
                 op,
                 detail: format!("a job of env {} in batch {} has no appids", j.env, j.batch),
             });
@@ -98,7 +98,7 @@ impl Queue {
                 }
                 async move {
                     let r: (usize, usize, usize, Vec<usize>) = self.run_retrying(op, &inv).await?;
-                    Ok::<_, QueueError>((range, r))
+                    Ok::<_, StoreError>((range, r))
                 }
             })
             .buffered(IN_FLIGHT)
@@ -142,7 +142,7 @@ impl Queue {
         &self,
         op: &'static str,
         inv: &redis::ScriptInvocation<'_>,
-    ) -> Result<T, QueueError> {
+    ) -> Result<T, StoreError> {
         let started = Instant::now();
         let mut wait = Duration::from_millis(100);
         loop {
@@ -160,7 +160,7 @@ impl Queue {
     /// Marks `batch` as fully enqueued, so `batch.completed` fires when its last job ends (or
     /// now, if every job already ended). Idempotent. Returns whether this call emitted
     /// `batch.completed`.
-    pub async fn seal_batch(&self, batch: &BatchId) -> Result<bool, QueueError> {
+    pub async fn seal_batch(&self, batch: &BatchId) -> Result<bool, StoreError> {
         let mut inv = self.invocation(&SCRIPTS.seal, self.clock.now_ms());
         inv.arg(batch.as_str());
         let emitted: i64 = self.run_retrying("seal batch", &inv).await?;

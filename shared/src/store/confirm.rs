@@ -1,0 +1,213 @@
+//! The confirmation schedule: which accepted shares are waiting for their administrator's
+//! confirmation, and when each is checked next.
+//!
+//! Keys: `confirm` (zset: entry id → next check, or lease deadline while claimed),
+//! `confirm:info` (hash: entry id → details JSON), `confirm:lease` (hash: entry id → fencing
+//! token of its claim), `confirm:fence` (the last token). Three scripts change them, each with
+//! its events in the same step: intake (schedule `share.accepted` entries read from the stream
+//! and ack them), claim (lease due entries), settle (bound / unconfirmed / check again).
+
+use std::sync::LazyLock;
+
+use redis::{Script, ScriptInvocation};
+
+use super::{Queue, StoreError};
+use crate::clock::iso8601;
+
+macro_rules! lua {
+    ($file:literal) => {
+        Script::new(concat!(
+            include_str!("lua/confirm_lib.lua"),
+            include_str!(concat!("lua/", $file))
+        ))
+    };
+}
+
+struct Scripts {
+    intake: Script,
+    claim: Script,
+    settle: Script,
+}
+
+static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
+    intake: lua!("confirm_intake.lua"),
+    claim: lua!("confirm_claim.lua"),
+    settle: lua!("confirm_settle.lua"),
+});
+
+/// One stream entry given to [`Queue::confirm_intake`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Intake<'a> {
+    /// A `share.accepted`: schedule its first check.
+    Accepted {
+        /// The stream entry id (acked).
+        entry_id: &'a str,
+        /// The event's stable id, which becomes the schedule entry's id.
+        event_id: &'a str,
+        /// When to check first (ms).
+        due_ms: u64,
+        /// The entry's details (JSON).
+        info: String,
+    },
+    /// A `batch.completed`: the batch may be confirmed already.
+    Completed {
+        /// The stream entry id (acked).
+        entry_id: &'a str,
+        /// The batch.
+        batch_id: &'a str,
+    },
+    /// Anything else: only acked.
+    Skip {
+        /// The stream entry id (acked).
+        entry_id: &'a str,
+    },
+}
+
+/// What became of one claimed entry, for [`Queue::confirm_settle`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Settle<'a> {
+    /// Bound: emit `event` (a `share.bound` JSON), count it in `batch`.
+    Bound {
+        /// The entry's batch.
+        batch_id: &'a str,
+        /// The event JSON.
+        event: String,
+    },
+    /// Not confirmed within the window: emit `event` (a `share.unconfirmed` JSON).
+    Unconfirmed {
+        /// The entry's batch.
+        batch_id: &'a str,
+        /// The event JSON.
+        event: String,
+    },
+    /// Check again at `at_ms`, with these details (JSON).
+    Later {
+        /// When (ms).
+        at_ms: u64,
+        /// The entry's details (JSON).
+        info: String,
+    },
+}
+
+/// What [`Queue::confirm_settle`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Settled {
+    /// Decisions applied.
+    pub applied: u64,
+    /// Decisions dropped because their lease had expired (another watcher holds the entry).
+    pub stale: u64,
+    /// Batches that became confirmed (`batch.confirmed` emitted).
+    pub confirmed: Vec<String>,
+}
+
+impl Queue {
+    fn confirm_invocation(&self, script: &'static Script, now: u64) -> ScriptInvocation<'static> {
+        let k = self.keys();
+        let mut inv = script.prepare_invoke();
+        inv.key(k.events())
+            .key(k.confirm())
+            .key(k.confirm_info())
+            .key(k.confirm_lease())
+            .key(k.confirm_fence());
+        inv.arg(now)
+            .arg(iso8601(now))
+            .arg(k.prefix())
+            .arg(self.settings().events_maxlen.max(1));
+        inv
+    }
+
+    /// Schedules the `Accepted` entries and acks every entry for `group`, in one script.
+    /// Returns the entries added to the schedule and the batches confirmed now.
+    pub(crate) async fn confirm_intake(
+        &self,
+        group: &str,
+        entries: &[Intake<'_>],
+    ) -> Result<(u64, Vec<String>), StoreError> {
+        if entries.is_empty() {
+            return Ok((0, Vec::new()));
+        }
+        let mut inv = self.confirm_invocation(&SCRIPTS.intake, self.now_ms());
+        inv.arg(group).arg(entries.len());
+        for e in entries {
+            match e {
+                Intake::Accepted {
+                    entry_id,
+                    event_id,
+                    due_ms,
+                    info,
+                } => {
+                    inv.arg(*entry_id)
+                        .arg("a")
+                        .arg(*event_id)
+                        .arg(*due_ms)
+                        .arg(info);
+                }
+                Intake::Completed { entry_id, batch_id } => {
+                    inv.arg(*entry_id).arg("c").arg(*batch_id);
+                }
+                Intake::Skip { entry_id } => {
+                    inv.arg(*entry_id).arg("-");
+                }
+            }
+        }
+        inv.invoke_async(&mut self.connection())
+            .await
+            .map_err(StoreError::redis("confirm intake"))
+    }
+
+    /// Leases up to `slice` due entries for `lease_ms`. Returns the claim's fencing token and
+    /// the (entry id, details JSON) pairs.
+    pub(crate) async fn confirm_claim(
+        &self,
+        lease_ms: u64,
+        slice: usize,
+    ) -> Result<(String, Vec<(String, String)>), StoreError> {
+        let mut inv = self.confirm_invocation(&SCRIPTS.claim, self.now_ms());
+        inv.arg(lease_ms).arg(slice);
+        let reply: Vec<String> = inv
+            .invoke_async(&mut self.connection())
+            .await
+            .map_err(StoreError::redis("confirm claim"))?;
+        let mut it = reply.into_iter();
+        let fence = it.next().unwrap_or_default();
+        let mut claimed = Vec::new();
+        while let (Some(id), Some(raw)) = (it.next(), it.next()) {
+            claimed.push((id, raw));
+        }
+        Ok((fence, claimed))
+    }
+
+    /// Applies the decisions on entries claimed with `fence`, at time `now` (ms).
+    pub(crate) async fn confirm_settle(
+        &self,
+        fence: &str,
+        now: u64,
+        decisions: &[(String, Settle<'_>)],
+    ) -> Result<Settled, StoreError> {
+        let mut inv = self.confirm_invocation(&SCRIPTS.settle, now);
+        inv.arg(fence).arg(decisions.len());
+        for (id, d) in decisions {
+            inv.arg(id);
+            match d {
+                Settle::Bound { batch_id, event } => {
+                    inv.arg("b").arg(*batch_id).arg(event);
+                }
+                Settle::Unconfirmed { batch_id, event } => {
+                    inv.arg("u").arg(*batch_id).arg(event);
+                }
+                Settle::Later { at_ms, info } => {
+                    inv.arg("r").arg(*at_ms).arg(info);
+                }
+            }
+        }
+        let (applied, stale, confirmed): (u64, u64, Vec<String>) = inv
+            .invoke_async(&mut self.connection())
+            .await
+            .map_err(StoreError::redis("confirm settle"))?;
+        Ok(Settled {
+            applied,
+            stale,
+            confirmed,
+        })
+    }
+}

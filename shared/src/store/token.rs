@@ -1,0 +1,216 @@
+//! The component token cache, its fetch lock and the verify ticket: the Redis side of `token`.
+//!
+//! Keys (from [`Keys`]): `token` holds the token JSON with a TTL equal to the token's life;
+//! `token:lock` is the fetch lock (`SET NX PX` with a random owner, released by its owner only);
+//! `ticket` is the verify ticket hash (fields `ticket`, `set_at`); `stats` counts
+//! `token_refreshes`, which doubles as the generation number.
+
+use std::sync::LazyLock;
+
+use redis::Script;
+
+use super::conn::RedisConn;
+use super::{Keys, Queue, StoreError};
+
+struct Scripts {
+    store: Script,
+    invalidate: Script,
+    unlock: Script,
+}
+
+static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
+    store: Script::new(include_str!("lua/token_store.lua")),
+    invalidate: Script::new(include_str!("lua/token_invalidate.lua")),
+    unlock: Script::new(include_str!("lua/token_unlock.lua")),
+});
+
+/// What Redis holds about the token and the ticket, for `envshare status` (never the values).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TokenMeta {
+    /// Whether a token is cached.
+    pub token_cached: bool,
+    /// How long the cached token lives on (ms); `None` without a token or without expiry.
+    pub token_ttl_ms: Option<u64>,
+    /// Whether a verify ticket is stored.
+    pub ticket_stored: bool,
+    /// When the ticket was stored (ms), when known.
+    pub ticket_set_at_ms: Option<u64>,
+}
+
+/// The token, lock and ticket keys of one queue on one connection. Cheap to clone.
+#[derive(Clone)]
+pub struct TokenStore {
+    conn: RedisConn,
+    token: String,
+    lock: String,
+    ticket: String,
+    stats: String,
+}
+
+impl std::fmt::Debug for TokenStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenStore")
+            .field("token_key", &self.token)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TokenStore {
+    /// The keys of `keys`' queue, on `conn`.
+    pub fn new(conn: impl Into<RedisConn>, keys: &Keys) -> Self {
+        Self {
+            conn: conn.into(),
+            token: keys.token(),
+            lock: keys.token_lock(),
+            ticket: keys.ticket(),
+            stats: keys.stats(),
+        }
+    }
+
+    /// The ticket key's name, for messages that tell an operator where the ticket goes.
+    pub fn ticket_key(&self) -> &str {
+        &self.ticket
+    }
+
+    /// The token key's name, for logs.
+    pub fn token_key(&self) -> &str {
+        &self.token
+    }
+
+    /// The cached token JSON, if any.
+    pub async fn read_token(&self) -> Result<Option<String>, StoreError> {
+        redis::cmd("GET")
+            .arg(&self.token)
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(StoreError::redis("read token"))
+    }
+
+    /// Takes the fetch lock for `owner` for `ttl_ms` if nobody holds it.
+    pub async fn try_lock(&self, owner: &str, ttl_ms: u64) -> Result<bool, StoreError> {
+        let set: Option<String> = redis::cmd("SET")
+            .arg(&self.lock)
+            .arg(owner)
+            .arg("NX")
+            .arg("PX")
+            .arg(ttl_ms.max(1))
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(StoreError::redis("lock token"))?;
+        Ok(set.is_some())
+    }
+
+    /// Whether anybody holds the fetch lock.
+    pub async fn is_locked(&self) -> Result<bool, StoreError> {
+        redis::cmd("EXISTS")
+            .arg(&self.lock)
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(StoreError::redis("check token lock"))
+    }
+
+    /// Releases the fetch lock if `owner` still holds it; returns whether it did.
+    pub async fn unlock(&self, owner: &str) -> Result<bool, StoreError> {
+        let released: i64 = SCRIPTS
+            .unlock
+            .key(&self.lock)
+            .arg(owner)
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(StoreError::redis("unlock token"))?;
+        Ok(released == 1)
+    }
+
+    /// Stores a fetched token while `owner` still holds the lock, releasing it. `json_prefix`
+    /// is the token JSON up to `"generation":`; the script appends the new generation and `}`.
+    /// Returns the generation, or 0 when the lock was no longer `owner`'s (nothing written).
+    pub async fn store_token(
+        &self,
+        owner: &str,
+        json_prefix: &str,
+        life_ms: u64,
+    ) -> Result<u64, StoreError> {
+        SCRIPTS
+            .store
+            .key(&self.token)
+            .key(&self.lock)
+            .key(&self.stats)
+            .arg(owner)
+            .arg(json_prefix)
+            .arg(life_ms.max(1))
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(StoreError::redis("store token"))
+    }
+
+    /// Deletes the cached token if it is still the one of `generation` fetched at
+    /// `fetched_at_ms`; returns whether it did.
+    pub async fn invalidate_token(
+        &self,
+        generation: u64,
+        fetched_at_ms: u64,
+    ) -> Result<bool, StoreError> {
+        let deleted: i64 = SCRIPTS
+            .invalidate
+            .key(&self.token)
+            .arg(generation)
+            .arg(fetched_at_ms)
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(StoreError::redis("invalidate token"))?;
+        Ok(deleted == 1)
+    }
+
+    /// The stored verify ticket, if any (the caller wraps it in a secret at once).
+    pub async fn read_ticket(&self) -> Result<Option<String>, StoreError> {
+        redis::cmd("HGET")
+            .arg(&self.ticket)
+            .arg("ticket")
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(StoreError::redis("read ticket"))
+    }
+
+    /// Stores the verify ticket, with the time it was stored (ms).
+    pub async fn set_ticket(&self, ticket: &str, set_at_ms: u64) -> Result<(), StoreError> {
+        redis::cmd("HSET")
+            .arg(&self.ticket)
+            .arg("ticket")
+            .arg(ticket)
+            .arg("set_at")
+            .arg(set_at_ms)
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(StoreError::redis("set ticket"))
+    }
+
+    /// Whether a token is cached and a ticket stored, with their ages; never the values.
+    pub async fn meta(&self) -> Result<TokenMeta, StoreError> {
+        let (pttl, has_ticket, set_at): (i64, bool, Option<u64>) = redis::pipe()
+            .cmd("PTTL")
+            .arg(&self.token)
+            .cmd("HEXISTS")
+            .arg(&self.ticket)
+            .arg("ticket")
+            .cmd("HGET")
+            .arg(&self.ticket)
+            .arg("set_at")
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(StoreError::redis("token meta"))?;
+        Ok(TokenMeta {
+            // PTTL: -2 no key, -1 no expiry.
+            token_cached: pttl != -2,
+            token_ttl_ms: u64::try_from(pttl).ok(),
+            ticket_stored: has_ticket,
+            ticket_set_at_ms: set_at,
+        })
+    }
+}
+
+impl Queue {
+    /// The token, lock and ticket keys of this queue, on its connection.
+    pub fn token_store(&self) -> TokenStore {
+        TokenStore::new(self.connection(), self.keys())
+    }
+}
