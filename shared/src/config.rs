@@ -944,9 +944,9 @@ fn parse_redis_url(s: &str) -> Result<String, Problem> {
         ));
     }
     // A redis+cluster:// URL or a node list (for ENVSHARE_REDIS_CLUSTER) is read as cluster
-    // seed nodes; see crate::store::conn.
-    if crate::store::conn::is_cluster_url(s) || s.contains(',') {
-        return crate::store::conn::parse_target(s, true)
+    // seed nodes; see crate::redis_url.
+    if crate::redis_url::is_cluster_url(s) || s.contains(',') {
+        return crate::redis_url::parse_target(s, true)
             .map(|_| s.to_owned())
             .map_err(|_| Problem::new("not a Redis Cluster URL", EXPECTED));
     }

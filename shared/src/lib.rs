@@ -19,6 +19,7 @@ pub mod confirm;
 pub mod events;
 pub mod ids;
 pub mod import;
+pub mod redis_url;
 #[cfg(feature = "sandbox")]
 pub mod sandbox;
 pub mod store;

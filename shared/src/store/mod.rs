@@ -193,7 +193,7 @@ impl Queue {
     }
 
     /// [`Queue::connect`], in cluster mode when `cluster` is set or the URL's scheme is
-    /// `redis+cluster://` (see [`conn::parse_target`]).
+    /// `redis+cluster://` (see [`parse_target`](crate::redis_url::parse_target)).
     pub async fn connect_with(
         redis_url: &str,
         cluster: bool,
@@ -201,7 +201,7 @@ impl Queue {
         settings: QueueSettings,
     ) -> Result<Self, StoreError> {
         let op = "connect";
-        let cluster = cluster || conn::is_cluster_url(redis_url);
+        let cluster = cluster || crate::redis_url::is_cluster_url(redis_url);
         let client = if cluster {
             None
         } else {

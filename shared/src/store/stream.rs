@@ -135,7 +135,7 @@ impl EventReader {
     }
 
     /// [`EventReader::connect`], in cluster mode when `cluster` is set or the URL's scheme is
-    /// `redis+cluster://` (see [`conn::parse_target`]).
+    /// `redis+cluster://` (see [`parse_target`](crate::redis_url::parse_target)).
     pub async fn connect_with(
         redis_url: &str,
         cluster: bool,

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use envshare::config::Settings;
 use envshare::events::EventKind;
+use envshare::redis_url::{self, RedisTarget};
 use envshare::sandbox::{Fault, Sandbox, SandboxConfig};
-use envshare::store::conn::{self, RedisTarget};
 use envshare::store::{EnqueueOptions, NewJob, Queue, QueueSettings};
 use envshare::store::{EventReader, StartFrom, read_all};
 use envshare::wechat::Endpoint;
@@ -31,7 +31,7 @@ fn appid(i: u64) -> AppId {
 
 #[test]
 fn cluster_urls_name_every_seed_node() {
-    let target = conn::parse_target("redis+cluster://:pw@10.0.0.1:7000,10.0.0.2:7001", false)
+    let target = redis_url::parse_target("redis+cluster://:pw@10.0.0.1:7000,10.0.0.2:7001", false)
         .expect("a cluster URL parses");
     assert_eq!(
         target,
@@ -59,7 +59,7 @@ fn cluster_urls_name_every_seed_node() {
     .expect("the cluster flag parses");
     assert!(flagged.redis_cluster);
     // A node list without cluster mode is refused when connecting, without quoting the URL.
-    let err = conn::parse_target("redis://:secretpw@a:1,b:2", false).unwrap_err();
+    let err = redis_url::parse_target("redis://:secretpw@a:1,b:2", false).unwrap_err();
     assert!(err.to_string().contains("cluster"), "{err}");
     assert!(!err.to_string().contains("secretpw"), "{err}");
 }
