@@ -139,14 +139,9 @@ impl TestStack {
 
     /// Stores the component verify ticket, as `envshare ticket set` does.
     pub async fn set_ticket(&self, ticket: &str) {
-        let mut conn = TestRedis::shared().conn().await;
-        let () = redis::cmd("HSET")
-            .arg(self.queue.keys().ticket())
-            .arg("ticket")
-            .arg(ticket)
-            .query_async(&mut conn)
+        envshare::token::store_ticket(&self.queue, &ticket.into())
             .await
-            .expect("HSET ticket");
+            .expect("storing the ticket");
     }
 
     /// Every event in the queue's stream so far, oldest first.

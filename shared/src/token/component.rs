@@ -21,7 +21,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
 use secrecy::{ExposeSecret, SecretString};
@@ -31,6 +31,7 @@ use super::{
     AccessToken, TokenCounters, TokenError, TokenMode, TokenProvider, TokenStatus,
     misconfiguration_hint, missing_ticket_hint,
 };
+use crate::clock::{Clock, SystemClock};
 use crate::store::conn::RedisConn;
 use crate::store::{Keys, TokenStore};
 use crate::wechat::{WechatClient, WechatError};
@@ -158,7 +159,8 @@ struct Counters {
 
 struct Local {
     token: AccessToken,
-    read_at: Instant,
+    /// When it was read from Redis (clock ms).
+    read_at_ms: u64,
 }
 
 /// The outcome of the last in-process refresh, shared with the tasks that waited for it.
@@ -178,6 +180,7 @@ pub struct ComponentTokenProvider {
     /// A copy of `flight.epoch` readable without the lock.
     epoch: AtomicU64,
     counters: Counters,
+    clock: Arc<dyn Clock>,
 }
 
 impl std::fmt::Debug for ComponentTokenProvider {
@@ -188,13 +191,6 @@ impl std::fmt::Debug for ComponentTokenProvider {
             .field("settings", &self.settings)
             .finish_non_exhaustive()
     }
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 fn duration_ms(d: Duration) -> u64 {
@@ -241,7 +237,20 @@ impl ComponentTokenProvider {
             }),
             epoch: AtomicU64::new(0),
             counters: Counters::default(),
+            clock: Arc::new(SystemClock),
         }
+    }
+
+    /// Reads time from `clock` instead of the system clock: token ages, expiry and the
+    /// in-process copy's age (tests move a [`ManualClock`](crate::clock::ManualClock)). Waits
+    /// for another process's fetch stay in real time.
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.clock.now_ms()
     }
 
     /// When `t` is due for refresh: `refresh_ahead` before expiry, but no earlier than halfway
@@ -265,7 +274,8 @@ impl ComponentTokenProvider {
     fn local_get(&self, max_age: Option<Duration>) -> Option<AccessToken> {
         let local = self.local.lock().unwrap_or_else(|e| e.into_inner());
         let l = local.as_ref()?;
-        if max_age.is_some_and(|age| l.read_at.elapsed() >= age) {
+        if max_age.is_some_and(|age| self.now_ms().saturating_sub(l.read_at_ms) >= duration_ms(age))
+        {
             return None;
         }
         Some(l.token.clone())
@@ -275,7 +285,7 @@ impl ComponentTokenProvider {
         let mut local = self.local.lock().unwrap_or_else(|e| e.into_inner());
         *local = token.map(|t| Local {
             token: t.clone(),
-            read_at: Instant::now(),
+            read_at_ms: self.now_ms(),
         });
     }
 
@@ -367,7 +377,7 @@ impl ComponentTokenProvider {
             }
             // Another process is fetching. A token that is due for refresh but still valid
             // serves until the new one lands.
-            if let Some(t) = cached.as_ref().filter(|t| Self::is_valid(t, now_ms())) {
+            if let Some(t) = cached.as_ref().filter(|t| Self::is_valid(t, self.now_ms())) {
                 return Ok(t.clone());
             }
             if !waited {
@@ -377,7 +387,7 @@ impl ComponentTokenProvider {
             loop {
                 tokio::time::sleep(self.settings.poll_interval).await;
                 if let Some(t) = self.read_cached().await?
-                    && self.is_fresh(&t, now_ms())
+                    && self.is_fresh(&t, self.now_ms())
                 {
                     self.local_set(Some(&t));
                     return Ok(t);
@@ -405,7 +415,7 @@ impl ComponentTokenProvider {
     async fn fetch_locked(&self, owner: &str) -> Result<AccessToken, TokenError> {
         // Another process may have stored a token between our read and our lock.
         if let Some(t) = self.read_cached().await?
-            && self.is_fresh(&t, now_ms())
+            && self.is_fresh(&t, self.now_ms())
         {
             self.unlock(owner).await;
             self.local_set(Some(&t));
@@ -426,7 +436,7 @@ impl ComponentTokenProvider {
                 return Err(self.fetch_error(e));
             }
         };
-        let fetched_at = now_ms();
+        let fetched_at = self.now_ms();
         let life = duration_ms(fetched.expires_in).max(1);
         let expires_at = fetched_at + life;
         let mut prefix = serde_json::to_string(&Cached {
@@ -496,7 +506,7 @@ impl ComponentTokenProvider {
 
     async fn token_impl(&self) -> Result<AccessToken, TokenError> {
         let seen_epoch = self.epoch.load(Ordering::Acquire);
-        let now = now_ms();
+        let now = self.now_ms();
         if let Some(t) = self.local_get(Some(self.settings.local_ttl))
             && self.is_fresh(&t, now)
         {
@@ -540,7 +550,7 @@ impl ComponentTokenProvider {
 
     async fn status_impl(&self) -> Result<TokenStatus, TokenError> {
         let cached = self.read_cached().await?;
-        let now = now_ms();
+        let now = self.now_ms();
         let cached = cached.filter(|t| Self::is_valid(t, now));
         Ok(TokenStatus {
             mode: TokenMode::Component,

@@ -273,12 +273,7 @@ async fn three_hundred_jobs_under_mixed_api_chaos_all_end_by_the_policy_with_bou
     .expect("sandbox starts");
     let name = unique_queue("chaos-api");
     let queue = connect(&redis, &name).await;
-    let mut conn = redis.conn().await;
-    let () = redis::cmd("HSET")
-        .arg(queue.keys().ticket())
-        .arg("ticket")
-        .arg(CHAOS_TICKET)
-        .query_async(&mut conn)
+    envshare::token::store_ticket(&queue, &CHAOS_TICKET.into())
         .await
         .unwrap();
     let batch = enqueue_singles(&queue, N).await;

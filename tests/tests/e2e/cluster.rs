@@ -87,11 +87,7 @@ async fn a_batch_of_200_appids_completes_on_a_three_node_cluster_with_one_final_
         .expect("queue connects to the cluster");
     assert!(queue.connection().is_cluster());
     assert!(queue.client().is_none());
-    let () = redis::cmd("HSET")
-        .arg(queue.keys().ticket())
-        .arg("ticket")
-        .arg(TICKET)
-        .query_async(&mut queue.connection())
+    envshare::token::store_ticket(&queue, &TICKET.into())
         .await
         .expect("ticket stored");
     let mut reader = EventReader::connect(

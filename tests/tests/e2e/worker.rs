@@ -6,8 +6,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use envshare::clock::{Clock, ManualClock, SystemClock};
 use envshare::sandbox::{Latency, Sandbox, SandboxConfig, SandboxHandle};
-use envshare::store::Keys;
+use envshare::store::{Keys, TokenStore};
 use envshare::throttle::RateLimiter;
 use envshare::token::{
     self, AccessToken, ComponentTokenProvider, ComponentTokenSettings, TokenError, TokenProvider,
@@ -48,12 +49,8 @@ impl TokenStack {
     }
 
     async fn set_ticket(&self, ticket: &str) {
-        let mut conn = self.conn.clone();
-        let () = redis::cmd("HSET")
-            .arg(self.keys.ticket())
-            .arg("ticket")
-            .arg(ticket)
-            .query_async(&mut conn)
+        TokenStore::new(self.conn.clone(), &self.keys)
+            .set_ticket(ticket, SystemClock.now_ms())
             .await
             .unwrap();
     }
@@ -73,6 +70,27 @@ impl TokenStack {
             SecretString::from(secret),
             settings,
         ))
+    }
+
+    /// A provider that reads time from `clock`.
+    fn provider_with_clock(
+        &self,
+        settings: ComponentTokenSettings,
+        clock: ManualClock,
+    ) -> Arc<ComponentTokenProvider> {
+        let client =
+            WechatClient::new(self.sandbox.url(), Duration::from_secs(5)).expect("client builds");
+        Arc::new(
+            ComponentTokenProvider::new(
+                self.conn.clone(),
+                &self.keys,
+                client,
+                SandboxConfig::COMPONENT_APPID,
+                SecretString::from(SECRET),
+                settings,
+            )
+            .with_clock(Arc::new(clock)),
+        )
     }
 
     fn provider(&self) -> Arc<ComponentTokenProvider> {
@@ -248,25 +266,35 @@ async fn token_is_refreshed_ahead_of_expiry() {
     )
     .await;
     s.set_ticket(TICKET).await;
-    let p = s.provider_with(
-        SECRET,
+    let clock = ManualClock::starting_now();
+    let p = s.provider_with_clock(
         ComponentTokenSettings {
             refresh_ahead: Duration::from_millis(1500),
             local_ttl: Duration::from_millis(100),
             ..ComponentTokenSettings::default()
         },
+        clock.clone(),
     );
 
     let first = p.token().await.unwrap();
     let expires_at = first.expires_at_ms().unwrap();
+    assert_eq!(
+        first.fetched_at_ms(),
+        clock.now_ms(),
+        "timed by the provider's clock"
+    );
     assert_eq!(expires_at - first.fetched_at_ms(), 4000);
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    clock.advance(Duration::from_millis(2499));
     assert_eq!(p.token().await.unwrap().expose(), first.expose());
-    assert_eq!(s.sandbox.token_fetches(), 1, "not due yet at 1.5 s");
+    assert_eq!(
+        s.sandbox.token_fetches(),
+        1,
+        "not due yet 1 ms before 2.5 s"
+    );
 
-    tokio::time::sleep(Duration::from_millis(1300)).await;
+    clock.advance(Duration::from_millis(1));
     let second = p.token().await.unwrap();
-    assert_ne!(second.expose(), first.expose(), "refreshed at 2.8 s");
+    assert_ne!(second.expose(), first.expose(), "refreshed at 2.5 s");
     assert_eq!(s.sandbox.token_fetches(), 2);
     assert!(
         second.fetched_at_ms() < expires_at,
