@@ -29,7 +29,7 @@ REDIS_CONF = DEPLOY / "redis.conf"
 SAMPLE = DEPLOY / "sample.csv"
 CONFIG_DOC = ROOT / "docs" / "configuration.md"
 
-# DESIGN.md §6 and docs/configuration.md.
+# The default of ENVSHARE_SHUTDOWN_TIMEOUT_MS in docs/configuration.md.
 DEFAULT_SHUTDOWN_TIMEOUT_MS = 30_000
 HTTP_PORT = 9464
 APPID = re.compile(r"^wx[0-9a-f]{16}$")

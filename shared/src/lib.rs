@@ -3,14 +3,17 @@
 //!
 //! # Layout
 //!
-//! - [`ids`]: validated domain identifiers ([`AppId`], [`EnvId`], [`JobId`], [`BatchId`],
-//!   [`QueueName`]).
-//! - [`config`]: settings from the environment and an optional TOML file.
-//! - [`wechat`]: the WeChat API client, its wire types and the errcode table.
-//! - [`token`]: the `component_access_token`, cached in Redis and refreshed by one owner.
-//! - [`queue`]: the durable queue: Redis keys, Lua scripts, producer, apalis backend, admin.
-//! - [`events`]: event types and the Redis Stream reader.
-//! - `sandbox` (feature `sandbox`): a fake WeChat API for tests, the demo and benchmarks.
+//! Lowest layer first; a module uses only modules of its own layer or below.
+//!
+//! - Foundation: [`ids`] (validated identifiers: [`AppId`], [`EnvId`], [`JobId`], [`BatchId`],
+//!   [`QueueName`]), [`clock`], [`redis_url`], [`telemetry`], [`events`] (the event types) and
+//!   [`config`] (settings from the environment and an optional TOML file).
+//! - Storage: [`store`] owns every Redis key, Lua script and command: the queue, batches, the
+//!   events stream, the confirmation schedule, the token cache and ticket, the rate limit.
+//! - Domain: [`wechat`] (the API client and errcode table), [`token`], [`throttle`],
+//!   [`confirm`] (confirmation tracking) and [`import`] (parsing and validating input).
+//! - Service: [`worker`] (the apalis worker, its backend and HTTP endpoints) and `sandbox`
+//!   (feature `sandbox`: a fake WeChat API and a local redis-server for tests and the demo).
 #![deny(missing_docs)]
 
 pub mod clock;
