@@ -5,7 +5,7 @@
 //! cargo run -p envshare-cli --example consume -- --group notifier
 //! ```
 //!
-//! It reads the stream `envshare:{QUEUE}:events` (DESIGN.md §5) as one member of a Redis consumer
+//! It reads the stream `envshare:{QUEUE}:events` (docs/events.md) as one member of a Redis consumer
 //! group, so several copies share the work and each event goes to one of them:
 //!
 //! 1. creates the group if missing (`XGROUP CREATE … 0 MKSTREAM`: a new group starts at the
@@ -255,7 +255,7 @@ impl Consumer {
         Ok(())
     }
 
-    /// What a consumer does with each event type (DESIGN.md §5).
+    /// What a consumer does with each event type (docs/events.md).
     fn handle(&mut self, entry: &StreamId) -> anyhow::Result<()> {
         let Some(json) = entry.get::<String>("event") else {
             bail!("no `event` field");

@@ -1,4 +1,4 @@
-//! The command line (DESIGN.md §7): every subcommand and flag of `envshare`.
+//! The command line: every subcommand and flag of `envshare`.
 
 use std::path::PathBuf;
 

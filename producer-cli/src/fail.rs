@@ -1,4 +1,4 @@
-//! Errors a person can act on, and the exit codes of DESIGN.md §7: 0 ok, 2 bad input or usage,
+//! Errors a person can act on, and the exit codes: 0 ok, 2 bad input or usage,
 //! 1 anything else.
 
 use std::fmt;

@@ -1,4 +1,4 @@
-//! `envshare`, the operator's tool (DESIGN.md §7). This file parses the command line, starts
+//! `envshare`, the operator's tool. This file parses the command line, starts
 //! logging, loads the settings and hands over to the command modules; the work itself is done by
 //! the `envshare` library.
 //!

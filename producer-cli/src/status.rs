@@ -15,7 +15,7 @@ use crate::ctx::{Ctx, now_ms};
 use crate::fail::bad_input;
 use crate::progress::Progress;
 
-/// A verify ticket lives 12 hours (DESIGN.md §1).
+/// A verify ticket lives 12 hours.
 const TICKET_LIFE_MS: u64 = 12 * 3600 * 1000;
 
 /// What `status --json` prints.

@@ -1,4 +1,4 @@
-//! Result events (DESIGN.md §5) and the Redis Stream consumer.
+//! Result events (their schema: docs/events.md) and the Redis Stream consumer.
 //!
 //! The queue's ack scripts append events to `envshare:{QUEUE}:events` in the same script as the
 //! state change (outbox), so an event exists exactly when its state change happened. Each entry

@@ -2,7 +2,7 @@
 //!
 //! # Where Redis comes from
 //!
-//! [`TestRedis::shared`] picks the first of these that is available (DESIGN.md §8):
+//! [`TestRedis::shared`] picks the first of these that is available:
 //!
 //! 1. `ENVSHARE_TEST_REDIS_URL`, if set: an existing server (each test still uses its own queue
 //!    name from [`unique_queue`], so tests sharing it do not collide);

@@ -1,4 +1,4 @@
-//! `envshare-worker`: runs share jobs from the Redis queue (DESIGN.md §7).
+//! `envshare-worker`: runs share jobs from the Redis queue.
 //!
 //! This binary only parses arguments, loads settings, starts logging and runs
 //! [`envshare::worker::Application`]. Exit codes: 0 after a clean shutdown (SIGTERM/SIGINT),

@@ -61,7 +61,7 @@ impl Keys {
     pub fn dead_info(&self) -> String {
         self.key("dead:info")
     }
-    /// Stream: the result events (DESIGN.md §5).
+    /// Stream: the result events (docs/events.md).
     pub fn events(&self) -> String {
         self.key("events")
     }

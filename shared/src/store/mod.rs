@@ -1,4 +1,4 @@
-//! The durable queue (DESIGN.md §4): Redis keys, Lua scripts, producer, worker side, admin.
+//! The storage layer (the protocol: docs/queue.md): Redis keys, Lua scripts, producer, worker side, admin.
 //!
 //! Every state change is one Lua script under `lua/` (with `lua/lib.lua` prepended), run with
 //! EVALSHA. Every script is batched: it takes many jobs per call, and the Rust side slices big
@@ -57,7 +57,7 @@ use crate::clock::{Clock, SystemClock, iso8601};
 use crate::ids::QueueName;
 use conn::RedisConn;
 
-/// Queue settings. `Default` gives the DESIGN.md defaults.
+/// Queue settings. `Default` gives the documented defaults (docs/configuration.md).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueueSettings {
     /// Tries in all, the first included; a lease expiring at this count buries the job.

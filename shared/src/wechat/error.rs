@@ -1,4 +1,4 @@
-//! Typed errors of the WeChat client and the errcode table of DESIGN.md §2.
+//! Typed errors of the WeChat client and the errcode table.
 
 use std::fmt;
 use std::time::Duration;
@@ -46,7 +46,7 @@ impl fmt::Display for Endpoint {
     }
 }
 
-/// What an outcome means for the caller (DESIGN.md §2).
+/// What an outcome means for the caller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ErrorClass {
     /// errcode 0: the call was processed (per-appid failures may still be in `err_list`).
@@ -80,7 +80,7 @@ impl fmt::Display for ErrorClass {
     }
 }
 
-/// Classifies a WeChat `errcode`: the table of DESIGN.md §2, in one place.
+/// Classifies a WeChat `errcode`: the errcode table, in one place.
 ///
 /// Transport outcomes (HTTP status, timeout, connection errors, unparsable bodies) have no
 /// errcode; [`WechatError::class`] classifies them [`ErrorClass::Transient`].
@@ -100,7 +100,7 @@ pub const fn classify(errcode: i64) -> ErrorClass {
 
 /// Whether an errcode from `api_component_token` is a configuration problem (IP whitelist,
 /// ticket, secret) rather than a passing failure. The token owner must not loop on these: an
-/// operator has to fix the setup (DESIGN.md §1).
+/// operator has to fix the setup.
 pub const fn is_token_config_error(errcode: i64) -> bool {
     // 61004 IP not whitelisted; 61005/61006 ticket expired/invalid; 40001/40125/41004 bad or
     // missing secret.
@@ -210,7 +210,7 @@ impl WechatError {
         }
     }
 
-    /// The class of this error (DESIGN.md §2): [`classify`] for an errcode, otherwise
+    /// The class of this error: [`classify`] for an errcode, otherwise
     /// [`ErrorClass::Transient`] for every transport outcome.
     pub fn class(&self) -> ErrorClass {
         match self {
@@ -247,7 +247,7 @@ impl WechatError {
 mod tests {
     use super::*;
 
-    // One test per row of the table in DESIGN.md §2.
+    // One test per row of the errcode table.
 
     #[test]
     fn errcode_zero_is_ok() {

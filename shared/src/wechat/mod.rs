@@ -1,11 +1,11 @@
 //! The WeChat third-party platform API: a client, its wire types and the errcode table.
 //!
-//! - [`WechatClient`] owns one `reqwest::Client` and calls the five endpoints of DESIGN.md §1.
+//! - [`WechatClient`] owns one `reqwest::Client` and calls the five WeChat endpoints envshare needs.
 //!   Bodies are read with a [`MAX_RESPONSE_BYTES`] cap; redirects are never followed.
 //! - Every failure is a [`WechatError`] that names the endpoint, knows its [`ErrorClass`]
 //!   ([`WechatError::class`]) and whether the request may have been applied
 //!   ([`WechatError::outcome_unknown`]).
-//! - [`classify`] is the errcode table of DESIGN.md §2, in one `match`.
+//! - [`classify`] is the errcode table (docs/reliability.md), in one `match`.
 //!
 //! The access token travels as a query parameter, so no error, Debug output or log line of this
 //! module contains a URL: reqwest errors are stripped of theirs, and the tracing spans record

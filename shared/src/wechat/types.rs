@@ -1,4 +1,4 @@
-//! Request and response bodies, as documented (DESIGN.md §1).
+//! Request and response bodies, as WeChat documents them for batchshareenv and the component token endpoints.
 //!
 //! Responses are lenient where WeChat is: every list defaults to empty when absent, unknown
 //! fields are ignored, and `errcode`/`errmsg` are read by the client before these types (so a

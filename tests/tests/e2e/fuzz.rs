@@ -635,7 +635,7 @@ proptest! {
 
 // ---- settings ----
 
-/// Every setting's file key (DESIGN.md §6 and docs/configuration.md).
+/// Every setting's file key (docs/configuration.md).
 const KEYS: &[&str] = &[
     "redis_url",
     "redis_cluster",
