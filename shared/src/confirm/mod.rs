@@ -21,7 +21,6 @@
 
 mod checker;
 mod events;
-mod schedule;
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -34,13 +33,13 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
-pub use checker::{BindingChecker, CheckError, DEFAULT_CONFIRM_BATCH};
+pub use checker::{BindingChecker, CheckError};
 pub use events::read_confirmations;
-pub use schedule::{ConfirmSchedule, parse_duration};
 
 use crate::clock::iso8601;
 use crate::events::{Event, EventKind};
 use crate::ids::{AppId, BatchId, EnvId, JobId};
+use crate::schedule::{ConfirmSchedule, DEFAULT_CONFIRM_BATCH};
 use crate::store::confirm::{Intake, Settle, Settled};
 use crate::store::stream::RawEntry;
 use crate::store::{Queue, StartFrom, StoreError};

@@ -37,11 +37,11 @@ use tracing::{debug, error, info, instrument, warn};
 use super::metrics::Metrics;
 use super::{JobOutcome, LeaseInfo};
 use crate::clock::iso8601;
-use crate::config::QuotaReset;
 use crate::confirm::{BindingChecker, CheckError};
 use crate::ids::AppId;
+use crate::schedule::{QuotaReset, next_quota_reset};
 use crate::store::{AppResult, Queue, ShareJob};
-use crate::throttle::{RateLimiter, next_quota_reset};
+use crate::throttle::RateLimiter;
 use crate::token::{AccessToken, TokenError, TokenProvider};
 use crate::wechat::{ErrorClass, ShareResponse, WechatClient, WechatError};
 
