@@ -1271,6 +1271,44 @@ mod tests {
         assert_eq!(s.concurrency, 32);
     }
 
+    /// The settings table of docs/configuration.md: (variable, documented default) per row.
+    fn documented_settings() -> Vec<(String, Option<String>)> {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/configuration.md");
+        let text = std::fs::read_to_string(path).expect("reading docs/configuration.md");
+        let first_code = |cell: &str| cell.split('`').nth(1).map(str::to_owned);
+        text.lines()
+            .filter(|line| line.starts_with("| `ENVSHARE_"))
+            .map(|line| {
+                let cells: Vec<&str> = line.split('|').collect();
+                (
+                    first_code(cells[1]).expect("a variable"),
+                    first_code(cells[2]),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_docs_list_every_setting_with_its_default() {
+        let documented = documented_settings();
+        let names: Vec<&str> = documented.iter().map(|(v, _)| v.as_str()).collect();
+        let keys: Vec<String> = KEYS.iter().map(|&(k, _)| env_name(k)).collect();
+        assert_eq!(
+            names, keys,
+            "docs/configuration.md lists the settings in table order"
+        );
+        let defaults = format!("{:?}", Settings::defaults());
+        for (var, default) in documented {
+            let Some(default) = default else { continue };
+            let s = load(&[(&var, &default)], None).unwrap();
+            assert_eq!(
+                format!("{s:?}"),
+                defaults,
+                "{var}: documented default {default:?}"
+            );
+        }
+    }
+
     proptest! {
         #[test]
         fn arbitrary_values_never_panic(

@@ -116,27 +116,42 @@ enum Call {
     Failed(WechatError),
 }
 
+/// What a [`ShareContext`] is built from.
+pub(crate) struct ShareParts {
+    pub(crate) queue: Queue,
+    pub(crate) client: WechatClient,
+    pub(crate) tokens: Arc<dyn TokenProvider>,
+    pub(crate) limiter: Arc<RateLimiter>,
+    pub(crate) metrics: Arc<Metrics>,
+    /// Asks `batchgetenvid` before re-sending after an unknown outcome.
+    pub(crate) checker: BindingChecker,
+    /// `ENVSHARE_QUOTA_RESET`.
+    pub(crate) quota_reset: QuotaReset,
+    /// Tests: pause this long after 45009 instead of until the next quota reset.
+    pub(crate) quota_pause: Option<Duration>,
+    /// How long a token misconfiguration pauses the queue before a job tries again.
+    pub(crate) misconfig_recheck: Duration,
+    /// How long a job waits after a passing token or rate-limit failure.
+    pub(crate) token_retry: Duration,
+    /// `ENVSHARE_MAX_ATTEMPTS`.
+    pub(crate) max_attempts: u32,
+}
+
 impl ShareContext {
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn new(
-        queue: Queue,
-        client: WechatClient,
-        tokens: Arc<dyn TokenProvider>,
-        limiter: Arc<RateLimiter>,
-        metrics: Arc<Metrics>,
-        quota_reset: QuotaReset,
-        quota_pause: Option<Duration>,
-        misconfig_recheck: Duration,
-        token_retry: Duration,
-        max_attempts: u32,
-        confirm_batch: usize,
-    ) -> Self {
-        let checker = BindingChecker::new(
-            client.clone(),
-            tokens.clone(),
-            limiter.clone(),
-            confirm_batch,
-        );
+    pub(crate) fn new(parts: ShareParts) -> Self {
+        let ShareParts {
+            queue,
+            client,
+            tokens,
+            limiter,
+            metrics,
+            checker,
+            quota_reset,
+            quota_pause,
+            misconfig_recheck,
+            token_retry,
+            max_attempts,
+        } = parts;
         Self {
             checker,
             queue,
