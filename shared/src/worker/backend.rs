@@ -47,8 +47,8 @@ use crate::store::{
 pub enum JobOutcome {
     /// WeChat answered errcode 0: one result per appid.
     Done(Vec<AppResult>),
-    /// Worth another try later (DESIGN.md §2 "transient"): retried with backoff until
-    /// `max_attempts`, then dead with reason `retries_exhausted`.
+    /// Worth another try later (a transient error, as the handler classifies them): retried with
+    /// backoff until `max_attempts`, then dead with reason `retries_exhausted`.
     Transient {
         /// WeChat's errcode, if WeChat answered.
         errcode: Option<i64>,

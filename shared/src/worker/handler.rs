@@ -1,4 +1,5 @@
-//! The share handler: one `batchshareenv` call per job, classified by DESIGN.md §2.
+//! The share handler: one `batchshareenv` call per job, its answer classified as the table
+//! below says.
 //!
 //! Order of one attempt: a local pause check (another job of this process already hit the quota
 //! or a token misconfiguration) → a rate limit slot → a token → the call → the outcome:
@@ -326,7 +327,7 @@ impl ShareContext {
         self.metrics.token_retry();
         match self.call(&fresh, job).await {
             Call::Answered(r) => done(job, &r),
-            // A second token error in one attempt is transient (DESIGN.md §2).
+            // A second token error in one attempt is transient: retried later with backoff.
             Call::Failed(e) if e.class() == ErrorClass::Token => transient(&e),
             Call::Failed(e) => self.classify(e).await,
         }
