@@ -330,13 +330,13 @@ fn no_module_uses_a_higher_layer() {
             continue;
         };
         for used in uses {
-            if let Some(theirs) = layer_of(&used) {
-                if theirs > own {
-                    violations.push(format!(
-                        "{module} ({}) uses {used} ({})",
-                        LAYERS[own].0, LAYERS[theirs].0
-                    ));
-                }
+            if let Some(theirs) = layer_of(&used)
+                && theirs > own
+            {
+                violations.push(format!(
+                    "{module} ({}) uses {used} ({})",
+                    LAYERS[own].0, LAYERS[theirs].0
+                ));
             }
         }
     }
@@ -387,10 +387,10 @@ fn modules_form_no_cycle() {
     }
     let mut colour = BTreeMap::new();
     for node in graph.keys() {
-        if colour.get(node).copied().unwrap_or(Colour::White) == Colour::White {
-            if let Some(cycle) = visit(node, &graph, &mut colour, &mut Vec::new()) {
-                panic!("import cycle between modules: {}", cycle.join(" → "));
-            }
+        if colour.get(node).copied().unwrap_or(Colour::White) == Colour::White
+            && let Some(cycle) = visit(node, &graph, &mut colour, &mut Vec::new())
+        {
+            panic!("import cycle between modules: {}", cycle.join(" → "));
         }
     }
 }
