@@ -15,8 +15,8 @@ const DAY_MS: i64 = 86_400_000;
 /// Appids per `batchgetenvid` call by default (`ENVSHARE_CONFIRM_BATCH`).
 pub const DEFAULT_CONFIRM_BATCH: usize = 100;
 
-/// Parses a duration: a whole number and a unit, `100ms`, `60s`, `5m`, `1h`, `7d` (any duration
-/// `humantime` reads, e.g. `1h 30m`, as long as it is whole milliseconds).
+/// Parses a duration: a number and a unit, `100ms`, `60s`, `5m`, `1h`, `7d`; also anything else
+/// `humantime` reads (`1h 30m`, `1.5h`), as long as it is whole milliseconds.
 pub fn parse_duration(s: &str) -> Result<Duration, &'static str> {
     let s = s.trim();
     if s.bytes().all(|b| b.is_ascii_digit()) {
@@ -275,6 +275,39 @@ mod tests {
             parse_duration("7d").unwrap(),
             Duration::from_secs(7 * 86_400)
         );
+    }
+
+    #[test]
+    fn durations_are_a_whole_number_and_a_unit() {
+        for (text, ms) in [
+            ("100ms", 100),
+            ("60s", 60_000),
+            ("5m", 300_000),
+            ("1h", 3_600_000),
+            ("7d", 7 * 86_400_000),
+            (" 6h ", 6 * 3_600_000),
+            // Also what humantime reads beyond one number and one unit.
+            ("1h 30m", 5_400_000),
+            ("1.5h", 5_400_000),
+        ] {
+            assert_eq!(
+                parse_duration(text),
+                Ok(Duration::from_millis(ms)),
+                "{text}"
+            );
+        }
+        for (bad, reason) in [
+            ("", "needs a unit"),
+            ("5", "needs a unit"),
+            ("5x", "unknown unit"),
+            ("-5s", "whole number"),
+            ("ms", "whole number"),
+            ("500us", "whole milliseconds"),
+            ("99999999999999999999d", "too large"),
+        ] {
+            let err = parse_duration(bad).unwrap_err();
+            assert!(err.contains(reason), "{bad:?}: {err}");
+        }
     }
 
     #[test]
