@@ -41,13 +41,7 @@ impl Ctx {
             queue: settings.queue.clone(),
             keys: Keys::new(&settings.queue),
             chunk_size: settings.chunk_size.max(1),
-            queue_settings: QueueSettings {
-                max_attempts: settings.max_attempts,
-                lease: settings.lease,
-                events_maxlen: usize::try_from(settings.events_maxlen).unwrap_or(usize::MAX),
-                dedupe_window: settings.dedupe_window,
-                ..QueueSettings::default()
-            },
+            queue_settings: QueueSettings::from(settings),
             settings: settings.clone(),
         }
     }

@@ -1,4 +1,4 @@
-//! Settings from the environment and an optional TOML file (DESIGN.md §6, docs/configuration.md).
+//! Settings from the environment and an optional TOML file (docs/configuration.md).
 //!
 //! Every setting has an environment variable `ENVSHARE_NAME` and a file key `name` (lower case,
 //! no prefix). The environment overrides the file; the file overrides the defaults. Every value
@@ -9,53 +9,26 @@
 //! Environment variables that start with `ENVSHARE_` but name no setting are not an error (other
 //! tools, e.g. the test harness's `ENVSHARE_TEST_REDIS_URL`, share the prefix); they are listed
 //! by [`Settings::unknown_env_vars`] so a binary can warn about them.
+//!
+//! Every setting is one row of the `settings!` table below (its field, type, default, file key,
+//! how its value may be shown, and its parser); the struct, the defaults, the loading, the list
+//! of keys and `Debug` are generated from it. A new setting is a new row, plus its row in
+//! docs/configuration.md (a test checks that the two agree).
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::time::Duration;
 
 use secrecy::SecretString;
 
 use crate::ids::{AppId, QueueName};
+use crate::schedule::{ConfirmSchedule, DEFAULT_CONFIRM_BATCH, QuotaReset, parse_duration};
 pub use crate::telemetry::LogFormat;
 
 /// Prefix of every environment variable envshare reads (besides `REDIS_URL`).
 pub const ENV_PREFIX: &str = "ENVSHARE_";
-
-/// Every setting: its file key (the variable is `ENVSHARE_` + the key in upper case), and
-/// whether its value is a secret that must never be echoed.
-const KEYS: &[(&str, bool)] = &[
-    ("redis_url", false),
-    ("redis_cluster", false),
-    ("queue", false),
-    ("wechat_base_url", false),
-    ("component_appid", false),
-    ("component_appsecret", true),
-    ("access_token", true),
-    ("token_refresh_ahead_ms", false),
-    ("token_recheck_ms", false),
-    ("concurrency", false),
-    ("max_attempts", false),
-    ("backoff_base_ms", false),
-    ("backoff_max_ms", false),
-    ("lease_ms", false),
-    ("rate_limit", false),
-    ("chunk_size", false),
-    ("request_timeout_ms", false),
-    ("quota_reset", false),
-    ("events_maxlen", false),
-    ("dedupe_window_ms", false),
-    ("shutdown_timeout_ms", false),
-    ("confirm_schedule", false),
-    ("confirm_window", false),
-    ("confirm_batch", false),
-    ("http_addr", false),
-    ("log", false),
-    ("log_format", false),
-];
 
 /// The generic variable used when `ENVSHARE_REDIS_URL` is not set.
 const REDIS_URL_FALLBACK: &str = "REDIS_URL";
@@ -77,150 +50,198 @@ pub enum TokenMode {
     None,
 }
 
-/// The daily quota reset time, a time of day in China Standard Time (UTC+8, no daylight saving),
-/// `HH:MM`. WeChat resets daily quotas at midnight Beijing time, hence the default `00:00`.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub struct QuotaReset {
-    /// Minutes after midnight, 0 to 1439.
-    minutes: u16,
+/// How a setting's value may be shown in `Debug` output and in error messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shown {
+    /// As it is.
+    Plain,
+    /// Never: `[REDACTED]` in `Debug`, left out of errors. The field is an
+    /// `Option<SecretString>`.
+    Secret,
+    /// With the password of the URL replaced by `***`.
+    UrlPassword,
 }
 
-impl QuotaReset {
-    /// UTC+8, in milliseconds.
-    const OFFSET_MS: i64 = 8 * 3_600_000;
-    const DAY_MS: i64 = 86_400_000;
+/// A field's value as `Debug` may show it (see [`Shown`]).
+macro_rules! shown {
+    (Plain, $value:expr) => {
+        &$value
+    };
+    (Secret, $value:expr) => {
+        &$value.as_ref().map(|_: &SecretString| "[REDACTED]")
+    };
+    (UrlPassword, $value:expr) => {
+        &redact_url(&$value)
+    };
+}
 
-    /// Parses `HH:MM` (24-hour clock, two digits each, 00:00 to 23:59).
-    pub fn parse(s: &str) -> Result<Self, &'static str> {
-        let b = s.as_bytes();
-        let digits = |r: std::ops::Range<usize>| -> Option<u16> {
-            b.get(r)?.iter().try_fold(0u16, |n, &c| {
-                c.is_ascii_digit().then(|| n * 10 + u16::from(c - b'0'))
-            })
-        };
-        if b.len() != 5 || b[2] != b':' {
-            return Err("not a time of day as HH:MM");
+/// The table of settings. Each row: the field's docs, `field: Type = default`, then the file key
+/// (the variable is `ENVSHARE_` + the key in upper case), how the value may be shown, and the
+/// parser from the raw text (never empty) to the field's type.
+macro_rules! settings {
+    ($(
+        $(#[doc = $doc:literal])*
+        $field:ident: $ty:ty = $default:expr,
+            key $key:literal, $shown:ident, parse $parse:expr;
+    )*) => {
+        /// All settings, validated. Fields are public so tests can start from
+        /// [`Settings::defaults`] and change what they need; values built that way are not
+        /// re-validated.
+        ///
+        /// `Debug` shows no secret, and hides the password of the Redis URL.
+        #[derive(Clone)]
+        pub struct Settings {
+            $( $(#[doc = $doc])* pub $field: $ty, )*
+            unknown_env_vars: Vec<String>,
         }
-        let (Some(h), Some(m)) = (digits(0..2), digits(3..5)) else {
-            return Err("not a time of day as HH:MM");
-        };
-        if h > 23 || m > 59 {
-            return Err("not a valid time of day");
+
+        /// Every setting's file key and how its value may be shown, in table order.
+        const KEYS: &[(&str, Shown)] = &[$( ($key, Shown::$shown), )*];
+
+        impl Settings {
+            /// The settings with nothing configured: every default of docs/configuration.md.
+            pub fn defaults() -> Self {
+                Settings {
+                    $( $field: $default, )*
+                    unknown_env_vars: Vec::new(),
+                }
+            }
+
+            /// Every setting from its raw value, or its default; bad values are collected in
+            /// `c`.
+            fn parse_each(c: &mut Checker<'_>, unknown_env_vars: Vec<String>) -> Self {
+                Settings {
+                    $( $field: c.get($key, Shown::$shown, $parse).unwrap_or_else(|| $default), )*
+                    unknown_env_vars,
+                }
+            }
         }
-        Ok(Self {
-            minutes: h * 60 + m,
-        })
-    }
 
-    /// The hour, 0 to 23 (UTC+8).
-    pub fn hour(self) -> u8 {
-        (self.minutes / 60) as u8
-    }
-
-    /// The minute, 0 to 59.
-    pub fn minute(self) -> u8 {
-        (self.minutes % 60) as u8
-    }
-
-    /// The first reset strictly after `unix_ms` (milliseconds since the Unix epoch, UTC), in the
-    /// same unit. Quota pauses wait until then.
-    pub fn next_after(self, unix_ms: i64) -> i64 {
-        let reset_in_day = i64::from(self.minutes) * 60_000;
-        let local = unix_ms + Self::OFFSET_MS;
-        let day_start = local.div_euclid(Self::DAY_MS) * Self::DAY_MS;
-        let mut next = day_start + reset_in_day;
-        if next <= local {
-            next += Self::DAY_MS;
+        impl fmt::Debug for Settings {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                let mut d = f.debug_struct("Settings");
+                $( d.field(stringify!($field), shown!($shown, self.$field)); )*
+                d.finish()
+            }
         }
-        next - Self::OFFSET_MS
-    }
+    };
 }
 
-impl fmt::Display for QuotaReset {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:02}:{:02}", self.hour(), self.minute())
-    }
-}
-
-impl fmt::Debug for QuotaReset {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "QuotaReset({self} UTC+8)")
-    }
-}
-
-impl FromStr for QuotaReset {
-    type Err = &'static str;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::parse(s)
-    }
-}
-
-/// All settings, validated. Fields are public so tests can start from [`Settings::defaults`] and
-/// change what they need; values built that way are not re-validated.
-///
-/// `Debug` shows no secret, and hides the password of the Redis URL.
-#[derive(Clone)]
-pub struct Settings {
+settings! {
     /// `ENVSHARE_REDIS_URL`, else `REDIS_URL`. May hold a password: log it with
     /// [`Settings::redis_url_redacted`].
-    pub redis_url: String,
+    redis_url: String = "redis://127.0.0.1:6379".to_owned(),
+        key "redis_url", UrlPassword, parse parse_redis_url;
     /// `ENVSHARE_REDIS_CLUSTER`: connect with the cluster client.
-    pub redis_cluster: bool,
+    redis_cluster: bool = false,
+        key "redis_cluster", Plain, parse parse_bool;
     /// `ENVSHARE_QUEUE`: the `QUEUE` in `envshare:{QUEUE}:…`.
-    pub queue: QueueName,
+    queue: QueueName = QueueName::default(),
+        key "queue", Plain, parse |s| {
+            QueueName::parse(s).map_err(|e| Problem::new(e.reason(), "a queue name"))
+        };
     /// `ENVSHARE_WECHAT_BASE_URL`, without a trailing slash.
-    pub wechat_base_url: String,
+    wechat_base_url: String = "https://api.weixin.qq.com".to_owned(),
+        key "wechat_base_url", Plain, parse parse_base_url;
     /// `ENVSHARE_COMPONENT_APPID`.
-    pub component_appid: Option<AppId>,
+    component_appid: Option<AppId> = None,
+        key "component_appid", Plain, parse |s| {
+            AppId::parse(s)
+                .map(Some)
+                .map_err(|e| Problem::new(e.reason(), "the platform's appid"))
+        };
     /// `ENVSHARE_COMPONENT_APPSECRET`.
-    pub component_appsecret: Option<SecretString>,
+    component_appsecret: Option<SecretString> = None,
+        key "component_appsecret", Secret, parse |s| parse_secret(s).map(Some);
     /// `ENVSHARE_ACCESS_TOKEN`.
-    pub access_token: Option<SecretString>,
+    access_token: Option<SecretString> = None,
+        key "access_token", Secret, parse |s| parse_secret(s).map(Some);
     /// `ENVSHARE_TOKEN_REFRESH_AHEAD_MS`: refresh the component token this long before it expires.
-    pub token_refresh_ahead: Duration,
+    token_refresh_ahead: Duration = Duration::from_millis(600_000),
+        // A component token lives 7200 s; refreshing more than an hour early would fetch
+        // tokens all the time.
+        key "token_refresh_ahead_ms", Plain, parse ms(0, 3_600_000);
     /// `ENVSHARE_TOKEN_RECHECK_MS`: after a token misconfiguration (IP not whitelisted, bad
     /// secret, expired or missing ticket) pauses the queue, how long until a job tries the
     /// token again. A new ticket stored with `envshare ticket set` ends the pause at once.
-    pub token_recheck: Duration,
+    token_recheck: Duration = Duration::from_millis(30_000),
+        key "token_recheck_ms", Plain, parse ms(1_000, 3_600_000);
     /// `ENVSHARE_CONCURRENCY`: jobs one worker process runs at once.
-    pub concurrency: usize,
+    concurrency: usize = 32,
+        key "concurrency", Plain, parse |s| int_in(s, 1, 10_000).map(|n| n as usize);
     /// `ENVSHARE_MAX_ATTEMPTS`: tries in all, the first included.
-    pub max_attempts: u32,
+    max_attempts: u32 = 10,
+        key "max_attempts", Plain, parse |s| int_in(s, 1, 1_000).map(|n| n as u32);
     /// `ENVSHARE_BACKOFF_BASE_MS`.
-    pub backoff_base: Duration,
+    backoff_base: Duration = Duration::from_millis(1_000),
+        key "backoff_base_ms", Plain, parse ms(1, 86_400_000);
     /// `ENVSHARE_BACKOFF_MAX_MS`: the cap of one retry delay.
-    pub backoff_max: Duration,
+    backoff_max: Duration = Duration::from_millis(600_000),
+        key "backoff_max_ms", Plain, parse ms(1, 7 * 86_400_000);
     /// `ENVSHARE_LEASE_MS`: how long a claimed job stays leased without a heartbeat.
-    pub lease: Duration,
+    lease: Duration = Duration::from_millis(30_000),
+        key "lease_ms", Plain, parse ms(100, 86_400_000);
     /// `ENVSHARE_RATE_LIMIT`: calls per second, all workers together; 0 means no limit.
-    pub rate_limit: f64,
+    rate_limit: f64 = 0.0,
+        key "rate_limit", Plain, parse parse_rate;
     /// `ENVSHARE_CHUNK_SIZE`: appids per job.
-    pub chunk_size: usize,
+    chunk_size: usize = 10,
+        key "chunk_size", Plain, parse |s| int_in(s, 1, 1_000).map(|n| n as usize);
     /// `ENVSHARE_REQUEST_TIMEOUT_MS`: one WeChat HTTP call, connect to last byte.
-    pub request_timeout: Duration,
+    request_timeout: Duration = Duration::from_millis(10_000),
+        key "request_timeout_ms", Plain, parse ms(1, 600_000);
     /// `ENVSHARE_QUOTA_RESET`: when a spent daily quota (45009) comes back.
-    pub quota_reset: QuotaReset,
+    quota_reset: QuotaReset = QuotaReset::default(),
+        key "quota_reset", Plain, parse |s| {
+            QuotaReset::parse(s).map_err(|p| Problem::new(p, "HH:MM from 00:00 to 23:59, UTC+8"))
+        };
     /// `ENVSHARE_EVENTS_MAXLEN`: the events stream is trimmed to about this many entries.
-    pub events_maxlen: u64,
+    events_maxlen: u64 = 1_000_000,
+        key "events_maxlen", Plain, parse |s| int_in(s, 1, 1_000_000_000);
     /// `ENVSHARE_DEDUPE_WINDOW_MS`: an (env, appid) pair enqueued again within this window is
     /// skipped; zero turns deduplication off.
-    pub dedupe_window: Duration,
+    dedupe_window: Duration = Duration::from_millis(86_400_000),
+        key "dedupe_window_ms", Plain, parse ms(0, 30 * 86_400_000);
     /// `ENVSHARE_SHUTDOWN_TIMEOUT_MS`: on SIGTERM, how long running jobs may take to finish
     /// before they are released back to the queue.
-    pub shutdown_timeout: Duration,
+    shutdown_timeout: Duration = Duration::from_millis(30_000),
+        key "shutdown_timeout_ms", Plain, parse ms(0, 3_600_000);
     /// `ENVSHARE_CONFIRM_SCHEDULE`: when `batchgetenvid` checks an accepted share's binding.
-    pub confirm_schedule: crate::confirm::ConfirmSchedule,
+    confirm_schedule: ConfirmSchedule = ConfirmSchedule::default(),
+        key "confirm_schedule", Plain, parse |s| {
+            ConfirmSchedule::parse(s).map_err(|p| {
+                Problem::new(
+                    p,
+                    "increasing offsets from acceptance, optionally ending with `every \
+                     DURATION`, e.g. 60s,5m,15m,1h,every 6h (units ms, s, m, h, d)",
+                )
+            })
+        };
     /// `ENVSHARE_CONFIRM_WINDOW`: after this long from acceptance, `share.unconfirmed`.
-    pub confirm_window: Duration,
+    confirm_window: Duration = Duration::from_secs(7 * 86_400),
+        key "confirm_window", Plain, parse parse_confirm_window;
     /// `ENVSHARE_CONFIRM_BATCH`: appids per `batchgetenvid` call.
-    pub confirm_batch: usize,
+    confirm_batch: usize = DEFAULT_CONFIRM_BATCH,
+        key "confirm_batch", Plain, parse |s| int_in(s, 1, 1_000).map(|n| n as usize);
     /// `ENVSHARE_HTTP_ADDR`: the worker's /metrics, /healthz and /readyz.
-    pub http_addr: SocketAddr,
+    http_addr: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 9464)),
+        key "http_addr", Plain, parse |s| {
+            s.parse::<SocketAddr>().map_err(|_| {
+                Problem::new(
+                    "not an IP address and port",
+                    "e.g. 127.0.0.1:9464 or 0.0.0.0:9464",
+                )
+            })
+        };
     /// `ENVSHARE_LOG`: a tracing filter.
-    pub log: String,
+    log: String = "info".to_owned(),
+        key "log", Plain, parse parse_log_filter;
     /// `ENVSHARE_LOG_FORMAT`.
-    pub log_format: LogFormat,
-    unknown_env_vars: Vec<String>,
+    log_format: LogFormat = LogFormat::Text,
+        key "log_format", Plain, parse |s| {
+            s.parse::<LogFormat>()
+                .map_err(|_| Problem::new("not a log format", "text or json"))
+        };
 }
 
 impl Default for Settings {
@@ -230,40 +251,6 @@ impl Default for Settings {
 }
 
 impl Settings {
-    /// The settings with nothing configured: every default of docs/configuration.md.
-    pub fn defaults() -> Self {
-        Settings {
-            redis_url: "redis://127.0.0.1:6379".to_owned(),
-            redis_cluster: false,
-            queue: QueueName::default(),
-            wechat_base_url: "https://api.weixin.qq.com".to_owned(),
-            component_appid: None,
-            component_appsecret: None,
-            access_token: None,
-            token_refresh_ahead: Duration::from_millis(600_000),
-            token_recheck: Duration::from_millis(30_000),
-            concurrency: 32,
-            max_attempts: 10,
-            backoff_base: Duration::from_millis(1_000),
-            backoff_max: Duration::from_millis(600_000),
-            lease: Duration::from_millis(30_000),
-            rate_limit: 0.0,
-            chunk_size: 10,
-            request_timeout: Duration::from_millis(10_000),
-            quota_reset: QuotaReset::default(),
-            events_maxlen: 1_000_000,
-            dedupe_window: Duration::from_millis(86_400_000),
-            shutdown_timeout: Duration::from_millis(30_000),
-            confirm_schedule: crate::confirm::ConfirmSchedule::default(),
-            confirm_window: Duration::from_secs(7 * 86_400),
-            confirm_batch: crate::confirm::DEFAULT_CONFIRM_BATCH,
-            http_addr: SocketAddr::from(([127, 0, 0, 1], 9464)),
-            log: "info".to_owned(),
-            log_format: LogFormat::Text,
-            unknown_env_vars: Vec::new(),
-        }
-    }
-
     /// Loads the settings from the process environment and, if given, the TOML file at
     /// `config_path` (the `--config` flag).
     pub fn load(config_path: Option<&Path>) -> Result<Self, ConfigError> {
@@ -298,147 +285,36 @@ impl Settings {
         if let Some(text) = toml {
             read_toml(text, &mut raw)?;
         }
-
-        let mut unknown_env_vars = Vec::new();
-        let mut generic_redis_url = None;
-        for (name, value) in env {
-            if name == REDIS_URL_FALLBACK {
-                generic_redis_url = Some(value);
-                continue;
-            }
-            let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
-                continue;
-            };
-            let lower = rest.to_ascii_lowercase();
-            match KEYS
-                .iter()
-                .find(|(k, _)| *k == lower && rest == k.to_ascii_uppercase())
-            {
-                Some((key, _)) => {
-                    raw.insert(key, Raw::env(name, value));
-                }
-                // The test harness's own variables share the prefix.
-                None if rest.starts_with("TEST_") => {}
-                None => unknown_env_vars.push(name),
-            }
-        }
-        // REDIS_URL is an environment variable too, so it beats the file like any other; it
-        // only yields to the more specific ENVSHARE_REDIS_URL.
-        if let Some(value) = generic_redis_url {
-            let from_env = raw.get("redis_url").is_some_and(|r| r.is_env());
-            if !from_env {
-                raw.insert("redis_url", Raw::env(REDIS_URL_FALLBACK.to_owned(), value));
-            }
-        }
-        unknown_env_vars.sort();
+        let unknown_env_vars = read_env(env, &mut raw);
 
         let mut c = Checker {
             raw: &raw,
             errors: Vec::new(),
         };
-        let d = Settings::defaults();
-        let ms = |min: u64, max: u64| move |s: &str| int_in(s, min, max).map(Duration::from_millis);
+        let settings = Settings::parse_each(&mut c, unknown_env_vars);
+        settings.check_together(&mut c);
+        if c.errors.is_empty() {
+            Ok(settings)
+        } else {
+            Err(ConfigError::Invalid {
+                file: None,
+                errors: c.errors,
+            })
+        }
+    }
 
-        let mut settings = Settings {
-            redis_url: c.get("redis_url", d.redis_url, parse_redis_url),
-            redis_cluster: c.get("redis_cluster", d.redis_cluster, parse_bool),
-            queue: c.get("queue", d.queue, |s| {
-                QueueName::parse(s).map_err(|e| Problem::new(e.reason(), "a queue name"))
-            }),
-            wechat_base_url: c.get("wechat_base_url", d.wechat_base_url, parse_base_url),
-            component_appid: c.opt("component_appid", |s| {
-                AppId::parse(s).map_err(|e| Problem::new(e.reason(), "the platform's appid"))
-            }),
-            component_appsecret: c.opt("component_appsecret", parse_secret),
-            access_token: c.opt("access_token", parse_secret),
-            token_refresh_ahead: c.get("token_refresh_ahead_ms", d.token_refresh_ahead, |s| {
-                // A component token lives 7200 s; refreshing more than an hour early would
-                // fetch tokens all the time.
-                ms(0, 3_600_000)(s)
-            }),
-            token_recheck: c.get("token_recheck_ms", d.token_recheck, ms(1_000, 3_600_000)),
-            concurrency: c.get("concurrency", d.concurrency, |s| {
-                int_in(s, 1, 10_000).map(|n| n as usize)
-            }),
-            max_attempts: c.get("max_attempts", d.max_attempts, |s| {
-                int_in(s, 1, 1_000).map(|n| n as u32)
-            }),
-            backoff_base: c.get("backoff_base_ms", d.backoff_base, ms(1, 86_400_000)),
-            backoff_max: c.get("backoff_max_ms", d.backoff_max, ms(1, 7 * 86_400_000)),
-            lease: c.get("lease_ms", d.lease, ms(100, 86_400_000)),
-            rate_limit: c.get("rate_limit", d.rate_limit, parse_rate),
-            chunk_size: c.get("chunk_size", d.chunk_size, |s| {
-                int_in(s, 1, 1_000).map(|n| n as usize)
-            }),
-            request_timeout: c.get("request_timeout_ms", d.request_timeout, ms(1, 600_000)),
-            quota_reset: c.get("quota_reset", d.quota_reset, |s| {
-                QuotaReset::parse(s)
-                    .map_err(|p| Problem::new(p, "HH:MM from 00:00 to 23:59, UTC+8"))
-            }),
-            events_maxlen: c.get("events_maxlen", d.events_maxlen, |s| {
-                int_in(s, 1, 1_000_000_000)
-            }),
-            dedupe_window: c.get("dedupe_window_ms", d.dedupe_window, ms(0, 30 * 86_400_000)),
-            shutdown_timeout: c.get("shutdown_timeout_ms", d.shutdown_timeout, ms(0, 3_600_000)),
-            confirm_schedule: c.get("confirm_schedule", d.confirm_schedule, |s| {
-                s.parse().map_err(|p| {
-                    Problem::new(
-                        p,
-                        "increasing offsets from acceptance, optionally ending with `every \
-                         DURATION`, e.g. 60s,5m,15m,1h,every 6h (units ms, s, m, h, d)",
-                    )
-                })
-            }),
-            confirm_window: c.get("confirm_window", d.confirm_window, |s| {
-                crate::confirm::parse_duration(s)
-                    .map_err(|p| Problem::new(p, "a duration such as 7d, 48h or 1500ms"))
-                    .and_then(|d| {
-                        if d.is_zero() || d > Duration::from_secs(365 * 86_400) {
-                            Err(Problem::new("out of range", "above 0 and at most 365d"))
-                        } else {
-                            Ok(d)
-                        }
-                    })
-            }),
-            confirm_batch: c.get("confirm_batch", d.confirm_batch, |s| {
-                int_in(s, 1, 1_000).map(|n| n as usize)
-            }),
-            http_addr: c.get("http_addr", d.http_addr, |s| {
-                s.parse::<SocketAddr>().map_err(|_| {
-                    Problem::new(
-                        "not an IP address and port",
-                        "e.g. 127.0.0.1:9464 or 0.0.0.0:9464",
-                    )
-                })
-            }),
-            log: c.get("log", d.log, |s| {
-                crate::telemetry::parse_filter(s)
-                    .map(|_| s.to_owned())
-                    .map_err(|_| {
-                        Problem::new(
-                            "not a valid tracing filter",
-                            "a level (error, warn, info, debug, trace) or target=level pairs \
-                         separated by commas, e.g. info,envshare=debug",
-                        )
-                    })
-            }),
-            log_format: c.get("log_format", d.log_format, |s| {
-                s.parse::<LogFormat>()
-                    .map_err(|_| Problem::new("not a log format", "text or json"))
-            }),
-            unknown_env_vars,
-        };
-
-        if settings.backoff_base > settings.backoff_max {
+    /// The rules that involve several settings.
+    fn check_together(&self, c: &mut Checker<'_>) {
+        if self.backoff_base > self.backoff_max {
             c.cross(
                 &["backoff_base_ms", "backoff_max_ms"],
                 "the base delay is larger than the cap; expected BACKOFF_BASE_MS <= BACKOFF_MAX_MS",
             );
         }
         match (
-            &settings.access_token,
-            &settings.component_appid,
-            &settings.component_appsecret,
+            &self.access_token,
+            &self.component_appid,
+            &self.component_appsecret,
         ) {
             (Some(_), Some(_), _) | (Some(_), _, Some(_)) => c.cross(
                 &["access_token", "component_appid", "component_appsecret"],
@@ -454,17 +330,6 @@ impl Settings {
                 "is set without ENVSHARE_COMPONENT_APPID; set both, or neither",
             ),
             _ => {}
-        }
-
-        if c.errors.is_empty() {
-            // Not a setting: trailing slashes would double up when paths are appended.
-            settings.wechat_base_url = settings.wechat_base_url.trim_end_matches('/').to_owned();
-            Ok(settings)
-        } else {
-            Err(ConfigError::Invalid {
-                file: None,
-                errors: c.errors,
-            })
         }
     }
 
@@ -502,39 +367,45 @@ impl Settings {
     }
 }
 
-impl fmt::Debug for Settings {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let hidden = |s: &Option<SecretString>| s.as_ref().map(|_| "[REDACTED]");
-        f.debug_struct("Settings")
-            .field("redis_url", &self.redis_url_redacted())
-            .field("redis_cluster", &self.redis_cluster)
-            .field("queue", &self.queue)
-            .field("wechat_base_url", &self.wechat_base_url)
-            .field("component_appid", &self.component_appid)
-            .field("component_appsecret", &hidden(&self.component_appsecret))
-            .field("access_token", &hidden(&self.access_token))
-            .field("token_refresh_ahead", &self.token_refresh_ahead)
-            .field("token_recheck", &self.token_recheck)
-            .field("concurrency", &self.concurrency)
-            .field("max_attempts", &self.max_attempts)
-            .field("backoff_base", &self.backoff_base)
-            .field("backoff_max", &self.backoff_max)
-            .field("lease", &self.lease)
-            .field("rate_limit", &self.rate_limit)
-            .field("chunk_size", &self.chunk_size)
-            .field("request_timeout", &self.request_timeout)
-            .field("quota_reset", &self.quota_reset)
-            .field("events_maxlen", &self.events_maxlen)
-            .field("dedupe_window", &self.dedupe_window)
-            .field("shutdown_timeout", &self.shutdown_timeout)
-            .field("confirm_schedule", &self.confirm_schedule)
-            .field("confirm_window", &self.confirm_window)
-            .field("confirm_batch", &self.confirm_batch)
-            .field("http_addr", &self.http_addr)
-            .field("log", &self.log)
-            .field("log_format", &self.log_format)
-            .finish()
+/// Reads the settings' variables of `env` into `raw` (over the file's values), and returns the
+/// `ENVSHARE_*` variables that name no setting, sorted.
+fn read_env(
+    env: impl IntoIterator<Item = (String, String)>,
+    raw: &mut BTreeMap<&'static str, Raw>,
+) -> Vec<String> {
+    let mut unknown_env_vars = Vec::new();
+    let mut generic_redis_url = None;
+    for (name, value) in env {
+        if name == REDIS_URL_FALLBACK {
+            generic_redis_url = Some(value);
+            continue;
+        }
+        let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
+            continue;
+        };
+        let lower = rest.to_ascii_lowercase();
+        match KEYS
+            .iter()
+            .find(|(k, _)| *k == lower && rest == k.to_ascii_uppercase())
+        {
+            Some((key, _)) => {
+                raw.insert(key, Raw::env(name, value));
+            }
+            // The test harness's own variables share the prefix.
+            None if rest.starts_with("TEST_") => {}
+            None => unknown_env_vars.push(name),
+        }
     }
+    // REDIS_URL is an environment variable too, so it beats the file like any other; it only
+    // yields to the more specific ENVSHARE_REDIS_URL.
+    if let Some(value) = generic_redis_url {
+        let from_env = raw.get("redis_url").is_some_and(|r| r.is_env());
+        if !from_env {
+            raw.insert("redis_url", Raw::env(REDIS_URL_FALLBACK.to_owned(), value));
+        }
+    }
+    unknown_env_vars.sort();
+    unknown_env_vars
 }
 
 /// Why the settings could not be loaded. Never retryable: the operator must fix the
@@ -723,22 +594,15 @@ struct Checker<'a> {
 }
 
 impl Checker<'_> {
+    /// The value of `key` parsed, or `None` when it is not set or is bad (then the error is
+    /// recorded, the value shown as `shown` allows).
     fn get<T>(
         &mut self,
         key: &'static str,
-        default: T,
-        parse: impl FnOnce(&str) -> Result<T, Problem>,
-    ) -> T {
-        self.opt(key, parse).unwrap_or(default)
-    }
-
-    fn opt<T>(
-        &mut self,
-        key: &'static str,
+        shown: Shown,
         parse: impl FnOnce(&str) -> Result<T, Problem>,
     ) -> Option<T> {
         let raw = self.raw.get(key)?;
-        let secret = is_secret(key);
         let result = if raw.value.is_empty() {
             Err(Problem::new(
                 "is empty",
@@ -750,11 +614,11 @@ impl Checker<'_> {
         match result {
             Ok(v) => Some(v),
             Err(p) => {
-                let value = if secret || key == "redis_url" {
+                let value = match shown {
+                    Shown::Plain => Some(raw.value.clone()),
                     // A secret is never echoed; a Redis URL only without its password.
-                    (!secret).then(|| redact_url(&raw.value))
-                } else {
-                    Some(raw.value.clone())
+                    Shown::Secret => None,
+                    Shown::UrlPassword => Some(redact_url(&raw.value)),
                 };
                 self.errors.push(SettingError {
                     variable: raw.env_var.clone().unwrap_or_else(|| env_name(key)),
@@ -791,7 +655,8 @@ impl Checker<'_> {
 }
 
 fn is_secret(key: &str) -> bool {
-    KEYS.iter().any(|(k, secret)| *k == key && *secret)
+    KEYS.iter()
+        .any(|&(k, shown)| k == key && shown == Shown::Secret)
 }
 
 fn env_name(key: &str) -> String {
@@ -869,25 +734,15 @@ fn suggest(key: &str) -> Option<&'static str> {
     let lower = key.to_ascii_lowercase();
     let bare = lower.strip_prefix("envshare_").unwrap_or(&lower);
     KEYS.iter()
-        .map(|(k, _)| (*k, edit_distance(bare, k)))
-        .filter(|(_, d)| *d <= 2)
-        .min_by_key(|(_, d)| *d)
+        .map(|&(k, _)| (k, strsim::levenshtein(bare, k)))
+        .filter(|&(_, d)| d <= 2)
+        .min_by_key(|&(_, d)| d)
         .map(|(k, _)| k)
 }
 
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1; b.len() + 1];
-        for (j, cb) in b.iter().enumerate() {
-            cur[j + 1] = (prev[j] + usize::from(ca != *cb))
-                .min(prev[j + 1] + 1)
-                .min(cur[j] + 1);
-        }
-        prev = cur;
-    }
-    prev[b.len()]
+/// A whole number of milliseconds from `min` to `max`, as a duration.
+fn ms(min: u64, max: u64) -> impl Fn(&str) -> Result<Duration, Problem> {
+    move |s| int_in(s, min, max).map(Duration::from_millis)
 }
 
 fn int_in(s: &str, min: u64, max: u64) -> Result<u64, Problem> {
@@ -966,7 +821,29 @@ fn parse_base_url(s: &str) -> Result<String, Problem> {
     if url.query().is_some() || url.fragment().is_some() {
         return Err(Problem::new("has a query or fragment", EXPECTED));
     }
-    Ok(s.to_owned())
+    // Trailing slashes would double up when paths are appended.
+    Ok(s.trim_end_matches('/').to_owned())
+}
+
+fn parse_confirm_window(s: &str) -> Result<Duration, Problem> {
+    let d =
+        parse_duration(s).map_err(|p| Problem::new(p, "a duration such as 7d, 48h or 1500ms"))?;
+    if d.is_zero() || d > Duration::from_secs(365 * 86_400) {
+        return Err(Problem::new("out of range", "above 0 and at most 365d"));
+    }
+    Ok(d)
+}
+
+fn parse_log_filter(s: &str) -> Result<String, Problem> {
+    crate::telemetry::parse_filter(s)
+        .map(|_| s.to_owned())
+        .map_err(|_| {
+            Problem::new(
+                "not a valid tracing filter",
+                "a level (error, warn, info, debug, trace) or target=level pairs separated by \
+                 commas, e.g. info,envshare=debug",
+            )
+        })
 }
 
 /// `s` with the password of its userinfo (`scheme://user:PASSWORD@host`) replaced by `***`; a
@@ -1394,27 +1271,41 @@ mod tests {
         assert_eq!(s.concurrency, 32);
     }
 
+    /// The settings table of docs/configuration.md: (variable, documented default) per row.
+    fn documented_settings() -> Vec<(String, Option<String>)> {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/configuration.md");
+        let text = std::fs::read_to_string(path).expect("reading docs/configuration.md");
+        let first_code = |cell: &str| cell.split('`').nth(1).map(str::to_owned);
+        text.lines()
+            .filter(|line| line.starts_with("| `ENVSHARE_"))
+            .map(|line| {
+                let cells: Vec<&str> = line.split('|').collect();
+                (
+                    first_code(cells[1]).expect("a variable"),
+                    first_code(cells[2]),
+                )
+            })
+            .collect()
+    }
+
     #[test]
-    fn quota_reset_is_computed_in_utc_plus_8() {
-        let midnight = QuotaReset::parse("00:00").unwrap();
-        // 2026-11-30T02:00:00Z is 10:00 in Beijing; the next midnight there is
-        // 2026-11-30T16:00:00Z.
-        let now = 1_796_004_000_000; // 2026-11-30T02:00:00Z
-        assert_eq!(midnight.next_after(now), 1_796_054_400_000);
-        // Exactly at the reset: the next one is a day later.
+    fn the_docs_list_every_setting_with_its_default() {
+        let documented = documented_settings();
+        let names: Vec<&str> = documented.iter().map(|(v, _)| v.as_str()).collect();
+        let keys: Vec<String> = KEYS.iter().map(|&(k, _)| env_name(k)).collect();
         assert_eq!(
-            midnight.next_after(1_796_054_400_000),
-            1_796_054_400_000 + 86_400_000
+            names, keys,
+            "docs/configuration.md lists the settings in table order"
         );
-        let half_past_seven = QuotaReset::parse("07:30").unwrap();
-        // 07:30 Beijing is 23:30Z the day before.
-        assert_eq!(
-            half_past_seven.next_after(now),
-            1_796_054_400_000 + 7 * 3_600_000 + 30 * 60_000
-        );
-        assert!(QuotaReset::parse("23:59").is_ok());
-        for bad in ["24:00", "12:60", "1:00", "12-00", "+1:00", "aa:bb", ""] {
-            assert!(QuotaReset::parse(bad).is_err(), "{bad}");
+        let defaults = format!("{:?}", Settings::defaults());
+        for (var, default) in documented {
+            let Some(default) = default else { continue };
+            let s = load(&[(&var, &default)], None).unwrap();
+            assert_eq!(
+                format!("{s:?}"),
+                defaults,
+                "{var}: documented default {default:?}"
+            );
         }
     }
 
@@ -1426,7 +1317,7 @@ mod tests {
             let pairs: Vec<(String, String)> = KEYS
                 .iter()
                 .zip(values)
-                .map(|((k, _), v)| (env_name(k), v))
+                .map(|(&(k, _), v)| (env_name(k), v))
                 .collect();
             let _ = Settings::from_sources(pairs, None).map_err(|e| e.to_string());
         }

@@ -6,7 +6,8 @@
 //! Lowest layer first; a module uses only modules of its own layer or below.
 //!
 //! - Foundation: [`ids`] (validated identifiers: [`AppId`], [`EnvId`], [`JobId`], [`BatchId`],
-//!   [`QueueName`]), [`clock`], [`redis_url`], [`telemetry`], [`events`] (the event types) and
+//!   [`QueueName`]), [`clock`], [`redis_url`], [`telemetry`], [`events`] (the event types),
+//!   [`schedule`] (durations, the confirmation schedule, the quota reset in UTC+8) and
 //!   [`config`] (settings from the environment and an optional TOML file).
 //! - Storage: [`store`] owns every Redis key, Lua script and command: the queue, batches, the
 //!   events stream, the confirmation schedule, the token cache and ticket, the rate limit.
@@ -25,6 +26,7 @@ pub mod import;
 pub mod redis_url;
 #[cfg(feature = "sandbox")]
 pub mod sandbox;
+pub mod schedule;
 pub mod store;
 pub mod telemetry;
 pub mod throttle;

@@ -1,5 +1,6 @@
 //! Throttling of WeChat calls across every worker: the global rate limit
-//! (`ENVSHARE_RATE_LIMIT`) and the time the daily quota resets (after errcode 45009).
+//! (`ENVSHARE_RATE_LIMIT`). When a spent daily quota (errcode 45009) comes back is
+//! [`crate::schedule::next_quota_reset`].
 //!
 //! The rate limit is GCRA in one Lua script on the queue's `rate` key ([`RateStore`]),
 //! timed by Redis's clock so hosts with drifting clocks still share one schedule. The default
@@ -10,12 +11,8 @@ use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-pub use crate::config::QuotaReset;
 use crate::store::conn::RedisConn;
 use crate::store::{Keys, RateStore, StoreError};
-
-/// Asia/Shanghai is UTC+8 all year (no daylight saving time since 1991).
-pub const SHANGHAI_OFFSET_MS: u64 = 8 * 3_600_000;
 
 /// Taking a rate limit slot failed.
 #[derive(Debug, thiserror::Error)]
@@ -168,98 +165,6 @@ impl RateLimiter {
             acquired: self.acquired.load(Ordering::Relaxed),
             throttled: self.throttled.load(Ordering::Relaxed),
             waited_ms: self.waited_ms.load(Ordering::Relaxed),
-        }
-    }
-}
-
-/// The first moment strictly after `now_ms` (Unix ms) when the Shanghai clock (UTC+8, no
-/// daylight saving time) shows `reset` (`ENVSHARE_QUOTA_RESET`, default 00:00): when a quota
-/// spent at `now_ms` (errcode 45009) is available again, so the pause lasts until then.
-///
-/// One implementation: this is [`QuotaReset::next_after`] in the unsigned ms the queue's pause
-/// uses.
-pub fn next_quota_reset(now_ms: u64, reset: QuotaReset) -> u64 {
-    // Unix ms fit an i64 for the next 292 million years; clamp rather than wrap past that.
-    let now = i64::try_from(now_ms).unwrap_or(i64::MAX / 2);
-    u64::try_from(reset.next_after(now)).unwrap_or(0)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    // 2026-11-30T00:00:00Z = 2026-11-30 08:00 in Shanghai.
-    const NOV30_UTC_MIDNIGHT: u64 = 1_795_996_800_000;
-    const H: u64 = 3_600_000;
-    const DAY_MS: u64 = 24 * H;
-
-    #[test]
-    fn the_reset_after_a_shanghai_afternoon_is_the_next_shanghai_midnight() {
-        // 2026-11-30 15:00 Shanghai (07:00 UTC) → 2026-12-01 00:00 Shanghai = 11-30 16:00 UTC.
-        let now = NOV30_UTC_MIDNIGHT + 7 * H;
-        let next = next_quota_reset(now, QuotaReset::default());
-        assert_eq!(next, NOV30_UTC_MIDNIGHT + 16 * H);
-    }
-
-    #[test]
-    fn the_reset_just_after_shanghai_midnight_is_a_day_later() {
-        // 2026-12-01 00:00:01 Shanghai: the quota just reset; the next reset is a day away.
-        let midnight = NOV30_UTC_MIDNIGHT + 16 * H;
-        assert_eq!(
-            next_quota_reset(midnight + 1_000, QuotaReset::default()),
-            midnight + 24 * H
-        );
-        // Exactly at midnight counts as after it: the reset is the next one.
-        assert_eq!(
-            next_quota_reset(midnight, QuotaReset::default()),
-            midnight + 24 * H
-        );
-        // One ms before midnight: the reset is in one ms.
-        assert_eq!(
-            next_quota_reset(midnight - 1, QuotaReset::default()),
-            midnight
-        );
-    }
-
-    #[test]
-    fn the_reset_before_utc_midnight_uses_the_shanghai_date() {
-        // 2026-11-29 23:30 UTC is already 2026-11-30 07:30 in Shanghai: next midnight in
-        // Shanghai is 2026-11-30 16:00 UTC, not 2026-11-30 00:00 UTC.
-        let now = NOV30_UTC_MIDNIGHT - H / 2;
-        assert_eq!(
-            next_quota_reset(now, QuotaReset::default()),
-            NOV30_UTC_MIDNIGHT + 16 * H
-        );
-    }
-
-    #[test]
-    fn a_custom_reset_time_later_today_is_today() {
-        let reset = QuotaReset::parse("09:30").unwrap();
-        // 08:00 Shanghai → 09:30 Shanghai the same day = 01:30 UTC.
-        assert_eq!(
-            next_quota_reset(NOV30_UTC_MIDNIGHT, reset),
-            NOV30_UTC_MIDNIGHT + H + H / 2
-        );
-        // 10:00 Shanghai → 09:30 the next day.
-        assert_eq!(
-            next_quota_reset(NOV30_UTC_MIDNIGHT + 2 * H, reset),
-            NOV30_UTC_MIDNIGHT + 25 * H + H / 2
-        );
-    }
-
-    #[test]
-    fn a_reset_is_always_within_one_day_ahead() {
-        for step in 0..2000u64 {
-            let now = NOV30_UTC_MIDNIGHT + step * 7_919_993;
-            for reset in [QuotaReset::default(), QuotaReset::parse("13:07").unwrap()] {
-                let next = next_quota_reset(now, reset);
-                assert!(next > now && next <= now + DAY_MS, "{now} {next}");
-                let local = (next + SHANGHAI_OFFSET_MS) % DAY_MS;
-                assert_eq!(
-                    local,
-                    (u64::from(reset.hour()) * 60 + u64::from(reset.minute())) * 60_000
-                );
-            }
         }
     }
 }

@@ -9,9 +9,6 @@ use crate::throttle::{RateLimiter, ThrottleError};
 use crate::token::{TokenError, TokenProvider};
 use crate::wechat::{EnvIdsResponse, ErrorClass, WechatClient, WechatError};
 
-/// Appids per `batchgetenvid` call by default (`ENVSHARE_CONFIRM_BATCH`).
-pub const DEFAULT_CONFIRM_BATCH: usize = 100;
-
 /// Why a binding check failed.
 #[derive(Debug, thiserror::Error)]
 pub enum CheckError {

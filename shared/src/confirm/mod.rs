@@ -21,7 +21,6 @@
 
 mod checker;
 mod events;
-mod schedule;
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -34,13 +33,14 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
-pub use checker::{BindingChecker, CheckError, DEFAULT_CONFIRM_BATCH};
+pub use checker::{BindingChecker, CheckError};
 pub use events::read_confirmations;
-pub use schedule::{ConfirmSchedule, parse_duration};
 
 use crate::clock::iso8601;
+use crate::config::Settings;
 use crate::events::{Event, EventKind};
 use crate::ids::{AppId, BatchId, EnvId, JobId};
+use crate::schedule::{ConfirmSchedule, DEFAULT_CONFIRM_BATCH};
 use crate::store::confirm::{Intake, Settle, Settled};
 use crate::store::stream::RawEntry;
 use crate::store::{Queue, StartFrom, StoreError};
@@ -81,6 +81,19 @@ impl Default for ConfirmSettings {
             lease: Duration::from_secs(60),
             poll: Duration::from_secs(1),
             claim_idle: Duration::from_secs(60),
+        }
+    }
+}
+
+impl From<&Settings> for ConfirmSettings {
+    /// `ENVSHARE_CONFIRM_SCHEDULE`, `ENVSHARE_CONFIRM_WINDOW` and `ENVSHARE_CONFIRM_BATCH`; the
+    /// lease, poll and claim timings keep their defaults.
+    fn from(settings: &Settings) -> Self {
+        Self {
+            schedule: settings.confirm_schedule.clone(),
+            window: settings.confirm_window,
+            batch: settings.confirm_batch,
+            ..Self::default()
         }
     }
 }

@@ -87,6 +87,20 @@ impl Default for QueueSettings {
     }
 }
 
+impl From<&crate::config::Settings> for QueueSettings {
+    /// `ENVSHARE_MAX_ATTEMPTS`, `ENVSHARE_LEASE_MS`, `ENVSHARE_EVENTS_MAXLEN` and
+    /// `ENVSHARE_DEDUPE_WINDOW_MS`; the slices keep their defaults.
+    fn from(settings: &crate::config::Settings) -> Self {
+        Self {
+            max_attempts: settings.max_attempts,
+            lease: settings.lease,
+            events_maxlen: usize::try_from(settings.events_maxlen).unwrap_or(usize::MAX),
+            dedupe_window: settings.dedupe_window,
+            ..Self::default()
+        }
+    }
+}
+
 /// Jobs per ack / enqueue script call; bigger inputs are sliced.
 pub(crate) const SLICE: usize = 500;
 /// Ids per admin script call (dead retry / purge).

@@ -4,7 +4,7 @@
 //!
 //! - [`FixedTokenProvider`] (`ENVSHARE_ACCESS_TOKEN`): a token managed elsewhere (tests, or a
 //!   provider's own token service). Invalidating it does nothing, so a token error counts as
-//!   transient (DESIGN.md §2).
+//!   transient (retried with backoff).
 //! - [`ComponentTokenProvider`] (`ENVSHARE_COMPONENT_APPID` + `ENVSHARE_COMPONENT_APPSECRET` + the
 //!   verify ticket in Redis): the platform's `component_access_token`, cached in Redis for every
 //!   worker and fetched by one process at a time, because WeChat invalidates the previous token
@@ -148,8 +148,8 @@ impl TokenError {
     }
 }
 
-/// The hint for a token-fetch errcode that means misconfiguration (DESIGN.md §1), or `None` if
-/// the errcode is not one of them.
+/// The hint for a token-fetch errcode that means the platform is misconfigured (IP whitelist,
+/// app secret, verify ticket), or `None` if the errcode is not one of them.
 pub fn misconfiguration_hint(errcode: i64, component_appid: &str) -> Option<String> {
     let hint = match errcode {
         61004 => format!(

@@ -47,6 +47,12 @@ pub struct WechatClient {
 }
 
 impl WechatClient {
+    /// The client the settings ask for: `ENVSHARE_WECHAT_BASE_URL` with
+    /// `ENVSHARE_REQUEST_TIMEOUT_MS`.
+    pub fn from_settings(settings: &crate::config::Settings) -> Result<Self, ClientBuildError> {
+        Self::new(&settings.wechat_base_url, settings.request_timeout)
+    }
+
     /// A client for `base_url` (e.g. `https://api.weixin.qq.com`, or a sandbox's URL) whose every
     /// request, body included, must finish within `timeout`.
     pub fn new(base_url: &str, timeout: Duration) -> Result<Self, ClientBuildError> {

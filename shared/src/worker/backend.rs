@@ -35,6 +35,7 @@ use rand::Rng;
 use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 use tracing::{debug, info, warn};
 
+use crate::config::Settings;
 use crate::events::FailReason;
 use crate::ids::JobId;
 use crate::store::{
@@ -46,8 +47,8 @@ use crate::store::{
 pub enum JobOutcome {
     /// WeChat answered errcode 0: one result per appid.
     Done(Vec<AppResult>),
-    /// Worth another try later (DESIGN.md §2 "transient"): retried with backoff until
-    /// `max_attempts`, then dead with reason `retries_exhausted`.
+    /// Worth another try later (a transient error, as the handler classifies them): retried with
+    /// backoff until `max_attempts`, then dead with reason `retries_exhausted`.
     Transient {
         /// WeChat's errcode, if WeChat answered.
         errcode: Option<i64>,
@@ -106,6 +107,17 @@ impl Default for RetryPolicy {
             base: Duration::from_secs(1),
             cap: Duration::from_secs(600),
             max_attempts: 10,
+        }
+    }
+}
+
+impl From<&Settings> for RetryPolicy {
+    /// `ENVSHARE_BACKOFF_BASE_MS`, `ENVSHARE_BACKOFF_MAX_MS` and `ENVSHARE_MAX_ATTEMPTS`.
+    fn from(settings: &Settings) -> Self {
+        Self {
+            base: settings.backoff_base,
+            cap: settings.backoff_max,
+            max_attempts: settings.max_attempts,
         }
     }
 }
@@ -182,6 +194,21 @@ impl Default for BackendSettings {
             heartbeat_every: Duration::from_secs(10),
             ack_batch: 500,
             retry: RetryPolicy::default(),
+        }
+    }
+}
+
+impl From<&Settings> for BackendSettings {
+    /// `ENVSHARE_CONCURRENCY` (also the most jobs claimed at once, up to 256), heartbeats three
+    /// times per `ENVSHARE_LEASE_MS`, and the retry policy; the rest keeps its defaults.
+    fn from(settings: &Settings) -> Self {
+        Self {
+            concurrency: settings.concurrency.max(1),
+            fetch_batch: settings.concurrency.clamp(1, 256),
+            // Three beats per lease: one lost beat never loses a lease.
+            heartbeat_every: (settings.lease / 3).max(Duration::from_millis(100)),
+            retry: RetryPolicy::from(settings),
+            ..Self::default()
         }
     }
 }

@@ -1,4 +1,5 @@
-//! The share handler: one `batchshareenv` call per job, classified by DESIGN.md §2.
+//! The share handler: one `batchshareenv` call per job, its answer classified as the table
+//! below says.
 //!
 //! Order of one attempt: a local pause check (another job of this process already hit the quota
 //! or a token misconfiguration) → a rate limit slot → a token → the call → the outcome:
@@ -37,11 +38,11 @@ use tracing::{debug, error, info, instrument, warn};
 use super::metrics::Metrics;
 use super::{JobOutcome, LeaseInfo};
 use crate::clock::iso8601;
-use crate::config::QuotaReset;
 use crate::confirm::{BindingChecker, CheckError};
 use crate::ids::AppId;
+use crate::schedule::{QuotaReset, next_quota_reset};
 use crate::store::{AppResult, Queue, ShareJob};
-use crate::throttle::{RateLimiter, next_quota_reset};
+use crate::throttle::RateLimiter;
 use crate::token::{AccessToken, TokenError, TokenProvider};
 use crate::wechat::{ErrorClass, ShareResponse, WechatClient, WechatError};
 
@@ -116,27 +117,42 @@ enum Call {
     Failed(WechatError),
 }
 
+/// What a [`ShareContext`] is built from.
+pub(crate) struct ShareParts {
+    pub(crate) queue: Queue,
+    pub(crate) client: WechatClient,
+    pub(crate) tokens: Arc<dyn TokenProvider>,
+    pub(crate) limiter: Arc<RateLimiter>,
+    pub(crate) metrics: Arc<Metrics>,
+    /// Asks `batchgetenvid` before re-sending after an unknown outcome.
+    pub(crate) checker: BindingChecker,
+    /// `ENVSHARE_QUOTA_RESET`.
+    pub(crate) quota_reset: QuotaReset,
+    /// Tests: pause this long after 45009 instead of until the next quota reset.
+    pub(crate) quota_pause: Option<Duration>,
+    /// How long a token misconfiguration pauses the queue before a job tries again.
+    pub(crate) misconfig_recheck: Duration,
+    /// How long a job waits after a passing token or rate-limit failure.
+    pub(crate) token_retry: Duration,
+    /// `ENVSHARE_MAX_ATTEMPTS`.
+    pub(crate) max_attempts: u32,
+}
+
 impl ShareContext {
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn new(
-        queue: Queue,
-        client: WechatClient,
-        tokens: Arc<dyn TokenProvider>,
-        limiter: Arc<RateLimiter>,
-        metrics: Arc<Metrics>,
-        quota_reset: QuotaReset,
-        quota_pause: Option<Duration>,
-        misconfig_recheck: Duration,
-        token_retry: Duration,
-        max_attempts: u32,
-        confirm_batch: usize,
-    ) -> Self {
-        let checker = BindingChecker::new(
-            client.clone(),
-            tokens.clone(),
-            limiter.clone(),
-            confirm_batch,
-        );
+    pub(crate) fn new(parts: ShareParts) -> Self {
+        let ShareParts {
+            queue,
+            client,
+            tokens,
+            limiter,
+            metrics,
+            checker,
+            quota_reset,
+            quota_pause,
+            misconfig_recheck,
+            token_retry,
+            max_attempts,
+        } = parts;
         Self {
             checker,
             queue,
@@ -311,7 +327,7 @@ impl ShareContext {
         self.metrics.token_retry();
         match self.call(&fresh, job).await {
             Call::Answered(r) => done(job, &r),
-            // A second token error in one attempt is transient (DESIGN.md §2).
+            // A second token error in one attempt is transient: retried later with backoff.
             Call::Failed(e) if e.class() == ErrorClass::Token => transient(&e),
             Call::Failed(e) => self.classify(e).await,
         }

@@ -36,15 +36,14 @@ pub use backend::{
     AckLayer, AckService, BackendCounters, BackendHandle, BackendSettings, JobOutcome, LeaseInfo,
     RedisBackend, RetryPolicy,
 };
+use handler::ShareParts;
 pub use handler::{ShareContext, share_handler};
 
 use crate::config::{Settings, TokenMode};
 use crate::confirm::{BindingChecker, ConfirmSettings, Watcher};
 use crate::store::{Queue, QueueSettings, StoreError, WorkerId};
 use crate::throttle::RateLimiter;
-use crate::token::{
-    ComponentTokenProvider, ComponentTokenSettings, FixedTokenProvider, TokenProvider,
-};
+use crate::token::provider_from_settings;
 use crate::wechat::{ClientBuildError, WechatClient};
 
 /// Knobs that are not operator settings: defaults for production, shorter values for tests and
@@ -198,25 +197,16 @@ impl Application {
         options: WorkerOptions,
     ) -> Result<Self, StartupError> {
         // Cheap checks first, so a bad setting is reported without touching the network.
-        let mode = settings.token_mode();
-        if matches!(mode, TokenMode::None) {
+        if matches!(settings.token_mode(), TokenMode::None) {
             return Err(StartupError::NoTokenMode);
         }
-        let client = WechatClient::new(&settings.wechat_base_url, settings.request_timeout)
-            .map_err(StartupError::WechatClient)?;
+        let client = WechatClient::from_settings(&settings).map_err(StartupError::WechatClient)?;
 
-        let queue_settings = QueueSettings {
-            max_attempts: settings.max_attempts,
-            lease: settings.lease,
-            events_maxlen: settings.events_maxlen as usize,
-            dedupe_window: settings.dedupe_window,
-            ..QueueSettings::default()
-        };
         let queue = Queue::connect_with(
             &settings.redis_url,
             settings.redis_cluster,
             &settings.queue,
-            queue_settings,
+            QueueSettings::from(&settings),
         )
         .await
         .map_err(|source| StartupError::Redis {
@@ -226,38 +216,13 @@ impl Application {
         let conn = queue.connection();
         let keys = queue.keys().clone();
 
-        let tokens: Arc<dyn TokenProvider> = match mode {
-            TokenMode::Fixed(token) => Arc::new(FixedTokenProvider::new(token)),
-            TokenMode::Component { appid, secret } => Arc::new(ComponentTokenProvider::new(
-                conn.clone(),
-                &keys,
-                client.clone(),
-                appid.as_str(),
-                secret,
-                ComponentTokenSettings {
-                    refresh_ahead: settings.token_refresh_ahead,
-                    // The fetch lock must outlive one token request.
-                    lock_ttl: settings.request_timeout + Duration::from_secs(5),
-                    wait_timeout: settings.request_timeout + Duration::from_secs(10),
-                    ..ComponentTokenSettings::default()
-                },
-            )),
-            TokenMode::None => return Err(StartupError::NoTokenMode),
-        };
+        let tokens = provider_from_settings(&settings, conn.clone(), &keys, client.clone())
+            .ok_or(StartupError::NoTokenMode)?;
         let limiter = Arc::new(RateLimiter::new(conn, &keys, settings.rate_limit));
 
         let backend_settings = BackendSettings {
-            concurrency: settings.concurrency.max(1),
-            fetch_batch: settings.concurrency.clamp(1, 256),
             idle_poll: options.idle_poll,
-            // Three beats per lease: one lost beat never loses a lease.
-            heartbeat_every: (settings.lease / 3).max(Duration::from_millis(100)),
-            retry: RetryPolicy {
-                base: settings.backoff_base,
-                cap: settings.backoff_max,
-                max_attempts: settings.max_attempts,
-            },
-            ..BackendSettings::default()
+            ..BackendSettings::from(&settings)
         };
         let worker_id = options.worker_id.unwrap_or_else(WorkerId::generate);
         let backend = RedisBackend::new(queue.clone(), worker_id.clone(), backend_settings);
@@ -266,36 +231,33 @@ impl Application {
             limiter.clone(),
             backend.handle(),
         ));
-        let (client_for_watcher, tokens_for_watcher, limiter_for_watcher) =
-            (client.clone(), tokens.clone(), limiter.clone());
-        let ctx = Arc::new(ShareContext::new(
-            queue.clone(),
+        let checker = BindingChecker::new(
+            client.clone(),
+            tokens.clone(),
+            limiter.clone(),
+            settings.confirm_batch,
+        );
+        let ctx = Arc::new(ShareContext::new(ShareParts {
+            queue: queue.clone(),
             client,
             tokens,
             limiter,
-            registry.metrics.clone(),
-            settings.quota_reset,
-            options.quota_pause,
-            options.misconfig_recheck.unwrap_or(settings.token_recheck),
-            options.token_retry,
-            settings.max_attempts,
-            settings.confirm_batch,
-        ));
+            metrics: registry.metrics.clone(),
+            checker: checker.clone(),
+            quota_reset: settings.quota_reset,
+            quota_pause: options.quota_pause,
+            misconfig_recheck: options.misconfig_recheck.unwrap_or(settings.token_recheck),
+            token_retry: options.token_retry,
+            max_attempts: settings.max_attempts,
+        }));
         let watcher = Watcher::new(
             queue.clone(),
-            BindingChecker::new(
-                client_for_watcher,
-                tokens_for_watcher,
-                limiter_for_watcher,
-                settings.confirm_batch,
-            ),
+            checker,
             ConfirmSettings {
-                schedule: settings.confirm_schedule.clone(),
-                window: settings.confirm_window,
-                batch: settings.confirm_batch,
                 lease: options.confirm_lease,
                 poll: options.confirm_poll,
                 claim_idle: options.confirm_claim_idle,
+                ..ConfirmSettings::from(&settings)
             },
             worker_id.to_string(),
             registry.metrics.confirm.clone(),

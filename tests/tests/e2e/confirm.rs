@@ -4,9 +4,10 @@
 
 use std::time::{Duration, Instant};
 
-use envshare::confirm::{ConfirmSchedule, read_confirmations};
+use envshare::confirm::read_confirmations;
 use envshare::events::EventKind;
 use envshare::sandbox::{Fault, SandboxConfig};
+use envshare::schedule::ConfirmSchedule;
 use envshare::wechat::Endpoint;
 use envshare::worker::WorkerOptions;
 use envshare::{AppId, BatchId, EnvId};
