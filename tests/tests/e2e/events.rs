@@ -13,9 +13,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use envshare::clock::ManualClock;
-use envshare::confirm::ConfirmSchedule;
 use envshare::events::Event;
 use envshare::sandbox::{Fault, SandboxConfig};
+use envshare::schedule::ConfirmSchedule;
 use envshare::store::{Claim, EnqueueOptions, NewJob, Queue, QueueSettings, WorkerId};
 use envshare::wechat::Endpoint;
 use envshare::worker::WorkerOptions;
