@@ -25,7 +25,7 @@ use secrecy::SecretString;
 
 use crate::ids::{AppId, QueueName};
 use crate::schedule::{ConfirmSchedule, DEFAULT_CONFIRM_BATCH, QuotaReset, parse_duration};
-pub use crate::telemetry::LogFormat;
+use crate::telemetry::LogFormat;
 
 /// Prefix of every environment variable envshare reads (besides `REDIS_URL`).
 pub const ENV_PREFIX: &str = "ENVSHARE_";

@@ -5,7 +5,7 @@
 //!
 //! Lowest layer first; a module uses only modules of its own layer or below.
 //!
-//! - Foundation: [`ids`] (validated identifiers: [`AppId`], [`EnvId`], [`JobId`], [`BatchId`],
+//! - Foundation: `ids` (validated identifiers, exported at the root: [`AppId`], [`EnvId`], [`JobId`], [`BatchId`],
 //!   [`QueueName`]), [`clock`], [`redis_url`], [`telemetry`], [`events`] (the event types),
 //!   [`schedule`] (durations, the confirmation schedule, the quota reset in UTC+8) and
 //!   [`config`] (settings from the environment and an optional TOML file).
@@ -21,7 +21,7 @@ pub mod clock;
 pub mod config;
 pub mod confirm;
 pub mod events;
-pub mod ids;
+mod ids;
 pub mod import;
 pub mod redis_url;
 #[cfg(feature = "sandbox")]

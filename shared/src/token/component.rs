@@ -169,7 +169,7 @@ struct Flight {
     last_error: Option<TokenError>,
 }
 
-/// Component mode (see the [module documentation](self)).
+/// Component mode (see the [`token`](crate::token) module documentation).
 pub struct ComponentTokenProvider {
     store: TokenStore,
     component_appid: String,
