@@ -1,6 +1,6 @@
 //! A fake WeChat API for tests, the demo and benchmarks (feature `sandbox`).
 //!
-//! It speaks WeChat's wire format (see [`crate::wechat::types`]) on the same paths as WeChat, so a
+//! It speaks WeChat's wire format (the request and response types of [`crate::wechat`]) on the same paths as WeChat, so a
 //! [`WechatClient`](crate::wechat::WechatClient) pointed at [`SandboxHandle::url`] cannot tell
 //! the difference, and it misbehaves on demand:
 //!
