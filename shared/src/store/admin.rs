@@ -374,11 +374,9 @@ impl Queue {
             return Ok(Vec::new());
         }
         let ids: Vec<&str> = page.iter().map(|(id, _)| id.as_str()).collect();
-        let (infos, payloads, states): (
-            Vec<Option<String>>,
-            Vec<Option<String>>,
-            Vec<Option<String>>,
-        ) = redis::pipe()
+        // One HMGET reply each: dead info, payload, state record (the generation).
+        type Column = Vec<Option<String>>;
+        let (infos, payloads, states): (Column, Column, Column) = redis::pipe()
             .cmd("HMGET")
             .arg(self.keys.dead_info())
             .arg(&ids)

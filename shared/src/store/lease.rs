@@ -223,16 +223,7 @@ impl AckStep for BuryAck<'_> {
             .job
             .appids
             .iter()
-            .map(|appid| {
-                failed(
-                    l,
-                    &time.iso,
-                    appid,
-                    self.errcode,
-                    self.errmsg,
-                    self.reason,
-                )
-            })
+            .map(|appid| failed(l, &time.iso, appid, self.errcode, self.errmsg, self.reason))
             .collect();
         let free: Vec<String> = l.job.appids.iter().map(|a| pair(l, a)).collect();
         let info = serde_json::to_string(&DeadRecord {

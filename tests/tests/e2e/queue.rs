@@ -647,7 +647,11 @@ async fn the_generation_lives_in_the_state_record_and_old_payloads_still_count()
     let a = app(1);
     assert_eq!(
         failed,
-        [format!("{id}.0.{a}"), format!("{id}.1.{a}"), format!("{id}.2.{a}")]
+        [
+            format!("{id}.0.{a}"),
+            format!("{id}.1.{a}"),
+            format!("{id}.2.{a}")
+        ]
     );
     let purge = DeadSelection::Ids(vec![id.clone()]);
     assert_eq!(q.dead_purge(purge).await.unwrap(), 1);
@@ -673,14 +677,27 @@ async fn the_generation_lives_in_the_state_record_and_old_payloads_still_count()
         .unwrap();
     for attempt in 1..=3 {
         let l = claim(&q, &w, 1).await;
-        assert_eq!((&l[0].job.id, l[0].job.r#gen, l[0].attempt), (&old, 5, attempt));
+        assert_eq!(
+            (&l[0].job.id, l[0].job.r#gen, l[0].attempt),
+            (&old, 5, attempt)
+        );
         clock.advance(Duration::from_millis(LEASE_MS + 1));
     }
     assert_eq!(q.reap(10).await.unwrap().buried, 1);
     let ev = events(&q).await;
-    let last = ev.iter().rfind(|e| e.type_name() == "share.failed").unwrap();
+    let last = ev
+        .iter()
+        .rfind(|e| e.type_name() == "share.failed")
+        .unwrap();
     assert_eq!(last.id, format!("{old}.5.{}", app(2)));
-    assert_eq!(q.dead_list(0, 1).await.unwrap()[0].job.as_ref().unwrap().r#gen, 5);
+    assert_eq!(
+        q.dead_list(0, 1).await.unwrap()[0]
+            .job
+            .as_ref()
+            .unwrap()
+            .r#gen,
+        5
+    );
     assert_eq!(q.dead_retry(DeadSelection::All).await.unwrap(), 1);
     assert_eq!(hget(k.state(), old.clone()).await.as_deref(), Some("0/6"));
     assert_eq!(claim(&q, &w, 1).await[0].job.r#gen, 6);
