@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::types::Payload;
+use super::types::{Payload, StateRecord};
 use super::{ADMIN_SLICE, Queue, SCRIPTS, ShareJob, StoreError};
 use crate::events::FailReason;
 use crate::ids::{BatchId, JobId};
@@ -318,17 +318,7 @@ impl Queue {
         };
         let p = Payload::parse(op, id, &payload)?;
         let created_at_ms = p.created_at;
-        // "attempts" while waiting, "fence:attempts:worker" while leased (see lua/lib.lua).
-        let (attempts, fence, worker) = match state
-            .as_deref()
-            .unwrap_or("0")
-            .splitn(3, ':')
-            .collect::<Vec<_>>()[..]
-        {
-            [f, a, w] => (a.parse().unwrap_or(0), f.parse().ok(), w.to_owned()),
-            [a, ..] => (a.parse().unwrap_or(0), None, String::new()),
-            [] => (0, None, String::new()),
-        };
+        let rec = StateRecord::parse(state.as_deref());
         let dead_info =
             match info {
                 Some(raw) => Some(serde_json::from_str::<DeadInfo>(&raw).map_err(|e| {
@@ -347,17 +337,17 @@ impl Queue {
             }),
             (_, _, Some(s), _) => Some(JobState::Running {
                 deadline_ms: s as u64,
-                fence: fence.unwrap_or(0),
-                worker,
+                fence: rec.fence.unwrap_or(0),
+                worker: rec.worker,
             }),
             (.., Some(s)) => Some(JobState::Dead {
                 died_at_ms: s as u64,
             }),
             _ => None,
         };
-        let attempts = dead_info.as_ref().map_or(attempts, |d| d.attempts);
+        let attempts = dead_info.as_ref().map_or(rec.attempts, |d| d.attempts);
         Ok(Some(JobInfo {
-            job: p.into_job(id.clone()),
+            job: p.into_job(id.clone(), rec.r#gen),
             state,
             attempts,
             created_at_ms,
@@ -384,22 +374,30 @@ impl Queue {
             return Ok(Vec::new());
         }
         let ids: Vec<&str> = page.iter().map(|(id, _)| id.as_str()).collect();
-        let (infos, payloads): (Vec<Option<String>>, Vec<Option<String>>) = redis::pipe()
+        // One HMGET reply each: dead info, payload, state record (the generation).
+        type Column = Vec<Option<String>>;
+        let (infos, payloads, states): (Column, Column, Column) = redis::pipe()
             .cmd("HMGET")
             .arg(self.keys.dead_info())
             .arg(&ids)
             .cmd("HMGET")
             .arg(self.keys.jobs())
             .arg(&ids)
+            .cmd("HMGET")
+            .arg(self.keys.state())
+            .arg(&ids)
             .query_async(&mut conn)
             .await
             .map_err(StoreError::redis(op))?;
         let mut out = Vec::with_capacity(page.len());
-        for (((id, died), info), payload) in page.into_iter().zip(infos).zip(payloads) {
+        let rows = page.into_iter().zip(infos).zip(payloads).zip(states);
+        for ((((id, died), info), payload), state) in rows {
             let id = JobId::parse(&id).map_err(|e| StoreError::reply(op, e))?;
             let info: Option<DeadInfo> = info.and_then(|raw| serde_json::from_str(&raw).ok());
+            // A dead job past generation 0 keeps its generation in its state record.
+            let r#gen = StateRecord::parse(state.as_deref()).r#gen;
             let job = match payload {
-                Some(raw) => Some(Payload::parse(op, &id, &raw)?.into_job(id.clone())),
+                Some(raw) => Some(Payload::parse(op, &id, &raw)?.into_job(id.clone(), r#gen)),
                 None => None,
             };
             out.push(DeadJob {

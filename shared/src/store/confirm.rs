@@ -14,15 +14,6 @@ use redis::{Script, ScriptInvocation};
 use super::{Queue, StoreError};
 use crate::clock::iso8601;
 
-macro_rules! lua {
-    ($file:literal) => {
-        Script::new(concat!(
-            include_str!("lua/confirm_lib.lua"),
-            include_str!(concat!("lua/", $file))
-        ))
-    };
-}
-
 struct Scripts {
     intake: Script,
     claim: Script,
@@ -30,9 +21,9 @@ struct Scripts {
 }
 
 static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
-    intake: lua!("confirm_intake.lua"),
-    claim: lua!("confirm_claim.lua"),
-    settle: lua!("confirm_settle.lua"),
+    intake: lua!(confirm "confirm_intake.lua"),
+    claim: lua!(confirm "confirm_claim.lua"),
+    settle: lua!(confirm "confirm_settle.lua"),
 });
 
 /// One stream entry given to [`Queue::confirm_intake`].

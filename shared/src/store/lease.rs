@@ -1,7 +1,7 @@
 //! The worker side: claim, heartbeat, ack (complete / retry / bury), release, reap, pause.
 
 use futures::future::try_join_all;
-use redis::Value;
+use redis::{Script, ScriptInvocation, Value};
 use serde::Serialize;
 
 use super::types::Payload;
@@ -10,7 +10,7 @@ use super::{
     StoreError, WorkerId, parse_ids,
 };
 use crate::events::{EVENT_VERSION, Event, EventKind, FailReason};
-use crate::ids::{AppId, BatchId, JobId};
+use crate::ids::{AppId, JobId};
 
 /// Claims take at most this many jobs per call (bounded script cost and reply size).
 pub const MAX_CLAIM: usize = 1000;
@@ -73,7 +73,7 @@ fn pair(lease: &Lease, appid: &AppId) -> String {
     format!("{}/{}", lease.job.env, appid)
 }
 
-fn push_events(inv: &mut redis::ScriptInvocation<'static>, events: &[Event]) {
+fn push_events(inv: &mut ScriptInvocation<'static>, events: &[Event]) {
     inv.arg(events.len());
     for e in events {
         inv.arg(e.type_name()).arg(e.to_json());
@@ -86,6 +86,183 @@ fn as_str(v: &Value) -> Option<String> {
         Value::SimpleString(s) => Some(s.clone()),
         Value::Int(i) => Some(i.to_string()),
         _ => None,
+    }
+}
+
+/// The time of one [`Queue::complete`] call, as the acks' records carry it.
+struct AckTime {
+    /// ms (dead info `at`).
+    ms: u64,
+    /// ISO-8601 (the events' `at`).
+    iso: String,
+}
+
+/// One kind of ack, applied by one script: how one ack is written as that script's ARGV.
+trait AckStep {
+    /// The operation, in errors.
+    const OP: &'static str;
+    /// The script that applies acks of this kind.
+    fn script() -> &'static Script;
+    /// Appends this ack's record to `inv` (the script's header lists the fields).
+    fn encode(&self, inv: &mut ScriptInvocation<'static>, time: &AckTime);
+}
+
+/// The acks of one [`Queue::complete`] call, grouped by the script that applies them.
+#[derive(Default)]
+struct AckGroups<'a> {
+    done: Vec<DoneAck<'a>>,
+    bury: Vec<BuryAck<'a>>,
+    retry: Vec<RetryAck<'a>>,
+}
+
+impl<'a> AckGroups<'a> {
+    fn classify(acks: &'a [Ack]) -> Self {
+        let mut groups = Self::default();
+        for a in acks {
+            let lease = &a.lease;
+            match &a.outcome {
+                Outcome::Done(results) => groups.done.push(DoneAck { lease, results }),
+                Outcome::Dead {
+                    reason,
+                    errcode,
+                    errmsg,
+                } => groups.bury.push(BuryAck {
+                    lease,
+                    reason: *reason,
+                    errcode: *errcode,
+                    errmsg,
+                }),
+                Outcome::RetryAt { at_ms, .. } => groups.retry.push(RetryAck {
+                    lease,
+                    at_ms: *at_ms,
+                    refund: false,
+                }),
+                Outcome::Defer { at_ms } => groups.retry.push(RetryAck {
+                    lease,
+                    at_ms: *at_ms,
+                    refund: true,
+                }),
+            }
+        }
+        groups
+    }
+}
+
+/// WeChat answered: complete.lua writes the events and removes the job.
+struct DoneAck<'a> {
+    lease: &'a Lease,
+    results: &'a [AppResult],
+}
+
+impl AckStep for DoneAck<'_> {
+    const OP: &'static str = "complete";
+
+    fn script() -> &'static Script {
+        &SCRIPTS.complete
+    }
+
+    fn encode(&self, inv: &mut ScriptInvocation<'static>, time: &AckTime) {
+        let l = self.lease;
+        // complete.lua takes the accepted events first, then the failed ones, then the
+        // rejected pairs: the event type follows from the position.
+        let mut accepted_ev = Vec::with_capacity(self.results.len());
+        let mut failed_ev = Vec::new();
+        let mut free = Vec::new();
+        for r in self.results {
+            match r {
+                AppResult::Accepted { appid, confirm_url } => {
+                    accepted_ev.push(accepted(l, &time.iso, appid, confirm_url.as_deref()));
+                }
+                AppResult::Rejected {
+                    appid,
+                    errcode,
+                    errmsg,
+                } => {
+                    free.push(pair(l, appid));
+                    failed_ev.push(failed(
+                        l,
+                        &time.iso,
+                        appid,
+                        *errcode,
+                        errmsg,
+                        FailReason::Rejected,
+                    ));
+                }
+            }
+        }
+        inv.arg(l.job.id.as_str())
+            .arg(l.fence)
+            .arg(l.job.batch.as_str())
+            .arg(accepted_ev.len())
+            .arg(failed_ev.len());
+        for e in accepted_ev.iter().chain(&failed_ev) {
+            inv.arg(e.to_json());
+        }
+        inv.arg(free);
+    }
+}
+
+/// Dead now: bury.lua moves the job to dead with a `share.failed` per appid.
+struct BuryAck<'a> {
+    lease: &'a Lease,
+    reason: FailReason,
+    errcode: Option<i64>,
+    errmsg: &'a str,
+}
+
+impl AckStep for BuryAck<'_> {
+    const OP: &'static str = "bury";
+
+    fn script() -> &'static Script {
+        &SCRIPTS.bury
+    }
+
+    fn encode(&self, inv: &mut ScriptInvocation<'static>, time: &AckTime) {
+        let l = self.lease;
+        let events: Vec<Event> = l
+            .job
+            .appids
+            .iter()
+            .map(|appid| failed(l, &time.iso, appid, self.errcode, self.errmsg, self.reason))
+            .collect();
+        let free: Vec<String> = l.job.appids.iter().map(|a| pair(l, a)).collect();
+        let info = serde_json::to_string(&DeadRecord {
+            reason: self.reason,
+            errcode: self.errcode,
+            errmsg: self.errmsg,
+            attempts: l.attempt,
+            at: time.ms,
+        })
+        .expect("a dead record always serializes");
+        inv.arg(l.job.id.as_str())
+            .arg(l.fence)
+            .arg(l.job.batch.as_str())
+            .arg(l.job.appids.len())
+            .arg(info);
+        push_events(inv, &events);
+        inv.arg(free.len()).arg(free);
+    }
+}
+
+/// Run again later: retry.lua moves the job to scheduled; a deferral refunds the attempt.
+struct RetryAck<'a> {
+    lease: &'a Lease,
+    at_ms: u64,
+    refund: bool,
+}
+
+impl AckStep for RetryAck<'_> {
+    const OP: &'static str = "retry";
+
+    fn script() -> &'static Script {
+        &SCRIPTS.retry
+    }
+
+    fn encode(&self, inv: &mut ScriptInvocation<'static>, _time: &AckTime) {
+        inv.arg(self.lease.job.id.as_str())
+            .arg(self.lease.fence)
+            .arg(self.at_ms)
+            .arg(if self.refund { "1" } else { "0" });
     }
 }
 
@@ -114,17 +291,19 @@ impl Queue {
                 reason: as_str(reason).unwrap_or_default(),
             }),
             ("jobs", [_, Value::Array(flat), ..]) => {
-                let mut leases = Vec::with_capacity(flat.len() / 4);
-                for rec in flat.chunks_exact(4) {
+                let mut leases = Vec::with_capacity(flat.len() / 5);
+                for rec in flat.chunks_exact(5) {
                     let field = |i: usize| {
                         as_str(&rec[i]).ok_or_else(|| StoreError::reply(op, "non-string field"))
                     };
                     let id = JobId::parse(&field(0)?).map_err(|e| StoreError::reply(op, e))?;
                     let fence = field(1)?.parse().map_err(|e| StoreError::reply(op, e))?;
                     let attempt = field(2)?.parse().map_err(|e| StoreError::reply(op, e))?;
-                    match Payload::parse(op, &id, &field(3)?) {
+                    // 0: the state record names no generation, the payload's holds.
+                    let r#gen: u32 = field(3)?.parse().map_err(|e| StoreError::reply(op, e))?;
+                    match Payload::parse(op, &id, &field(4)?) {
                         Ok(p) => leases.push(Lease {
-                            job: p.into_job(id),
+                            job: p.into_job(id, (r#gen > 0).then_some(r#gen)),
                             fence,
                             attempt,
                         }),
@@ -199,142 +378,71 @@ impl Queue {
     /// written for it.
     pub async fn complete(&self, acks: Vec<Ack>) -> Result<AckReport, StoreError> {
         let now = self.clock.now_ms();
-        let at = crate::clock::iso8601(now);
-        let (mut done, mut retry, mut bury) = (Vec::new(), Vec::new(), Vec::new());
-        for a in &acks {
-            match a.outcome {
-                Outcome::Done(_) => done.push(a),
-                Outcome::RetryAt { .. } | Outcome::Defer { .. } => retry.push(a),
-                Outcome::Dead { .. } => bury.push(a),
-            }
-        }
-        let mut calls = Vec::new();
-        for part in done.chunks(SLICE) {
-            let mut inv = self.invocation(&SCRIPTS.complete, now);
-            inv.arg(part.len());
-            for a in part {
-                let Outcome::Done(results) = &a.outcome else {
-                    unreachable!()
-                };
-                let l = &a.lease;
-                // complete.lua takes the accepted events first, then the failed ones, then the
-                // rejected pairs: the event type follows from the position.
-                let mut accepted_ev = Vec::with_capacity(results.len());
-                let mut failed_ev = Vec::new();
-                let mut free = Vec::new();
-                for r in results {
-                    match r {
-                        AppResult::Accepted { appid, confirm_url } => {
-                            accepted_ev.push(accepted(l, &at, appid, confirm_url.as_deref()));
-                        }
-                        AppResult::Rejected {
-                            appid,
-                            errcode,
-                            errmsg,
-                        } => {
-                            free.push(pair(l, appid));
-                            failed_ev.push(failed(
-                                l,
-                                &at,
-                                appid,
-                                *errcode,
-                                errmsg,
-                                FailReason::Rejected,
-                            ));
-                        }
-                    }
-                }
-                inv.arg(l.job.id.as_str())
-                    .arg(l.fence)
-                    .arg(l.job.batch.as_str())
-                    .arg(accepted_ev.len())
-                    .arg(failed_ev.len());
-                for e in accepted_ev.iter().chain(&failed_ev) {
-                    inv.arg(e.to_json());
-                }
-                inv.arg(free);
-            }
-            calls.push(("complete", inv));
-        }
-        for part in bury.chunks(SLICE) {
-            let mut inv = self.invocation(&SCRIPTS.bury, now);
-            inv.arg(part.len());
-            for a in part {
-                let Outcome::Dead {
-                    reason,
-                    errcode,
-                    errmsg,
-                } = &a.outcome
-                else {
-                    unreachable!()
-                };
-                let l = &a.lease;
-                let events: Vec<Event> = l
-                    .job
-                    .appids
-                    .iter()
-                    .map(|appid| failed(l, &at, appid, *errcode, errmsg, *reason))
-                    .collect();
-                let free: Vec<String> = l.job.appids.iter().map(|a| pair(l, a)).collect();
-                let info = serde_json::to_string(&DeadRecord {
-                    reason: *reason,
-                    errcode: *errcode,
-                    errmsg,
-                    attempts: l.attempt,
-                    at: now,
-                })
-                .expect("a dead record always serializes");
-                inv.arg(l.job.id.as_str())
-                    .arg(l.fence)
-                    .arg(l.job.batch.as_str())
-                    .arg(l.job.appids.len())
-                    .arg(info);
-                push_events(&mut inv, &events);
-                inv.arg(free.len()).arg(free);
-            }
-            calls.push(("bury", inv));
-        }
-        for part in retry.chunks(SLICE) {
-            let mut inv = self.invocation(&SCRIPTS.retry, now);
-            inv.arg(part.len());
-            for a in part {
-                let (at_ms, refund) = match a.outcome {
-                    Outcome::RetryAt { at_ms, .. } => (at_ms, "0"),
-                    Outcome::Defer { at_ms } => (at_ms, "1"),
-                    _ => unreachable!(),
-                };
-                inv.arg(a.lease.job.id.as_str())
-                    .arg(a.lease.fence)
-                    .arg(at_ms)
-                    .arg(refund);
-            }
-            calls.push(("retry", inv));
-        }
-        let replies = try_join_all(calls.iter().map(|(op, inv)| async move {
-            let reply: Vec<Value> = self.run(op, inv).await?;
-            let applied: usize = reply
-                .first()
-                .and_then(as_str)
-                .and_then(|s| s.parse().ok())
-                .ok_or_else(|| StoreError::reply(op, "no applied count"))?;
-            let list = |i: usize| -> Result<Vec<String>, StoreError> {
-                match reply.get(i) {
-                    None => Ok(Vec::new()),
-                    Some(v) => redis::from_redis_value_ref(v).map_err(|e| StoreError::reply(op, e)),
-                }
-            };
-            let stale: Vec<JobId> = parse_ids(op, list(1)?)?;
-            let completed: Vec<BatchId> = parse_ids(op, list(2)?)?;
-            Ok::<_, StoreError>((applied, stale, completed))
-        }))
-        .await?;
+        let time = AckTime {
+            ms: now,
+            iso: crate::clock::iso8601(now),
+        };
+        let groups = AckGroups::classify(&acks);
+        let calls: Vec<_> = [
+            self.ack_calls(&groups.done, &time),
+            self.ack_calls(&groups.bury, &time),
+            self.ack_calls(&groups.retry, &time),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        let replies = try_join_all(calls.iter().map(|(op, inv)| self.run_ack(op, inv))).await?;
         let mut report = AckReport::default();
-        for (applied, stale, completed) in replies {
-            report.applied += applied;
-            report.stale.extend(stale);
-            report.batches_completed.extend(completed);
+        for part in replies {
+            report.applied += part.applied;
+            report.stale.extend(part.stale);
+            report.batches_completed.extend(part.batches_completed);
         }
         Ok(report)
+    }
+
+    /// The script calls applying `acks`, all of one kind: slices of at most [`SLICE`] acks.
+    fn ack_calls<S: AckStep>(
+        &self,
+        acks: &[S],
+        time: &AckTime,
+    ) -> Vec<(&'static str, ScriptInvocation<'static>)> {
+        acks.chunks(SLICE)
+            .map(|part| {
+                let mut inv = self.invocation(S::script(), time.ms);
+                inv.arg(part.len());
+                for a in part {
+                    a.encode(&mut inv, time);
+                }
+                (S::OP, inv)
+            })
+            .collect()
+    }
+
+    /// Runs one ack script call. Its reply is `{applied, {stale job ids}, {completed batch
+    /// ids}}`; retry.lua's has no third element.
+    async fn run_ack(
+        &self,
+        op: &'static str,
+        inv: &ScriptInvocation<'_>,
+    ) -> Result<AckReport, StoreError> {
+        let reply: Vec<Value> = self.run(op, inv).await?;
+        let applied: usize = reply
+            .first()
+            .and_then(as_str)
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| StoreError::reply(op, "no applied count"))?;
+        let list = |i: usize| -> Result<Vec<String>, StoreError> {
+            match reply.get(i) {
+                None => Ok(Vec::new()),
+                Some(v) => redis::from_redis_value_ref(v).map_err(|e| StoreError::reply(op, e)),
+            }
+        };
+        Ok(AckReport {
+            applied,
+            stale: parse_ids(op, list(1)?)?,
+            batches_completed: parse_ids(op, list(2)?)?,
+        })
     }
 
     /// Hands leased jobs back to `ready` without running them (shutdown); the attempt is

@@ -1,9 +1,11 @@
 //! The storage layer (the protocol: docs/queue.md): Redis keys, Lua scripts, producer, worker side, admin.
 //!
-//! Every state change is one Lua script under `lua/` (with `lua/lib.lua` prepended), run with
-//! EVALSHA. Every script is batched: it takes many jobs per call, and the Rust side slices big
-//! inputs, so the number of script calls per job stays far below one and no script's cost grows
-//! with the size of the queue.
+//! Every state change is one Lua script under `lua/`, run with EVALSHA. Each script is joined
+//! at build time from the shared `lua/prelude.lua` (common ARGV, event stream writes, fencing,
+//! batch keys), its family's lib (`lua/lib.lua` for the queue, `lua/confirm_lib.lua` for the
+//! confirmation schedule) and its body: the `lua!` macro below. Every script is batched: it
+//! takes many jobs per call, and the Rust side slices big inputs, so the number of script calls
+//! per job stays far below one and no script's cost grows with the size of the queue.
 //!
 //! Job life: [`Queue::enqueue`] → `ready` (or `scheduled`) → [`Queue::claim`] → `running`
 //! (leased, with a fencing token) → [`Queue::complete`] → removed (done), `scheduled` (retry) or
@@ -19,6 +21,25 @@
 //! batch enqueued in several calls cannot complete while workers finish its first jobs. An
 //! admin retry of a dead job takes it out of `done_jobs` and `failed` again; when the batch had
 //! already completed, it never emits a second `batch.completed`.
+
+/// A Lua script of the queue (`lua!(queue "claim.lua")`) or of the confirmation schedule
+/// (`lua!(confirm "confirm_claim.lua")`): `lua/prelude.lua`, then the family's lib, then the
+/// body, joined at build time.
+macro_rules! lua {
+    (queue $body:literal) => {
+        lua!(@ "lua/lib.lua", $body)
+    };
+    (confirm $body:literal) => {
+        lua!(@ "lua/confirm_lib.lua", $body)
+    };
+    (@ $lib:literal, $body:literal) => {
+        ::redis::Script::new(concat!(
+            include_str!("lua/prelude.lua"),
+            include_str!($lib),
+            include_str!(concat!("lua/", $body))
+        ))
+    };
+}
 
 mod admin;
 pub(crate) mod confirm;
@@ -108,15 +129,6 @@ pub(crate) const ADMIN_SLICE: usize = 1000;
 /// Script calls in flight at once when a big input is sliced.
 pub(crate) const IN_FLIGHT: usize = 8;
 
-macro_rules! lua {
-    ($file:literal) => {
-        Script::new(concat!(
-            include_str!("lua/lib.lua"),
-            include_str!(concat!("lua/", $file))
-        ))
-    };
-}
-
 /// The queue's scripts, compiled into the binary.
 pub(crate) struct Scripts {
     pub enqueue: Script,
@@ -153,18 +165,18 @@ impl Scripts {
 }
 
 pub(crate) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
-    enqueue: lua!("enqueue.lua"),
-    seal: lua!("seal.lua"),
-    claim: lua!("claim.lua"),
-    heartbeat: lua!("heartbeat.lua"),
-    complete: lua!("complete.lua"),
-    retry: lua!("retry.lua"),
-    bury: lua!("bury.lua"),
-    release: lua!("release.lua"),
-    reap: lua!("reap.lua"),
-    pause: lua!("pause.lua"),
-    dead_retry: lua!("dead_retry.lua"),
-    dead_purge: lua!("dead_purge.lua"),
+    enqueue: lua!(queue "enqueue.lua"),
+    seal: lua!(queue "seal.lua"),
+    claim: lua!(queue "claim.lua"),
+    heartbeat: lua!(queue "heartbeat.lua"),
+    complete: lua!(queue "complete.lua"),
+    retry: lua!(queue "retry.lua"),
+    bury: lua!(queue "bury.lua"),
+    release: lua!(queue "release.lua"),
+    reap: lua!(queue "reap.lua"),
+    pause: lua!(queue "pause.lua"),
+    dead_retry: lua!(queue "dead_retry.lua"),
+    dead_purge: lua!(queue "dead_purge.lua"),
 });
 
 /// A handle on one queue. Cheap to clone; clones share one multiplexed connection, so

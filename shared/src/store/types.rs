@@ -250,12 +250,14 @@ pub struct ReapReport {
     pub batches_completed: Vec<BatchId>,
 }
 
-/// The job payload as stored in the `jobs` hash.
+/// The job payload as stored in the `jobs` hash, as enqueue wrote it (never rewritten).
 #[derive(Debug, Clone, Deserialize)]
 pub(crate) struct Payload {
     pub env: EnvId,
     pub appids: Vec<AppId>,
     pub batch: BatchId,
+    /// The generation at enqueue (0). Records written by older versions hold the generation of
+    /// a job retried from dead here; a state record naming a generation takes precedence.
     #[serde(default)]
     pub r#gen: u32,
     #[serde(default)]
@@ -275,13 +277,80 @@ impl Payload {
         })
     }
 
-    pub(crate) fn into_job(self, id: JobId) -> ShareJob {
+    /// The job, at generation `state_gen` (from its state record) or, when the record names
+    /// none, the payload's.
+    pub(crate) fn into_job(self, id: JobId, state_gen: Option<u32>) -> ShareJob {
         ShareJob {
             id,
             env: self.env,
             appids: self.appids,
             batch: self.batch,
-            r#gen: self.r#gen,
+            r#gen: state_gen.unwrap_or(self.r#gen),
         }
+    }
+}
+
+/// A job's record in the `state` hash (the grammar `lua/lib.lua` documents at `parse_state`):
+/// `attempts` while waiting, `fence:attempts:worker` while leased, and `/gen` after the
+/// attempts once an operator retried the job from dead (`attempts/gen`, also kept while dead).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct StateRecord {
+    pub attempts: u32,
+    /// The fencing token while leased.
+    pub fence: Option<u64>,
+    /// The lease holder ("" while not leased).
+    pub worker: String,
+    /// The generation, when the record names one (otherwise the payload's holds).
+    pub r#gen: Option<u32>,
+}
+
+impl StateRecord {
+    /// Parses a record; no record is attempts 0, no lease, no generation. Unreadable numbers
+    /// read as 0 / none.
+    pub(crate) fn parse(record: Option<&str>) -> Self {
+        let Some(record) = record else {
+            return Self::default();
+        };
+        let (fence, counts, worker) = match record.splitn(3, ':').collect::<Vec<_>>()[..] {
+            [f, c, w] => (f.parse().ok(), c, w),
+            [c, ..] => (None, c, ""),
+            [] => (None, "", ""),
+        };
+        let (attempts, r#gen) = match counts.split_once('/') {
+            Some((a, g)) => (a, g.parse().ok()),
+            None => (counts, None),
+        };
+        Self {
+            attempts: attempts.parse().unwrap_or(0),
+            fence,
+            worker: worker.to_owned(),
+            r#gen,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_state_record_reads_in_every_form() {
+        let rec = |a, fence, worker: &str, g| StateRecord {
+            attempts: a,
+            fence,
+            worker: worker.to_owned(),
+            r#gen: g,
+        };
+        assert_eq!(StateRecord::parse(None), rec(0, None, "", None));
+        assert_eq!(StateRecord::parse(Some("3")), rec(3, None, "", None));
+        assert_eq!(StateRecord::parse(Some("0/2")), rec(0, None, "", Some(2)));
+        assert_eq!(
+            StateRecord::parse(Some("41:2:host-1-ab")),
+            rec(2, Some(41), "host-1-ab", None)
+        );
+        assert_eq!(
+            StateRecord::parse(Some("41:1/3:w:with:colons")),
+            rec(1, Some(41), "w:with:colons", Some(3))
+        );
     }
 }

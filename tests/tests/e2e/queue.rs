@@ -572,6 +572,138 @@ async fn dead_jobs_can_be_listed_newest_first_retried_and_purged() {
     assert_eq!((s.dead, s.ready, s.jobs), (0, 1, 1));
 }
 
+fn dead_now(l: &Lease) -> Ack {
+    Ack::new(
+        l.clone(),
+        Outcome::Dead {
+            reason: FailReason::PermanentError,
+            errcode: Some(40101),
+            errmsg: "nope".into(),
+        },
+    )
+}
+
+#[tokio::test]
+async fn the_generation_lives_in_the_state_record_and_old_payloads_still_count() {
+    let (q, clock) = queue("q-gen").await;
+    let (k, w) = (q.keys().clone(), WorkerId::new("w"));
+    let hget = |key: String, id: JobId| {
+        let mut conn = q.connection();
+        async move {
+            redis::cmd("HGET")
+                .arg(key)
+                .arg(id.as_str())
+                .query_async::<Option<String>>(&mut conn)
+                .await
+                .unwrap()
+        }
+    };
+    q.enqueue(vec![new_job("e", &[1], "b")], EnqueueOptions::default())
+        .await
+        .unwrap();
+    let l = claim(&q, &w, 1).await;
+    let id = l[0].job.id.clone();
+    let payload = hget(k.jobs(), id.clone()).await.unwrap();
+    assert!(payload.contains(r#""gen":0"#), "{payload}");
+    // Dead twice, retried twice: the generation counts in the state record, which a dead job
+    // keeps once past 0; the payload stays as enqueue wrote it.
+    q.complete(vec![dead_now(&l[0])]).await.unwrap();
+    assert_eq!(hget(k.state(), id.clone()).await, None);
+    assert_eq!(q.dead_retry(DeadSelection::All).await.unwrap(), 1);
+    assert_eq!(hget(k.state(), id.clone()).await.as_deref(), Some("0/1"));
+    let l = claim(&q, &w, 1).await;
+    assert_eq!((l[0].job.r#gen, l[0].attempt), (1, 1));
+    q.complete(vec![dead_now(&l[0])]).await.unwrap();
+    assert_eq!(hget(k.state(), id.clone()).await.as_deref(), Some("1/1"));
+    let dead = q.dead_list(0, 1).await.unwrap();
+    assert_eq!(dead[0].job.as_ref().map(|j| j.r#gen), Some(1));
+    assert_eq!(q.dead_retry(DeadSelection::All).await.unwrap(), 1);
+    assert_eq!(q.job(&id).await.unwrap().unwrap().job.r#gen, 2);
+    assert_eq!(hget(k.jobs(), id.clone()).await.unwrap(), payload);
+    // Through a transient retry and a lease expiry the generation stays.
+    let l = claim(&q, &w, 1).await;
+    assert_eq!(l[0].job.r#gen, 2);
+    let retry = Outcome::RetryAt {
+        at_ms: clock.now_ms(),
+        errcode: None,
+        errmsg: "busy".into(),
+    };
+    q.complete(vec![Ack::new(l[0].clone(), retry)])
+        .await
+        .unwrap();
+    assert_eq!(hget(k.state(), id.clone()).await.as_deref(), Some("1/2"));
+    for attempt in 2..=3 {
+        let l = claim(&q, &w, 1).await;
+        assert_eq!((l[0].job.r#gen, l[0].attempt), (2, attempt));
+        clock.advance(Duration::from_millis(LEASE_MS + 1));
+    }
+    assert_eq!(q.reap(10).await.unwrap().buried, 1);
+    let failed: Vec<String> = events(&q)
+        .await
+        .into_iter()
+        .filter(|e| e.type_name() == "share.failed")
+        .map(|e| e.id)
+        .collect();
+    let a = app(1);
+    assert_eq!(
+        failed,
+        [
+            format!("{id}.0.{a}"),
+            format!("{id}.1.{a}"),
+            format!("{id}.2.{a}")
+        ]
+    );
+    let purge = DeadSelection::Ids(vec![id.clone()]);
+    assert_eq!(q.dead_purge(purge).await.unwrap(), 1);
+    assert_eq!(hget(k.state(), id).await, None);
+
+    // A record written by an older version: the generation inside the payload, none in the
+    // state record. It is read from the payload, and a retry from dead counts on from it.
+    let rep = q
+        .enqueue(vec![new_job("e", &[2], "b2")], EnqueueOptions::default())
+        .await
+        .unwrap();
+    let old = rep.job_ids[0].clone();
+    let patched = hget(k.jobs(), old.clone())
+        .await
+        .unwrap()
+        .replace(r#""gen":0"#, r#""gen":5"#);
+    redis::cmd("HSET")
+        .arg(k.jobs())
+        .arg(old.as_str())
+        .arg(&patched)
+        .query_async::<()>(&mut q.connection())
+        .await
+        .unwrap();
+    for attempt in 1..=3 {
+        let l = claim(&q, &w, 1).await;
+        assert_eq!(
+            (&l[0].job.id, l[0].job.r#gen, l[0].attempt),
+            (&old, 5, attempt)
+        );
+        clock.advance(Duration::from_millis(LEASE_MS + 1));
+    }
+    assert_eq!(q.reap(10).await.unwrap().buried, 1);
+    let ev = events(&q).await;
+    let last = ev
+        .iter()
+        .rfind(|e| e.type_name() == "share.failed")
+        .unwrap();
+    assert_eq!(last.id, format!("{old}.5.{}", app(2)));
+    assert_eq!(
+        q.dead_list(0, 1).await.unwrap()[0]
+            .job
+            .as_ref()
+            .unwrap()
+            .r#gen,
+        5
+    );
+    assert_eq!(q.dead_retry(DeadSelection::All).await.unwrap(), 1);
+    assert_eq!(hget(k.state(), old.clone()).await.as_deref(), Some("0/6"));
+    assert_eq!(claim(&q, &w, 1).await[0].job.r#gen, 6);
+    assert_eq!(hget(k.jobs(), old).await.unwrap(), patched);
+}
+
 #[tokio::test]
 async fn stats_count_jobs_per_state_and_live_workers() {
     let (q, clock) = queue("q-stats").await;

@@ -19,34 +19,25 @@ for r = 1, n do
   i = i + 7 + 2 * ne + nf
 end
 local states = chunked_get('HMGET', K_STATE, ids)
-local ended = {}
-local gone, dead, info, stale, free = {}, {}, {}, {}, {}
+local gr, stale = graves(), {}
 for r = 1, n do
   local at, ne, nf = recs[r][1], recs[r][2], recs[r][3]
   local id = ARGV[at]
-  local _, fence = parse_state(states[r])
-  if fence and fence == ARGV[at + 1] and not ended[id] then
-    -- The job ends here, so a duplicate later in ARGV is stale.
-    ended[id] = true
-    gone[#gone + 1] = id
-    dead[#dead + 1] = NOW_S
-    dead[#dead + 1] = id
-    info[#info + 1] = id
-    info[#info + 1] = ARGV[at + 4]
+  if applies(states[r], ARGV[at + 1], id) then
+    local a, _, g = parse_state(states[r])
+    dig(gr, id, a, g, ARGV[at + 4])
     for e = 0, ne - 1 do
       xadd(ARGV[at + 6 + 2 * e], ARGV[at + 7 + 2 * e])
     end
     local fat = at + 7 + 2 * ne
     for k = 0, nf - 1 do
-      free[#free + 1] = ARGV[fat + k]
+      gr.free[#gr.free + 1] = ARGV[fat + k]
     end
     bump_batch(ARGV[at + 2], 1, 0, tonumber(ARGV[at + 3]))
   else
     stale[#stale + 1] = id
   end
 end
-if #gone > 0 then
-  chunked('ZREM', K_RUNNING, gone, 1)
-  write_dead(gone, dead, info, free)
-end
-return { #gone, stale, flush_batches() }
+chunked('ZREM', K_RUNNING, gr.ids, 1)
+local applied = write_dead(gr)
+return { applied, stale, flush_batches() }

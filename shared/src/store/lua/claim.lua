@@ -8,8 +8,9 @@
 -- ARGV[8] max attempts (tries in all)
 -- ARGV[9] promote slice, ARGV[10] reap slice (<= 1000 each)
 -- returns: {"paused", until_ms, reason, {completed batch ids}}
---       or {"jobs", {id, fence, attempt, payload, ...}, {completed batch ids}}
---          (fence and attempt are integer replies)
+--       or {"jobs", {id, fence, attempt, gen, payload, ...}, {completed batch ids}}
+--          (fence, attempt and gen are integer replies; gen 0: the job's state record has no
+--          generation, the payload's "gen" holds it)
 --          (completed batch ids: batches a lease_expired reap just finished)
 -- Cost: O(log n) per job; at most max + promote + reap slice jobs touched.
 local worker, max, lease = ARGV[5], tonumber(ARGV[6]), tonumber(ARGV[7])
@@ -51,9 +52,10 @@ for i = 1, n do
   local payload = payloads[i]
   if payload then
     local s = states[i]
-    local a = 1
+    local a, g = 1, 0
     if s then
-      a = parse_state(s) + 1
+      local sa, _, sg = parse_state(s)
+      a, g = sa + 1, sg or 0
     end
     local f = last - n + i
     local lo = f % 100
@@ -61,8 +63,13 @@ for i = 1, n do
     if hi ~= cur_hi then
       cur_hi, hi_s = hi, int(hi)
     end
+    local fs = hi > 0 and hi_s .. D2[lo] or int(f)
     sset[k + 1] = id
-    sset[k + 2] = (hi > 0 and hi_s .. D2[lo] or int(f)) .. ':' .. small(a) .. suffix
+    if g > 0 then
+      sset[k + 2] = fs .. ':' .. small(a) .. '/' .. int(g) .. suffix
+    else
+      sset[k + 2] = fs .. ':' .. small(a) .. suffix
+    end
     run[k + 1] = deadline
     run[k + 2] = id
     k = k + 2
@@ -70,8 +77,9 @@ for i = 1, n do
     out[o + 1] = id
     out[o + 2] = f
     out[o + 3] = a
-    out[o + 4] = payload
-    o = o + 4
+    out[o + 4] = g
+    out[o + 5] = payload
+    o = o + 5
   else
     -- A ready id without a payload cannot run; drop its state rather than loop on it.
     orphans[#orphans + 1] = id

@@ -22,15 +22,12 @@ for r = 1, n do
   i = i + 5 + acc + 2 * rej
 end
 local states = chunked_get('HMGET', K_STATE, ids)
-local ended = {}
 local done, stale, free = {}, {}, {}
 local nd, nf = 0, 0
 for r = 1, n do
   local at = pos[r]
   local id = ids[r]
-  if holds(states[r], ARGV[at + 1]) and not ended[id] then
-    -- The job ends here, so a duplicate later in ARGV is stale.
-    ended[id] = true
+  if applies(states[r], ARGV[at + 1], id) then
     nd = nd + 1
     done[nd] = id
     local acc, rej = accs[r], rejs[r]

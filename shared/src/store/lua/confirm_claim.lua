@@ -1,7 +1,7 @@
--- claim.lua: lease due schedule entries to one watcher: their score becomes the lease deadline
--- (so nobody else takes them until then) and they get one new fencing token.
--- KEYS[1..5] see lib.lua
--- ARGV[1..4] see lib.lua
+-- confirm_claim.lua: lease due schedule entries to one watcher: their score becomes the lease
+-- deadline (so nobody else takes them until then) and they get one new fencing token.
+-- KEYS[1..5] see confirm_lib.lua
+-- ARGV[1..4] now (ms), now ISO-8601, key prefix, events MAXLEN (see prelude.lua)
 -- ARGV[5] lease (ms)   ARGV[6] max entries (<= 1000)
 -- returns: {fence, id1, info1, id2, info2, …} (just {fence} when nothing is due)
 -- Cost: O(log n) per entry taken.
@@ -12,7 +12,7 @@ if #due == 0 then
   return out
 end
 local infos = redis.call('HMGET', K_INFO, unpack(due))
-local deadline = tonumber(NOW_S) + tonumber(ARGV[5])
+local deadline = NOW + tonumber(ARGV[5])
 local f = tostring(fence)
 for j, id in ipairs(due) do
   if infos[j] then

@@ -1,7 +1,7 @@
--- intake.lua: take events read by the confirmation consumer group into the schedule, and ack
--- them in the same script, so an event is scheduled exactly when its ack is applied.
--- KEYS[1..5] see lib.lua
--- ARGV[1..4] see lib.lua
+-- confirm_intake.lua: take events read by the confirmation consumer group into the schedule,
+-- and ack them in the same script, so an event is scheduled exactly when its ack is applied.
+-- KEYS[1..5] see confirm_lib.lua
+-- ARGV[1..4] now (ms), now ISO-8601, key prefix, events MAXLEN (see prelude.lua)
 -- ARGV[5] consumer group   ARGV[6] number of entries, then per entry:
 --         stream entry id, kind, and
 --           kind "a" (share.accepted): schedule entry id, first check ms, info JSON

@@ -1,40 +1,24 @@
--- lib.lua: prelude of every confirmation script (not a script of its own).
+-- confirm_lib.lua: the confirmation lib, after prelude.lua at the start of every confirmation
+-- script (not a script of its own).
 --
--- Every confirmation script receives the same KEYS (built by keys.rs, in this order) and the
--- same first four ARGV; script-specific ARGV start at ARGV[5].
+-- Every confirmation script receives the same KEYS (built by confirm.rs from keys.rs, in this
+-- order) and the common ARGV of prelude.lua; script-specific ARGV start at ARGV[5].
 -- KEYS[1]  envshare:{q}:events        (stream) fields type, event
--- KEYS[2]  envshare:{q}:confirm       (zset)   entry id -> next check ms (lease deadline if claimed)
+-- KEYS[2]  envshare:{q}:confirm       (zset)   entry id -> next check ms (lease deadline if
+--                                              claimed)
 -- KEYS[3]  envshare:{q}:confirm:info  (hash)   entry id -> JSON {env, appid, batch_id, job_id,
 --                                              accepted_at, checks}
--- KEYS[4]  envshare:{q}:confirm:lease (hash)   entry id -> fencing token of its claim
+-- KEYS[4]  envshare:{q}:confirm:lease (hash)   entry id -> fencing token of its claim (the
+--                                              token alone: the whole record is compared)
 -- KEYS[5]  envshare:{q}:confirm:fence (string) last fencing token
--- ARGV[1]  now (ms)
--- ARGV[2]  now as ISO-8601 UTC (the `at` of events rendered here)
--- ARGV[3]  key prefix "envshare:{q}:" (batch hashes are PREFIX .. "batch:" .. id)
--- ARGV[4]  events stream MAXLEN (approximate trim)
 
 local K_EVENTS, K_CONFIRM, K_INFO, K_LEASE, K_FENCE = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
-local NOW_S = ARGV[1]
-local AT = ARGV[2]
-local PREFIX = ARGV[3]
-local MAXLEN = ARGV[4]
-
-local events_added = false
-local function xadd(kind, json)
-  redis.call('XADD', K_EVENTS, '*', 'type', kind, 'event', json)
-  events_added = true
-end
-
-local function trim_events()
-  if events_added then
-    redis.call('XTRIM', K_EVENTS, 'MAXLEN', '~', MAXLEN)
-  end
-end
+local xadd, trim_events = event_stream(K_EVENTS)
 
 -- Emits batch.confirmed (once: the `confirmed` field guards it) when the batch has completed
 -- (every share request ended) and each accepted appid is bound or unconfirmed.
 local function maybe_confirm(id)
-  local key = PREFIX .. 'batch:' .. id
+  local key = batch_key(id)
   local h = redis.call('HMGET', key, 'completed', 'confirmed', 'accepted', 'bound', 'unconfirmed')
   if h[1] ~= '1' or h[2] == '1' then
     return false
@@ -52,4 +36,3 @@ local function maybe_confirm(id)
   }))
   return true
 end
-

@@ -1,8 +1,8 @@
--- settle.lua: apply the outcome of one batchgetenvid call to the entries it checked. Fenced: an
--- entry whose lease token is not ARGV[5] (its lease expired and another watcher took it) is
--- stale and nothing is written for it.
--- KEYS[1..5] see lib.lua
--- ARGV[1..4] see lib.lua
+-- confirm_settle.lua: apply the outcome of one batchgetenvid call to the entries it checked.
+-- Fenced: an entry whose lease record is not the token ARGV[5] (its lease expired and another
+-- watcher took it) is stale and nothing is written for it.
+-- KEYS[1..5] see confirm_lib.lua
+-- ARGV[1..4] now (ms), now ISO-8601, key prefix, events MAXLEN (see prelude.lua)
 -- ARGV[5] fence   ARGV[6] number of entries, then per entry: id, action, and
 --           action "b" (bound): batch id, share.bound event JSON
 --           action "u" (window over): batch id, share.unconfirmed event JSON
@@ -35,7 +35,7 @@ for _ = 1, n do
     redis.call('ZREM', K_CONFIRM, id)
     redis.call('HDEL', K_INFO, id)
     redis.call('HDEL', K_LEASE, id)
-    redis.call('HINCRBY', PREFIX .. 'batch:' .. batch, field, 1)
+    redis.call('HINCRBY', batch_key(batch), field, 1)
     if not touched[batch] then
       touched[batch] = true
       order[#order + 1] = batch

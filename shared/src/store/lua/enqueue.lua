@@ -154,7 +154,7 @@ if created > 0 then
   end
   chunked('ZADD', K_DEDUPE, dd, 2)
   for _, b in ipairs(batch_list) do
-    local key = PREFIX .. 'batch:' .. b
+    local key = batch_key(b)
     redis.call('HINCRBY', key, 'jobs', batch_jobs[b])
     redis.call('HINCRBY', key, 'appids', batch_appids[b])
     redis.call('HSETNX', key, 'created_at', NOW_S)

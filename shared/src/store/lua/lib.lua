@@ -1,12 +1,13 @@
--- lib.lua: shared prelude, prepended to every queue script (not a script of its own).
+-- lib.lua: the queue's lib, after prelude.lua at the start of every queue script (not a script
+-- of its own).
 --
--- Every script receives the same KEYS (built by keys.rs, in this order) and the same first
--- four ARGV; script-specific ARGV start at ARGV[5].
+-- Every queue script receives the same KEYS (built by keys.rs, in this order) and the common
+-- ARGV of prelude.lua; script-specific ARGV start at ARGV[5].
 -- KEYS[1]  envshare:{q}:jobs       (hash)   job id -> payload JSON
 -- KEYS[2]  envshare:{q}:ready      (zset)   job id -> ms it became ready
 -- KEYS[3]  envshare:{q}:scheduled  (zset)   job id -> run-at ms
 -- KEYS[4]  envshare:{q}:running    (zset)   job id -> lease deadline ms
--- KEYS[5]  envshare:{q}:state      (hash)   job id -> "attempts" or "fence:attempts:worker";
+-- KEYS[5]  envshare:{q}:state      (hash)   job id -> state record (see parse_state below);
 --                                           plus the field ":encoding" (see pin_state below)
 -- KEYS[6]  envshare:{q}:fence      (string) last fencing token
 -- KEYS[7]  envshare:{q}:dead       (zset)   job id -> ms it died
@@ -18,26 +19,14 @@
 -- KEYS[13] envshare:{q}:stats      (hash)   counters
 -- KEYS[14] envshare:{q}:batches    (zset)   batch id -> created ms
 -- KEYS[15] envshare:{q}:wake       (pub/sub channel) published when jobs become ready
--- ARGV[1]  now (ms)
--- ARGV[2]  now as ISO-8601 UTC (the `at` of events rendered here)
--- ARGV[3]  key prefix "envshare:{q}:" (batch hashes are PREFIX .. "batch:" .. id)
--- ARGV[4]  events stream MAXLEN (approximate trim)
 
 local K_JOBS, K_READY, K_SCHED, K_RUNNING, K_STATE = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local K_FENCE, K_DEAD, K_DEAD_INFO, K_EVENTS, K_DEDUPE = KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10]
 local K_PAUSE, K_WORKERS, K_STATS, K_BATCHES, K_WAKE = KEYS[11], KEYS[12], KEYS[13], KEYS[14], KEYS[15]
-local NOW_S = ARGV[1]
-local NOW = tonumber(ARGV[1])
-local AT = ARGV[2]
-local PREFIX = ARGV[3]
-local MAXLEN = ARGV[4]
+local xadd, trim_events = event_stream(K_EVENTS)
 
 -- Lua's unpack() fails past a few thousand values, so variadic commands take bounded slices.
 local CHUNK = 1000
-
-local function int(n)
-  return string.format('%d', n)
-end
 
 -- Calls `cmd key v1 v2 ...` over `items` in slices of at most CHUNK values; `width` is the
 -- number of values per record (2 for ZADD score/member, HSET field/value), so no record is split.
@@ -77,23 +66,46 @@ local function chunked_get(cmd, key, ids)
   return out
 end
 
--- "attempts" (waiting) or "fence:attempts:worker" (leased) -> attempts (number), fence (string
--- or nil).
+-- A job's state record (a field of K_STATE):
+--   "attempts"                 waiting (ready or scheduled) after at least one claim
+--   "fence:attempts:worker"    leased (running)
+-- When the job's generation is above 0 (an operator retried it from dead), "/gen" follows the
+-- attempts: "attempts/gen", "fence:attempts/gen:worker", and a dead job keeps "attempts/gen".
+-- No record: attempts 0 and generation 0. A record without "/gen" leaves the generation to the
+-- payload's "gen" field, which records written by older versions carry.
+-- parse_state returns attempts (number), fence (string or nil), generation (number or nil).
 local function parse_state(s)
   if not s then
-    return 0, nil
+    return 0, nil, nil
   end
-  local f, a = string.match(s, '^(%d+):(%d+)')
+  local f, a, g = string.match(s, '^(%d+):(%d+)/?(%d*)')
   if f then
-    return tonumber(a), f
+    return tonumber(a), f, tonumber(g)
   end
-  return tonumber(s) or 0, nil
+  a, g = string.match(s, '^(%d*)/?(%d*)')
+  return tonumber(a) or 0, nil, tonumber(g)
 end
 
--- Whether state `s` is the lease with fencing token `fence` (ARGV digits): the token is the
--- prefix up to the first ':'. Builds no string, unlike a pattern capture.
-local function holds(s, fence)
-  return s and string.find(s, fence, 1, true) == 1 and string.byte(s, #fence + 1) == 58
+-- The waiting record of a job with `a` attempts and generation `g` (a number or nil).
+local function waiting(a, g)
+  if g and g > 0 then
+    return int(a) .. '/' .. int(g)
+  end
+  return int(a)
+end
+
+-- The jobs this call has ended, so a job acked twice in one call is applied once.
+local ended = {}
+
+-- The ack gate of complete, retry, bury and release: whether the ack of job `id` with token
+-- `fence` applies. It does when the job's state record holds that lease and no earlier ack of
+-- this call ended the job; the job ends here, so a duplicate later in ARGV is stale.
+local function applies(record, fence, id)
+  if holds(record, fence) and not ended[id] then
+    ended[id] = true
+    return true
+  end
+  return false
 end
 
 -- Decimal digits, and strings of small counts, so the hot paths skip a sprintf for them.
@@ -119,21 +131,6 @@ local PIN = ':encoding'
 local PIN_VALUE = 'this value is longer than hash-max-listpack-value so the hash stays a hash table'
 local function pin_state()
   redis.call('HSETNX', K_STATE, PIN, PIN_VALUE)
-end
-
--- Events are appended without MAXLEN and the stream is trimmed once per script call (see
--- trim_events): the same approximate trim, without three extra arguments on every XADD.
-local events_added = false
-local function xadd(kind, json)
-  redis.call('XADD', K_EVENTS, '*', 'type', kind, 'event', json)
-  events_added = true
-end
-
-local function trim_events()
-  if events_added then
-    redis.call('XTRIM', K_EVENTS, 'MAXLEN', '~', MAXLEN)
-    events_added = false
-  end
 end
 
 -- Batch counter deltas of this call, flushed once per batch at the end.
@@ -174,7 +171,7 @@ local function flush_batches()
   local completed = {}
   for _, id in ipairs(batch_order) do
     local d = batch_delta[id]
-    local key = PREFIX .. 'batch:' .. id
+    local key = batch_key(id)
     local h = redis.call('HMGET', key, 'jobs', 'done_jobs', 'sealed', 'completed', 'appids',
       'accepted', 'failed')
     h[2] = (tonumber(h[2] or 0) or 0) + d[1]
@@ -189,24 +186,51 @@ local function flush_batches()
   return completed
 end
 
-local function share_failed(p, job_id, appid, attempts, errmsg, reason)
+-- The share.failed event of `appid` of job `job_id` (payload `p`, generation `gen`).
+local function share_failed(p, job_id, gen, appid, attempts, errmsg, reason)
   return cjson.encode({
-    v = 1, id = job_id .. '.' .. int(p.gen or 0) .. '.' .. appid, type = 'share.failed', at = AT,
+    v = 1, id = job_id .. '.' .. int(gen) .. '.' .. appid, type = 'share.failed', at = AT,
     job_id = job_id, batch_id = p.batch, env = p.env, appid = appid, confirm_url = cjson.null,
     attempts = attempts, errcode = cjson.null, errmsg = errmsg, reason = reason,
   })
 end
 
--- Writes jobs to dead: `gone` ids leave `state`, `dead` is ZADD pairs (died ms, id), `info` is
--- HSET pairs (id, JSON), `free` the dedupe members to release (a re-import retries them).
-local function write_dead(gone, dead, info, free)
-  chunked('HDEL', K_STATE, gone, 1)
-  chunked('ZADD', K_DEAD, dead, 2)
-  chunked('HSET', K_DEAD_INFO, info, 2)
-  if #free > 0 then
-    chunked('ZREM', K_DEDUPE, free, 1)
+-- Jobs moving to dead in one call: `ids`; the state records to delete (`drop`, ids: generation
+-- 0) and to keep as "attempts/gen" (`keep`, HSET pairs: a later generation, which dead_retry
+-- counts on from); `dead` ZADD pairs (died ms, id); `info` HSET pairs (id, dead info JSON);
+-- `free` the dedupe members to release (a re-import retries them).
+local function graves()
+  return { ids = {}, drop = {}, keep = {}, dead = {}, info = {}, free = {} }
+end
+
+-- Adds job `id` (`a` attempts, generation `g`: a number or nil) with its dead info JSON to `gr`.
+local function dig(gr, id, a, g, info)
+  gr.ids[#gr.ids + 1] = id
+  if g and g > 0 then
+    gr.keep[#gr.keep + 1] = id
+    gr.keep[#gr.keep + 1] = waiting(a, g)
+  else
+    gr.drop[#gr.drop + 1] = id
   end
-  redis.call('HINCRBY', K_STATS, 'dead', #gone)
+  gr.dead[#gr.dead + 1] = NOW_S
+  gr.dead[#gr.dead + 1] = id
+  gr.info[#gr.info + 1] = id
+  gr.info[#gr.info + 1] = info
+end
+
+-- Moves the jobs of `gr` to dead. Returns how many.
+local function write_dead(gr)
+  local n = #gr.ids
+  if n == 0 then
+    return 0
+  end
+  chunked('HDEL', K_STATE, gr.drop, 1)
+  chunked('HSET', K_STATE, gr.keep, 2)
+  chunked('ZADD', K_DEAD, gr.dead, 2)
+  chunked('HSET', K_DEAD_INFO, gr.info, 2)
+  chunked('ZREM', K_DEDUPE, gr.free, 1)
+  redis.call('HINCRBY', K_STATS, 'dead', n)
+  return n
 end
 
 -- Ends the leases of `moved` (job ids): out of running, into the sorted set `zset` with the
@@ -226,7 +250,7 @@ local function reap(limit, max_attempts)
     return 0, 0
   end
   local states = chunked_get('HMGET', K_STATE, ids)
-  local ready, sset, dead, info, gone, free = {}, {}, {}, {}, {}, {}
+  local ready, sset, gr = {}, {}, graves()
   -- A requeued orphan goes to the FRONT of ready (just ahead of the oldest ready job): it has
   -- waited its turn once already, and a crash must not send it behind the whole backlog.
   local head = redis.call('ZRANGE', K_READY, 0, 0, 'WITHSCORES')
@@ -235,29 +259,26 @@ local function reap(limit, max_attempts)
     requeue_at = int(tonumber(head[2]) - 1)
   end
   for i, id in ipairs(ids) do
-    local a = parse_state(states[i])
+    local a, _, g = parse_state(states[i])
     if a >= max_attempts then
-      gone[#gone + 1] = id
-      dead[#dead + 1] = NOW_S
-      dead[#dead + 1] = id
-      info[#info + 1] = id
-      info[#info + 1] = cjson.encode({ reason = 'lease_expired', errcode = cjson.null,
-        errmsg = 'lease expired', attempts = a, at = NOW })
       -- Rare path: only a job dying here needs its payload, for its events.
       local raw = redis.call('HGET', K_JOBS, id)
       if raw then
         local p = cjson.decode(raw)
+        g = g or tonumber(p.gen) or 0
         for _, appid in ipairs(p.appids) do
-          xadd('share.failed', share_failed(p, id, appid, a, 'lease expired', 'lease_expired'))
-          free[#free + 1] = p.env .. '/' .. appid
+          xadd('share.failed', share_failed(p, id, g, appid, a, 'lease expired', 'lease_expired'))
+          gr.free[#gr.free + 1] = p.env .. '/' .. appid
         end
         bump_batch(p.batch, 1, 0, #p.appids)
       end
+      dig(gr, id, a, g, cjson.encode({ reason = 'lease_expired', errcode = cjson.null,
+        errmsg = 'lease expired', attempts = a, at = NOW }))
     else
       ready[#ready + 1] = requeue_at
       ready[#ready + 1] = id
       sset[#sset + 1] = id
-      sset[#sset + 1] = int(a)
+      sset[#sset + 1] = waiting(a, g)
     end
   end
   chunked('ZREM', K_RUNNING, ids, 1)
@@ -266,11 +287,11 @@ local function reap(limit, max_attempts)
     chunked('HSET', K_STATE, sset, 2)
     redis.call('HINCRBY', K_STATS, 'reaped', #ready / 2)
   end
-  if #gone > 0 then
-    write_dead(gone, dead, info, free)
-    redis.call('HINCRBY', K_STATS, 'lease_expired', #gone)
+  local buried = write_dead(gr)
+  if buried > 0 then
+    redis.call('HINCRBY', K_STATS, 'lease_expired', buried)
   end
-  return #ready / 2, #gone
+  return #ready / 2, buried
 end
 
 -- Moves up to `limit` due scheduled jobs to ready, keeping the run-at as ready score.

@@ -7,17 +7,16 @@
 local n = tonumber(ARGV[5])
 local ids = argv_ids(6, n, 2)
 local states = chunked_get('HMGET', K_STATE, ids)
-local ended, moved, ready, sset, stale = {}, {}, {}, {}, {}
+local moved, ready, sset, stale = {}, {}, {}, {}
 for r = 1, n do
   local id = ids[r]
-  local a, fence = parse_state(states[r])
-  if fence and fence == ARGV[5 + 2 * r] and not ended[id] then
-    ended[id] = true
+  if applies(states[r], ARGV[5 + 2 * r], id) then
+    local a, _, g = parse_state(states[r])
     moved[#moved + 1] = id
     ready[#ready + 1] = NOW_S
     ready[#ready + 1] = id
     sset[#sset + 1] = id
-    sset[#sset + 1] = int(math.max(a - 1, 0))
+    sset[#sset + 1] = waiting(math.max(a - 1, 0), g)
   else
     stale[#stale + 1] = id
   end

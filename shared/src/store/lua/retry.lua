@@ -9,14 +9,13 @@
 local n = tonumber(ARGV[5])
 local ids = argv_ids(6, n, 4)
 local states = chunked_get('HMGET', K_STATE, ids)
-local ended, moved, sched, sset, stale = {}, {}, {}, {}, {}
+local moved, sched, sset, stale = {}, {}, {}, {}
 local retried, deferred = 0, 0
 for r = 1, n do
   local at = 2 + 4 * r
   local id = ARGV[at]
-  local a, fence = parse_state(states[r])
-  if fence and fence == ARGV[at + 1] and not ended[id] then
-    ended[id] = true
+  if applies(states[r], ARGV[at + 1], id) then
+    local a, _, g = parse_state(states[r])
     moved[#moved + 1] = id
     sched[#sched + 1] = ARGV[at + 2]
     sched[#sched + 1] = id
@@ -27,7 +26,7 @@ for r = 1, n do
       retried = retried + 1
     end
     sset[#sset + 1] = id
-    sset[#sset + 1] = int(a)
+    sset[#sset + 1] = waiting(a, g)
   else
     stale[#stale + 1] = id
   end

@@ -5,7 +5,7 @@
 -- returns: 1 when sealing completed the batch (every job had already ended; batch.completed
 --          was emitted now), 0 otherwise (also when it was sealed or completed before)
 local id = ARGV[5]
-local key = PREFIX .. 'batch:' .. id
+local key = batch_key(id)
 redis.call('HSET', key, 'sealed', '1')
 redis.call('HSETNX', key, 'created_at', NOW_S)
 redis.call('ZADD', K_BATCHES, 'NX', NOW_S, id)
