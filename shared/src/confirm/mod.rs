@@ -8,13 +8,13 @@
 //! 1. **Intake**: read the events stream as a member of the consumer group
 //!    [`CONFIRM_GROUP`] and, per `share.accepted`, add an entry to the durable schedule
 //!    (`confirm` zset + `confirm:info` hash, keyed by the event's stable id) in the same script
-//!    that XACKs the event (`lua/intake.lua`). A crash before that script leaves the event
+//!    that XACKs the event (`store/lua/confirm_intake.lua`). A crash before that script leaves the event
 //!    pending; entries idle longer than [`ConfirmSettings::claim_idle`] are taken over with
 //!    XAUTOCLAIM by any watcher.
-//! 2. **Checks**: lease the due entries in bounded slices (`lua/claim.lua`, score = lease
+//! 2. **Checks**: lease the due entries in bounded slices (`store/lua/confirm_claim.lua`, score = lease
 //!    deadline, one fencing token), group them into `batchgetenvid` calls of up to
 //!    [`ConfirmSettings::batch`] appids through the global rate limit and the shared token, and
-//!    apply each call's outcome in one fenced script (`lua/settle.lua`). A watcher that dies
+//!    apply each call's outcome in one fenced script (`store/lua/confirm_settle.lua`). A watcher that dies
 //!    mid-check loses nothing: the lease expires and another watcher checks again.
 //!
 //! The queue's own scripts are untouched: the hot path pays nothing for this.

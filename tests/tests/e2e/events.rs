@@ -296,3 +296,38 @@ async fn a_lapsed_lease_writes_share_failed_and_batch_completed_as_serde_does() 
             .all(|(t, json)| t != "share.failed" || json.contains(r#""reason":"lease_expired""#))
     );
 }
+
+/// The prelude's JSON writer against serde_json, on strings that need escaping (quotes,
+/// backslashes, control characters), and ones that must not be escaped (`/`, DEL, non-ASCII).
+#[tokio::test]
+async fn the_lua_json_writer_escapes_strings_as_serde_does() {
+    let prelude = include_str!("../../../shared/src/store/lua/prelude.lua");
+    let script = redis::Script::new(&format!(
+        "{prelude}\nreturn json_object({{'s', ARGV[5], 'n', 42, 'z', cjson.null}})"
+    ));
+    let mut conn = TestRedis::shared().conn().await;
+    let samples = [
+        "plain".to_owned(),
+        "quote \" backslash \\ slash / del \u{7f}".to_owned(),
+        "newline \n return \r tab \t backspace \u{8} formfeed \u{c}".to_owned(),
+        (0u8..32).map(char::from).collect::<String>(),
+        "微信 云开发 ✓ 😀".to_owned(),
+        "https://open.weixin.qq.com/x?a=1&b=<2>".to_owned(),
+    ];
+    for s in samples {
+        let lua: String = script
+            .arg("0")
+            .arg("1970-01-01T00:00:00.000Z")
+            .arg("p:")
+            .arg("10")
+            .arg(&s)
+            .invoke_async(&mut conn)
+            .await
+            .expect("the prelude runs");
+        let serde = format!(
+            r#"{{"s":{},"n":42,"z":null}}"#,
+            serde_json::to_string(&s).unwrap()
+        );
+        assert_eq!(lua, serde, "for {s:?}");
+    }
+}

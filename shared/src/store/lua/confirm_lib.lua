@@ -30,9 +30,9 @@ local function maybe_confirm(id)
     return false
   end
   redis.call('HSET', key, 'confirmed', '1', 'confirmed_at', NOW_S)
-  xadd('batch.confirmed', cjson.encode({
-    v = 1, id = 'batch.' .. id .. '.confirmed', type = 'batch.confirmed', at = AT,
-    batch_id = id, accepted = acc, bound = b, unconfirmed = u,
+  xadd('batch.confirmed', json_object({
+    'v', 1, 'id', 'batch.' .. id .. '.confirmed', 'at', AT, 'type', 'batch.confirmed',
+    'batch_id', id, 'accepted', acc, 'bound', b, 'unconfirmed', u,
   }))
   return true
 end

@@ -154,10 +154,10 @@ local function maybe_complete(id, key, h)
   local jobs, done = tonumber(h[1] or 0) or 0, tonumber(h[2] or 0) or 0
   if h[3] == '1' and h[4] ~= '1' and done >= jobs then
     redis.call('HSET', key, 'completed', '1', 'completed_at', NOW_S)
-    xadd('batch.completed', cjson.encode({
-      v = 1, id = 'batch.' .. id .. '.completed', type = 'batch.completed', at = AT,
-      batch_id = id, total = tonumber(h[5] or 0) or 0, accepted = tonumber(h[6] or 0) or 0,
-      failed = tonumber(h[7] or 0) or 0,
+    xadd('batch.completed', json_object({
+      'v', 1, 'id', 'batch.' .. id .. '.completed', 'at', AT, 'type', 'batch.completed',
+      'batch_id', id, 'total', tonumber(h[5] or 0) or 0, 'accepted', tonumber(h[6] or 0) or 0,
+      'failed', tonumber(h[7] or 0) or 0,
     }))
     return true
   end
@@ -188,10 +188,11 @@ end
 
 -- The share.failed event of `appid` of job `job_id` (payload `p`, generation `gen`).
 local function share_failed(p, job_id, gen, appid, attempts, errmsg, reason)
-  return cjson.encode({
-    v = 1, id = job_id .. '.' .. int(gen) .. '.' .. appid, type = 'share.failed', at = AT,
-    job_id = job_id, batch_id = p.batch, env = p.env, appid = appid, confirm_url = cjson.null,
-    attempts = attempts, errcode = cjson.null, errmsg = errmsg, reason = reason,
+  return json_object({
+    'v', 1, 'id', job_id .. '.' .. int(gen) .. '.' .. appid, 'at', AT, 'type', 'share.failed',
+    'job_id', job_id, 'batch_id', p.batch, 'env', p.env, 'appid', appid,
+    'confirm_url', cjson.null, 'attempts', attempts, 'errcode', cjson.null, 'errmsg', errmsg,
+    'reason', reason,
   })
 end
 

@@ -19,6 +19,34 @@ local function int(n)
   return string.format('%d', n)
 end
 
+-- JSON written the way serde_json writes it, so an event rendered here is byte for byte the
+-- one Rust would write (cjson orders keys by hash and escapes '/'). json_str escapes '"', '\\'
+-- and control characters only; json_object takes {key, value, key, value, ...} in field order,
+-- values being strings, integers or cjson.null. Keys are fixed names that need no escaping.
+local JSON_ESCAPES = { ['"'] = '\\"', ['\\'] = '\\\\', ['\b'] = '\\b', ['\f'] = '\\f',
+  ['\n'] = '\\n', ['\r'] = '\\r', ['\t'] = '\\t' }
+local function json_str(s)
+  return '"' .. (string.gsub(s, '[%z\1-\31"\\]', function(c)
+    return JSON_ESCAPES[c] or string.format('\\u%04x', string.byte(c))
+  end)) .. '"'
+end
+local function json_object(fields)
+  local out = {}
+  for i = 1, #fields, 2 do
+    local v = fields[i + 1]
+    local t = type(v)
+    if t == 'string' then
+      v = json_str(v)
+    elseif t == 'number' then
+      v = int(v)
+    else
+      v = 'null'
+    end
+    out[#out + 1] = '"' .. fields[i] .. '":' .. v
+  end
+  return '{' .. table.concat(out, ',') .. '}'
+end
+
 -- The hash of batch `id` (counters and flags; keys.rs builds the same name in Keys::batch).
 local function batch_key(id)
   return PREFIX .. 'batch:' .. id
