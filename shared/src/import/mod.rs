@@ -46,7 +46,9 @@ pub use enqueue::{
 };
 pub use parse::{Record, Records};
 pub use plan::{Chunk, Chunks, Planner, plan_pairs};
-pub use run::{BoundPair, MakeChecker, NoProgress, Observer, Options, Pass, RunError, Summary, run};
+pub use run::{
+    BoundPair, MakeChecker, NoProgress, Observer, Options, Pass, RunError, Summary, run,
+};
 pub use source::{Format, Source};
 pub use validate::{EnvCount, InvalidLine, PairSet, Validation, validate};
 

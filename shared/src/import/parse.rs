@@ -432,7 +432,6 @@ mod tests {
         }
     }
 
-
     #[test]
     fn a_million_blank_csv_rows_are_skipped_without_deep_recursion() {
         // The blocking pool's threads have 2 MiB stacks: run on one of that size.

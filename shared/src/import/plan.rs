@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::io::Read;
 
-use super::{Format, ImportError, PairSet, Pair, Record, Records};
+use super::{Format, ImportError, Pair, PairSet, Record, Records};
 use crate::ids::{AppId, EnvId};
 
 /// A job's worth of pairs: one env and up to `chunk_size` appids.
@@ -231,5 +231,4 @@ mod tests {
         assert_eq!(chunks.len(), 1);
         assert_eq!(chunks[0].appids.len(), 2);
     }
-
 }

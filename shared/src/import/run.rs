@@ -11,8 +11,8 @@ use serde::Serialize;
 use super::source::Rows;
 use super::validate::validate_rows;
 use super::{
-    Chunks, DEFAULT_MAX_REPORTED, EnqueueError, Enqueued, EnvCount, ImportError, InvalidLine,
-    Pair, PairSet, Planner, Source, Validation, enqueue_chunks,
+    Chunks, DEFAULT_MAX_REPORTED, EnqueueError, Enqueued, EnvCount, ImportError, InvalidLine, Pair,
+    PairSet, Planner, Source, Validation, enqueue_chunks,
 };
 use crate::confirm::{BindingChecker, CheckError};
 use crate::ids::{AppId, BatchId, EnvId};
@@ -249,7 +249,9 @@ pub async fn run(
         .rows(Some(Arc::clone(&observer)))
         .map_err(RunError::Import)?;
     let empty = match source.format() {
-        Some(super::Format::Csv) => ImportError::Empty(" (a header but no rows)", "one row per pair"),
+        Some(super::Format::Csv) => {
+            ImportError::Empty(" (a header but no rows)", "one row per pair")
+        }
         Some(super::Format::Jsonl) => ImportError::Empty("", "one JSON object per line"),
         None => ImportError::Empty("", "at least one pair"),
     };
@@ -295,7 +297,14 @@ pub async fn run(
     };
 
     if let Some(make_checker) = skip_bound {
-        skip_bound_pairs(&source, &mut validation, &mut summary, make_checker, &observer).await?;
+        skip_bound_pairs(
+            &source,
+            &mut validation,
+            &mut summary,
+            make_checker,
+            &observer,
+        )
+        .await?;
     }
 
     // Pass 2: read again, fold, chunk, enqueue in slices as the rows stream.
@@ -342,9 +351,7 @@ async fn skip_bound_pairs(
     let pairs = blocking(Pass::FindBound, move || distinct_pairs(rows)).await?;
     observer.pass_finished(Pass::FindBound);
     let checker = make_checker().map_err(RunError::Checker)?;
-    let bound = find_bound(&checker, pairs)
-        .await
-        .map_err(RunError::Bound)?;
+    let bound = find_bound(&checker, pairs).await.map_err(RunError::Bound)?;
     for (env, appid) in &bound {
         validation.seen.remove(env, appid);
     }
@@ -435,4 +442,172 @@ async fn blocking<T: Send + 'static>(
 
 fn elapsed_ms(started: Instant) -> u64 {
     started.elapsed().as_millis() as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::super::Format;
+    use super::super::test_support::*;
+    use super::*;
+
+    fn options(chunk_size: usize) -> Options {
+        Options::new(BatchId::parse("b-test").unwrap(), chunk_size)
+    }
+
+    /// Records what the flow reports, in order.
+    #[derive(Default)]
+    struct Log(Mutex<Vec<String>>);
+
+    impl Observer for Log {
+        fn pass_started(&self, pass: Pass, len: u64) {
+            self.0.lock().unwrap().push(format!("start {pass} {len}"));
+        }
+        fn pass_finished(&self, pass: Pass) {
+            self.0.lock().unwrap().push(format!("end {pass}"));
+        }
+        fn validated(&self, s: &Summary) {
+            self.0.lock().unwrap().push(format!("validated {}", s.rows));
+        }
+        fn accepted(&self, s: &Summary) {
+            self.0
+                .lock()
+                .unwrap()
+                .push(format!("accepted {}", s.unique_pairs));
+        }
+    }
+
+    #[tokio::test]
+    async fn a_dry_run_of_bytes_counts_per_env_and_reports_its_passes() {
+        let body = format!(
+            "{{\"env\":\"p\",\"appids\":[\"{A}\",\"{B}\",\"{A}\"]}}\n{{\"env\":\"q\",\"appid\":\"{C}\"}}\n"
+        );
+        let len = body.len() as u64;
+        let log = Arc::new(Log::default());
+        let source = Source::bytes("<body>", body.into_bytes());
+        let s = run(None, source, &options(1), None, log.clone())
+            .await
+            .unwrap();
+        assert_eq!(s.format, "jsonl", "sniffed from the first bytes");
+        assert_eq!(s.input, "<body>");
+        assert!(s.dry_run && !s.enqueued);
+        assert_eq!((s.rows, s.pairs, s.duplicates_in_input), (2, 4, 1));
+        assert_eq!((s.unique_pairs, s.envs, s.planned_jobs), (3, 2, 3));
+        let per_env = s.per_env.unwrap();
+        assert_eq!(per_env[&pair("p", A).0], EnvCount { appids: 2, jobs: 2 });
+        assert_eq!(
+            *log.0.lock().unwrap(),
+            vec![
+                format!("start validating {len}"),
+                "end validating".to_owned(),
+                "validated 2".to_owned(),
+                "accepted 3".to_owned(),
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn an_invalid_row_rejects_the_input_unless_skipped() {
+        let csv = format!("env,appid\np,{A}\np,nope\n");
+        let source = || Source::bytes("in.csv", csv.clone().into_bytes());
+        let err = run(None, source(), &options(10), None, Arc::new(NoProgress))
+            .await
+            .unwrap_err();
+        let RunError::Invalid(s) = err else {
+            panic!("{err}")
+        };
+        assert_eq!((s.invalid_rows, s.valid_rows), (1, 1));
+        assert_eq!(s.errors[0].line, 3);
+        let skip = Options {
+            skip_invalid: true,
+            ..options(10)
+        };
+        let s = run(None, source(), &skip, None, Arc::new(NoProgress))
+            .await
+            .unwrap();
+        assert_eq!((s.format.as_str(), s.unique_pairs), ("csv", 1));
+
+        let only_bad = Source::bytes("in.csv", b"env,appid\np,nope\n".to_vec());
+        let err = run(None, only_bad, &skip, None, Arc::new(NoProgress))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, RunError::NoValidRows(_)), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_bad_source_is_an_import_error() {
+        let empty = Source::bytes("e", Vec::new());
+        let err = run(None, empty, &options(10), None, Arc::new(NoProgress))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, RunError::Import(ImportError::Empty(..))),
+            "{err}"
+        );
+        let unknown = Source::bytes("x", b"hello\n".to_vec());
+        let err = run(None, unknown, &options(10), None, Arc::new(NoProgress))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, RunError::Import(ImportError::UnknownFormat { .. })),
+            "{err}"
+        );
+        let header = Source::bytes("x", b"a,b\n".to_vec()).with_format(Some(Format::Csv));
+        let err = run(None, header, &options(10), None, Arc::new(NoProgress))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, RunError::Import(ImportError::MissingColumn { .. })),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn pairs_are_rows_of_their_own_format() {
+        let pairs = vec![pair("p", A), pair("p", B), pair("p", A)];
+        let s = run(
+            None,
+            Source::pairs("<arguments>", pairs),
+            &options(10),
+            None,
+            Arc::new(NoProgress),
+        )
+        .await
+        .unwrap();
+        assert_eq!(s.format, "arguments");
+        assert_eq!((s.rows, s.valid_rows, s.pairs), (3, 3, 3));
+        assert_eq!(
+            (s.duplicates_in_input, s.unique_pairs, s.planned_jobs),
+            (1, 2, 1)
+        );
+    }
+
+    #[test]
+    fn the_summary_serializes_typed_ids_as_strings() {
+        let (env, appid) = pair("p", A);
+        let s = Summary {
+            bound_pairs: vec![BoundPair {
+                env: env.clone(),
+                appid,
+            }],
+            per_env: Some(BTreeMap::from([(env, EnvCount { appids: 1, jobs: 1 })])),
+            ..Summary::default()
+        };
+        let json = serde_json::to_value(&s).unwrap();
+        assert_eq!(
+            json["bound_pairs"],
+            serde_json::json!([{"env": "p", "appid": A}])
+        );
+        assert_eq!(
+            json["per_env"],
+            serde_json::json!({"p": {"appids": 1, "jobs": 1}})
+        );
+        assert!(
+            serde_json::to_value(Summary::default())
+                .unwrap()
+                .get("per_env")
+                .is_none()
+        );
+    }
 }

@@ -308,5 +308,4 @@ mod tests {
         assert_eq!("JSONL".parse::<Format>().unwrap(), Format::Jsonl);
         assert!("xml".parse::<Format>().is_err());
     }
-
 }

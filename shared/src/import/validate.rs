@@ -124,7 +124,12 @@ pub fn validate<R: Read>(
         Format::Csv => ImportError::Empty(" (a header but no rows)", "one row per pair"),
         Format::Jsonl => ImportError::Empty("", "one JSON object per line"),
     };
-    validate_rows(Records::new(input, format)?, chunk_size, max_reported, empty)
+    validate_rows(
+        Records::new(input, format)?,
+        chunk_size,
+        max_reported,
+        empty,
+    )
 }
 
 /// [`validate`] over rows already being read; `empty` is the error for an input without rows.
