@@ -94,7 +94,7 @@ pub async fn run(settings: &Settings, args: DemoArgs) -> anyhow::Result<()> {
 
     // Ctrl-C ends the run but not the cleanup: the queue's keys are still deleted.
     let result = tokio::select! {
-        r = pipeline(&redis, &queue, args.pairs as usize) => r,
+        r = pipeline(&redis, &queue, &queue_name, args.pairs as usize) => r,
         _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
     };
     if let DemoRedis::Existing(_) = redis
@@ -157,7 +157,12 @@ impl<T> Drop for AbortOnDrop<T> {
     }
 }
 
-async fn pipeline(redis: &DemoRedis, queue: &Queue, pairs: usize) -> anyhow::Result<()> {
+async fn pipeline(
+    redis: &DemoRedis,
+    queue: &Queue,
+    queue_name: &QueueName,
+    pairs: usize,
+) -> anyhow::Result<()> {
     let started = Instant::now();
     let progress = Progress::new(false);
 
@@ -193,7 +198,7 @@ async fn pipeline(redis: &DemoRedis, queue: &Queue, pairs: usize) -> anyhow::Res
         .await
         .context("storing the demo's verify ticket failed")?;
 
-    let worker_settings = worker_settings(redis.url(), queue, sandbox.url())?;
+    let worker_settings = worker_settings(redis.url(), queue_name, sandbox.url())?;
     let app = Application::build_with(
         worker_settings,
         WorkerOptions {
@@ -279,16 +284,10 @@ async fn pipeline(redis: &DemoRedis, queue: &Queue, pairs: usize) -> anyhow::Res
     Ok(())
 }
 
-fn worker_settings(redis_url: &str, queue: &Queue, wechat: &str) -> anyhow::Result<Settings> {
+fn worker_settings(redis_url: &str, queue: &QueueName, wechat: &str) -> anyhow::Result<Settings> {
     let mut s = Settings::defaults();
     s.redis_url = redis_url.to_owned();
-    s.queue = QueueName::parse(
-        queue
-            .keys()
-            .prefix()
-            .trim_start_matches("envshare:{")
-            .trim_end_matches("}:"),
-    )?;
+    s.queue = queue.clone();
     s.wechat_base_url = wechat.to_owned();
     s.component_appid = Some(AppId::parse(SandboxConfig::COMPONENT_APPID)?);
     s.component_appsecret = Some(SecretString::from(SandboxConfig::COMPONENT_SECRET));

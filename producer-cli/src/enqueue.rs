@@ -5,6 +5,8 @@
 //! cannot be read twice, so it is first copied to an anonymous temporary file (disk, not memory:
 //! a 1,000,000-row input stays out of RAM).
 
+use std::error::Error;
+use std::fmt;
 use std::fs::File;
 use std::io;
 use std::path::Path;
@@ -24,7 +26,7 @@ use indicatif::ProgressBar;
 
 use crate::cli::{EnqueueArgs, EnqueueFlags, ImportArgs};
 use crate::ctx::Ctx;
-use crate::fail::{BadInput, bad_input};
+use crate::fail::bad_input;
 use crate::progress::{Progress, Ticker};
 
 /// Envs listed one by one in a text dry run; the rest are counted.
@@ -103,8 +105,23 @@ fn skip_bound<'a>(
     flags: &EnqueueFlags,
 ) -> Option<MakeChecker<'a>> {
     let queue = queue.filter(|_| flags.skip_bound)?;
-    Some(Box::new(move || checker(ctx, queue).map_err(Into::into)))
+    Some(Box::new(move || {
+        checker(ctx, queue).map_err(|e| Box::new(Carried(e)) as Box<dyn Error + Send + Sync>)
+    }))
 }
+
+/// Carries the error of [`checker`] through the import flow unchanged (its exit code depends on
+/// what it holds).
+#[derive(Debug)]
+struct Carried(anyhow::Error);
+
+impl fmt::Display for Carried {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl Error for Carried {}
 
 fn batch_id(given: Option<&str>) -> anyhow::Result<BatchId> {
     match given {
@@ -334,10 +351,9 @@ fn finish(
         RunError::Stopped { pass, source } => {
             Err(anyhow::Error::new(source)).with_context(|| format!("the {pass} pass stopped"))
         }
-        RunError::Checker(e) => Err(match e.downcast::<BadInput>() {
-            Ok(bad) => anyhow::Error::new(*bad),
-            Err(e) => anyhow::Error::from_boxed(e),
-        }),
+        RunError::Checker(e) => Err(e
+            .downcast::<Carried>()
+            .map_or_else(anyhow::Error::from_boxed, |carried| carried.0)),
         RunError::Bound(e) => Err(anyhow::Error::new(e).context(
             "checking which pairs are already bound (batchgetenvid) failed; nothing was \
              enqueued. Run again once WeChat answers, or without --skip-bound",
