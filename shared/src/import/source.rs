@@ -179,7 +179,7 @@ impl Source {
             self.checked = true;
             return Ok(());
         }
-        if self.len() == 0 {
+        if self.is_empty() {
             return Err(ImportError::Empty(
                 "",
                 "a CSV header \"env,appid\" and rows, or JSON lines",
