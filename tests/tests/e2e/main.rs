@@ -9,6 +9,7 @@ mod cluster;
 mod config;
 mod confirm;
 mod fuzz;
+mod import;
 mod queue;
 mod reliability;
 mod share;
