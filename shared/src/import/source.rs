@@ -85,11 +85,22 @@ pub struct Source {
     checked: bool,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 enum Data {
     File { file: Arc<File>, len: u64 },
     Bytes(Arc<[u8]>),
     Pairs(Arc<[Pair]>),
+}
+
+impl fmt::Debug for Data {
+    // The sizes, not the contents: an input may be megabytes long.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::File { len, .. } => write!(f, "File({len} bytes)"),
+            Self::Bytes(b) => write!(f, "Bytes({} bytes)", b.len()),
+            Self::Pairs(p) => write!(f, "Pairs({} pairs)", p.len()),
+        }
+    }
 }
 
 impl Source {
