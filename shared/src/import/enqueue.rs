@@ -50,7 +50,7 @@ pub enum EnqueueError {
     },
 }
 
-/// Enqueues `chunks` into `batch`, streaming: a blocking thread pulls chunks (e.g. [`Chunks`]
+/// Enqueues `chunks` into `batch`, streaming: a blocking thread pulls chunks (e.g. [`Chunks`](super::Chunks)
 /// over the input) and hands slices of [`ENQUEUE_SLICE_JOBS`] jobs to this task, which keeps
 /// [`ENQUEUE_IN_FLIGHT`] [`Queue::enqueue`] calls going, so memory holds a few slices at most
 /// and parsing overlaps with Redis. `progress` is called after each slice with the running

@@ -89,7 +89,7 @@ pub struct Validation {
     pub duplicates: u64,
     /// Distinct pairs and jobs per env, sorted by env.
     pub envs: BTreeMap<EnvId, EnvCount>,
-    /// The distinct pairs, for the second pass ([`Planner::new`]).
+    /// The distinct pairs, for the second pass ([`Planner::new`](super::Planner::new)).
     pub seen: PairSet,
 }
 
