@@ -9,13 +9,14 @@
 //! 3. The real worker service ([`Application`]) in component token mode: the verify ticket is
 //!    stored in Redis as `envshare ticket set` stores it, so the token fetch and the refresh
 //!    after the expiry are real calls.
-//! 4. A generated CSV of `--pairs` pairs in three envs, imported through `envshare::import` as
-//!    `envshare import` does (validate, plan, enqueue, seal).
+//! 4. A generated CSV of `--pairs` pairs in three envs, imported through `envshare::import::run`
+//!    as `envshare import` imports (validate, plan, enqueue, seal).
 //! 5. Progress until `batch.completed`, then a summary read from the batch, the queue's
 //!    counters, the sandbox's counters and the events stream.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::fs::File;
 use std::io::Write as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -23,7 +24,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use envshare::config::{Settings, redact_url};
 use envshare::events::{Event, EventKind};
-use envshare::import::{self, Chunks, Format, Planner};
+use envshare::import::{self, Format, NoProgress, Options, RunError, Source};
 use envshare::sandbox::{LocalRedis, LocalRedisError, Sandbox, SandboxConfig};
 use envshare::store::conn::{self, ConnectOptions};
 use envshare::store::read_all;
@@ -93,7 +94,7 @@ pub async fn run(settings: &Settings, args: DemoArgs) -> anyhow::Result<()> {
 
     // Ctrl-C ends the run but not the cleanup: the queue's keys are still deleted.
     let result = tokio::select! {
-        r = pipeline(&redis, &queue, args.pairs as usize) => r,
+        r = pipeline(&redis, &queue, &queue_name, args.pairs as usize) => r,
         _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
     };
     if let DemoRedis::Existing(_) = redis
@@ -156,7 +157,12 @@ impl<T> Drop for AbortOnDrop<T> {
     }
 }
 
-async fn pipeline(redis: &DemoRedis, queue: &Queue, pairs: usize) -> anyhow::Result<()> {
+async fn pipeline(
+    redis: &DemoRedis,
+    queue: &Queue,
+    queue_name: &QueueName,
+    pairs: usize,
+) -> anyhow::Result<()> {
     let started = Instant::now();
     let progress = Progress::new(false);
 
@@ -192,7 +198,7 @@ async fn pipeline(redis: &DemoRedis, queue: &Queue, pairs: usize) -> anyhow::Res
         .await
         .context("storing the demo's verify ticket failed")?;
 
-    let worker_settings = worker_settings(redis.url(), queue, sandbox.url())?;
+    let worker_settings = worker_settings(redis.url(), queue_name, sandbox.url())?;
     let app = Application::build_with(
         worker_settings,
         WorkerOptions {
@@ -213,36 +219,37 @@ async fn pipeline(redis: &DemoRedis, queue: &Queue, pairs: usize) -> anyhow::Res
         let _ = stopped.await;
     })));
 
-    // The import, through the same library calls as `envshare import`.
+    // The import, through the same library flow as `envshare import`.
     let batch = BatchId::generate();
     let import_started = Instant::now();
-    let validation = import::validate(
-        std::fs::File::open(&path)?,
-        Format::Csv,
-        CHUNK_SIZE,
-        import::DEFAULT_MAX_REPORTED,
+    let source = Source::file(
+        path.display().to_string(),
+        File::open(&path)?,
+        input.csv.len() as u64,
     )
-    .context("validating the generated file failed")?;
-    if validation.invalid_rows > 0 {
-        bail!(
-            "the generated file has invalid rows: {:?}",
-            validation.errors
-        );
-    }
-    let (rows, jobs) = (validation.rows, validation.jobs());
-    let planner = Planner::new(validation.seen, CHUNK_SIZE);
-    let chunks = Chunks::new(std::fs::File::open(&path)?, Format::Csv, planner)?;
-    let enqueued = import::enqueue_chunks(queue, chunks, &batch, false, |_| {}).await?;
-    queue.seal_batch(&batch).await?;
+    .with_format(Some(Format::Csv));
+    let options = Options::new(batch.clone(), CHUNK_SIZE);
+    let imported =
+        match import::run(Some(queue), source, &options, None, Arc::new(NoProgress)).await {
+            Ok(summary) => summary,
+            Err(RunError::Invalid(summary)) => {
+                bail!("the generated file has invalid rows: {:?}", summary.errors)
+            }
+            Err(RunError::Import(e)) => {
+                return Err(anyhow::Error::new(e).context("validating the generated file failed"));
+            }
+            Err(e) => return Err(e.into()),
+        };
     let import_secs = import_started.elapsed().as_secs_f64();
     note(format!(
-        "imported {rows} rows of a generated pairs.csv ({} envs): {} jobs of up to {CHUNK_SIZE} \
+        "imported {} rows of a generated pairs.csv ({} envs): {} jobs of up to {CHUNK_SIZE} \
          appids in batch {batch}, in {:.0} ms",
+        imported.rows,
         ENVS.len().min(pairs),
-        enqueued.jobs,
+        imported.jobs,
         import_secs * 1000.0
     ));
-    debug_assert_eq!(enqueued.jobs, jobs);
+    debug_assert_eq!(imported.jobs, imported.planned_jobs);
 
     let done = follow(queue, &batch, &progress, &mut worker.0).await?;
     let sharing_secs = started.elapsed().as_secs_f64() - import_secs;
@@ -277,16 +284,10 @@ async fn pipeline(redis: &DemoRedis, queue: &Queue, pairs: usize) -> anyhow::Res
     Ok(())
 }
 
-fn worker_settings(redis_url: &str, queue: &Queue, wechat: &str) -> anyhow::Result<Settings> {
+fn worker_settings(redis_url: &str, queue: &QueueName, wechat: &str) -> anyhow::Result<Settings> {
     let mut s = Settings::defaults();
     s.redis_url = redis_url.to_owned();
-    s.queue = QueueName::parse(
-        queue
-            .keys()
-            .prefix()
-            .trim_start_matches("envshare:{")
-            .trim_end_matches("}:"),
-    )?;
+    s.queue = queue.clone();
     s.wechat_base_url = wechat.to_owned();
     s.component_appid = Some(AppId::parse(SandboxConfig::COMPONENT_APPID)?);
     s.component_appsecret = Some(SecretString::from(SandboxConfig::COMPONENT_SECRET));

@@ -1,170 +1,70 @@
-//! `envshare import` and `envshare enqueue`: validate, plan, enqueue, seal, summarize.
+//! `envshare import` and `envshare enqueue`: parse the arguments, run the library's import flow
+//! (`envshare::import::run`: validate, skip bound pairs, plan, enqueue, seal), print the summary.
 //!
-//! An import reads its input twice (see `envshare::import`): a validating pass, then the
-//! enqueueing pass. Standard input (`-`) cannot be read twice, so it is first copied to an
-//! anonymous temporary file (disk, not memory: a 1,000,000-row input stays out of RAM).
+//! An import reads its input more than once (see `envshare::import`). Standard input (`-`)
+//! cannot be read twice, so it is first copied to an anonymous temporary file (disk, not memory:
+//! a 1,000,000-row input stays out of RAM).
 
-use std::collections::BTreeMap;
-use std::collections::HashMap;
+use std::error::Error;
+use std::fmt;
 use std::fs::File;
-use std::io::{self, Read, Seek, SeekFrom};
+use std::io;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
 use anyhow::Context as _;
 use envshare::confirm::BindingChecker;
 use envshare::import::{
-    self, Chunk, Chunks, EnqueueError, Enqueued, EnvCount, Format, ImportError, InvalidLine,
-    Planner, Records,
+    self, EnqueueError, Enqueued, MakeChecker, Observer, Options, Pass, RunError, Source, Summary,
 };
 use envshare::store::Queue;
 use envshare::throttle::RateLimiter;
 use envshare::wechat::WechatClient;
 use envshare::{AppId, BatchId, EnvId};
-use serde::Serialize;
+use indicatif::ProgressBar;
 
 use crate::cli::{EnqueueArgs, EnqueueFlags, ImportArgs};
 use crate::ctx::Ctx;
 use crate::fail::bad_input;
-use crate::progress::Progress;
+use crate::progress::{Progress, Ticker};
 
 /// Envs listed one by one in a text dry run; the rest are counted.
 const MAX_ENVS_SHOWN: usize = 50;
-/// Bound pairs listed in the summary (`--skip-bound`); the rest are counted.
-const MAX_BOUND_LISTED: usize = 1000;
 /// Bound pairs listed in the text summary.
 const MAX_BOUND_SHOWN: usize = 20;
 
-/// The input of an import: a file, or standard input spooled to a temporary file.
-struct Source {
-    /// How messages name it (`FILE` in `FILE:LINE`).
-    name: String,
-    file: File,
-    len: u64,
-}
-
-impl Source {
-    fn open(path: &Path) -> anyhow::Result<Self> {
-        if path.as_os_str() == "-" {
-            let mut spool = tempfile::tempfile()
-                .context("creating a temporary file to hold standard input failed (set TMPDIR to a writable directory)")?;
-            let len = io::copy(&mut io::stdin().lock(), &mut spool)
-                .context("reading standard input failed")?;
-            return Ok(Self {
-                name: "<stdin>".into(),
-                file: spool,
-                len,
-            });
-        }
-        let name = path.display().to_string();
-        let file = match File::open(path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                bad_input!(
-                    "cannot read {name}: no such file; check the path (or pass - to read standard input)"
-                )
-            }
-            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
-                bad_input!(
-                    "cannot read {name}: permission denied; make the file readable for this user"
-                )
-            }
-            Err(e) => bad_input!("cannot read {name}: {e}"),
-        };
-        let meta = file
-            .metadata()
-            .with_context(|| format!("cannot read {name}"))?;
-        if meta.is_dir() {
+/// Opens the input: a file, or standard input spooled to a temporary file.
+fn open(path: &Path) -> anyhow::Result<Source> {
+    if path.as_os_str() == "-" {
+        let mut spool = tempfile::tempfile()
+            .context("creating a temporary file to hold standard input failed (set TMPDIR to a writable directory)")?;
+        let len = io::copy(&mut io::stdin().lock(), &mut spool)
+            .context("reading standard input failed")?;
+        return Ok(Source::file("<stdin>", spool, len));
+    }
+    let name = path.display().to_string();
+    let file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
             bad_input!(
-                "cannot read {name}: it is a directory; give the path of a .csv or .jsonl file"
-            );
+                "cannot read {name}: no such file; check the path (or pass - to read standard input)"
+            )
         }
-        Ok(Self {
-            name,
-            file,
-            len: meta.len(),
-        })
-    }
-
-    /// A reader from the start of the input (each pass gets its own handle).
-    fn reader(&self) -> anyhow::Result<File> {
-        let mut f = self
-            .file
-            .try_clone()
-            .with_context(|| format!("cannot read {}", self.name))?;
-        f.seek(SeekFrom::Start(0))
-            .with_context(|| format!("cannot read {}", self.name))?;
-        Ok(f)
-    }
-
-    fn format(&self, path: &Path, given: Option<Format>) -> anyhow::Result<Format> {
-        if let Some(f) = given.or_else(|| Format::from_path(path)) {
-            return Ok(f);
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+            bad_input!(
+                "cannot read {name}: permission denied; make the file readable for this user"
+            )
         }
-        let mut head = Vec::with_capacity(8192);
-        self.reader()?
-            .take(8192)
-            .read_to_end(&mut head)
-            .with_context(|| format!("cannot read {}", self.name))?;
-        match Format::sniff(&head) {
-            Some(f) => Ok(f),
-            None => Err(anyhow::Error::new(ImportError::UnknownFormat {
-                what: format!(
-                    "{} neither starts with a JSON object nor has a CSV header naming env and appid",
-                    self.name
-                ),
-            })),
-        }
+        Err(e) => bad_input!("cannot read {name}: {e}"),
+    };
+    let meta = file
+        .metadata()
+        .with_context(|| format!("cannot read {name}"))?;
+    if meta.is_dir() {
+        bad_input!("cannot read {name}: it is a directory; give the path of a .csv or .jsonl file");
     }
-}
-
-/// The summary of an import or enqueue, printed as text or as one JSON object (`--json`).
-#[derive(Debug, Default, Serialize)]
-struct Summary {
-    /// The batch the jobs went into (would go into, for a dry run).
-    batch: String,
-    /// The input's name (`<stdin>` for `-`, `<arguments>` for `enqueue`).
-    input: String,
-    /// `csv`, `jsonl` or `arguments`.
-    format: String,
-    dry_run: bool,
-    /// Whether anything was enqueued (false for a dry run and for rejected input).
-    enqueued: bool,
-    rows: u64,
-    valid_rows: u64,
-    invalid_rows: u64,
-    /// The first invalid rows (`--max-errors`).
-    errors: Vec<ErrorLine>,
-    /// Pairs in the valid rows, duplicates included.
-    pairs: u64,
-    /// Pairs repeated within the input, folded into one.
-    duplicates_in_input: u64,
-    unique_pairs: u64,
-    envs: u64,
-    chunk_size: usize,
-    /// Jobs the unique pairs make.
-    planned_jobs: u64,
-    /// Jobs and appids enqueued, and pairs skipped as already queued in the dedupe window.
-    jobs: u64,
-    appids: u64,
-    skipped_already_queued: u64,
-    /// Pairs WeChat already lists as bound, not enqueued (`--skip-bound`).
-    skipped_bound: u64,
-    /// The first of them (at most 1,000).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    bound_pairs: Vec<BoundPair>,
-    /// Per env (only for a dry run).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    per_env: Option<BTreeMap<String, EnvCount>>,
-    elapsed_ms: u64,
-}
-
-/// A pair found already bound by `--skip-bound`.
-#[derive(Debug, Serialize)]
-struct BoundPair {
-    env: String,
-    appid: String,
+    Ok(Source::file(name, file, meta.len()))
 }
 
 /// A binding checker from the settings: the WeChat client, the token of the configured mode and
@@ -198,72 +98,133 @@ fn checker(ctx: &Ctx, queue: &Queue) -> anyhow::Result<BindingChecker> {
     ))
 }
 
-/// The pairs of `pairs` (distinct) that WeChat already lists as bound: one `batchgetenvid` call
-/// per group of distinct appids.
-async fn find_bound(
-    checker: &BindingChecker,
-    pairs: Vec<(EnvId, AppId)>,
-) -> anyhow::Result<Vec<(EnvId, AppId)>> {
-    let mut by_appid: Vec<(AppId, Vec<EnvId>)> = Vec::new();
-    let mut index: HashMap<AppId, usize> = HashMap::new();
-    for (env, appid) in pairs {
-        let slot = *index.entry(appid.clone()).or_insert_with(|| {
-            by_appid.push((appid, Vec::new()));
-            by_appid.len() - 1
-        });
-        by_appid[slot].1.push(env);
-    }
-    let mut bound = Vec::new();
-    for group in by_appid.chunks(checker.batch()) {
-        let appids: Vec<AppId> = group.iter().map(|(a, _)| a.clone()).collect();
-        let answer = checker.get_env_ids(&appids).await.context(
-            "checking which pairs are already bound (batchgetenvid) failed; nothing was \
-             enqueued. Run again once WeChat answers, or without --skip-bound",
-        )?;
-        for (appid, envs) in group {
-            let listed = answer.envs_of(appid.as_str());
-            for env in envs {
-                if listed.iter().any(|e| e == env.as_str()) {
-                    bound.push((env.clone(), appid.clone()));
-                }
-            }
-        }
-    }
-    Ok(bound)
+/// `--skip-bound`: the checker is built only once the input is accepted.
+fn skip_bound<'a>(
+    ctx: &'a Ctx,
+    queue: Option<&'a Queue>,
+    flags: &EnqueueFlags,
+) -> Option<MakeChecker<'a>> {
+    let queue = queue.filter(|_| flags.skip_bound)?;
+    Some(Box::new(move || {
+        checker(ctx, queue).map_err(|e| Box::new(Carried(e)) as Box<dyn Error + Send + Sync>)
+    }))
 }
 
-fn record_bound(summary: &mut Summary, bound: &[(EnvId, AppId)]) {
-    summary.skipped_bound = bound.len() as u64;
-    summary.bound_pairs = bound
-        .iter()
-        .take(MAX_BOUND_LISTED)
-        .map(|(e, a)| BoundPair {
-            env: e.to_string(),
-            appid: a.to_string(),
-        })
-        .collect();
-}
+/// Carries the error of [`checker`] through the import flow unchanged (its exit code depends on
+/// what it holds).
+#[derive(Debug)]
+struct Carried(anyhow::Error);
 
-#[derive(Debug, Serialize)]
-struct ErrorLine {
-    line: u64,
-    reason: String,
-}
-
-impl From<&InvalidLine> for ErrorLine {
-    fn from(e: &InvalidLine) -> Self {
-        Self {
-            line: e.line,
-            reason: e.reason.clone(),
-        }
+impl fmt::Display for Carried {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
     }
 }
+
+impl Error for Carried {}
 
 fn batch_id(given: Option<&str>) -> anyhow::Result<BatchId> {
     match given {
         None => Ok(BatchId::generate()),
         Some(s) => BatchId::parse(s)
             .context("fix --batch: a batch id is 1 to 64 of A-Z, a-z, 0-9, '_', '-' or '.'"),
+    }
+}
+
+/// Shows an import's progress on stderr: a bar per pass over a file, the invalid lines, a
+/// plain line now and then while enqueueing.
+struct Shown {
+    progress: Progress,
+    /// How messages name the input.
+    name: String,
+    started: Instant,
+    /// Bars and notes for the passes over a file (not for pairs given as arguments).
+    passes: bool,
+    bar: Mutex<ProgressBar>,
+    ticker: Mutex<Ticker>,
+}
+
+impl Shown {
+    fn new(progress: Progress, name: &str, started: Instant, passes: bool) -> Arc<Self> {
+        Arc::new(Self {
+            progress,
+            name: name.to_owned(),
+            started,
+            passes,
+            bar: Mutex::new(ProgressBar::hidden()),
+            ticker: Mutex::new(progress.ticker()),
+        })
+    }
+
+    fn bar(&self) -> ProgressBar {
+        self.bar
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
+impl Observer for Shown {
+    fn pass_started(&self, pass: Pass, len: u64) {
+        let bar = match pass {
+            Pass::Validate if self.passes => self.progress.bytes("validating", len),
+            Pass::Enqueue if self.passes => self.progress.bytes("enqueueing", len),
+            _ => ProgressBar::hidden(),
+        };
+        *self.bar.lock().unwrap_or_else(PoisonError::into_inner) = bar;
+        if pass == Pass::Enqueue {
+            // Plain lines start two seconds into the enqueueing.
+            *self.ticker.lock().unwrap_or_else(PoisonError::into_inner) = self.progress.ticker();
+        }
+    }
+
+    fn read(&self, bytes: u64) {
+        self.bar().inc(bytes);
+    }
+
+    fn pass_finished(&self, _pass: Pass) {
+        self.bar().finish_and_clear();
+    }
+
+    fn validated(&self, s: &Summary) {
+        for e in &s.errors {
+            eprintln!("{}:{}: {}", self.name, e.line, e.reason);
+        }
+        let unlisted = s.invalid_rows - s.errors.len() as u64;
+        if unlisted > 0 {
+            eprintln!("… and {unlisted} more invalid lines");
+        }
+    }
+
+    fn accepted(&self, s: &Summary) {
+        if !self.passes {
+            return;
+        }
+        if s.invalid_rows > 0 {
+            self.progress.note(format!(
+                "skipping {} invalid line{} (--skip-invalid)",
+                s.invalid_rows,
+                plural(s.invalid_rows)
+            ));
+        }
+        if !self.progress.is_terminal() {
+            self.progress.note(format!(
+                "validated {} rows of {} in {:.2} s: {} pairs, {} jobs",
+                s.rows,
+                self.name,
+                self.started.elapsed().as_secs_f64(),
+                s.unique_pairs,
+                s.planned_jobs
+            ));
+        }
+    }
+
+    fn enqueued(&self, d: &Enqueued) {
+        self.bar().set_message(format!("{} jobs", d.jobs));
+        self.ticker
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .tick(|| format!("enqueued {} jobs ({} appids)", d.jobs, d.appids));
     }
 }
 
@@ -275,203 +236,33 @@ pub async fn import(ctx: &Ctx, args: ImportArgs) -> anyhow::Result<()> {
     let batch = batch_id(flags.batch.as_deref())?;
     let progress = Progress::new(flags.json);
 
-    let source = Source::open(&args.file)?;
-    let name = source.name.clone();
-    let cannot = || format!("cannot import {name}");
-    if source.len == 0 {
-        return Err(anyhow::Error::new(ImportError::Empty(
-            "",
-            "a CSV header \"env,appid\" and rows, or JSON lines",
-        )))
-        .with_context(cannot);
-    }
-    let format = source
-        .format(&args.file, args.format.map(Into::into))
-        .with_context(cannot)?;
-    // Check the header now, so a wrong file fails before connecting to Redis.
-    Records::new(source.reader()?, format).with_context(cannot)?;
+    let mut source = open(&args.file)?.with_format(args.format.map(Into::into));
+    let name = source.name().to_owned();
+    // Check the input now, so a wrong file fails before connecting to Redis.
+    source
+        .check()
+        .with_context(|| format!("cannot import {name}"))?;
     let queue = if flags.dry_run {
         None
     } else {
         Some(ctx.queue().await?)
     };
-
-    // Pass 1: validate everything; nothing is written yet.
-    let bar = progress.bytes("validating", source.len);
-    let input = bar.wrap_read(source.reader()?);
-    let max_errors = args.max_errors;
-    let mut validation = tokio::task::spawn_blocking(move || {
-        import::validate(input, format, chunk_size, max_errors)
-    })
-    .await
-    .context("the validating pass stopped")?
-    .with_context(cannot)?;
-    bar.finish_and_clear();
-    for e in &validation.errors {
-        eprintln!("{name}:{}: {}", e.line, e.reason);
-    }
-    if validation.unlisted_errors() > 0 {
-        eprintln!("… and {} more invalid lines", validation.unlisted_errors());
-    }
-
-    let mut summary = Summary {
-        batch: batch.to_string(),
-        input: name.clone(),
-        format: format.to_string(),
-        dry_run: flags.dry_run,
-        rows: validation.rows,
-        valid_rows: validation.valid_rows,
-        invalid_rows: validation.invalid_rows,
-        errors: validation.errors.iter().map(Into::into).collect(),
-        pairs: validation.pairs,
-        duplicates_in_input: validation.duplicates,
-        unique_pairs: validation.unique_pairs(),
-        envs: validation.envs.len() as u64,
-        chunk_size,
-        planned_jobs: validation.jobs(),
-        ..Summary::default()
+    let options = Options {
+        force: flags.force,
+        skip_invalid: args.skip_invalid,
+        max_errors: args.max_errors,
+        ..Options::new(batch, chunk_size)
     };
-
-    if validation.invalid_rows > 0 && !args.skip_invalid {
-        summary.elapsed_ms = started.elapsed().as_millis() as u64;
-        if flags.json {
-            print_json(&summary)?;
-        }
-        bad_input!(
-            "{} invalid line{} in {name}; nothing was enqueued. Fix {}, or pass --skip-invalid to \
-             enqueue the {} valid row{}",
-            validation.invalid_rows,
-            plural(validation.invalid_rows),
-            if validation.invalid_rows == 1 {
-                "it"
-            } else {
-                "them"
-            },
-            validation.valid_rows,
-            plural(validation.valid_rows)
-        );
-    }
-    if validation.unique_pairs() == 0 {
-        bad_input!("{name} has no valid rows; nothing was enqueued");
-    }
-    if validation.invalid_rows > 0 {
-        progress.note(format!(
-            "skipping {} invalid line{} (--skip-invalid)",
-            validation.invalid_rows,
-            plural(validation.invalid_rows)
-        ));
-    }
-    if !progress.is_terminal() {
-        progress.note(format!(
-            "validated {} rows of {name} in {:.2} s: {} pairs, {} jobs",
-            validation.rows,
-            started.elapsed().as_secs_f64(),
-            validation.unique_pairs(),
-            validation.jobs()
-        ));
-    }
-
-    let Some(queue) = queue else {
-        summary.per_env = Some(
-            validation
-                .envs
-                .iter()
-                .map(|(e, c)| (e.to_string(), *c))
-                .collect(),
-        );
-        summary.elapsed_ms = started.elapsed().as_millis() as u64;
-        return print_summary(&summary, flags);
-    };
-
-    if flags.skip_bound {
-        // One more read: the distinct valid pairs, for batchgetenvid. Bound pairs leave the
-        // planner's set, so pass 2 makes no job for them.
-        let input = source.reader()?;
-        let pairs =
-            tokio::task::spawn_blocking(move || -> Result<Vec<(EnvId, AppId)>, ImportError> {
-                let mut seen = import::PairSet::default();
-                let mut pairs = Vec::new();
-                for record in Records::new(input, format)? {
-                    if let Ok(row) = record?.pairs {
-                        for (env, appid) in row {
-                            if seen.insert(&env, &appid) {
-                                pairs.push((env, appid));
-                            }
-                        }
-                    }
-                }
-                Ok(pairs)
-            })
-            .await
-            .context("the bound-check pass stopped")?
-            .with_context(cannot)?;
-        let bound = find_bound(&checker(ctx, &queue)?, pairs).await?;
-        for (env, appid) in &bound {
-            validation.seen.remove(env, appid);
-        }
-        record_bound(&mut summary, &bound);
-    }
-
-    // Pass 2: read again, fold, chunk, enqueue in slices as the rows stream.
-    let planner = Planner::new(validation.seen, chunk_size);
-    let bar = progress.bytes("enqueueing", source.len);
-    let chunks =
-        Chunks::new(bar.wrap_read(source.reader()?), format, planner).with_context(cannot)?;
-    let done = enqueue_into(&queue, chunks, &batch, flags, &progress, &bar).await?;
-    bar.finish_and_clear();
-
-    summary.enqueued = true;
-    summary.jobs = done.jobs;
-    summary.appids = done.appids;
-    summary.skipped_already_queued = done.skipped_duplicates;
-    summary.elapsed_ms = started.elapsed().as_millis() as u64;
-    print_summary(&summary, flags)
-}
-
-/// Runs the enqueueing pass and seals the batch.
-async fn enqueue_into<I>(
-    queue: &envshare::store::Queue,
-    chunks: I,
-    batch: &BatchId,
-    flags: &EnqueueFlags,
-    progress: &Progress,
-    bar: &indicatif::ProgressBar,
-) -> anyhow::Result<Enqueued>
-where
-    I: Iterator<Item = Result<Chunk, ImportError>> + Send + 'static,
-{
-    let mut ticker = progress.ticker();
-    let result = import::enqueue_chunks(queue, chunks, batch, flags.force, |d| {
-        bar.set_message(format!("{} jobs", d.jobs));
-        ticker.tick(|| format!("enqueued {} jobs ({} appids)", d.jobs, d.appids));
-    })
+    let shown = Shown::new(progress, &name, started, true);
+    let result = import::run(
+        queue.as_ref(),
+        source,
+        &options,
+        skip_bound(ctx, queue.as_ref(), flags),
+        shown,
+    )
     .await;
-    let done = match result {
-        Ok(done) => done,
-        Err(EnqueueError::Queue { done, source }) => {
-            return Err(anyhow::Error::new(source)).with_context(|| {
-                format!(
-                    "enqueueing stopped after {} jobs ({} appids) of batch {batch}; once the \
-                     cause is fixed, run the same command with --batch {batch} to enqueue the \
-                     rest (pairs already queued are skipped)",
-                    done.jobs, done.appids
-                )
-            });
-        }
-        Err(e @ EnqueueError::Read(_)) => {
-            return Err(anyhow::Error::new(e)).with_context(|| {
-                format!(
-                    "some jobs of batch {batch} may be enqueued; run the same command with \
-                     --batch {batch} to finish (pairs already queued are skipped)"
-                )
-            });
-        }
-    };
-    // Sealing lets batch.completed fire once the last job ends.
-    queue.seal_batch(batch).await.with_context(|| {
-        format!("sealing batch {batch} failed; run the command again with --batch {batch}")
-    })?;
-    Ok(done)
+    finish(result, &name, &options.batch, flags, started)
 }
 
 /// `envshare enqueue --env ENV --appid APPID…`.
@@ -494,71 +285,100 @@ pub async fn pairs(ctx: &Ctx, args: EnqueueArgs) -> anyhow::Result<()> {
     if !bad.is_empty() {
         bad_input!("fix --appid: {}", bad.join("; "));
     }
-    let total_pairs = pairs.len() as u64;
     let queue = if flags.dry_run {
         None
     } else {
         Some(ctx.queue().await?)
     };
-    let mut bound = Vec::new();
-    if let Some(queue) = &queue
-        && flags.skip_bound
-    {
-        let mut seen = import::PairSet::default();
-        let distinct: Vec<(EnvId, AppId)> = pairs
-            .iter()
-            .filter(|(e, a)| seen.insert(e, a))
-            .cloned()
-            .collect();
-        bound = find_bound(&checker(ctx, queue)?, distinct).await?;
-    }
-    let pairs: Vec<(EnvId, AppId)> = pairs.into_iter().filter(|p| !bound.contains(p)).collect();
-    let chunks = import::plan_pairs(pairs, chunk_size);
-    let unique: u64 = chunks.iter().map(|c| c.appids.len() as u64).sum();
-    let mut summary = Summary {
-        batch: batch.to_string(),
-        input: "<arguments>".into(),
-        format: "arguments".into(),
-        dry_run: flags.dry_run,
-        rows: total_pairs,
-        valid_rows: total_pairs,
-        pairs: total_pairs,
-        duplicates_in_input: total_pairs - unique - bound.len() as u64,
-        unique_pairs: unique + bound.len() as u64,
-        envs: 1,
-        chunk_size,
-        planned_jobs: chunks.len() as u64,
-        ..Summary::default()
+    let name = "<arguments>";
+    let options = Options {
+        force: flags.force,
+        ..Options::new(batch, chunk_size)
     };
-    if flags.dry_run {
-        let count = EnvCount {
-            appids: unique,
-            jobs: chunks.len() as u64,
-        };
-        summary.per_env = Some(BTreeMap::from([(env.to_string(), count)]));
-        summary.elapsed_ms = started.elapsed().as_millis() as u64;
-        return print_summary(&summary, flags);
-    }
-    record_bound(&mut summary, &bound);
-    let Some(queue) = queue else {
-        unreachable!("a queue is connected unless --dry-run")
-    };
-    let bar = indicatif::ProgressBar::hidden();
-    let done = enqueue_into(
-        &queue,
-        chunks.into_iter().map(Ok),
-        &batch,
-        flags,
-        &progress,
-        &bar,
+    let shown = Shown::new(progress, name, started, false);
+    let result = import::run(
+        queue.as_ref(),
+        Source::pairs(name, pairs),
+        &options,
+        skip_bound(ctx, queue.as_ref(), flags),
+        shown,
     )
-    .await?;
-    summary.enqueued = true;
-    summary.jobs = done.jobs;
-    summary.appids = done.appids;
-    summary.skipped_already_queued = done.skipped_duplicates;
-    summary.elapsed_ms = started.elapsed().as_millis() as u64;
-    print_summary(&summary, flags)
+    .await;
+    finish(result, name, &options.batch, flags, started)
+}
+
+/// Prints the summary of a finished import, or turns why it stopped into an error that says
+/// what to do.
+fn finish(
+    result: Result<Summary, RunError>,
+    name: &str,
+    batch: &BatchId,
+    flags: &EnqueueFlags,
+    started: Instant,
+) -> anyhow::Result<()> {
+    let elapsed_ms = || started.elapsed().as_millis() as u64;
+    let err = match result {
+        Ok(mut summary) => {
+            summary.elapsed_ms = elapsed_ms();
+            return print_summary(&summary, flags);
+        }
+        Err(e) => e,
+    };
+    match err {
+        RunError::Invalid(mut summary) => {
+            summary.elapsed_ms = elapsed_ms();
+            if flags.json {
+                print_json(&summary)?;
+            }
+            bad_input!(
+                "{} invalid line{} in {name}; nothing was enqueued. Fix {}, or pass --skip-invalid \
+                 to enqueue the {} valid row{}",
+                summary.invalid_rows,
+                plural(summary.invalid_rows),
+                if summary.invalid_rows == 1 {
+                    "it"
+                } else {
+                    "them"
+                },
+                summary.valid_rows,
+                plural(summary.valid_rows)
+            );
+        }
+        RunError::NoValidRows(_) => bad_input!("{name} has no valid rows; nothing was enqueued"),
+        RunError::Import(e) => {
+            Err(anyhow::Error::new(e)).with_context(|| format!("cannot import {name}"))
+        }
+        RunError::Stopped { pass, source } => {
+            Err(anyhow::Error::new(source)).with_context(|| format!("the {pass} pass stopped"))
+        }
+        RunError::Checker(e) => Err(e
+            .downcast::<Carried>()
+            .map_or_else(anyhow::Error::from_boxed, |carried| carried.0)),
+        RunError::Bound(e) => Err(anyhow::Error::new(e).context(
+            "checking which pairs are already bound (batchgetenvid) failed; nothing was \
+             enqueued. Run again once WeChat answers, or without --skip-bound",
+        )),
+        RunError::Enqueue(EnqueueError::Queue { done, source }) => Err(anyhow::Error::new(source))
+            .with_context(|| {
+                format!(
+                    "enqueueing stopped after {} jobs ({} appids) of batch {batch}; once the \
+                     cause is fixed, run the same command with --batch {batch} to enqueue the \
+                     rest (pairs already queued are skipped)",
+                    done.jobs, done.appids
+                )
+            }),
+        RunError::Enqueue(e @ EnqueueError::Read(_)) => {
+            Err(anyhow::Error::new(e)).with_context(|| {
+                format!(
+                    "some jobs of batch {batch} may be enqueued; run the same command with \
+                     --batch {batch} to finish (pairs already queued are skipped)"
+                )
+            })
+        }
+        RunError::Seal(e) => Err(anyhow::Error::new(e)).with_context(|| {
+            format!("sealing batch {batch} failed; run the command again with --batch {batch}")
+        }),
+    }
 }
 
 fn plural(n: u64) -> &'static str {

@@ -10,6 +10,7 @@ mod config;
 mod confirm;
 mod events;
 mod fuzz;
+mod import;
 mod layers;
 mod queue;
 mod reliability;
