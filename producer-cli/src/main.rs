@@ -37,6 +37,7 @@ fn main() {
 
 /// Rust ignores SIGPIPE, so `envshare status --watch | head` would panic on a closed pipe;
 /// a command-line filter should end quietly instead, as other Unix tools do.
+#[allow(unsafe_code)]
 fn restore_sigpipe() {
     #[cfg(unix)]
     // SAFETY: called first thing in main, before any other thread exists; SIG_DFL is a valid

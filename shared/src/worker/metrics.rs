@@ -223,7 +223,7 @@ impl std::fmt::Debug for Snapshot {
 }
 
 fn counter(
-    encoder: &mut DescriptorEncoder,
+    encoder: &mut DescriptorEncoder<'_>,
     name: &str,
     help: &str,
     value: u64,
@@ -234,7 +234,7 @@ fn counter(
 }
 
 impl Collector for Snapshot {
-    fn encode(&self, mut encoder: DescriptorEncoder) -> std::fmt::Result {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> std::fmt::Result {
         let t = self.tokens.counters();
         let r = self.limiter.counters();
         let b = self.backend.counters();
