@@ -7,7 +7,7 @@ use envshare::JobId;
 use envshare::store::DeadSelection;
 
 use crate::cli::DeadSelectionArgs;
-use crate::ctx::{Ctx, now_ms};
+use crate::ctx::Ctx;
 use crate::fail::bad_input;
 
 /// The longest errmsg shown in the text listing.
@@ -48,7 +48,7 @@ pub async fn list(ctx: &Ctx, offset: usize, limit: usize, json: bool) -> anyhow:
         "{:<26} {:>8} {:<17} {:>8} {:>8} {:<20} {:>6}  errmsg",
         "job", "died", "reason", "errcode", "attempts", "env", "appids"
     );
-    let now = now_ms();
+    let now = queue.now_ms();
     for d in &dead {
         let mut errmsg: String = d.errmsg.chars().take(ERRMSG_WIDTH).collect();
         if d.errmsg.chars().count() > ERRMSG_WIDTH {

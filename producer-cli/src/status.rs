@@ -11,7 +11,7 @@ use envshare::store::{BatchProgress, Queue, QueueStats};
 use serde::Serialize;
 
 use crate::cli::StatusArgs;
-use crate::ctx::{Ctx, now_ms};
+use crate::ctx::Ctx;
 use crate::fail::bad_input;
 use crate::progress::Progress;
 
@@ -28,6 +28,9 @@ struct Status {
     ticket: TicketInfo,
     #[serde(skip_serializing_if = "Option::is_none")]
     batch: Option<BatchInfo>,
+    /// When this was read (the queue's clock, ms), for the ages printed.
+    #[serde(skip)]
+    read_at_ms: u64,
 }
 
 /// The cached component token, without its value.
@@ -135,6 +138,7 @@ async fn gather(ctx: &Ctx, queue: &Queue, batch: Option<&BatchId>) -> anyhow::Re
         token,
         ticket,
         batch,
+        read_at_ms: queue.now_ms(),
     })
 }
 
@@ -255,7 +259,7 @@ fn print_text(s: &Status) {
     match &st.paused {
         Some(p) => println!(
             "  paused for {} more: {}",
-            age(p.until_ms.saturating_sub(now_ms())),
+            age(p.until_ms.saturating_sub(s.read_at_ms)),
             p.reason
         ),
         None => println!("  not paused"),
