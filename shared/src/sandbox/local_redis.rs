@@ -511,6 +511,22 @@ mod tests {
     }
 
     #[test]
+    fn a_server_still_loading_its_data_is_not_ready() {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            let mut buf = [0u8; 64];
+            let _ = s.read(&mut buf);
+            s.write_all(b"-LOADING Redis is loading the dataset in memory\r\n")
+                .unwrap();
+        });
+        assert_eq!(ping(port, Duration::from_secs(2)), PingReply::NotReady);
+        server.join().unwrap();
+        assert_eq!(ping(port, Duration::from_millis(200)), PingReply::Down);
+    }
+
+    #[test]
     fn a_restart_onto_a_port_another_server_took_fails() {
         let mut ours = started(LocalRedisOptions::default());
         ours.kill();
