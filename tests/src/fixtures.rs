@@ -35,9 +35,8 @@ pub fn unique_queue(prefix: &str) -> QueueName {
 /// The test appid number `i`: `wx` and `i` as 16 hex digits, e.g. `appid(1)` is
 /// `wx0000000000000001`.
 ///
-/// A test file whose appids must not meet those of other files (state that outlives a queue,
-/// such as the sandbox's bindings, is keyed by appid) keeps a base of its own and asks for
-/// `appid(BASE + i)`.
+/// A test file whose appids should be told apart from other files' ones (in the shared Redis,
+/// in logs) keeps a base of its own and asks for `appid(BASE + i)`, e.g. `0xc0_0000 + i`.
 pub fn appid(i: u64) -> AppId {
     AppId::parse(&format!("wx{i:016x}")).expect("wx and 16 hex digits is a valid appid")
 }
