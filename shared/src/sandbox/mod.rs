@@ -44,7 +44,7 @@ use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 pub use config::{AppidRule, Fault, Latency, SandboxConfig};
-pub use local_redis::{LocalRedis, LocalRedisError};
+pub use local_redis::{LocalRedis, LocalRedisError, LocalRedisOptions, SpawnFn};
 pub use state::{Binding, ShareCall};
 
 use crate::wechat::Endpoint;

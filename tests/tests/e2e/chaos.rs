@@ -25,13 +25,11 @@ use envshare::store::read_all;
 use envshare::store::{EnqueueOptions, NewJob, Queue, QueueSettings, QueueStats};
 use envshare::wechat::Endpoint;
 use envshare::{AppId, BatchId, EnvId, QueueName};
-use envshare_tests::{ChildProcess, TestRedis, bin_path, free_port, unique_queue, wait_until};
+use envshare_tests::{
+    ChildProcess, TestRedis, appid, bin_path, free_port, unique_queue, wait_until,
+};
 
 const ENV: &str = "prod-chaos";
-
-fn appid(i: u64) -> AppId {
-    AppId::parse(&format!("wx{i:016x}")).unwrap()
-}
 
 // ---- binaries ----
 

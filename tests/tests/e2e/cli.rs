@@ -15,8 +15,8 @@ use envshare::events::FailReason;
 use envshare::store::{
     Ack, Claim, EnqueueOptions, NewJob, Outcome, Queue, QueueSettings, QueueStats, WorkerId,
 };
-use envshare::{AppId, BatchId, EnvId};
-use envshare_tests::{TestRedis, bin_path, unique_queue};
+use envshare::{BatchId, EnvId};
+use envshare_tests::{TestRedis, appid, bin_path, unique_queue};
 use predicates::prelude::*;
 use predicates::str::contains;
 
@@ -46,17 +46,13 @@ async fn queue(q: &QueueName) -> Queue {
         .expect("connect")
 }
 
-fn app(i: u64) -> String {
-    format!("wx{i:016x}")
-}
-
 /// A CSV of `n` distinct appids for env `prod`, plus one repeated row.
 fn csv(n: u64) -> String {
     let mut s = String::from("env,appid\n");
     for i in 0..n {
-        s.push_str(&format!("prod,{}\n", app(i)));
+        s.push_str(&format!("prod,{}\n", appid(i)));
     }
-    s.push_str(&format!("prod,{}\n", app(0)));
+    s.push_str(&format!("prod,{}\n", appid(0)));
     s
 }
 
@@ -203,9 +199,9 @@ async fn jsonl_in_both_shapes_imports_from_stdin() {
     let q = unique_queue("cli-jsonl");
     let input = format!(
         "{{\"env\":\"prod\",\"appid\":\"{}\"}}\n{{\"env\":\"prod\",\"appids\":[\"{}\",\"{}\"]}}\n",
-        app(1),
-        app(2),
-        app(3)
+        appid(1),
+        appid(2),
+        appid(3)
     );
     let s = success_json(
         envshare(&q)
@@ -288,7 +284,7 @@ async fn enqueue_validates_and_enqueues_a_few_pairs() {
             "--env",
             "prod",
             "--appid",
-            &app(1),
+            appid(1).as_str(),
             "--appid",
             "wxBAD",
         ])
@@ -306,7 +302,7 @@ async fn enqueue_validates_and_enqueues_a_few_pairs() {
                 "--json",
                 "--appid",
             ])
-            .args([app(1), app(2), app(3), app(3)])
+            .args([appid(1), appid(2), appid(3), appid(3)].map(|a| a.to_string()))
             .assert(),
     );
     assert_eq!(
@@ -328,8 +324,8 @@ async fn status_json_reports_counts_and_the_batch() {
             "--batch",
             "b-s",
             "--appid",
-            &app(1),
-            &app(2),
+            appid(1).as_str(),
+            appid(2).as_str(),
         ])
         .assert()
         .success();
@@ -357,7 +353,7 @@ async fn dead_job(q: &QueueName) -> String {
         .with_clock(Arc::new(ManualClock::new(1_800_000_000_000)));
     let job = NewJob {
         env: EnvId::parse("prod").unwrap(),
-        appids: vec![AppId::parse(&app(7)).unwrap()],
+        appids: vec![appid(7)],
         batch: BatchId::parse("b-dead").unwrap(),
         run_at_ms: None,
     };

@@ -15,7 +15,7 @@ use envshare::store::{EventReader, StartFrom, read_all};
 use envshare::wechat::Endpoint;
 use envshare::worker::{Application, WorkerOptions};
 use envshare::{AppId, BatchId, EnvId};
-use envshare_tests::{TestCluster, unique_queue};
+use envshare_tests::{TestCluster, appid, unique_queue};
 use secrecy::SecretString;
 use tokio::sync::oneshot;
 
@@ -24,10 +24,6 @@ const TICKET: &str = "ticket-cluster-1d2e3f";
 const ENV: &str = "prod-cluster";
 const APPIDS: u64 = 200;
 const CHUNK: usize = 10;
-
-fn appid(i: u64) -> AppId {
-    AppId::parse(&format!("wx{i:016x}")).unwrap()
-}
 
 #[test]
 fn cluster_urls_name_every_seed_node() {

@@ -11,15 +11,13 @@ use envshare::schedule::ConfirmSchedule;
 use envshare::wechat::Endpoint;
 use envshare::worker::WorkerOptions;
 use envshare::{AppId, BatchId, EnvId};
-use envshare_tests::{RunningWorker, TestRedis, TestStack, wait_until};
+use envshare_tests::{RunningWorker, TestRedis, TestStack, appid, wait_until};
 use secrecy::SecretString;
 
 const TOKEN: &str = "static-token-confirm";
 const ENV: &str = "prod-confirm";
-
-fn appid(i: u64) -> AppId {
-    AppId::parse(&format!("wx{:016x}", 0xc0_0000 + i)).unwrap()
-}
+/// This file's appids are `appid(APPIDS + i)`, apart from other files' ones.
+const APPIDS: u64 = 0xc0_0000;
 
 /// Redis + sandbox + a queue, with a short retry policy and the given confirmation schedule
 /// and window.
@@ -91,7 +89,7 @@ async fn a_binding_confirmed_after_the_second_check_gives_one_share_bound_and_on
 {
     let s = start_stack("confirm-bound", "200ms,400ms", 3_000).await;
     let worker = worker(&s).await;
-    let (a, b) = (appid(1), appid(2));
+    let (a, b) = (appid(APPIDS + 1), appid(APPIDS + 2));
     let batch = enqueue(&s, vec![a.clone(), b.clone()]).await;
 
     // The first check finds nothing confirmed; then both administrators confirm.
@@ -142,7 +140,7 @@ async fn a_binding_confirmed_after_the_second_check_gives_one_share_bound_and_on
 async fn a_binding_never_confirmed_gives_one_share_unconfirmed_at_the_window_end() {
     let s = start_stack("confirm-window", "200ms,400ms", 1_200).await;
     let worker = worker(&s).await;
-    let batch = enqueue(&s, vec![appid(3)]).await;
+    let batch = enqueue(&s, vec![appid(APPIDS + 3)]).await;
     let started = Instant::now();
 
     let events = wait_confirmations(&s, 2, Duration::from_secs(5)).await;
@@ -165,7 +163,7 @@ async fn a_binding_never_confirmed_gives_one_share_unconfirmed_at_the_window_end
     else {
         panic!("expected share.unconfirmed first: {events:?}");
     };
-    assert_eq!(a, &appid(3));
+    assert_eq!(a, &appid(APPIDS + 3));
     assert!(
         *checks >= 3,
         "checked on the schedule until the window's end: {checks}"
@@ -188,7 +186,7 @@ async fn a_timeout_after_the_share_was_recorded_does_not_send_the_bound_appid_ag
     // The first share call is applied by the sandbox but its answer never arrives in time.
     s.sandbox.script(Endpoint::ShareEnv, [Some(Fault::Hang)]);
     let worker = worker(&s).await;
-    let (a, b) = (appid(4), appid(5));
+    let (a, b) = (appid(APPIDS + 4), appid(APPIDS + 5));
     let batch = enqueue(&s, vec![a.clone(), b.clone()]).await;
 
     // A's administrator confirms before the retry; B's does not.
@@ -246,7 +244,7 @@ async fn a_timeout_after_the_share_was_recorded_does_not_send_the_bound_appid_ag
 async fn confirmation_tracking_survives_a_worker_restart_with_nothing_lost_or_doubled() {
     let s = start_stack("confirm-restart", "200ms,400ms", 1_500).await;
     let first = worker(&s).await;
-    let appids: Vec<AppId> = (10..14).map(appid).collect();
+    let appids: Vec<AppId> = (10..14).map(|i| appid(APPIDS + i)).collect();
     let batch = enqueue(&s, appids.clone()).await;
 
     // Stop the worker mid-schedule: accepted, checked once, nothing settled yet.
@@ -322,7 +320,7 @@ async fn skip_bound_enqueues_no_job_for_pairs_already_bound() {
     let s = start_stack("confirm-skip", "1h", 7_200_000).await;
     let client = envshare::wechat::WechatClient::new(s.sandbox.url(), Duration::from_secs(5))
         .expect("client");
-    let (a, b, c) = (appid(20), appid(21), appid(22));
+    let (a, b, c) = (appid(APPIDS + 20), appid(APPIDS + 21), appid(APPIDS + 22));
     let env = EnvId::parse(ENV).unwrap();
     client
         .share_env(&SecretString::from(TOKEN), &env, &[a.clone(), b.clone()])
@@ -385,7 +383,7 @@ async fn skip_bound_enqueues_no_job_for_pairs_already_bound() {
 async fn status_of_a_batch_shows_bound_unconfirmed_and_confirmed() {
     let s = start_stack("confirm-status", "100ms,200ms", 800).await;
     let worker = worker(&s).await;
-    let (a, b) = (appid(30), appid(31));
+    let (a, b) = (appid(APPIDS + 30), appid(APPIDS + 31));
     let batch = enqueue(&s, vec![a.clone(), b.clone()]).await;
     assert!(
         wait_until(Duration::from_secs(5), || async {

@@ -19,16 +19,14 @@ use envshare::schedule::ConfirmSchedule;
 use envshare::store::{Claim, EnqueueOptions, NewJob, Queue, QueueSettings, WorkerId};
 use envshare::wechat::Endpoint;
 use envshare::worker::WorkerOptions;
-use envshare::{AppId, BatchId, EnvId};
-use envshare_tests::{TestRedis, TestStack, unique_queue, wait_until};
+use envshare::{BatchId, EnvId};
+use envshare_tests::{TestRedis, TestStack, appid, unique_queue, wait_until};
 use serde_json::Value;
 
 const TOKEN: &str = "static-token-events";
 const ENV: &str = "prod-events";
-
-fn appid(i: u64) -> AppId {
-    AppId::parse(&format!("wx{:016x}", 0xe0_0000 + i)).unwrap()
-}
+/// This file's appids are `appid(APPIDS + i)`, apart from other files' ones.
+const APPIDS: u64 = 0xe0_0000;
 
 fn schema_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/schema")
@@ -173,7 +171,7 @@ fn every_schema_is_valid_and_every_example_in_the_docs_matches_its_schema() {
 async fn every_event_a_run_writes_matches_its_schema_and_what_serde_writes() {
     let config = SandboxConfig {
         static_tokens: vec![TOKEN.into()],
-        rejected_appids: [appid(5).to_string()].into(),
+        rejected_appids: [appid(APPIDS + 5).to_string()].into(),
         ..SandboxConfig::default()
     };
     let s = TestStack::start("events-schema", config, |settings| {
@@ -194,18 +192,27 @@ async fn every_event_a_run_writes_matches_its_schema_and_what_serde_writes() {
     // share.failed, permanent_error: an errcode retrying cannot fix.
     s.sandbox
         .script(Endpoint::ShareEnv, [Some(Fault::Errcode(40097))]);
-    s.enqueue(ENV, &[vec![appid(1)]]).await;
+    s.enqueue(ENV, &[vec![appid(APPIDS + 1)]]).await;
     s.share_events(1, Duration::from_secs(10)).await;
     // share.failed, retries_exhausted: busy on both attempts.
     s.sandbox
         .script(Endpoint::ShareEnv, [Some(Fault::BUSY), Some(Fault::BUSY)]);
-    s.enqueue(ENV, &[vec![appid(2)]]).await;
+    s.enqueue(ENV, &[vec![appid(APPIDS + 2)]]).await;
     s.share_events(2, Duration::from_secs(10)).await;
     // share.accepted ×2 (one confirmed: share.bound; one not: share.unconfirmed), share.failed
     // (rejected), batch.completed and batch.confirmed.
-    let (batch, _) = s.enqueue(ENV, &[vec![appid(3), appid(4), appid(5)]]).await;
+    let (batch, _) = s
+        .enqueue(
+            ENV,
+            &[vec![
+                appid(APPIDS + 3),
+                appid(APPIDS + 4),
+                appid(APPIDS + 5),
+            ]],
+        )
+        .await;
     s.share_events(5, Duration::from_secs(10)).await;
-    assert!(s.sandbox.confirm(ENV, appid(3).as_str()));
+    assert!(s.sandbox.confirm(ENV, appid(APPIDS + 3).as_str()));
     let confirmed_id = format!("batch.{batch}.confirmed");
     let done = wait_until(Duration::from_secs(10), || async {
         raw_entries(&s.queue)
@@ -263,7 +270,7 @@ async fn a_lapsed_lease_writes_share_failed_and_batch_completed_as_serde_does() 
     .with_clock(Arc::new(clock.clone()));
     let job = NewJob {
         env: EnvId::parse(ENV).unwrap(),
-        appids: vec![appid(10), appid(11)],
+        appids: vec![appid(APPIDS + 10), appid(APPIDS + 11)],
         batch: BatchId::parse("b-events-lapsed").unwrap(),
         run_at_ms: None,
     };

@@ -14,7 +14,7 @@ use envshare::store::{
     QueueSettings, WorkerId,
 };
 use envshare::{AppId, BatchId, EnvId, JobId};
-use envshare_tests::{TestRedis, unique_queue};
+use envshare_tests::{TestRedis, appid, unique_queue};
 
 const LEASE_MS: u64 = 1000;
 
@@ -40,10 +40,6 @@ async fn queue_with(prefix: &str, s: QueueSettings) -> (Queue, ManualClock) {
     (q, clock)
 }
 
-fn app(i: u64) -> AppId {
-    AppId::parse(&format!("wx{i:016x}")).unwrap()
-}
-
 fn env(s: &str) -> EnvId {
     EnvId::parse(s).unwrap()
 }
@@ -55,7 +51,7 @@ fn batch(s: &str) -> BatchId {
 fn new_job(e: &str, appids: &[u64], b: &str) -> NewJob {
     NewJob {
         env: env(e),
-        appids: appids.iter().map(|&i| app(i)).collect(),
+        appids: appids.iter().map(|&i| appid(i)).collect(),
         batch: batch(b),
         run_at_ms: None,
     }
@@ -123,7 +119,7 @@ async fn a_completed_job_emits_one_accepted_event_per_appid_and_completes_its_ba
     assert_eq!(rep.batches_completed, vec![batch("b-1")]);
     let ev = events(&q).await;
     assert_eq!(ev.len(), 3);
-    assert_eq!(ev[0].id, format!("{}.0.{}", r.job_ids[0], app(1)));
+    assert_eq!(ev[0].id, format!("{}.0.{}", r.job_ids[0], appid(1)));
     match &ev[0].kind {
         EventKind::ShareAccepted {
             confirm_url,
@@ -305,10 +301,10 @@ async fn a_job_whose_worker_keeps_dying_ends_dead_with_lease_expired_after_max_a
         })
         .collect();
     assert_eq!(failed.len(), 3, "one share.failed per appid");
-    for (i, (appid, reason, attempts, eid)) in failed.iter().enumerate() {
-        assert_eq!(appid, &app(i as u64 + 1));
+    for (i, (a, reason, attempts, eid)) in failed.iter().enumerate() {
+        assert_eq!(a, &appid(i as u64 + 1));
         assert_eq!((*reason, *attempts), (FailReason::LeaseExpired, 3));
-        assert_eq!(eid, &format!("{id}.0.{appid}"));
+        assert_eq!(eid, &format!("{id}.0.{a}"));
     }
     assert_eq!(count_type(&ev, "batch.completed"), 1);
     assert!(claim(&q, &WorkerId::generate(), 1).await.is_empty());
@@ -429,7 +425,7 @@ async fn the_dedupe_window_skips_queued_pairs_and_force_overrides_it() {
     let second = l.iter().find(|l| l.job.id == r.job_ids[0]).unwrap();
     assert_eq!(
         second.job.appids,
-        vec![app(3)],
+        vec![appid(3)],
         "the duplicate appid was dropped from the job"
     );
     let forced = EnqueueOptions { force: true, ..o };
@@ -460,11 +456,11 @@ async fn burying_a_job_frees_its_pairs_so_a_reimport_retries_them() {
         l[0].clone(),
         Outcome::Done(vec![
             AppResult::Accepted {
-                appid: app(1),
+                appid: appid(1),
                 confirm_url: None,
             },
             AppResult::Rejected {
-                appid: app(2),
+                appid: appid(2),
                 errcode: Some(-1),
                 errmsg: "x".into(),
             },
@@ -956,9 +952,9 @@ mod model {
     }
 
     impl Model {
-        fn share_event(&mut self, j: usize, appid: u64, ty: &'static str) {
+        fn share_event(&mut self, j: usize, a: u64, ty: &'static str) {
             let job = &self.jobs[j];
-            let id = format!("{}.{}.{}", job.id, job.r#gen, app(appid));
+            let id = format!("{}.{}.{}", job.id, job.r#gen, appid(a));
             self.events.push((id, ty));
         }
 
@@ -1082,7 +1078,7 @@ mod model {
                         j.id
                     );
                     assert_eq!(info.job.r#gen, j.r#gen, "step {step}: gen of {}", j.id);
-                    let appids: Vec<AppId> = j.appids.iter().map(|&a| app(a)).collect();
+                    let appids: Vec<AppId> = j.appids.iter().map(|&a| appid(a)).collect();
                     assert_eq!(info.job.appids, appids);
                 }
                 (st, None) => panic!("step {step}: job {} lost (model {st:?})", j.id),
@@ -1170,7 +1166,7 @@ mod model {
                         .iter()
                         .map(|(b, a)| NewJob {
                             env: env(ENV),
-                            appids: a.iter().map(|&i| app(i as u64)).collect(),
+                            appids: a.iter().map(|&i| appid(i as u64)).collect(),
                             batch: batch(&format!("b{b}")),
                             run_at_ms: run_at,
                         })

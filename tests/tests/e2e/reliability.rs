@@ -17,15 +17,11 @@ use envshare::sandbox::{Latency, Sandbox, SandboxConfig, SandboxHandle};
 use envshare::store::read_all;
 use envshare::store::{BatchProgress, Queue, QueueSettings};
 use envshare::{BatchId, QueueName};
-use envshare_tests::{ChildProcess, TestRedis, bin_path, unique_queue, wait_until};
+use envshare_tests::{ChildProcess, TestRedis, appid, bin_path, unique_queue, wait_until};
 
 /// The fixed token the sandbox accepts and the workers send.
 const TOKEN: &str = "static-token-reliability-7c1d";
 const ENV: &str = "prod-rel";
-
-fn appid(i: u64) -> String {
-    format!("wx{i:016x}")
-}
 
 /// A private Redis, the sandbox, a queue name, and the child processes' settings.
 struct Rig {
@@ -88,7 +84,7 @@ impl Rig {
         for i in 0..n {
             s.push_str(ENV);
             s.push(',');
-            s.push_str(&appid(i));
+            s.push_str(appid(i).as_str());
             s.push('\n');
         }
         let path = self.dir.path().join(format!("pairs-{n}.csv"));
@@ -188,7 +184,7 @@ impl Rig {
                 _ => unreachable!("every kind is matched above"),
             }
         }
-        let expected: HashSet<String> = (0..n).map(appid).collect();
+        let expected: HashSet<String> = (0..n).map(|i| appid(i).to_string()).collect();
         let lost: Vec<&String> = expected
             .iter()
             .filter(|a| !per_appid.contains_key(*a))
@@ -324,7 +320,7 @@ impl Rig {
     /// Share calls per appid beyond the first, for appids `appid(0..n)`.
     fn extra_calls(&self, n: u64) -> BTreeMap<String, u64> {
         (0..n)
-            .map(appid)
+            .map(|i| appid(i).to_string())
             .filter_map(|a| {
                 let calls = self.sandbox.share_calls_for(&a);
                 assert!(calls >= 1, "{a} was never sent to the API");

@@ -10,7 +10,7 @@ use envshare::wechat::Endpoint;
 use envshare::worker::WorkerOptions;
 use envshare::{AppId, BatchId, JobId};
 use envshare_tests::{
-    ChildProcess, RunningWorker, TestRedis, TestStack, bin_path, is_share, wait_until,
+    ChildProcess, RunningWorker, TestRedis, TestStack, appid, bin_path, is_share, wait_until,
 };
 use secrecy::SecretString;
 
@@ -20,10 +20,6 @@ const STATIC_TOKEN: &str = "static-token-LEAKCHECK-5e6f7a8b";
 const SECRET: &str = "secret-LEAKCHECK-share-1a2b3c";
 const TICKET: &str = "ticket-LEAKCHECK-share-4d5e6f";
 const ENV: &str = "prod-share";
-
-fn appid(i: u64) -> AppId {
-    AppId::parse(&format!("wx{i:016x}")).unwrap()
-}
 
 /// Redis + sandbox + a queue, with the sandbox taking this file's token and credentials.
 async fn start_stack(prefix: &str, config: SandboxConfig) -> TestStack {

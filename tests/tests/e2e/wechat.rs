@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use envshare::sandbox::{AppidRule, Fault, Latency, Sandbox, SandboxConfig, SandboxHandle};
 use envshare::wechat::{Endpoint, ErrorClass, MAX_RESPONSE_BYTES, WechatClient, WechatError};
 use envshare::{AppId, EnvId};
+use envshare_tests::appid;
 use secrecy::SecretString;
 
 /// A recognisable fixed token: the leak tests search for it.
@@ -34,10 +35,6 @@ fn token() -> SecretString {
 
 fn env(name: &str) -> EnvId {
     EnvId::parse(name).unwrap()
-}
-
-fn appid(n: u64) -> AppId {
-    AppId::parse(&format!("wx{n:016x}")).unwrap()
 }
 
 fn bad_appid(n: u64) -> AppId {
