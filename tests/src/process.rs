@@ -40,6 +40,7 @@ pub(crate) fn spawn_tied_to_process(cmd: Command) -> std::io::Result<Child> {
 }
 
 #[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
 fn set_parent_death_signal(cmd: &mut Command) {
     use std::os::unix::process::CommandExt;
     // SAFETY: the closure runs between fork and exec and only calls prctl, which is
@@ -206,6 +207,7 @@ impl ChildProcess {
     }
 
     /// Sends SIGTERM (a graceful stop request); does not wait.
+    #[allow(unsafe_code)]
     pub fn sigterm(&self) {
         // SAFETY: kill(2) with a valid signal on the pid of our own child, which we have not
         // reaped yet (so the pid cannot belong to another process).

@@ -335,6 +335,7 @@ fn mode_from_env() -> Mode {
     }
 }
 
+#[allow(unsafe_code)]
 fn register_exit_hook() {
     extern "C" fn kill_shared_redis() {
         // Runs after main returns; the test harness has finished every test by then.

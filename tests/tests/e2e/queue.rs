@@ -640,7 +640,7 @@ async fn the_generation_lives_in_the_state_record_and_old_payloads_still_count()
         .filter(|e| e.type_name() == "share.failed")
         .map(|e| e.id)
         .collect();
-    let a = app(1);
+    let a = appid(1);
     assert_eq!(
         failed,
         [
@@ -685,7 +685,7 @@ async fn the_generation_lives_in_the_state_record_and_old_payloads_still_count()
         .iter()
         .rfind(|e| e.type_name() == "share.failed")
         .unwrap();
-    assert_eq!(last.id, format!("{old}.5.{}", app(2)));
+    assert_eq!(last.id, format!("{old}.5.{}", appid(2)));
     assert_eq!(
         q.dead_list(0, 1).await.unwrap()[0]
             .job
