@@ -186,6 +186,18 @@ impl TestRedis {
             .unwrap_or_else(|e| panic!("could not connect to the test Redis at {}: {e}", self.url))
     }
 
+    /// Every entry of the stream `key`, raw, as any consumer reads it: `(entry id, fields)`
+    /// (for the events stream the fields are `type`, T, `event`, JSON).
+    pub async fn stream_entries(&self, key: &str) -> Vec<(String, Vec<String>)> {
+        redis::cmd("XRANGE")
+            .arg(key)
+            .arg("-")
+            .arg("+")
+            .query_async(&mut self.conn().await)
+            .await
+            .unwrap_or_else(|e| panic!("XRANGE {key}: {e}"))
+    }
+
     /// Kills the server at once with SIGKILL, as a crash would. Data acknowledged before the
     /// kill is in the AOF and comes back with [`restart`](Self::restart).
     ///

@@ -462,14 +462,7 @@ fn collect_tokens(
 
 /// Raw text of every event in the stream, as consumers read it (`type` and `event` fields).
 async fn raw_events(redis: &TestRedis, queue: &Queue) -> String {
-    let mut conn = redis.conn().await;
-    let entries: Vec<(String, Vec<String>)> = redis::cmd("XRANGE")
-        .arg(queue.keys().events())
-        .arg("-")
-        .arg("+")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    let entries = redis.stream_entries(&queue.keys().events()).await;
     entries
         .into_iter()
         .map(|(id, fields)| format!("{id} {}\n", fields.join(" ")))

@@ -120,14 +120,9 @@ fn check_all<'a>(
 
 /// Every entry of `queue`'s events stream, raw: `(type field, event JSON)`.
 async fn raw_entries(queue: &Queue) -> Vec<(String, String)> {
-    let mut conn = TestRedis::shared().conn().await;
-    let entries: Vec<(String, Vec<String>)> = redis::cmd("XRANGE")
-        .arg(queue.keys().events())
-        .arg("-")
-        .arg("+")
-        .query_async(&mut conn)
-        .await
-        .expect("XRANGE");
+    let entries = TestRedis::shared()
+        .stream_entries(&queue.keys().events())
+        .await;
     entries
         .into_iter()
         .map(|(entry_id, fields)| match <[String; 4]>::try_from(fields) {
