@@ -17,6 +17,8 @@
 //! - Service: [`worker`] (the apalis worker, its backend and HTTP endpoints) and `sandbox`
 //!   (feature `sandbox`: a fake WeChat API and a local redis-server for tests and the demo).
 #![deny(missing_docs)]
+// Items only the crate uses are `pub(crate)`, so the public API is what binaries and tests need.
+#![warn(unreachable_pub)]
 
 pub mod clock;
 pub mod config;

@@ -134,7 +134,7 @@ struct QuotaBody {
 }
 
 impl State {
-    pub fn new(config: SandboxConfig) -> Self {
+    pub(crate) fn new(config: SandboxConfig) -> Self {
         Self {
             config,
             scripts: HashMap::new(),
@@ -152,7 +152,7 @@ impl State {
     }
 
     /// Counts the call and decides its fault and latency: the script first, then chance.
-    pub fn begin(&mut self, endpoint: Endpoint) -> Plan {
+    pub(crate) fn begin(&mut self, endpoint: Endpoint) -> Plan {
         self.calls[index(endpoint)] += 1;
         let scripted = self
             .scripts
@@ -177,7 +177,7 @@ impl State {
     }
 
     /// Processes one request and returns WeChat's JSON answer.
-    pub fn process(
+    pub(crate) fn process(
         &mut self,
         endpoint: Endpoint,
         token: Option<&str>,
@@ -397,21 +397,25 @@ impl State {
         }})
     }
 
-    pub fn script(&mut self, endpoint: Endpoint, steps: impl IntoIterator<Item = Option<Fault>>) {
+    pub(crate) fn script(
+        &mut self,
+        endpoint: Endpoint,
+        steps: impl IntoIterator<Item = Option<Fault>>,
+    ) {
         self.scripts.entry(endpoint).or_default().extend(steps);
     }
 
-    pub fn expire_tokens(&mut self) {
+    pub(crate) fn expire_tokens(&mut self) {
         for issued in self.tokens.values_mut() {
             issued.expired = true;
         }
     }
 
-    pub fn reset_quota(&mut self) {
+    pub(crate) fn reset_quota(&mut self) {
         self.quota_used = 0;
     }
 
-    pub fn confirm(&mut self, env: &str, appid: &str) -> bool {
+    pub(crate) fn confirm(&mut self, env: &str, appid: &str) -> bool {
         match self
             .bindings
             .get_mut(appid)
@@ -425,7 +429,7 @@ impl State {
         }
     }
 
-    pub fn confirm_all(&mut self) -> usize {
+    pub(crate) fn confirm_all(&mut self) -> usize {
         let mut n = 0;
         for confirmed in self.bindings.values_mut().flat_map(BTreeMap::values_mut) {
             if !*confirmed {
@@ -436,7 +440,7 @@ impl State {
         n
     }
 
-    pub fn bindings(&self) -> Vec<Binding> {
+    pub(crate) fn bindings(&self) -> Vec<Binding> {
         let mut all: Vec<Binding> = self
             .bindings
             .iter()
@@ -452,23 +456,23 @@ impl State {
         all
     }
 
-    pub fn calls(&self, endpoint: Endpoint) -> u64 {
+    pub(crate) fn calls(&self, endpoint: Endpoint) -> u64 {
         self.calls[index(endpoint)]
     }
 
-    pub fn share_calls_for(&self, appid: &str) -> u64 {
+    pub(crate) fn share_calls_for(&self, appid: &str) -> u64 {
         self.share_calls.get(appid).copied().unwrap_or(0)
     }
 
-    pub fn token_fetches(&self) -> u64 {
+    pub(crate) fn token_fetches(&self) -> u64 {
         self.token_fetches
     }
 
-    pub fn current_token(&self) -> Option<String> {
+    pub(crate) fn current_token(&self) -> Option<String> {
         self.current_token.clone()
     }
 
-    pub fn share_log(&self) -> Vec<ShareCall> {
+    pub(crate) fn share_log(&self) -> Vec<ShareCall> {
         self.share_log.clone()
     }
 }

@@ -35,7 +35,7 @@ fn label(name: &'static str, value: impl Into<String>) -> Label {
 
 /// The metrics the handler and the service update.
 #[derive(Debug)]
-pub struct Metrics {
+pub(crate) struct Metrics {
     /// Handler outcomes: `done`, `transient`, `permanent`, `deferred`.
     jobs: Family<Label, Counter>,
     /// Per-appid results of answered calls: `accepted`, `rejected`.
