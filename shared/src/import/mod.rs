@@ -95,18 +95,18 @@ pub type Pair = (EnvId, AppId);
 mod test_support {
     use super::*;
 
-    pub const A: &str = "wx0000000000000001";
-    pub const B: &str = "wx0000000000000002";
-    pub const C: &str = "wx00000000000000ff";
+    pub(crate) const A: &str = "wx0000000000000001";
+    pub(crate) const B: &str = "wx0000000000000002";
+    pub(crate) const C: &str = "wx00000000000000ff";
 
-    pub fn records(input: &str, format: Format) -> Vec<Record> {
+    pub(crate) fn records(input: &str, format: Format) -> Vec<Record> {
         Records::new(input.as_bytes(), format)
             .unwrap()
             .map(Result::unwrap)
             .collect()
     }
 
-    pub fn pair(env: &str, appid: &str) -> Pair {
+    pub(crate) fn pair(env: &str, appid: &str) -> Pair {
         (EnvId::parse(env).unwrap(), AppId::parse(appid).unwrap())
     }
 }

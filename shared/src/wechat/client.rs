@@ -338,7 +338,7 @@ mod tests {
         use tracing::{Event, Metadata, Subscriber};
 
         #[derive(Clone, Default)]
-        pub struct Capture {
+        pub(crate) struct Capture {
             pub lines: Arc<Mutex<Vec<String>>>,
             next: Arc<AtomicU64>,
         }
