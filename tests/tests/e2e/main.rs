@@ -7,6 +7,7 @@ mod chaos;
 mod cli;
 mod cluster;
 mod config;
+mod conventions;
 mod confirm;
 mod events;
 mod fuzz;
