@@ -3,7 +3,7 @@
 //! Both come from [`command`], which carries the package version without the commit, so the
 //! checked-in copies (`completions/`, `docs/man/`) change only when the command line or the
 //! version does. Regenerate them with
-//! `cargo run -q --bin envshare -- man --out-dir docs/man` and
+//! `rm -f docs/man/*.1 && cargo run -q --bin envshare -- man --out-dir docs/man` and
 //! `cargo run -q --bin envshare -- completions SHELL > completions/envshare.SHELL`.
 
 use std::io::Write as _;

@@ -252,7 +252,7 @@ fn the_commit_shape_check_accepts_what_build_rs_writes() {
 }
 
 /// The command that rewrites the checked-in completions and man pages.
-const REGENERATE: &str = "cargo run -q --bin envshare -- man --out-dir docs/man && \
+const REGENERATE: &str = "rm -f docs/man/*.1 && cargo run -q --bin envshare -- man --out-dir docs/man && \
      for sh in bash zsh fish; do cargo run -q --bin envshare -- completions $sh > completions/envshare.$sh; done";
 
 /// The files in `dir` and their contents, sorted by name.
