@@ -7,7 +7,7 @@
 //! `cargo run -q --bin envshare -- completions SHELL > completions/envshare.SHELL`.
 
 use std::io::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::Context as _;
 use clap::CommandFactory as _;
@@ -17,9 +17,7 @@ use crate::cli::Cli;
 
 /// The command line as the generated files describe it: the package version only.
 fn command() -> clap::Command {
-    let mut cmd = Cli::command().version(env!("CARGO_PKG_VERSION"));
-    cmd.build();
-    cmd
+    Cli::command().version(env!("CARGO_PKG_VERSION"))
 }
 
 /// `envshare completions SHELL`: the completion script on stdout.
@@ -34,34 +32,26 @@ pub fn print_completions(shell: Shell) -> anyhow::Result<()> {
         .context("writing the completion script to stdout")
 }
 
-/// `envshare man --out-dir DIR`: `envshare.1` and a page per visible subcommand
-/// (`envshare-import.1`, `envshare-dead-list.1`, …); prints the paths written.
+/// `envshare man --out-dir DIR`: `envshare.1` and a page per visible subcommand, named by its
+/// path (`envshare-import.1`, `envshare-dead-list.1`, …); prints the directory.
 pub fn write_man_pages(dir: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let mut written = Vec::new();
-    render(&command(), dir, &mut written)?;
-    for path in &written {
-        println!("{}", path.display());
-    }
+    let mut cmd = command().disable_help_subcommand(true);
+    // Gives each subcommand its path as display name (`envshare-dead-list`) and its usage line.
+    cmd.build();
+    write_page(cmd, dir).with_context(|| format!("writing the man pages into {}", dir.display()))?;
+    println!("man pages written to {}", dir.display());
     Ok(())
 }
 
-/// Writes the page of `cmd`, then those of its visible subcommands.
-fn render(cmd: &clap::Command, dir: &Path, written: &mut Vec<PathBuf>) -> anyhow::Result<()> {
-    // After `build`, a subcommand's display name is its path joined by '-' (`envshare-dead-list`).
-    let name = cmd.get_display_name().unwrap_or(cmd.get_name()).to_owned();
-    let page = cmd.clone().name(&name).version(env!("CARGO_PKG_VERSION"));
-    let mut bytes = Vec::new();
-    clap_mangen::Man::new(page)
-        .render(&mut bytes)
-        .with_context(|| format!("rendering the man page of {name}"))?;
-    let path = dir.join(format!("{name}.1"));
-    std::fs::write(&path, bytes).with_context(|| format!("writing {}", path.display()))?;
-    written.push(path);
-    for sub in cmd.get_subcommands() {
-        if !sub.is_hide_set() && sub.get_name() != "help" {
-            render(sub, dir, written)?;
-        }
+/// Writes the page of `cmd` and those of its visible subcommands, each saying which package it
+/// documents (`envshare 0.1.0`) in its footer.
+fn write_page(cmd: clap::Command, dir: &Path) -> std::io::Result<()> {
+    for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+        write_page(sub.clone(), dir)?;
     }
+    clap_mangen::Man::new(cmd)
+        .source(concat!("envshare ", env!("CARGO_PKG_VERSION")))
+        .generate_to(dir)?;
     Ok(())
 }
