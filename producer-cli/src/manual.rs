@@ -39,7 +39,8 @@ pub fn write_man_pages(dir: &Path) -> anyhow::Result<()> {
     let mut cmd = command().disable_help_subcommand(true);
     // Gives each subcommand its path as display name (`envshare-dead-list`) and its usage line.
     cmd.build();
-    write_page(cmd, dir).with_context(|| format!("writing the man pages into {}", dir.display()))?;
+    write_page(cmd, dir)
+        .with_context(|| format!("writing the man pages into {}", dir.display()))?;
     println!("man pages written to {}", dir.display());
     Ok(())
 }

@@ -184,7 +184,10 @@ mod tests {
         assert!(!use_colour(false, None), "a file, a pipe, a log collector");
         assert!(!use_colour(false, Some(OsStr::new(""))));
         for value in ["1", "0", "true", "no"] {
-            assert!(!use_colour(true, Some(OsStr::new(value))), "NO_COLOR={value}");
+            assert!(
+                !use_colour(true, Some(OsStr::new(value))),
+                "NO_COLOR={value}"
+            );
         }
     }
 

@@ -275,10 +275,7 @@ fn files(dir: &Path) -> Vec<(String, String)> {
 fn the_checked_in_man_pages_and_completions_are_current() {
     let root = repo_root();
     let fresh = tempfile::tempdir().unwrap();
-    let out = envshare_piped(
-        &["man", "--out-dir", fresh.path().to_str().unwrap()],
-        &[],
-    );
+    let out = envshare_piped(&["man", "--out-dir", fresh.path().to_str().unwrap()], &[]);
     assert!(out.status.success(), "envshare man: {out:?}");
     let generated = files(fresh.path());
     assert!(
@@ -303,7 +300,10 @@ fn the_checked_in_man_pages_and_completions_are_current() {
     }
     for shell in ["bash", "zsh", "fish"] {
         let out = envshare_piped(&["completions", shell], &[]);
-        assert!(out.status.success(), "envshare completions {shell}: {out:?}");
+        assert!(
+            out.status.success(),
+            "envshare completions {shell}: {out:?}"
+        );
         assert!(!out.stdout.is_empty(), "completions {shell}");
         let path = root.join(format!("completions/envshare.{shell}"));
         if std::fs::read(&path).ok().as_deref() != Some(&out.stdout[..]) {
