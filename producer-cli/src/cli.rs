@@ -4,13 +4,23 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+/// What `--version` prints after the name: the package version and the commit the binary was
+/// built from (`0.1.0 (0123456789ab 2026-12-03)`, or `(unknown)` for a build without git and
+/// without `ENVSHARE_BUILD_COMMIT`; see build.rs).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("ENVSHARE_COMMIT"),
+    ")"
+);
+
 /// The envshare operator's tool: import share requests, watch the queue, handle dead jobs.
 ///
 /// Settings come from the environment (`ENVSHARE_REDIS_URL`, `ENVSHARE_QUEUE`,
 /// `ENVSHARE_CHUNK_SIZE`, …) and an optional TOML file (`--config`).
 /// Exit codes: 0 ok, 2 bad input or usage, 1 anything else.
 #[derive(Debug, Parser)]
-#[command(name = "envshare", version, about, long_about = None)]
+#[command(name = "envshare", version = VERSION, about, long_about = None)]
 pub struct Cli {
     /// A TOML settings file (same names as the environment variables, lower-case, no prefix).
     #[arg(long, global = true, value_name = "FILE")]
@@ -53,6 +63,29 @@ pub enum Command {
     Demo(DemoArgs),
     /// Run the fake WeChat API (for tests and demos) until Ctrl-C.
     Sandbox(SandboxArgs),
+    /// Print a shell completion script to standard output (e.g. `envshare completions bash >
+    /// /usr/share/bash-completion/completions/envshare`).
+    Completions(CompletionsArgs),
+    /// Write the man pages (`envshare.1` and one `envshare-<subcommand>.1` per subcommand) into
+    /// a directory; the repository keeps them in docs/man.
+    #[command(hide = true)]
+    Man(ManArgs),
+}
+
+/// `envshare completions`.
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+/// `envshare man`.
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// The directory to write the pages into (created if missing; pages there are replaced).
+    #[arg(long, value_name = "DIR")]
+    pub out_dir: PathBuf,
 }
 
 /// `envshare demo`.

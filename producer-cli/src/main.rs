@@ -12,6 +12,7 @@ mod demo;
 mod enqueue;
 mod events;
 mod fail;
+mod manual;
 mod progress;
 mod sandbox_cmd;
 mod status;
@@ -48,6 +49,12 @@ fn restore_sigpipe() {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
+    // Generated from the command line alone: no settings, no logging, no Redis.
+    match cli.command {
+        Command::Completions(args) => return manual::print_completions(args.shell),
+        Command::Man(args) => return manual::write_man_pages(&args.out_dir),
+        _ => {}
+    }
     let mut settings = Settings::load(cli.config.as_deref())?;
     if matches!(cli.command, Command::Demo(_)) && std::env::var_os("ENVSHARE_LOG").is_none() {
         // The worker's info lines would break up the demo's progress bar and summary.
@@ -95,5 +102,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         },
         Command::Demo(args) => demo::run(&settings, args).await,
         Command::Sandbox(args) => sandbox_cmd::run(args).await,
+        Command::Completions(args) => manual::print_completions(args.shell),
+        Command::Man(args) => manual::write_man_pages(&args.out_dir),
     }
 }

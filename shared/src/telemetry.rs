@@ -3,8 +3,14 @@
 //!
 //! Logs go to stderr so that a command's stdout stays machine-readable (`--json` output, the
 //! benchmark's last JSON line).
+//!
+//! Text lines are coloured only when stderr is a terminal and `NO_COLOR` is unset or empty
+//! (<https://no-color.org>): `envshare-worker 2> worker.log`, a pipe or a container's log
+//! collector get plain text. JSON lines never carry colour codes.
 
+use std::ffi::OsStr;
 use std::fmt;
+use std::io::IsTerminal as _;
 use std::str::FromStr;
 use std::sync::Once;
 
@@ -87,19 +93,41 @@ pub fn parse_filter(log: &str) -> Result<EnvFilter, TelemetryError> {
     })
 }
 
+/// Whether log lines written to a stream get ANSI colours: only when the stream is a terminal
+/// and `no_color` (the value of `NO_COLOR`) is unset or empty. Any non-empty value, even `0`,
+/// turns colour off, as <https://no-color.org> asks.
+pub fn use_colour(is_terminal: bool, no_color: Option<&OsStr>) -> bool {
+    is_terminal && no_color.is_none_or(OsStr::is_empty)
+}
+
 /// Installs the process-wide subscriber: `log` is a tracing filter (the value of `ENVSHARE_LOG`),
 /// output goes to stderr in `format`. Call once, early in `main`.
+///
+/// Text lines are coloured only when stderr is a terminal and `NO_COLOR` is unset or empty
+/// (see [`use_colour`]); JSON lines are never coloured.
 pub fn init(log: &str, format: LogFormat) -> Result<(), TelemetryError> {
     let filter = parse_filter(log)?;
     let registry = tracing_subscriber::registry().with(filter);
     let result = match format {
-        LogFormat::Text => registry
-            .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
-            .try_init(),
+        LogFormat::Text => {
+            let colour = use_colour(
+                std::io::stderr().is_terminal(),
+                std::env::var_os("NO_COLOR").as_deref(),
+            );
+            registry
+                .with(
+                    tracing_subscriber::fmt::layer()
+                        .with_ansi(colour)
+                        .with_writer(std::io::stderr),
+                )
+                .try_init()
+        }
         LogFormat::Json => registry
             .with(
                 tracing_subscriber::fmt::layer()
                     .json()
+                    // One plain object per line, whatever the destination.
+                    .with_ansi(false)
                     // Span fields (job_id, batch_id, attempt) at the top of each line, where log
                     // queries look for them.
                     .with_current_span(true)
@@ -147,6 +175,20 @@ mod tests {
         assert_eq!(LogFormat::default(), LogFormat::Text);
         let err = "JSON".parse::<LogFormat>().unwrap_err().to_string();
         assert!(err.contains("expected `text` or `json`"), "{err}");
+    }
+
+    #[test]
+    fn colour_only_on_a_terminal_without_no_color() {
+        assert!(use_colour(true, None));
+        assert!(use_colour(true, Some(OsStr::new(""))));
+        assert!(!use_colour(false, None), "a file, a pipe, a log collector");
+        assert!(!use_colour(false, Some(OsStr::new(""))));
+        for value in ["1", "0", "true", "no"] {
+            assert!(
+                !use_colour(true, Some(OsStr::new(value))),
+                "NO_COLOR={value}"
+            );
+        }
     }
 
     #[test]

@@ -12,10 +12,19 @@ use clap::Parser;
 use envshare::config::Settings;
 use envshare::worker::Application;
 
+/// What `--version` prints after the name: the package version and the commit the binary was
+/// built from (`0.1.0 (0123456789ab 2026-12-03)`; see build.rs).
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("ENVSHARE_COMMIT"),
+    ")"
+);
+
 /// Runs envshare's share jobs. Settings come from ENVSHARE_* variables and, optionally, a TOML
 /// file (see docs/configuration.md).
 #[derive(Debug, Parser)]
-#[command(name = "envshare-worker", version, about)]
+#[command(name = "envshare-worker", version = VERSION, about)]
 struct Args {
     /// A TOML file with settings (lower-case names without the ENVSHARE_ prefix); the
     /// environment overrides it.

@@ -8,6 +8,7 @@ mod cli;
 mod cluster;
 mod config;
 mod confirm;
+mod conventions;
 mod events;
 mod fuzz;
 mod import;
