@@ -361,7 +361,8 @@ impl Settings {
     }
 
     /// `ENVSHARE_*` environment variables that name no setting (sorted), for a warning: they are
-    /// probably typos. Variables of envshare's tests (`ENVSHARE_TEST_*`) are not listed.
+    /// probably typos. Variables of envshare's tests (`ENVSHARE_TEST_*`) and of its build
+    /// (`ENVSHARE_BUILD_COMMIT`) are not listed.
     pub fn unknown_env_vars(&self) -> &[String] {
         &self.unknown_env_vars
     }
@@ -391,8 +392,9 @@ fn read_env(
             Some((key, _)) => {
                 raw.insert(key, Raw::env(name, value));
             }
-            // The test harness's own variables share the prefix.
-            None if rest.starts_with("TEST_") => {}
+            // The test harness's own variables share the prefix, and so does the build's
+            // ENVSHARE_BUILD_COMMIT (read by build.rs, not at run time).
+            None if rest.starts_with("TEST_") || rest == "BUILD_COMMIT" => {}
             None => unknown_env_vars.push(name),
         }
     }
@@ -1258,6 +1260,7 @@ mod tests {
             &[
                 ("ENVSHARE_CONCURENCY", "4"),
                 ("ENVSHARE_TEST_REDIS_URL", "redis://x"),
+                ("ENVSHARE_BUILD_COMMIT", "0123456789ab"),
                 ("ENVSHARE_concurrency", "4"),
                 ("PATH", "/bin"),
             ],
