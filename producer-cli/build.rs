@@ -1,7 +1,7 @@
-//! Records the commit this binary is built from, for `--version`: `ENVSHARE_COMMIT` is
-//! `<12-digit hash> <commit date>` from git, else the `ENVSHARE_BUILD_COMMIT` environment
-//! variable (a build without the repository, such as the Docker image's), else `unknown`.
-//! `worker/build.rs` is the same file.
+// Records the commit this binary is built from, for `--version`: `ENVSHARE_COMMIT` is
+// `<12-digit hash> <commit date>` from git, else the `ENVSHARE_BUILD_COMMIT` environment
+// variable (a build without the repository, such as the Docker image's), else `unknown`.
+// `worker/build.rs` includes this file (plain comments: an included file cannot have inner docs).
 
 use std::path::Path;
 use std::process::Command;
