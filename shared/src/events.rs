@@ -258,7 +258,7 @@ mod tests {
     }
 
     #[test]
-    fn an_accepted_event_has_exactly_the_design_fields() {
+    fn an_accepted_event_has_exactly_the_documented_fields() {
         let v: serde_json::Value = serde_json::from_str(&accepted().to_json()).unwrap();
         let mut keys: Vec<_> = v.as_object().unwrap().keys().cloned().collect();
         keys.sort();
