@@ -15,6 +15,7 @@ mod import;
 mod layers;
 mod queue;
 mod reliability;
+mod results;
 mod share;
 mod wechat;
 mod worker;
