@@ -16,6 +16,7 @@ mod manual;
 mod progress;
 mod sandbox_cmd;
 mod status;
+mod sync;
 mod ticket;
 
 use anyhow::Context as _;
@@ -100,6 +101,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Ticket { command } => match command {
             TicketCommand::Set { ticket } => ticket::set(&ctx, &ticket).await,
         },
+        Command::Unshare(args) => sync::unshare(&ctx, args).await,
+        Command::Sync(args) => sync::run(&ctx, args).await,
         Command::Demo(args) => demo::run(&settings, args).await,
         Command::Sandbox(args) => sandbox_cmd::run(args).await,
         Command::Completions(args) => manual::print_completions(args.shell),
