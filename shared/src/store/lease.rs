@@ -205,7 +205,8 @@ impl AckStep for DoneAck<'_> {
             .arg(ok.len())
             .arg(rejected.len())
             .arg(kind)
-            .arg(l.attempt);
+            .arg(l.attempt)
+            .arg(job_index_arg(job));
         for (appid, url) in &ok {
             let event = match job.op {
                 JobOp::Share => accepted(l, &time.iso, appid, url.as_deref()),
@@ -228,6 +229,11 @@ impl AckStep for DoneAck<'_> {
             inv.arg(job.dedupe_member(appid));
         }
     }
+}
+
+/// The job's index in its batch as a script argument: "" when the job has none.
+fn job_index_arg(job: &ShareJob) -> String {
+    job.job_index.map(|i| i.to_string()).unwrap_or_default()
 }
 
 /// The result row number of `appid` as a script argument: "" when the job has no rows.
@@ -289,7 +295,8 @@ impl AckStep for BuryAck<'_> {
             .arg(l.attempt)
             .arg(self.errcode.map(|c| c.to_string()).unwrap_or_default())
             .arg(self.reason.as_str())
-            .arg(self.errmsg);
+            .arg(self.errmsg)
+            .arg(job_index_arg(&l.job));
         for (row, appid) in rows {
             inv.arg(row).arg(pair(l, appid));
         }

@@ -134,8 +134,9 @@ pub struct ResultRow {
 }
 
 impl ResultRow {
-    /// Parses `env/appid|S|SEQ|UPDATED|ATTEMPTS|ERRCODE|REASON|JOB|URL|ERRMSG`.
-    fn parse(batch: &BatchId, raw: &str) -> Result<Self, String> {
+    /// Parses `env/appid|S|SEQ|UPDATED|ATTEMPTS|ERRCODE|REASON|JOB|URL|ERRMSG` (JOB is the job's
+    /// index in the batch; the scripts send its id, `job`, beside the row).
+    fn parse(batch: &BatchId, raw: &str, job: &str) -> Result<Self, String> {
         let f: Vec<&str> = raw.splitn(10, '|').collect();
         let [
             pair,
@@ -145,7 +146,7 @@ impl ResultRow {
             attempts,
             errcode,
             reason,
-            job,
+            _job_index,
             url,
             errmsg,
         ] = f[..]
@@ -239,9 +240,10 @@ impl Queue {
         let mut it = reply.iter();
         let next = it.next().and_then(int).unwrap_or(-1);
         let mut rows = Vec::new();
-        while let (Some(_seq), Some(raw)) = (it.next(), it.next()) {
+        while let (Some(_seq), Some(raw), Some(job)) = (it.next(), it.next(), it.next()) {
             let raw = text(raw).ok_or_else(|| StoreError::reply(op, "a row is not text"))?;
-            rows.push(ResultRow::parse(batch, raw).map_err(|e| StoreError::reply(op, e))?);
+            let job = text(job).unwrap_or_default();
+            rows.push(ResultRow::parse(batch, raw, job).map_err(|e| StoreError::reply(op, e))?);
         }
         Ok(ResultsPage {
             rows,
@@ -266,6 +268,32 @@ impl Queue {
         Ok(RowState::ALL.into_iter().zip(counts).collect())
     }
 
+    /// Bytes of Redis memory the result keys of `batch` take (`MEMORY USAGE` of each, all
+    /// samples), for the memory-per-row figure of the benchmarks.
+    pub async fn results_memory(&self, batch: &BatchId) -> Result<u64, StoreError> {
+        let base = self.keys.results(batch);
+        let mut keys = vec![
+            base.clone(),
+            format!("{base}:seq"),
+            format!("{base}:envs"),
+            format!("{base}:jobs"),
+        ];
+        keys.extend(
+            RowState::ALL
+                .iter()
+                .map(|st| self.keys.results_state(batch, st.as_str())),
+        );
+        let mut pipe = redis::pipe();
+        for k in &keys {
+            pipe.cmd("MEMORY").arg("USAGE").arg(k).arg("SAMPLES").arg(0);
+        }
+        let sizes: Vec<Option<u64>> = pipe
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(StoreError::redis("results memory"))?;
+        Ok(sizes.into_iter().flatten().sum())
+    }
+
     /// The rows of `appid` in every batch on record, newest batch first.
     pub async fn find_appid(&self, appid: &AppId) -> Result<Vec<ResultRow>, StoreError> {
         let op = "find appid";
@@ -273,9 +301,11 @@ impl Queue {
         inv.arg(appid.as_str());
         let reply: Vec<String> = self.run(op, &inv).await?;
         let mut rows = Vec::new();
-        for pair in reply.chunks_exact(2) {
-            let batch = BatchId::parse(&pair[0]).map_err(|e| StoreError::reply(op, e))?;
-            rows.push(ResultRow::parse(&batch, &pair[1]).map_err(|e| StoreError::reply(op, e))?);
+        for rec in reply.chunks_exact(3) {
+            let batch = BatchId::parse(&rec[0]).map_err(|e| StoreError::reply(op, e))?;
+            rows.push(
+                ResultRow::parse(&batch, &rec[1], &rec[2]).map_err(|e| StoreError::reply(op, e))?,
+            );
         }
         Ok(rows)
     }
@@ -319,9 +349,9 @@ mod tests {
     #[test]
     fn a_row_parses_with_a_pipe_in_its_message_and_url() {
         let b = BatchId::parse("b-1").unwrap();
-        let raw = "env-1/wx0123456789abcdef|f|7|1700000000|3|-1||01J0000000000000000000000A|\
-                   https://x/a%7Cb|system busy | try later";
-        let r = ResultRow::parse(&b, raw).unwrap();
+        let raw = "env-1/wx0123456789abcdef|f|7|1700000000|3|-1||4|https://x/a%7Cb|system busy | try later";
+        let r = ResultRow::parse(&b, raw, "01J0000000000000000000000A").unwrap();
+        assert_eq!(r.job_id.as_str(), "01J0000000000000000000000A");
         assert_eq!(r.seq, 7);
         assert_eq!(r.state, RowState::Failed);
         assert_eq!(r.errcode, Some(-1));
@@ -329,7 +359,7 @@ mod tests {
         assert_eq!(r.confirm_url.as_deref(), Some("https://x/a|b"));
         assert_eq!(r.errmsg.as_deref(), Some("system busy | try later"));
         assert_eq!(r.updated_at_ms, 1_700_000_000_000);
-        assert!(ResultRow::parse(&b, "env/wx0123456789abcdef|q|1").is_err());
+        assert!(ResultRow::parse(&b, "env/wx0123456789abcdef|q|1", "j").is_err());
     }
 
     #[test]

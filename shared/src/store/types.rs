@@ -142,6 +142,9 @@ pub struct ShareJob {
     /// enqueued before result rows existed.
     #[serde(default)]
     pub row: Option<u64>,
+    /// The job's index in its batch (where its id sits in the batch's result keys).
+    #[serde(default)]
+    pub job_index: Option<u64>,
 }
 
 impl ShareJob {
@@ -314,6 +317,8 @@ pub(crate) struct Payload {
     pub op: JobOp,
     #[serde(default)]
     pub row: Option<u64>,
+    #[serde(default)]
+    pub ji: Option<u64>,
 }
 
 impl Payload {
@@ -340,6 +345,7 @@ impl Payload {
             r#gen: state_gen.unwrap_or(self.r#gen),
             op: self.op,
             row: self.row,
+            job_index: self.ji,
         }
     }
 }

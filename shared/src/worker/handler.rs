@@ -582,6 +582,7 @@ mod tests {
             r#gen: 0,
             op: JobOp::Share,
             row: Some(0),
+            job_index: Some(0),
         }
     }
 

@@ -6,7 +6,8 @@
 -- ARGV[5] number of jobs (<= 500), then per job:
 --         id, fence, batch id, failed appids, dead info JSON, number of events E,
 --         E x (type, event JSON), number of dedupe members to free F, F x member,
---         number of result rows M, attempts, errcode or "", reason, errmsg,
+--         number of result rows M, attempts, errcode or "", reason, errmsg, the job's index
+--         in its batch,
 --         M x (row number, "env/appid") (the rows become failed)
 -- returns: {applied, {stale job ids}, {batch ids completed by this call}}
 -- The payload stays in jobs so the dead job can be retried.
@@ -19,7 +20,7 @@ for r = 1, n do
   local nr = tonumber(ARGV[i + 7 + 2 * ne + nf])
   recs[r] = { i, ne, nf, nr }
   ids[r] = ARGV[i]
-  i = i + 12 + 2 * ne + nf + 2 * nr
+  i = i + 13 + 2 * ne + nf + 2 * nr
 end
 local states = chunked_get('HMGET', K_STATE, ids)
 local gr, stale = graves(), {}
@@ -38,9 +39,10 @@ for r = 1, n do
     end
     local rat = fat + nf + 1
     local attempts, ec, reason, msg = ARGV[rat], ARGV[rat + 1], ARGV[rat + 2], ARGV[rat + 3]
-    for k = rat + 4, rat + 3 + 2 * nr, 2 do
+    local ji = ARGV[rat + 4]
+    for k = rat + 5, rat + 4 + 2 * nr, 2 do
       local seq = ARGV[k]
-      put_row(ARGV[at + 2], ARGV[k + 1], seq, 'p', 'f', row('f', seq, attempts, ec, reason, id,
+      put_row(ARGV[at + 2], ARGV[k + 1], seq, 'p', 'f', row('f', seq, attempts, ec, reason, ji,
         '', msg))
     end
     bump_batch(ARGV[at + 2], 1, 0, tonumber(ARGV[at + 3]))

@@ -46,8 +46,9 @@ while budget > 0 do
   local rec = redis.call('GETRANGE', seqkey, seq * SEQ_WIDTH, seq * SEQ_WIDTH + SEQ_WIDTH - 1)
   local env = env_of[string.byte(rec, 1) * 256 + string.byte(rec, 2)]
   local r = env and redis.call('HGET', rkey, env .. '/wx' .. string.sub(rec, 3))
-  local job = r and string.match(r, '^%a|%d+|%d*|%d*|[^|]*|[^|]*|([^|]*)|')
-  if job and not handled[job] then
+  local ji = r and string.match(r, '^%a|%d+|%d*|%d*|[^|]*|[^|]*|(%d+)|')
+  local job = ji and job_id_at(batch, ji)
+  if job and job ~= '' and not handled[job] then
     handled[job] = true
     if redis.call('ZSCORE', K_READY, job) or redis.call('ZSCORE', K_SCHED, job) then
       local raw = redis.call('HGET', K_JOBS, job)
@@ -60,7 +61,7 @@ while budget > 0 do
             'cancelled'))
           free[#free + 1] = dedupe_member(p, appid)
         end
-        end_rows(p, job, 'c', a, 'cancelled by an operator', 'cancelled')
+        end_rows(p, 'c', a, 'cancelled by an operator', 'cancelled')
         bump_batch(batch, 1, 0, #p.appids)
         removed[#removed + 1] = job
         jobs = jobs + 1

@@ -6,6 +6,7 @@
 -- ARGV[5] number of jobs (<= 500), then per job:
 --         id, fence, batch id, A accepted appids, R rejected appids, kind ("a": a share, its
 --         accepted appids get share.accepted; "x": an unshare, share.unshared), attempts,
+--         the job's index in its batch ("ji" of the payload; "" when it has none),
 --         A x (event JSON, row number, "env/appid", confirmation URL or ""),
 --         R x (share.failed event JSON, row number, "env/appid", errcode or "", errmsg),
 --         R x dedupe member (the rejected pairs, freed so a re-import retries them)
@@ -22,7 +23,7 @@ for r = 1, n do
   ids[r] = ARGV[i]
   accs[r] = acc
   rejs[r] = rej
-  i = i + 7 + 4 * acc + 6 * rej
+  i = i + 8 + 4 * acc + 6 * rej
 end
 local states = chunked_get('HMGET', K_STATE, ids)
 local done, stale, free = {}, {}, {}
@@ -38,12 +39,13 @@ for r = 1, n do
     local code = ARGV[at + 5]
     local kind = code == 'x' and 'share.unshared' or 'share.accepted'
     local attempts = ARGV[at + 6]
-    local e = at + 7
+    local ji = ARGV[at + 7]
+    local e = at + 8
     for _ = 1, acc do
       xadd(kind, ARGV[e])
       local seq = ARGV[e + 1]
       if seq ~= '' then
-        put_row(batch, ARGV[e + 2], seq, 'p', code, row(code, seq, attempts, '', '', id,
+        put_row(batch, ARGV[e + 2], seq, 'p', code, row(code, seq, attempts, '', '', ji,
           ARGV[e + 3], ''))
       end
       e = e + 4
@@ -53,7 +55,7 @@ for r = 1, n do
       local seq = ARGV[e + 1]
       if seq ~= '' then
         put_row(batch, ARGV[e + 2], seq, 'p', 'f', row('f', seq, attempts, ARGV[e + 3],
-          'rejected', id, '', ARGV[e + 4]))
+          'rejected', ji, '', ARGV[e + 4]))
       end
       e = e + 5
     end

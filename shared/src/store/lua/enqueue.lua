@@ -16,7 +16,8 @@
 --         (ids, envs, batch ids and appids are validated in Rust: no characters needing JSON
 --         escapes, so the payload is built by concatenation instead of cjson)
 -- Each created pair gets its result row (pending) and row number; a job's payload names the
--- row number of its first appid ("row"), the others follow in order. An unshare job's payload
+-- row number of its first appid ("row", the others follow in order) and the job's index in the
+-- batch ("ji", its place in the batch's jobs string; job ids are 26-character ULIDs). An unshare job's payload
 -- has "op":"unshare" and its dedupe members are "u:env/appid".
 -- returns: {jobs created, appids enqueued, pairs skipped, {1-based indexes (over all jobs of
 --          this call) of jobs not created because every pair was a duplicate}}
@@ -77,6 +78,7 @@ local p, j = 0, 0
 -- Result rows: the next row number per batch, the env indexes, and per batch the seq records
 -- of this call (contiguous from its first row number).
 local next_row, env_index, seq_recs, seq_first = {}, {}, {}, {}
+local next_job, job_recs, job_first = {}, {}, {}
 local function env_idx(batch, env)
   local k = batch .. '/' .. env
   local idx = env_index[k]
@@ -99,10 +101,15 @@ for _ = 1, groups do
   local nj = tonumber(ARGV[i + 4])
   i = i + 5
   if not next_row[batch] then
-    next_row[batch] = tonumber(redis.call('HGET', batch_key(batch), 'appids') or 0) or 0
+    local h = redis.call('HMGET', batch_key(batch), 'appids', 'jobs')
+    next_row[batch] = tonumber(h[1] or 0) or 0
     seq_first[batch] = next_row[batch]
     seq_recs[batch] = {}
+    next_job[batch] = tonumber(h[2] or 0) or 0
+    job_first[batch] = next_job[batch]
+    job_recs[batch] = {}
   end
+  local jrecs = job_recs[batch]
   local recs = seq_recs[batch]
   local eidx = env_idx(batch, env)
   local fprefix = env .. '/'
@@ -155,20 +162,24 @@ for _ = 1, groups do
       g_appids = g_appids + nk
       local first = next_row[batch]
       next_row[batch] = first + nk
+      local ji = int(next_job[batch])
+      next_job[batch] = next_job[batch] + 1
+      jrecs[#jrecs + 1] = id
       if nk == 1 then
         kept = { single }
       end
       for x = 1, nk do
         local appid = kept[x]
         local seq = int(first + x - 1)
-        put_row(batch, fprefix .. appid, seq, nil, 'p', row('p', seq, '0', '', '', id, '', ''))
+        put_row(batch, fprefix .. appid, seq, nil, 'p', row('p', seq, '0', '', '', ji, '', ''))
         recs[#recs + 1] = eidx .. string.sub(appid, 3)
       end
+      local ids = ',"ji":' .. ji .. tail
       hset[nh + 1] = id
       if nk == 1 then
-        hset[nh + 2] = head .. single .. mid .. int(first) .. tail
+        hset[nh + 2] = head .. single .. mid .. int(first) .. ids
       else
-        hset[nh + 2] = head .. table.concat(kept, '","') .. mid .. int(first) .. tail
+        hset[nh + 2] = head .. table.concat(kept, '","') .. mid .. int(first) .. ids
       end
       nh = nh + 2
       if zset == ready then
@@ -213,6 +224,8 @@ if created > 0 then
     redis.call('ZADD', K_BATCHES, 'NX', NOW_S, b)
     redis.call('SETRANGE', results_key(b) .. ':seq', seq_first[b] * SEQ_WIDTH,
       table.concat(seq_recs[b]))
+    redis.call('SETRANGE', results_key(b) .. ':jobs', job_first[b] * JOB_WIDTH,
+      table.concat(job_recs[b]))
   end
   results_flush()
   redis.call('HINCRBY', K_STATS, 'enqueued', created)

@@ -207,9 +207,9 @@ local function share_failed(p, job_id, gen, appid, attempts, errmsg, reason)
   })
 end
 
--- Marks the pending rows of the appids of job `job_id` (payload `p`, rows from p.row) failed
+-- Marks the pending rows of the appids of a job (payload `p`, rows from p.row) failed
 -- with `attempts`, `errmsg` and `reason`, or state `code` with that reason (cancelled).
-local function end_rows(p, job_id, code, attempts, errmsg, reason)
+local function end_rows(p, code, attempts, errmsg, reason)
   if not p.row then
     return
   end
@@ -217,7 +217,7 @@ local function end_rows(p, job_id, code, attempts, errmsg, reason)
   for x, appid in ipairs(p.appids) do
     local seq = int(first + x - 1)
     put_row(p.batch, p.env .. '/' .. appid, seq, 'p', code,
-      row(code, seq, int(attempts), '', reason, job_id, '', errmsg))
+      row(code, seq, int(attempts), '', reason, int(p.ji or 0), '', errmsg))
   end
 end
 
@@ -305,7 +305,7 @@ local function reap(limit, max_attempts)
           xadd('share.failed', share_failed(p, id, g, appid, a, 'lease expired', 'lease_expired'))
           gr.free[#gr.free + 1] = dedupe_member(p, appid)
         end
-        end_rows(p, id, 'f', a, 'lease expired', 'lease_expired')
+        end_rows(p, 'f', a, 'lease expired', 'lease_expired')
         bump_batch(p.batch, 1, 0, #p.appids)
       end
       dig(gr, id, a, g, cjson.encode({ reason = 'lease_expired', errcode = cjson.null,

@@ -87,15 +87,18 @@ end
 --                                                big-endian) and the appid's 16 hex digits
 --   PREFIX .. 'results:' .. b .. ':envs' hash    "n" -> envs so far, "e:" .. env -> index,
 --                                                "i:" .. index -> env
+--   PREFIX .. 'results:' .. b .. ':jobs' string  the batch's job ids by job index (26
+--                                                characters each: generated ids are ULIDs)
 --   PREFIX .. 'results:' .. b .. ':' .. state   bitmap of the row numbers in that state
 -- A row is "S|SEQ|UPDATED|ATTEMPTS|ERRCODE|REASON|JOB|URL|ERRMSG": S a state code (STATES),
 -- SEQ the row number (0-based, the order the batch's pairs were enqueued), UPDATED unix
--- seconds, ERRCODE and REASON empty when none, URL the confirmation URL ('|' written as %7C),
--- ERRMSG the rest of the row. Each write sets the row and moves its bit between two state
+-- seconds, ERRCODE and REASON empty when none, JOB the job's index in the batch (its id is in
+-- the jobs string), URL the confirmation URL ('|' written as %7C), ERRMSG the rest of the row. Each write sets the row and moves its bit between two state
 -- bitmaps, in the same script as the state change and its events.
 local STATES = { p = 'pending', a = 'accepted', f = 'failed', b = 'bound', u = 'unconfirmed',
   c = 'cancelled', x = 'unshared' }
 local SEQ_WIDTH = 18
+local JOB_WIDTH = 26
 local NOW_SECS = string.format('%d', math.floor(tonumber(ARGV[1]) / 1000))
 
 local function results_key(b)
@@ -105,7 +108,7 @@ end
 -- Every key of batch `b`'s results (for PEXPIRE).
 local function results_keys(b)
   local base = results_key(b)
-  local out = { base, base .. ':seq', base .. ':envs' }
+  local out = { base, base .. ':seq', base .. ':envs', base .. ':jobs' }
   for _, s in pairs(STATES) do
     out[#out + 1] = base .. ':' .. s
   end
@@ -118,9 +121,14 @@ local function row(code, seq, attempts, errcode, reason, job, url, errmsg)
     .. reason .. '|' .. job .. '|' .. string.gsub(url, '|', '%%7C') .. '|' .. errmsg
 end
 
--- The state code, row number, attempts, job id and URL of row `r`.
-local function row_parts(r)
-  return string.match(r, '^(%a)|(%d+)|%d*|(%d*)|[^|]*|[^|]*|([^|]*)|([^|]*)|')
+-- The id of the job with index `ji` (a string of digits) in batch `b`.
+local function job_id_at(b, ji)
+  local n = tonumber(ji)
+  if not n then
+    return ''
+  end
+  local at = n * JOB_WIDTH
+  return redis.call('GETRANGE', results_key(b) .. ':jobs', at, at + JOB_WIDTH - 1)
 end
 
 -- This call's result writes, flushed once per batch by results_flush: rows to HSET and, per

@@ -3,7 +3,7 @@
 -- KEYS[1..15] the queue's keys, see lib.lua (batches is read)
 -- ARGV[1] now (ms)   ARGV[2] now ISO-8601   ARGV[3] key prefix   ARGV[4] events MAXLEN
 -- ARGV[5] appid
--- returns: {batch id, "env/appid|" .. row, …}
+-- returns: {batch id, "env/appid|" .. row, job id, …}
 -- Cost: O(batches on record x envs per batch): one HGET per (batch, env).
 local appid = ARGV[5]
 local out = {}
@@ -18,6 +18,7 @@ for _, b in ipairs(redis.call('ZREVRANGE', K_BATCHES, 0, -1)) do
       if r then
         out[#out + 1] = b
         out[#out + 1] = field .. '|' .. r
+        out[#out + 1] = job_id_at(b, string.match(r, '^%a|%d+|%d*|%d*|[^|]*|[^|]*|(%d*)|'))
       end
     end
   end

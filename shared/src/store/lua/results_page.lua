@@ -4,7 +4,8 @@
 -- ARGV[1] now (ms)   ARGV[2] now ISO-8601   ARGV[3] key prefix   ARGV[4] events MAXLEN
 -- ARGV[5] batch id   ARGV[6] state name, or "" for every row   ARGV[7] first row number
 -- ARGV[8] rows at most (<= 1000)
--- returns: {next row number (-1: this is the last page), row number, row, row number, row, …}
+-- returns: {next row number (-1: this is the last page), then per row: row number,
+--          "env/appid|" .. row, job id}
 --          (rows whose pair has no record are left out)
 -- Cost: O(page) for all rows; with a state, one BITPOS per row returned (a scan of the
 -- state's bitmap, 1 bit per row of the batch, at memory speed).
@@ -58,9 +59,11 @@ for i, s in ipairs(seqs) do
 end
 local rows = redis.call('HMGET', rkey, unpack(fields))
 for i, s in ipairs(seqs) do
-  if rows[i] then
+  local r = rows[i]
+  if r then
     out[#out + 1] = s
-    out[#out + 1] = fields[i] .. '|' .. rows[i]
+    out[#out + 1] = fields[i] .. '|' .. r
+    out[#out + 1] = job_id_at(ARGV[5], string.match(r, '^%a|%d+|%d*|%d*|[^|]*|[^|]*|(%d*)|'))
   end
 end
 return out
