@@ -287,11 +287,12 @@ impl Queue {
         for k in &keys {
             pipe.cmd("MEMORY").arg("USAGE").arg(k).arg("SAMPLES").arg(0);
         }
-        let sizes: Vec<Option<u64>> = pipe
+        // A key that does not exist answers nil.
+        let sizes: Vec<Value> = pipe
             .query_async(&mut self.conn.clone())
             .await
             .map_err(StoreError::redis("results memory"))?;
-        Ok(sizes.into_iter().flatten().sum())
+        Ok(sizes.iter().filter_map(int).map(|n| n.max(0) as u64).sum())
     }
 
     /// The rows of `appid` in every batch on record, newest batch first.

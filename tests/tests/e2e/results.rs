@@ -447,3 +447,50 @@ async fn confirmation_moves_accepted_rows_to_bound_or_unconfirmed_as_the_events_
         "an unconfirmed row keeps its URL to resend"
     );
 }
+
+#[tokio::test]
+async fn a_completed_batch_and_its_rows_expire_after_the_results_ttl_and_leave_the_list() {
+    let s = start_stack("results-ttl", SandboxConfig::default()).await;
+    let settings = envshare::store::QueueSettings {
+        results_ttl: Duration::from_millis(2_000),
+        ..envshare::store::QueueSettings::default()
+    };
+    let queue = envshare::store::Queue::connect(
+        envshare_tests::TestRedis::shared().url(),
+        s.name(),
+        settings,
+    )
+    .await
+    .unwrap();
+    let batch = BatchId::generate();
+    let job = NewJob {
+        op: JobOp::Share,
+        env: EnvId::parse(ENV).unwrap(),
+        appids: vec![appid(APPIDS + 1)],
+        batch: batch.clone(),
+        run_at_ms: None,
+    };
+    queue
+        .enqueue(vec![job], EnqueueOptions::default())
+        .await
+        .unwrap();
+    // Not completed: no expiry yet, however long it waits.
+    tokio::time::sleep(Duration::from_millis(2_200)).await;
+    assert_eq!(all_rows(&s, &batch, None, 10).await.len(), 1);
+    let w = s.worker().await;
+    wait_completed(&s, &batch, Duration::from_secs(10)).await;
+    w.stop().await;
+    assert_eq!(queue.list_batches(0, 10).await.unwrap(), [batch.clone()]);
+    let gone = wait_until(Duration::from_secs(5), || async {
+        queue.batch(&batch).await.unwrap().is_none()
+    })
+    .await;
+    assert!(gone, "the batch record expired");
+    assert!(all_rows(&s, &batch, None, 10).await.is_empty());
+    assert_eq!(
+        queue.results_memory(&batch).await.unwrap(),
+        0,
+        "every result key expired"
+    );
+    assert!(queue.list_batches(0, 10).await.unwrap().is_empty());
+}
