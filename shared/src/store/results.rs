@@ -285,6 +285,8 @@ impl Queue {
         );
         let mut pipe = redis::pipe();
         for k in &keys {
+            // MEMORY USAGE does not expire a key whose TTL has passed; EXISTS does.
+            pipe.cmd("EXISTS").arg(k).ignore();
             pipe.cmd("MEMORY").arg("USAGE").arg(k).arg("SAMPLES").arg(0);
         }
         // A key that does not exist answers nil.
