@@ -99,6 +99,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         },
         Command::Ticket { command } => match command {
             TicketCommand::Set { ticket } => ticket::set(&ctx, &ticket).await,
+            TicketCommand::Request => ticket::request(&ctx).await,
         },
         Command::Demo(args) => demo::run(&settings, args).await,
         Command::Sandbox(args) => sandbox_cmd::run(args).await,

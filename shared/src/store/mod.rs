@@ -68,7 +68,7 @@ pub use keys::Keys;
 pub use lease::MAX_CLAIM;
 pub use rate::RateStore;
 pub use stream::{EventError, EventReader, StartFrom, StreamEvent, read_all};
-pub use token::{TokenMeta, TokenStore};
+pub use token::{ExternalTokenKey, ExternalTokenValue, StoredTicket, TokenMeta, TokenStore};
 pub use types::{
     Ack, AckReport, AppResult, Claim, EnqueueOptions, EnqueueReport, Lease, LeaseRef, NewJob,
     Outcome, ReapReport, ShareJob, WorkerId,
