@@ -105,20 +105,16 @@ impl BatchInfo {
 async fn external_token(ctx: &Ctx, queue: &Queue, source: &'static str) -> TokenInfo {
     let s = &ctx.settings;
     let status = async {
-        let client = envshare::wechat::WechatClient::from_settings(s)
+        let client = envshare::wechat::WechatClient::from_settings(s).map_err(|e| e.to_string())?;
+        let provider = envshare::token::provider_for(s, queue.connection(), queue.keys(), client)
             .map_err(|e| e.to_string())?;
-        let provider =
-            envshare::token::provider_for(s, queue.connection(), queue.keys(), client)
-                .map_err(|e| e.to_string())?;
         provider.status().await.map_err(|e| e.to_string())
     };
     match status.await {
         Ok(st) => TokenInfo {
             source,
             cached: st.cached,
-            expires_in_ms: st
-                .expires_at_ms
-                .map(|e| e.saturating_sub(queue.now_ms())),
+            expires_in_ms: st.expires_at_ms.map(|e| e.saturating_sub(queue.now_ms())),
             error: None,
         },
         Err(error) => TokenInfo {

@@ -71,8 +71,8 @@ pub async fn request(ctx: &Ctx) -> anyhow::Result<()> {
              credentials: set ENVSHARE_COMPONENT_APPID and ENVSHARE_COMPONENT_APPSECRET"
         );
     };
-    let client = envshare::wechat::WechatClient::from_settings(s)
-        .context("fix ENVSHARE_WECHAT_BASE_URL")?;
+    let client =
+        envshare::wechat::WechatClient::from_settings(s).context("fix ENVSHARE_WECHAT_BASE_URL")?;
     let queue = ctx.queue().await?;
     let store = queue.token_store();
     let outcome = envshare::token::request_ticket_push(&store, &client, appid.as_ref(), secret)

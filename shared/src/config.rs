@@ -1503,7 +1503,10 @@ mod tests {
             &[
                 ("ENVSHARE_TOKEN_SOURCE", "redis"),
                 ("ENVSHARE_TOKEN_REDIS_KEY", "k"),
-                ("ENVSHARE_TOKEN_REDIS_URL", "redis://:pw-hunter3@sdk-redis:6379/2"),
+                (
+                    "ENVSHARE_TOKEN_REDIS_URL",
+                    "redis://:pw-hunter3@sdk-redis:6379/2",
+                ),
             ],
             None,
         )

@@ -362,7 +362,9 @@ impl ComponentTokenProvider {
     async fn request_ticket_push(&self, why: &'static str) {
         match self.fetcher.request_push(&self.store).await {
             Ok(TicketPush::Requested) => {
-                self.counters.ticket_requests.fetch_add(1, Ordering::Relaxed);
+                self.counters
+                    .ticket_requests
+                    .fetch_add(1, Ordering::Relaxed);
                 tracing::info!(
                     why,
                     "asked WeChat to push a component_verify_ticket (api_start_push_ticket); it \
@@ -370,7 +372,10 @@ impl ComponentTokenProvider {
                 );
             }
             Ok(TicketPush::Skipped { .. }) => {
-                tracing::debug!(why, "a ticket push was asked for within the last 10 minutes");
+                tracing::debug!(
+                    why,
+                    "a ticket push was asked for within the last 10 minutes"
+                );
             }
             Err(e) => {
                 let source = std::error::Error::source(&e).map(ToString::to_string);
@@ -479,7 +484,13 @@ impl ComponentTokenProvider {
         let fetched = match self.fetcher.fetch(&ticket).await {
             Ok(f) => f,
             Err(e) => {
-                if matches!(e, FetchError::Api { errcode: 61005 | 61006, .. }) {
+                if matches!(
+                    e,
+                    FetchError::Api {
+                        errcode: 61005 | 61006,
+                        ..
+                    }
+                ) {
                     self.request_ticket_push("WeChat rejected the verify ticket")
                         .await;
                 }

@@ -14,8 +14,9 @@ const MAX_TOKEN_LEN: usize = 2048;
 /// How many rejected tokens are remembered.
 const REJECTED_KEPT: usize = 8;
 
-/// The SHA-256 of `token`, lowercase hex: what the token service gets as `?stale=`.
-pub(crate) fn sha256_hex(token: &str) -> String {
+/// The SHA-256 of `token`, lowercase hex: what a token service gets as `?stale=` after WeChat
+/// rejected `token` (`http` token source).
+pub fn sha256_hex(token: &str) -> String {
     let digest = Sha256::digest(token.as_bytes());
     let mut hex = String::with_capacity(64);
     for b in digest {
@@ -187,8 +188,14 @@ mod tests {
         let cases: [(&[u8], ParseError); 6] = [
             (b"\xac\xed\x00\x05t\x00\x03abc", ParseError::NotText),
             (b"  ", ParseError::Empty),
-            (br#"{"access_token":"SECRETVALUE"}"#, ParseError::NoTokenField),
-            (br#"{"component_access_token":"SECRETVALUE""#, ParseError::BadJson),
+            (
+                br#"{"access_token":"SECRETVALUE"}"#,
+                ParseError::NoTokenField,
+            ),
+            (
+                br#"{"component_access_token":"SECRETVALUE""#,
+                ParseError::BadJson,
+            ),
             (b"SECRET VALUE", ParseError::NotAToken),
             (br#""""#, ParseError::Empty),
         ];

@@ -152,11 +152,7 @@ impl HttpTokenProvider {
 
     /// One `GET`, with `?stale=` when a rejected token is pending.
     async fn fetch(&self) -> Result<AccessToken, TokenError> {
-        let stale = self
-            .stale
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+        let stale = self.stale.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let mut url = self.url.clone();
         if let Some(hash) = &stale {
             url.query_pairs_mut().append_pair("stale", hash);
@@ -170,7 +166,10 @@ impl HttpTokenProvider {
         let mut response = request.send().await.map_err(|e| {
             let e = e.without_url();
             let what = if e.is_timeout() {
-                format!("no answer from {shown} within {:?}", self.settings.request_timeout)
+                format!(
+                    "no answer from {shown} within {:?}",
+                    self.settings.request_timeout
+                )
             } else if e.is_connect() {
                 format!("cannot connect to {shown}")
             } else {
@@ -179,8 +178,7 @@ impl HttpTokenProvider {
             self.fail(false, what)
         })?;
         let status = response.status();
-        if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN
-        {
+        if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
             return Err(self.fail(
                 true,
                 format!(
@@ -194,7 +192,10 @@ impl HttpTokenProvider {
         if !status.is_success() {
             return Err(self.fail(
                 false,
-                format!("the token service {shown} answered HTTP {}", status.as_u16()),
+                format!(
+                    "the token service {shown} answered HTTP {}",
+                    status.as_u16()
+                ),
             ));
         }
         if response
@@ -329,4 +330,3 @@ impl TokenProvider for HttpTokenProvider {
         }
     }
 }
-

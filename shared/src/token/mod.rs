@@ -34,6 +34,7 @@ use crate::store::conn::RedisConn;
 use crate::wechat::WechatClient;
 
 pub use component::{ComponentTokenProvider, ComponentTokenSettings};
+pub use external::sha256_hex;
 pub use http_source::{HttpSourceError, HttpTokenProvider};
 pub use redis_source::{ExternalTokenSettings, RedisTokenProvider};
 pub use ticket::{
@@ -348,9 +349,10 @@ pub fn provider_for(
 ) -> Result<Arc<dyn TokenProvider>, ProviderError> {
     let external = ExternalTokenSettings::from_settings(settings);
     Ok(match settings.token_mode() {
-        ConfigTokenMode::Redis { key, url: Some(url) } => {
-            Arc::new(RedisTokenProvider::on_url(url, key, external))
-        }
+        ConfigTokenMode::Redis {
+            key,
+            url: Some(url),
+        } => Arc::new(RedisTokenProvider::on_url(url, key, external)),
         ConfigTokenMode::Redis { key, url: None } => {
             Arc::new(RedisTokenProvider::new(conn, key, external))
         }

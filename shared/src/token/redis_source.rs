@@ -125,10 +125,7 @@ impl RedisTokenProvider {
         key: impl Into<String>,
         settings: ExternalTokenSettings,
     ) -> Self {
-        Self::with_source(
-            KeySource::Ready(ExternalTokenKey::new(conn, key)),
-            settings,
-        )
+        Self::with_source(KeySource::Ready(ExternalTokenKey::new(conn, key)), settings)
     }
 
     /// Reads `key` on the Redis at `url`, connected to on first use (a failed connection is a
@@ -246,8 +243,7 @@ impl RedisTokenProvider {
             key = self.key_name(),
             on = match &self.source {
                 KeySource::Ready(_) => ", on the queue's Redis".to_owned(),
-                KeySource::Lazy { url, .. } =>
-                    format!(" on {}", crate::config::redact_url(url)),
+                KeySource::Lazy { url, .. } => format!(" on {}", crate::config::redact_url(url)),
             }
         )
     }

@@ -89,6 +89,9 @@ mod tests {
         assert!(!ticket_is_old(Some(0), 12 * h - 1));
         assert!(ticket_is_old(Some(0), 12 * h));
         assert!(!ticket_is_old(None, 100 * h));
-        assert!(!ticket_is_old(Some(5 * h), 2 * h), "a clock step back is not age");
+        assert!(
+            !ticket_is_old(Some(5 * h), 2 * h),
+            "a clock step back is not age"
+        );
     }
 }

@@ -16,5 +16,6 @@ mod layers;
 mod queue;
 mod reliability;
 mod share;
+mod tokensrc;
 mod wechat;
 mod worker;
