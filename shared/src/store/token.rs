@@ -2,8 +2,10 @@
 //!
 //! Keys (from [`Keys`]): `token` holds the token JSON with a TTL equal to the token's life;
 //! `token:lock` is the fetch lock (`SET NX PX` with a random owner, released by its owner only);
-//! `ticket` is the verify ticket hash (fields `ticket`, `set_at`); `stats` counts
-//! `token_refreshes`, which doubles as the generation number.
+//! `ticket` is the verify ticket hash (fields `ticket`, `set_at`); `ticket:request` is the
+//! 10-minute claim on asking WeChat for a ticket push (`SET NX PX`); `stats` counts
+//! `token_refreshes`, which doubles as the generation number. [`ExternalTokenKey`] reads the
+//! key another program (the platform's SDK) keeps its token under, for the `redis` token source.
 
 use std::sync::LazyLock;
 

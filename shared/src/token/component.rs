@@ -4,8 +4,10 @@
 //! Redis (through [`TokenStore`]): `token` holds the JSON
 //! `{"token","expires_at","fetched_at","generation"}` with a TTL equal to the token's life;
 //! `token:lock` is the fetch lock (`SET NX PX` with a random owner, released by its owner only);
-//! `ticket` is the verify ticket hash (field `ticket`); `stats` counts `token_refreshes`, which
-//! doubles as the generation number.
+//! `ticket` is the verify ticket hash (fields `ticket`, `set_at`); `stats` counts
+//! `token_refreshes`, which doubles as the generation number; `ticket:request` is the 10-minute
+//! claim on asking WeChat for a ticket push, made when no ticket is stored, the stored one is
+//! older than 12 h, or WeChat rejects it (see [`super::ticket`]).
 //!
 //! A call to [`token`](TokenProvider::token):
 //!

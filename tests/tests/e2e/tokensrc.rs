@@ -595,3 +595,37 @@ async fn status_shows_the_token_source_and_expiry_and_a_bad_source_stops_the_wor
     assert!(stderr.contains("ENVSHARE_TOKEN_SOURCE"), "{stderr}");
     assert!(stderr.contains("ENVSHARE_TOKEN_REDIS_KEY"), "{stderr}");
 }
+
+#[tokio::test]
+async fn the_redis_source_reads_a_key_on_its_own_redis_url() {
+    let name = format!("{}:sdk-token", envshare_tests::unique_queue("tokensrc-url"));
+    sdk_key(&name)
+        .await
+        .write("tok-elsewhere-1", Some(60_000))
+        .await
+        .unwrap();
+    let p = RedisTokenProvider::on_url(
+        TestRedis::shared().url(),
+        name.clone(),
+        ExternalTokenSettings::default(),
+    );
+    assert_eq!(p.token().await.unwrap().expose(), "tok-elsewhere-1");
+
+    // An unreachable Redis is transient, and the message hides the URL's password.
+    let port = envshare_tests::free_port();
+    let p = RedisTokenProvider::on_url(
+        format!("redis://:pw-unreachable-9@127.0.0.1:{port}"),
+        name,
+        ExternalTokenSettings::default(),
+    );
+    let err = p.token().await.expect_err("nothing listens there");
+    assert!(err.is_retryable(), "{err:?}");
+    assert!(
+        err.to_string().contains("ENVSHARE_TOKEN_REDIS_URL"),
+        "{err}"
+    );
+    assert!(
+        !format!("{err} {err:?}").contains("pw-unreachable-9"),
+        "{err:?}"
+    );
+}
