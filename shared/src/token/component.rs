@@ -176,7 +176,8 @@ struct Counters {
     fetch_errors: AtomicU64,
     misconfigured: AtomicU64,
     invalidations: AtomicU64,
-    ticket_requests: AtomicU64,
+    /// Shared with the background task that asks for a ticket push.
+    ticket_requests: Arc<AtomicU64>,
 }
 
 struct Local {
@@ -360,30 +361,34 @@ impl ComponentTokenProvider {
     }
 
     /// Asks WeChat to push a verify ticket, unless some process did within the last 10
-    /// minutes. Failures are logged, never returned: the token fetch goes on regardless.
-    async fn request_ticket_push(&self, why: &'static str) {
-        match self.fetcher.request_push(&self.store).await {
-            Ok(TicketPush::Requested) => {
-                self.counters
-                    .ticket_requests
-                    .fetch_add(1, Ordering::Relaxed);
-                tracing::info!(
-                    why,
-                    "asked WeChat to push a component_verify_ticket (api_start_push_ticket); it \
-                     arrives at the platform's callback URL"
-                );
+    /// minutes. In the background: the token fetch goes on at once (holding the fetch lock), and
+    /// failures are logged, never returned.
+    fn request_ticket_push(&self, why: &'static str) {
+        let fetcher = self.fetcher.clone();
+        let store = self.store.clone();
+        let requests = self.counters.ticket_requests.clone();
+        tokio::spawn(async move {
+            match fetcher.request_push(&store).await {
+                Ok(TicketPush::Requested) => {
+                    requests.fetch_add(1, Ordering::Relaxed);
+                    tracing::info!(
+                        why,
+                        "asked WeChat to push a component_verify_ticket (api_start_push_ticket); \
+                         it arrives at the platform's callback URL"
+                    );
+                }
+                Ok(TicketPush::Skipped { .. }) => {
+                    tracing::debug!(
+                        why,
+                        "a ticket push was asked for within the last 10 minutes"
+                    );
+                }
+                Err(e) => {
+                    let source = std::error::Error::source(&e).map(ToString::to_string);
+                    tracing::warn!(why, error = %e, source, "could not ask WeChat to push a ticket");
+                }
             }
-            Ok(TicketPush::Skipped { .. }) => {
-                tracing::debug!(
-                    why,
-                    "a ticket push was asked for within the last 10 minutes"
-                );
-            }
-            Err(e) => {
-                let source = std::error::Error::source(&e).map(ToString::to_string);
-                tracing::warn!(why, error = %e, source, "could not ask WeChat to push a ticket");
-            }
-        }
+        });
     }
 
     /// The refresh of one process, done by one task at a time; the tasks that queued behind it
@@ -471,7 +476,7 @@ impl ComponentTokenProvider {
             return Ok(t);
         }
         let Some((ticket, set_at)) = self.read_ticket().await? else {
-            self.request_ticket_push("no verify ticket is stored").await;
+            self.request_ticket_push("no verify ticket is stored");
             self.counters.fetch_errors.fetch_add(1, Ordering::Relaxed);
             self.counters.misconfigured.fetch_add(1, Ordering::Relaxed);
             return Err(TokenError::Misconfigured {
@@ -480,8 +485,7 @@ impl ComponentTokenProvider {
             });
         };
         if ticket_is_old(set_at, self.now_ms()) {
-            self.request_ticket_push("the stored verify ticket is older than 12 h")
-                .await;
+            self.request_ticket_push("the stored verify ticket is older than 12 h");
         }
         let fetched = match self.fetcher.fetch(&ticket).await {
             Ok(f) => f,
@@ -493,8 +497,7 @@ impl ComponentTokenProvider {
                         ..
                     }
                 ) {
-                    self.request_ticket_push("WeChat rejected the verify ticket")
-                        .await;
+                    self.request_ticket_push("WeChat rejected the verify ticket");
                 }
                 self.counters.fetch_errors.fetch_add(1, Ordering::Relaxed);
                 return Err(self.fetch_error(e));

@@ -531,7 +531,11 @@ async fn a_component_worker_asks_for_a_push_when_the_stored_ticket_is_older_than
     let worker = stack.worker().await;
     // The ticket still works at WeChat here, so the share goes on; the push was asked for.
     wait_accepted(&stack, 1).await;
-    assert_eq!(stack.sandbox.calls(Endpoint::StartPushTicket), 1);
+    let asked = wait_until(WAIT, || async {
+        stack.sandbox.calls(Endpoint::StartPushTicket) == 1
+    })
+    .await;
+    assert!(asked, "the worker asked WeChat to push a ticket");
     assert_eq!(stack.sandbox.token_fetches(), 1);
     worker.stop().await;
 }
