@@ -633,3 +633,58 @@ async fn the_redis_source_reads_a_key_on_its_own_redis_url() {
         "{err:?}"
     );
 }
+
+#[tokio::test]
+async fn http_source_errors_name_the_status_never_the_body() {
+    use envshare::token::HttpTokenProvider;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let app = axum::Router::new()
+        .route(
+            "/unauthorized",
+            axum::routing::get(|| async { (StatusCode::UNAUTHORIZED, "tok-LEAK-401") }),
+        )
+        .route(
+            "/broken",
+            axum::routing::get(|| async { (StatusCode::BAD_GATEWAY, "tok-LEAK-502") }),
+        )
+        .route(
+            "/not-the-json",
+            axum::routing::get(|| async { r#"{"access_token":"tok-LEAK-json"}"# }),
+        )
+        .route(
+            "/slow",
+            axum::routing::get(|| async {
+                tokio::time::sleep(Duration::from_secs(3)).await;
+                r#"{"component_access_token":"tok-LEAK-slow","expires_in":7200}"#
+            }),
+        );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let settings = ExternalTokenSettings {
+        request_timeout: Duration::from_millis(300),
+        ..ExternalTokenSettings::default()
+    };
+    let ask = |path: &str| {
+        HttpTokenProvider::new(
+            &format!("{base}{path}?secret-query=q-LEAK"),
+            Some("bearer-LEAK".into()),
+            settings.clone(),
+        )
+        .unwrap()
+    };
+    let cases = [
+        ("/unauthorized", "HTTP 401", false),
+        ("/broken", "HTTP 502", true),
+        ("/not-the-json", "lacks component_access_token", true),
+        ("/slow", "no answer", true),
+    ];
+    for (path, says, retryable) in cases {
+        let err = ask(path).token().await.expect_err(path);
+        let text = format!("{err} {err:?}");
+        assert!(text.contains(says), "{path}: {text}");
+        assert_eq!(err.is_retryable(), retryable, "{path}: {text}");
+        assert!(!text.contains("LEAK"), "{path}: {text}");
+    }
+    let err = ask("/unauthorized").token().await.unwrap_err();
+    assert!(err.to_string().contains("ENVSHARE_TOKEN_URL_AUTH"), "{err}");
+}
