@@ -45,6 +45,19 @@ async fn sdk_key(key: &str) -> ExternalTokenKey {
     ExternalTokenKey::new(conn, key)
 }
 
+/// The attempts of every accepted share so far.
+async fn accepted_attempts(stack: &TestStack) -> Vec<u32> {
+    stack
+        .events()
+        .await
+        .iter()
+        .filter_map(|e| match e {
+            EventKind::ShareAccepted { attempts, .. } => Some(*attempts),
+            _ => None,
+        })
+        .collect()
+}
+
 /// Accepted share events so far.
 async fn accepted(stack: &TestStack) -> usize {
     stack
@@ -142,6 +155,7 @@ async fn a_redis_mode_worker_shares_with_the_sdk_token_and_picks_up_its_rotation
 
     // The rejected call and its repeat with the rotated token, in one attempt.
     assert_eq!(share_calls(&stack.sandbox), 4);
+    assert_eq!(accepted_attempts(&stack).await, [1, 1, 1]);
     assert_eq!(stack.sandbox.calls(Endpoint::ComponentToken), 0);
     assert_eq!(stack.sandbox.token_fetches(), 0);
     let failed = stack
@@ -238,6 +252,7 @@ async fn an_http_mode_worker_asks_again_with_stale_after_a_token_error() {
         "one plain GET, then one with ?stale= naming the rejected token"
     );
     assert_eq!(share_calls(&stack.sandbox), 3);
+    assert_eq!(accepted_attempts(&stack).await, [1, 1]);
     assert_eq!(stack.sandbox.calls(Endpoint::ComponentToken), 0);
     let log = stop(child).await;
     assert_absent(&log, &[&first, &second, service.auth]);
