@@ -130,17 +130,26 @@ _envshare() {
             envshare__subcmd__help__subcmd__events,tail)
                 cmd="envshare__subcmd__help__subcmd__events__subcmd__tail"
                 ;;
+            envshare__subcmd__help__subcmd__ticket,request)
+                cmd="envshare__subcmd__help__subcmd__ticket__subcmd__request"
+                ;;
             envshare__subcmd__help__subcmd__ticket,set)
                 cmd="envshare__subcmd__help__subcmd__ticket__subcmd__set"
                 ;;
             envshare__subcmd__ticket,help)
                 cmd="envshare__subcmd__ticket__subcmd__help"
                 ;;
+            envshare__subcmd__ticket,request)
+                cmd="envshare__subcmd__ticket__subcmd__request"
+                ;;
             envshare__subcmd__ticket,set)
                 cmd="envshare__subcmd__ticket__subcmd__set"
                 ;;
             envshare__subcmd__ticket__subcmd__help,help)
                 cmd="envshare__subcmd__ticket__subcmd__help__subcmd__help"
+                ;;
+            envshare__subcmd__ticket__subcmd__help,request)
+                cmd="envshare__subcmd__ticket__subcmd__help__subcmd__request"
                 ;;
             envshare__subcmd__ticket__subcmd__help,set)
                 cmd="envshare__subcmd__ticket__subcmd__help__subcmd__set"
@@ -694,8 +703,22 @@ _envshare() {
             return 0
             ;;
         envshare__subcmd__help__subcmd__ticket)
-            opts="set"
+            opts="set request"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        envshare__subcmd__help__subcmd__ticket__subcmd__request)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -830,7 +853,7 @@ _envshare() {
             return 0
             ;;
         envshare__subcmd__ticket)
-            opts="-h --config --help set help"
+            opts="-h --config --help set request help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -848,7 +871,7 @@ _envshare() {
             return 0
             ;;
         envshare__subcmd__ticket__subcmd__help)
-            opts="set help"
+            opts="set request help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -875,6 +898,20 @@ _envshare() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        envshare__subcmd__ticket__subcmd__help__subcmd__request)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         envshare__subcmd__ticket__subcmd__help__subcmd__set)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
@@ -882,6 +919,24 @@ _envshare() {
                 return 0
             fi
             case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        envshare__subcmd__ticket__subcmd__request)
+            opts="-h --config --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;

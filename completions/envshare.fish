@@ -101,13 +101,17 @@ complete -c envshare -n "__fish_envshare_using_subcommand events; and __fish_see
 complete -c envshare -n "__fish_envshare_using_subcommand events; and __fish_seen_subcommand_from tail" -s h -l help -d 'Print help'
 complete -c envshare -n "__fish_envshare_using_subcommand events; and __fish_seen_subcommand_from help" -f -a "tail" -d 'Print events as they arrive, as a consumer group member; acks what it printed'
 complete -c envshare -n "__fish_envshare_using_subcommand events; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c envshare -n "__fish_envshare_using_subcommand ticket; and not __fish_seen_subcommand_from set help" -l config -d 'A TOML settings file (same names as the environment variables, lower-case, no prefix)' -r -F
-complete -c envshare -n "__fish_envshare_using_subcommand ticket; and not __fish_seen_subcommand_from set help" -s h -l help -d 'Print help'
-complete -c envshare -n "__fish_envshare_using_subcommand ticket; and not __fish_seen_subcommand_from set help" -f -a "set" -d 'Store the component verify ticket WeChat pushed to the callback (never echoed)'
-complete -c envshare -n "__fish_envshare_using_subcommand ticket; and not __fish_seen_subcommand_from set help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c envshare -n "__fish_envshare_using_subcommand ticket; and not __fish_seen_subcommand_from set request help" -l config -d 'A TOML settings file (same names as the environment variables, lower-case, no prefix)' -r -F
+complete -c envshare -n "__fish_envshare_using_subcommand ticket; and not __fish_seen_subcommand_from set request help" -s h -l help -d 'Print help'
+complete -c envshare -n "__fish_envshare_using_subcommand ticket; and not __fish_seen_subcommand_from set request help" -f -a "set" -d 'Store the component verify ticket WeChat pushed to the callback (never echoed)'
+complete -c envshare -n "__fish_envshare_using_subcommand ticket; and not __fish_seen_subcommand_from set request help" -f -a "request" -d 'Ask WeChat to push a fresh verify ticket to the platform\'s callback URL now (api_start_push_ticket, with ENVSHARE_COMPONENT_APPID and ENVSHARE_COMPONENT_APPSECRET). At most once per 10 minutes, shared with the workers\' own requests'
+complete -c envshare -n "__fish_envshare_using_subcommand ticket; and not __fish_seen_subcommand_from set request help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c envshare -n "__fish_envshare_using_subcommand ticket; and __fish_seen_subcommand_from set" -l config -d 'A TOML settings file (same names as the environment variables, lower-case, no prefix)' -r -F
 complete -c envshare -n "__fish_envshare_using_subcommand ticket; and __fish_seen_subcommand_from set" -s h -l help -d 'Print help'
+complete -c envshare -n "__fish_envshare_using_subcommand ticket; and __fish_seen_subcommand_from request" -l config -d 'A TOML settings file (same names as the environment variables, lower-case, no prefix)' -r -F
+complete -c envshare -n "__fish_envshare_using_subcommand ticket; and __fish_seen_subcommand_from request" -s h -l help -d 'Print help'
 complete -c envshare -n "__fish_envshare_using_subcommand ticket; and __fish_seen_subcommand_from help" -f -a "set" -d 'Store the component verify ticket WeChat pushed to the callback (never echoed)'
+complete -c envshare -n "__fish_envshare_using_subcommand ticket; and __fish_seen_subcommand_from help" -f -a "request" -d 'Ask WeChat to push a fresh verify ticket to the platform\'s callback URL now (api_start_push_ticket, with ENVSHARE_COMPONENT_APPID and ENVSHARE_COMPONENT_APPSECRET). At most once per 10 minutes, shared with the workers\' own requests'
 complete -c envshare -n "__fish_envshare_using_subcommand ticket; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c envshare -n "__fish_envshare_using_subcommand demo" -l pairs -d 'How many (env, appid) pairs to generate and import' -r
 complete -c envshare -n "__fish_envshare_using_subcommand demo" -l config -d 'A TOML settings file (same names as the environment variables, lower-case, no prefix)' -r -F
@@ -138,3 +142,4 @@ complete -c envshare -n "__fish_envshare_using_subcommand help; and __fish_seen_
 complete -c envshare -n "__fish_envshare_using_subcommand help; and __fish_seen_subcommand_from dead" -f -a "purge" -d 'Delete dead jobs for good'
 complete -c envshare -n "__fish_envshare_using_subcommand help; and __fish_seen_subcommand_from events" -f -a "tail" -d 'Print events as they arrive, as a consumer group member; acks what it printed'
 complete -c envshare -n "__fish_envshare_using_subcommand help; and __fish_seen_subcommand_from ticket" -f -a "set" -d 'Store the component verify ticket WeChat pushed to the callback (never echoed)'
+complete -c envshare -n "__fish_envshare_using_subcommand help; and __fish_seen_subcommand_from ticket" -f -a "request" -d 'Ask WeChat to push a fresh verify ticket to the platform\'s callback URL now (api_start_push_ticket, with ENVSHARE_COMPONENT_APPID and ENVSHARE_COMPONENT_APPSECRET). At most once per 10 minutes, shared with the workers\' own requests'

@@ -232,6 +232,13 @@ _arguments "${_arguments_options[@]}" : \
 ':ticket -- The ticket, or `-` to read it from standard input (keeps it out of shell history):_default' \
 && ret=0
 ;;
+(request)
+_arguments "${_arguments_options[@]}" : \
+'--config=[A TOML settings file (same names as the environment variables, lower-case, no prefix)]:FILE:_files' \
+'-h[Print help]' \
+'--help[Print help]' \
+&& ret=0
+;;
 (help)
 _arguments "${_arguments_options[@]}" : \
 ":: :_envshare__subcmd__ticket__subcmd__help_commands" \
@@ -245,6 +252,10 @@ _arguments "${_arguments_options[@]}" : \
         curcontext="${curcontext%:*:*}:envshare-ticket-help-command-$line[1]:"
         case $line[1] in
             (set)
+_arguments "${_arguments_options[@]}" : \
+&& ret=0
+;;
+(request)
 _arguments "${_arguments_options[@]}" : \
 && ret=0
 ;;
@@ -379,6 +390,10 @@ _arguments "${_arguments_options[@]}" : \
         curcontext="${curcontext%:*:*}:envshare-help-ticket-command-$line[1]:"
         case $line[1] in
             (set)
+_arguments "${_arguments_options[@]}" : \
+&& ret=0
+;;
+(request)
 _arguments "${_arguments_options[@]}" : \
 && ret=0
 ;;
@@ -630,8 +645,14 @@ _envshare__subcmd__help__subcmd__status_commands() {
 _envshare__subcmd__help__subcmd__ticket_commands() {
     local commands; commands=(
 'set:Store the component verify ticket WeChat pushed to the callback (never echoed)' \
+'request:Ask WeChat to push a fresh verify ticket to the platform'\''s callback URL now (api_start_push_ticket, with ENVSHARE_COMPONENT_APPID and ENVSHARE_COMPONENT_APPSECRET). At most once per 10 minutes, shared with the workers'\'' own requests' \
     )
     _describe -t commands 'envshare help ticket commands' commands "$@"
+}
+(( $+functions[_envshare__subcmd__help__subcmd__ticket__subcmd__request_commands] )) ||
+_envshare__subcmd__help__subcmd__ticket__subcmd__request_commands() {
+    local commands; commands=()
+    _describe -t commands 'envshare help ticket request commands' commands "$@"
 }
 (( $+functions[_envshare__subcmd__help__subcmd__ticket__subcmd__set_commands] )) ||
 _envshare__subcmd__help__subcmd__ticket__subcmd__set_commands() {
@@ -662,6 +683,7 @@ _envshare__subcmd__status_commands() {
 _envshare__subcmd__ticket_commands() {
     local commands; commands=(
 'set:Store the component verify ticket WeChat pushed to the callback (never echoed)' \
+'request:Ask WeChat to push a fresh verify ticket to the platform'\''s callback URL now (api_start_push_ticket, with ENVSHARE_COMPONENT_APPID and ENVSHARE_COMPONENT_APPSECRET). At most once per 10 minutes, shared with the workers'\'' own requests' \
 'help:Print this message or the help of the given subcommand(s)' \
     )
     _describe -t commands 'envshare ticket commands' commands "$@"
@@ -670,6 +692,7 @@ _envshare__subcmd__ticket_commands() {
 _envshare__subcmd__ticket__subcmd__help_commands() {
     local commands; commands=(
 'set:Store the component verify ticket WeChat pushed to the callback (never echoed)' \
+'request:Ask WeChat to push a fresh verify ticket to the platform'\''s callback URL now (api_start_push_ticket, with ENVSHARE_COMPONENT_APPID and ENVSHARE_COMPONENT_APPSECRET). At most once per 10 minutes, shared with the workers'\'' own requests' \
 'help:Print this message or the help of the given subcommand(s)' \
     )
     _describe -t commands 'envshare ticket help commands' commands "$@"
@@ -679,10 +702,20 @@ _envshare__subcmd__ticket__subcmd__help__subcmd__help_commands() {
     local commands; commands=()
     _describe -t commands 'envshare ticket help help commands' commands "$@"
 }
+(( $+functions[_envshare__subcmd__ticket__subcmd__help__subcmd__request_commands] )) ||
+_envshare__subcmd__ticket__subcmd__help__subcmd__request_commands() {
+    local commands; commands=()
+    _describe -t commands 'envshare ticket help request commands' commands "$@"
+}
 (( $+functions[_envshare__subcmd__ticket__subcmd__help__subcmd__set_commands] )) ||
 _envshare__subcmd__ticket__subcmd__help__subcmd__set_commands() {
     local commands; commands=()
     _describe -t commands 'envshare ticket help set commands' commands "$@"
+}
+(( $+functions[_envshare__subcmd__ticket__subcmd__request_commands] )) ||
+_envshare__subcmd__ticket__subcmd__request_commands() {
+    local commands; commands=()
+    _describe -t commands 'envshare ticket request commands' commands "$@"
 }
 (( $+functions[_envshare__subcmd__ticket__subcmd__set_commands] )) ||
 _envshare__subcmd__ticket__subcmd__set_commands() {

@@ -398,6 +398,10 @@ pub enum TicketCommand {
         #[arg(value_name = "TICKET|-")]
         ticket: String,
     },
+    /// Ask WeChat to push a fresh verify ticket to the platform's callback URL now
+    /// (api_start_push_ticket, with ENVSHARE_COMPONENT_APPID and ENVSHARE_COMPONENT_APPSECRET).
+    /// At most once per 10 minutes, shared with the workers' own requests.
+    Request,
 }
 
 #[cfg(test)]

@@ -100,6 +100,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         },
         Command::Ticket { command } => match command {
             TicketCommand::Set { ticket } => ticket::set(&ctx, &ticket).await,
+            TicketCommand::Request => ticket::request(&ctx).await,
         },
         Command::Unshare(args) => sync::unshare(&ctx, args).await,
         Command::Sync(args) => sync::run(&ctx, args).await,

@@ -33,13 +33,19 @@ struct Status {
     read_at_ms: u64,
 }
 
-/// The cached component token, without its value.
+/// The token, without its value.
 #[derive(Debug, Serialize)]
 struct TokenInfo {
-    /// A token is cached in Redis.
+    /// Where workers take it from: `component`, `fixed`, `redis`, `http`, or `none` (no token
+    /// settings given to this command).
+    source: &'static str,
+    /// A token is cached in Redis (`component`), or present at the source (`redis`, `http`).
     cached: bool,
     /// Time until it expires (ms), when cached with an expiry.
     expires_in_ms: Option<u64>,
+    /// Why the source could not be read (`redis`, `http`), if it could not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
 }
 
 /// The verify ticket, without its value.
@@ -95,15 +101,46 @@ impl BatchInfo {
     }
 }
 
-async fn token_and_ticket(queue: &Queue) -> anyhow::Result<(TokenInfo, TicketInfo)> {
+/// The token of a `redis` or `http` source, asked from the source itself.
+async fn external_token(ctx: &Ctx, queue: &Queue, source: &'static str) -> TokenInfo {
+    let s = &ctx.settings;
+    let status = async {
+        let client = envshare::wechat::WechatClient::from_settings(s).map_err(|e| e.to_string())?;
+        let provider = envshare::token::provider_for(s, queue.connection(), queue.keys(), client)
+            .map_err(|e| e.to_string())?;
+        provider.status().await.map_err(|e| e.to_string())
+    };
+    match status.await {
+        Ok(st) => TokenInfo {
+            source,
+            cached: st.cached,
+            expires_in_ms: st.expires_at_ms.map(|e| e.saturating_sub(queue.now_ms())),
+            error: None,
+        },
+        Err(error) => TokenInfo {
+            source,
+            cached: false,
+            expires_in_ms: None,
+            error: Some(error),
+        },
+    }
+}
+
+async fn token_and_ticket(ctx: &Ctx, queue: &Queue) -> anyhow::Result<(TokenInfo, TicketInfo)> {
     let meta = queue
         .token_store()
         .meta()
         .await
         .context("reading the token and ticket metadata failed")?;
-    let token = TokenInfo {
-        cached: meta.token_cached,
-        expires_in_ms: meta.token_ttl_ms,
+    let source = ctx.settings.token_mode().name();
+    let token = match source {
+        "redis" | "http" => external_token(ctx, queue, source).await,
+        _ => TokenInfo {
+            source,
+            cached: meta.token_cached,
+            expires_in_ms: meta.token_ttl_ms,
+            error: None,
+        },
     };
     let ticket = TicketInfo {
         stored: meta.ticket_stored,
@@ -120,7 +157,7 @@ async fn gather(ctx: &Ctx, queue: &Queue, batch: Option<&BatchId>) -> anyhow::Re
         .stats()
         .await
         .context("reading the queue counts failed")?;
-    let (token, ticket) = token_and_ticket(queue).await?;
+    let (token, ticket) = token_and_ticket(ctx, queue).await?;
     let batch = match batch {
         None => None,
         Some(id) => match queue.batch(id).await.context("reading the batch failed")? {
@@ -264,10 +301,15 @@ fn print_text(s: &Status) {
         ),
         None => println!("  not paused"),
     }
-    match (s.token.cached, s.token.expires_in_ms) {
-        (true, Some(ms)) => println!("  token: cached, expires in {}", age(ms)),
-        (true, None) => println!("  token: cached (fixed, no expiry)"),
-        (false, _) => println!("  token: none cached"),
+    let source = s.token.source;
+    match (&s.token.error, s.token.cached, s.token.expires_in_ms) {
+        (Some(e), _, _) => println!("  token ({source}): cannot be read: {e}"),
+        (None, true, Some(ms)) => println!("  token ({source}): present, expires in {}", age(ms)),
+        (None, true, None) => println!("  token ({source}): present, no expiry known"),
+        (None, false, _) if source == "redis" => {
+            println!("  token ({source}): none under ENVSHARE_TOKEN_REDIS_KEY")
+        }
+        (None, false, _) => println!("  token ({source}): none cached"),
     }
     match (s.ticket.stored, s.ticket.age_ms) {
         (true, Some(ms)) if ms > TICKET_LIFE_MS => println!(

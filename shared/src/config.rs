@@ -46,8 +46,60 @@ pub enum TokenMode {
         /// The platform's app secret.
         secret: SecretString,
     },
+    /// `ENVSHARE_TOKEN_SOURCE=redis`: the token the platform's own SDK keeps under a Redis key.
+    Redis {
+        /// `ENVSHARE_TOKEN_REDIS_KEY`.
+        key: String,
+        /// `ENVSHARE_TOKEN_REDIS_URL`, or `None` for the queue's Redis.
+        url: Option<String>,
+    },
+    /// `ENVSHARE_TOKEN_SOURCE=http`: the token a token service hands out over HTTP.
+    Http {
+        /// `ENVSHARE_TOKEN_URL`.
+        url: String,
+        /// `ENVSHARE_TOKEN_URL_AUTH`: the bearer token for it, if any.
+        auth: Option<SecretString>,
+    },
     /// Neither is configured; the producer needs no token, a worker cannot run.
     None,
+}
+
+/// `ENVSHARE_TOKEN_SOURCE`: where workers take the access token from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenSource {
+    /// envshare fetches it with the component credentials and the verify ticket.
+    Component,
+    /// `ENVSHARE_ACCESS_TOKEN`, as given.
+    Fixed,
+    /// The key the platform's SDK writes (`ENVSHARE_TOKEN_REDIS_KEY`).
+    Redis,
+    /// A token service (`ENVSHARE_TOKEN_URL`).
+    Http,
+}
+
+impl TokenSource {
+    /// The setting's value for this source.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenSource::Component => "component",
+            TokenSource::Fixed => "fixed",
+            TokenSource::Redis => "redis",
+            TokenSource::Http => "http",
+        }
+    }
+
+    fn parse(s: &str) -> Result<Self, Problem> {
+        match s {
+            "component" => Ok(TokenSource::Component),
+            "fixed" => Ok(TokenSource::Fixed),
+            "redis" => Ok(TokenSource::Redis),
+            "http" => Ok(TokenSource::Http),
+            _ => Err(Problem::new(
+                "not a token source",
+                "component, fixed, redis or http",
+            )),
+        }
+    }
 }
 
 /// How a setting's value may be shown in `Debug` output and in error messages.
@@ -71,8 +123,28 @@ macro_rules! shown {
         &$value.as_ref().map(|_: &SecretString| "[REDACTED]")
     };
     (UrlPassword, $value:expr) => {
-        &redact_url(&$value)
+        &RedactUrl::redacted(&$value)
     };
+}
+
+/// A URL setting (required or optional) with its password hidden, for `Debug`.
+trait RedactUrl {
+    type Shown: fmt::Debug;
+    fn redacted(&self) -> Self::Shown;
+}
+
+impl RedactUrl for String {
+    type Shown = String;
+    fn redacted(&self) -> String {
+        redact_url(self)
+    }
+}
+
+impl RedactUrl for Option<String> {
+    type Shown = Option<String>;
+    fn redacted(&self) -> Option<String> {
+        self.as_deref().map(redact_url)
+    }
 }
 
 /// The table of settings. Each row: the field's docs, `field: Type = default`, then the file key
@@ -156,6 +228,25 @@ settings! {
     /// `ENVSHARE_ACCESS_TOKEN`.
     access_token: Option<SecretString> = None,
         key "access_token", Secret, parse |s| parse_secret(s).map(Some);
+    /// `ENVSHARE_TOKEN_SOURCE`: `component`, `fixed`, `redis` or `http`; unset, it follows from
+    /// the other token settings (component credentials → component, `ACCESS_TOKEN` → fixed).
+    token_source: Option<TokenSource> = None,
+        key "token_source", Plain, parse |s| TokenSource::parse(s).map(Some);
+    /// `ENVSHARE_TOKEN_REDIS_KEY`: in `redis` mode, the key the platform's SDK keeps the
+    /// `component_access_token` under.
+    token_redis_key: Option<String> = None,
+        key "token_redis_key", Plain, parse |s| parse_redis_key(s).map(Some);
+    /// `ENVSHARE_TOKEN_REDIS_URL`: in `redis` mode, the Redis holding that key; unset, the
+    /// queue's Redis.
+    token_redis_url: Option<String> = None,
+        key "token_redis_url", UrlPassword, parse |s| parse_redis_url(s).map(Some);
+    /// `ENVSHARE_TOKEN_URL`: in `http` mode, the token service's URL (`GET` answers
+    /// `{"component_access_token","expires_in"}`).
+    token_url: Option<String> = None,
+        key "token_url", UrlPassword, parse |s| parse_token_url(s).map(Some);
+    /// `ENVSHARE_TOKEN_URL_AUTH`: in `http` mode, the bearer token sent to the token service.
+    token_url_auth: Option<SecretString> = None,
+        key "token_url_auth", Secret, parse |s| parse_secret(s).map(Some);
     /// `ENVSHARE_TOKEN_REFRESH_AHEAD_MS`: refresh the component token this long before it expires.
     token_refresh_ahead: Duration = Duration::from_millis(600_000),
         // A component token lives 7200 s; refreshing more than an hour early would fetch
@@ -315,6 +406,28 @@ impl Settings {
                 "the base delay is larger than the cap; expected BACKOFF_BASE_MS <= BACKOFF_MAX_MS",
             );
         }
+        match self.token_source {
+            None => self.check_inferred_token_mode(c),
+            Some(source) => self.check_token_source(source, c),
+        }
+    }
+
+    /// Without `TOKEN_SOURCE`: exactly today's two modes, inferred from what is set.
+    fn check_inferred_token_mode(&self, c: &mut Checker<'_>) {
+        for (key, source) in [
+            ("token_redis_key", "redis"),
+            ("token_redis_url", "redis"),
+            ("token_url", "http"),
+            ("token_url_auth", "http"),
+        ] {
+            if c.raw.contains_key(key) {
+                let problem = format!(
+                    "is set but ENVSHARE_TOKEN_SOURCE is not; set ENVSHARE_TOKEN_SOURCE={source} \
+                     to take the token from there"
+                );
+                c.cross(&[key], &problem);
+            }
+        }
         match (
             &self.access_token,
             &self.component_appid,
@@ -323,7 +436,8 @@ impl Settings {
             (Some(_), Some(_), _) | (Some(_), _, Some(_)) => c.cross(
                 &["access_token", "component_appid", "component_appsecret"],
                 "two token modes are configured; choose one: ENVSHARE_ACCESS_TOKEN (a fixed \
-                 token) or ENVSHARE_COMPONENT_APPID with ENVSHARE_COMPONENT_APPSECRET",
+                 token) or ENVSHARE_COMPONENT_APPID with ENVSHARE_COMPONENT_APPSECRET, or set \
+                 ENVSHARE_TOKEN_SOURCE",
             ),
             (None, Some(_), None) => c.cross(
                 &["component_appid"],
@@ -337,9 +451,92 @@ impl Settings {
         }
     }
 
+    /// With `TOKEN_SOURCE`: the source's own settings are required, and the settings of the
+    /// other sources must not be set (they would be ignored). The component credentials are
+    /// allowed with every source: `envshare ticket request` and the callback use them too.
+    fn check_token_source(&self, source: TokenSource, c: &mut Checker<'_>) {
+        let (required, needs): (&[&'static str], &str) = match source {
+            TokenSource::Component => (
+                &["component_appid", "component_appsecret"],
+                "ENVSHARE_COMPONENT_APPID and ENVSHARE_COMPONENT_APPSECRET",
+            ),
+            TokenSource::Fixed => (&["access_token"], "ENVSHARE_ACCESS_TOKEN"),
+            TokenSource::Redis => (&["token_redis_key"], "ENVSHARE_TOKEN_REDIS_KEY"),
+            TokenSource::Http => (&["token_url"], "ENVSHARE_TOKEN_URL"),
+        };
+        if required.iter().any(|k| !c.raw.contains_key(k)) {
+            let problem = format!("is {} but {needs} is not set; set it", source.as_str());
+            c.cross(&["token_source"], &problem);
+        }
+        let own: &[&str] = match source {
+            TokenSource::Component => &[],
+            TokenSource::Fixed => &["access_token"],
+            TokenSource::Redis => &["token_redis_key", "token_redis_url"],
+            TokenSource::Http => &["token_url", "token_url_auth"],
+        };
+        for key in [
+            "access_token",
+            "token_redis_key",
+            "token_redis_url",
+            "token_url",
+            "token_url_auth",
+        ] {
+            if !own.contains(&key) && c.raw.contains_key(key) {
+                let problem = format!(
+                    "is set but ENVSHARE_TOKEN_SOURCE={} does not use it; remove it, or choose \
+                     the source it belongs to",
+                    source.as_str()
+                );
+                c.cross(&[key], &problem);
+            }
+        }
+        if self.component_appsecret.is_some() && self.component_appid.is_none() {
+            c.cross(
+                &["component_appsecret"],
+                "is set without ENVSHARE_COMPONENT_APPID; set both, or neither",
+            );
+        }
+    }
+
     /// How workers get the access token, from `ACCESS_TOKEN` or `COMPONENT_APPID`/`_APPSECRET`
     /// (loading rejects both at once).
     pub fn token_mode(&self) -> TokenMode {
+        match self.token_source {
+            Some(TokenSource::Redis) => {
+                if let Some(key) = &self.token_redis_key {
+                    return TokenMode::Redis {
+                        key: key.clone(),
+                        url: self.token_redis_url.clone(),
+                    };
+                }
+                return TokenMode::None;
+            }
+            Some(TokenSource::Http) => {
+                if let Some(url) = &self.token_url {
+                    return TokenMode::Http {
+                        url: url.clone(),
+                        auth: self.token_url_auth.clone(),
+                    };
+                }
+                return TokenMode::None;
+            }
+            Some(TokenSource::Fixed) => {
+                return match &self.access_token {
+                    Some(token) => TokenMode::Fixed(token.clone()),
+                    None => TokenMode::None,
+                };
+            }
+            Some(TokenSource::Component) => {
+                return match (&self.component_appid, &self.component_appsecret) {
+                    (Some(appid), Some(secret)) => TokenMode::Component {
+                        appid: appid.clone(),
+                        secret: secret.clone(),
+                    },
+                    _ => TokenMode::None,
+                };
+            }
+            None => {}
+        }
         match (
             &self.access_token,
             &self.component_appid,
@@ -817,6 +1014,34 @@ fn parse_redis_url(s: &str) -> Result<String, Problem> {
         .map_err(|_| Problem::new("not a Redis URL", EXPECTED))
 }
 
+fn parse_redis_key(s: &str) -> Result<String, Problem> {
+    const EXPECTED: &str = "the key name exactly as the platform's SDK writes it, e.g. \
+                            wechat_component_access_token:wx0123456789abcdef";
+    if s.len() > 1024 {
+        return Err(Problem::new("is longer than 1024 bytes", EXPECTED));
+    }
+    if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(Problem::new(
+            "contains whitespace or control characters",
+            EXPECTED,
+        ));
+    }
+    Ok(s.to_owned())
+}
+
+fn parse_token_url(s: &str) -> Result<String, Problem> {
+    const EXPECTED: &str = "an http:// or https:// URL without fragment, e.g. \
+                            https://tokens.internal/component-token";
+    let url = reqwest::Url::parse(s).map_err(|_| Problem::new("not a URL", EXPECTED))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+        return Err(Problem::new("not an http(s) URL", EXPECTED));
+    }
+    if url.fragment().is_some() {
+        return Err(Problem::new("has a fragment", EXPECTED));
+    }
+    Ok(s.to_owned())
+}
+
 fn parse_base_url(s: &str) -> Result<String, Problem> {
     const EXPECTED: &str = "an http:// or https:// URL without query or fragment, e.g. \
                             https://api.weixin.qq.com";
@@ -891,11 +1116,13 @@ impl SettingError {
 }
 
 impl TokenMode {
-    /// A short name for messages: `fixed`, `component` or `none`.
+    /// A short name for messages: `fixed`, `component`, `redis`, `http` or `none`.
     pub fn name(&self) -> &'static str {
         match self {
             TokenMode::Fixed(_) => "fixed",
             TokenMode::Component { .. } => "component",
+            TokenMode::Redis { .. } => "redis",
+            TokenMode::Http { .. } => "http",
             TokenMode::None => "none",
         }
     }
@@ -1178,6 +1405,130 @@ mod tests {
         );
         assert!(msg.contains("choose one"), "{msg}");
         assert!(!msg.contains("tok\"") && !msg.contains("s3cr3t"), "{msg}");
+    }
+
+    #[test]
+    fn token_sources_take_their_own_settings() {
+        let s = load(
+            &[
+                ("ENVSHARE_TOKEN_SOURCE", "redis"),
+                (
+                    "ENVSHARE_TOKEN_REDIS_KEY",
+                    "wechat_component_access_token:wx0123456789abcdef",
+                ),
+            ],
+            None,
+        )
+        .unwrap();
+        match s.token_mode() {
+            TokenMode::Redis { key, url } => {
+                assert_eq!(key, "wechat_component_access_token:wx0123456789abcdef");
+                assert_eq!(url, None);
+            }
+            other => panic!("expected redis mode, got {}", other.name()),
+        }
+        let s = load(
+            &[
+                ("ENVSHARE_TOKEN_SOURCE", "http"),
+                ("ENVSHARE_TOKEN_URL", "http://tokens.internal/component"),
+                ("ENVSHARE_TOKEN_URL_AUTH", "bearer-value-9"),
+                // The credentials stay allowed: ticket request and the callback use them.
+                ("ENVSHARE_COMPONENT_APPID", "wx0123456789abcdef"),
+                ("ENVSHARE_COMPONENT_APPSECRET", "s3cr3t"),
+            ],
+            None,
+        )
+        .unwrap();
+        match s.token_mode() {
+            TokenMode::Http { url, auth } => {
+                assert_eq!(url, "http://tokens.internal/component");
+                assert_eq!(auth.unwrap().expose_secret(), "bearer-value-9");
+            }
+            other => panic!("expected http mode, got {}", other.name()),
+        }
+        assert!(!format!("{s:?}").contains("bearer-value-9"));
+        let s = load(
+            &[
+                ("ENVSHARE_TOKEN_SOURCE", "fixed"),
+                ("ENVSHARE_ACCESS_TOKEN", "tok"),
+                ("ENVSHARE_COMPONENT_APPID", "wx0123456789abcdef"),
+                ("ENVSHARE_COMPONENT_APPSECRET", "s3cr3t"),
+            ],
+            None,
+        )
+        .unwrap();
+        assert_eq!(s.token_mode().name(), "fixed");
+    }
+
+    #[test]
+    fn a_token_source_without_its_settings_is_an_error_naming_them() {
+        let msg = one_error(&[("ENVSHARE_TOKEN_SOURCE", "redis")], None);
+        assert!(msg.contains("ENVSHARE_TOKEN_SOURCE"), "{msg}");
+        assert!(msg.contains("ENVSHARE_TOKEN_REDIS_KEY is not set"), "{msg}");
+        let msg = one_error(&[("ENVSHARE_TOKEN_SOURCE", "http")], None);
+        assert!(msg.contains("ENVSHARE_TOKEN_URL is not set"), "{msg}");
+        let msg = one_error(
+            &[
+                ("ENVSHARE_TOKEN_SOURCE", "component"),
+                ("ENVSHARE_COMPONENT_APPID", "wx0123456789abcdef"),
+            ],
+            None,
+        );
+        assert!(msg.contains("ENVSHARE_COMPONENT_APPSECRET"), "{msg}");
+        let msg = one_error(&[("ENVSHARE_TOKEN_SOURCE", "vault")], None);
+        assert!(msg.contains("component, fixed, redis or http"), "{msg}");
+    }
+
+    #[test]
+    fn a_token_source_with_another_sources_settings_is_an_error_naming_them() {
+        let msg = one_error(
+            &[
+                ("ENVSHARE_TOKEN_SOURCE", "redis"),
+                ("ENVSHARE_TOKEN_REDIS_KEY", "k"),
+                ("ENVSHARE_ACCESS_TOKEN", "tok-secret-77"),
+            ],
+            None,
+        );
+        assert!(msg.contains("ENVSHARE_ACCESS_TOKEN"), "{msg}");
+        assert!(msg.contains("ENVSHARE_TOKEN_SOURCE=redis"), "{msg}");
+        assert!(!msg.contains("tok-secret-77"), "{msg}");
+        let msg = one_error(
+            &[
+                ("ENVSHARE_TOKEN_SOURCE", "http"),
+                ("ENVSHARE_TOKEN_URL", "https://t.example/x"),
+                ("ENVSHARE_TOKEN_REDIS_KEY", "k"),
+            ],
+            None,
+        );
+        assert!(msg.contains("ENVSHARE_TOKEN_REDIS_KEY"), "{msg}");
+        // Without a source, a redis or http setting asks for one.
+        let msg = one_error(
+            &[
+                ("ENVSHARE_ACCESS_TOKEN", "tok"),
+                ("ENVSHARE_TOKEN_URL", "https://t.example/x"),
+            ],
+            None,
+        );
+        assert!(msg.contains("set ENVSHARE_TOKEN_SOURCE=http"), "{msg}");
+    }
+
+    #[test]
+    fn the_token_redis_url_is_shown_without_its_password() {
+        let s = load(
+            &[
+                ("ENVSHARE_TOKEN_SOURCE", "redis"),
+                ("ENVSHARE_TOKEN_REDIS_KEY", "k"),
+                (
+                    "ENVSHARE_TOKEN_REDIS_URL",
+                    "redis://:pw-hunter3@sdk-redis:6379/2",
+                ),
+            ],
+            None,
+        )
+        .unwrap();
+        let debug = format!("{s:?}");
+        assert!(!debug.contains("pw-hunter3"), "{debug}");
+        assert!(debug.contains("sdk-redis"), "{debug}");
     }
 
     #[test]

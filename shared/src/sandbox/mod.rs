@@ -16,6 +16,8 @@
 //!   binding when opened (as [`SandboxHandle::confirm`] does);
 //! - 45009 once [`SandboxConfig::daily_quota`] calls of the `componenttcb` endpoints are spent;
 //! - bindings remembered, `batchgetenvid` lists confirmed ones only, `batchunshareenv` removes;
+//! - `api_start_push_ticket` checks appid and secret and answers ok; [`SandboxHandle::calls`]
+//!   counts it;
 //! - counters and the share log for assertions.
 //!
 //! Every answer carries an undocumented `sandbox_request_id` field and leaves empty lists out,
@@ -198,6 +200,14 @@ impl SandboxHandle {
     /// [`SandboxHandle::calls`] for all of them).
     pub fn token_fetches(&self) -> u64 {
         self.shared.lock().token_fetches()
+    }
+
+    /// Issues a token as the platform's own token service would get it from
+    /// `api_component_token` (superseding every other issued token), without a call:
+    /// [`token_fetches`](Self::token_fetches) and [`calls`](Self::calls) do not count it. Tests
+    /// write it where the platform's SDK would, to check that envshare never fetches one itself.
+    pub fn issue_token(&self) -> String {
+        self.shared.lock().issue_external_token()
     }
 
     /// The most recently issued token, if any.

@@ -111,6 +111,11 @@ impl Keys {
     pub fn ticket(&self) -> String {
         self.key("ticket")
     }
+    /// String: held for 10 minutes after a worker or `envshare ticket request` asked WeChat to
+    /// push a verify ticket (`SET NX PX`), so all of them together ask at most that often.
+    pub fn ticket_request(&self) -> String {
+        self.key("ticket:request")
+    }
     /// String: the answer of one enqueue slice (JSON), kept an hour, so a slice re-sent after a
     /// lost reply is applied once.
     pub fn enqueue_receipt(&self, slice: &str) -> String {
@@ -196,6 +201,7 @@ mod tests {
             k.token(),
             k.token_lock(),
             k.ticket(),
+            k.ticket_request(),
             k.rate(),
             k.wake(),
             k.confirm(),

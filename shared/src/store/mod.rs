@@ -72,7 +72,7 @@ pub use results::{
     CancelReport, MAX_PAGE as MAX_RESULTS_PAGE, ResultRow, ResultsPage, RowState, UnknownState,
 };
 pub use stream::{EventError, EventReader, StartFrom, StreamEvent, read_all};
-pub use token::{TokenMeta, TokenStore};
+pub use token::{ExternalTokenKey, ExternalTokenValue, StoredTicket, TokenMeta, TokenStore};
 pub use types::{
     Ack, AckReport, AppResult, Claim, EnqueueOptions, EnqueueReport, JobOp, Lease, LeaseRef,
     NewJob, Outcome, ReapReport, ShareJob, WorkerId,

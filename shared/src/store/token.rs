@@ -2,8 +2,10 @@
 //!
 //! Keys (from [`Keys`]): `token` holds the token JSON with a TTL equal to the token's life;
 //! `token:lock` is the fetch lock (`SET NX PX` with a random owner, released by its owner only);
-//! `ticket` is the verify ticket hash (fields `ticket`, `set_at`); `stats` counts
-//! `token_refreshes`, which doubles as the generation number.
+//! `ticket` is the verify ticket hash (fields `ticket`, `set_at`); `ticket:request` is the
+//! 10-minute claim on asking WeChat for a ticket push (`SET NX PX`); `stats` counts
+//! `token_refreshes`, which doubles as the generation number. [`ExternalTokenKey`] reads the
+//! key another program (the platform's SDK) keeps its token under, for the `redis` token source.
 
 use std::sync::LazyLock;
 
@@ -37,6 +39,23 @@ pub struct TokenMeta {
     pub ticket_set_at_ms: Option<u64>,
 }
 
+/// The verify ticket and when it was stored.
+#[derive(Clone)]
+pub struct StoredTicket {
+    /// The ticket (the caller wraps it in a secret at once).
+    pub ticket: String,
+    /// When it was stored (ms), when known.
+    pub set_at_ms: Option<u64>,
+}
+
+impl std::fmt::Debug for StoredTicket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredTicket")
+            .field("set_at_ms", &self.set_at_ms)
+            .finish_non_exhaustive()
+    }
+}
+
 /// The token, lock and ticket keys of one queue on one connection. Cheap to clone.
 #[derive(Clone)]
 pub struct TokenStore {
@@ -44,6 +63,7 @@ pub struct TokenStore {
     token: String,
     lock: String,
     ticket: String,
+    ticket_request: String,
     stats: String,
 }
 
@@ -63,6 +83,7 @@ impl TokenStore {
             token: keys.token(),
             lock: keys.token_lock(),
             ticket: keys.ticket(),
+            ticket_request: keys.ticket_request(),
             stats: keys.stats(),
         }
     }
@@ -171,6 +192,46 @@ impl TokenStore {
             .map_err(StoreError::redis("read ticket"))
     }
 
+    /// The stored verify ticket with the time it was stored, if any.
+    pub async fn read_ticket_with_time(&self) -> Result<Option<StoredTicket>, StoreError> {
+        let (ticket, set_at): (Option<String>, Option<u64>) = redis::cmd("HMGET")
+            .arg(&self.ticket)
+            .arg("ticket")
+            .arg("set_at")
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(StoreError::redis("read ticket"))?;
+        Ok(ticket.map(|ticket| StoredTicket {
+            ticket,
+            set_at_ms: set_at,
+        }))
+    }
+
+    /// Claims the right to ask WeChat for a ticket push for `ttl_ms` (`SET NX PX`): `true` for
+    /// exactly one caller per period, across processes.
+    pub async fn claim_ticket_request(&self, owner: &str, ttl_ms: u64) -> Result<bool, StoreError> {
+        let set: Option<String> = redis::cmd("SET")
+            .arg(&self.ticket_request)
+            .arg(owner)
+            .arg("NX")
+            .arg("PX")
+            .arg(ttl_ms.max(1))
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(StoreError::redis("claim ticket request"))?;
+        Ok(set.is_some())
+    }
+
+    /// How long until another ticket push may be asked for (ms); `None` when it may be now.
+    pub async fn ticket_request_wait_ms(&self) -> Result<Option<u64>, StoreError> {
+        let pttl: i64 = redis::cmd("PTTL")
+            .arg(&self.ticket_request)
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(StoreError::redis("ticket request ttl"))?;
+        Ok(u64::try_from(pttl).ok())
+    }
+
     /// Stores the verify ticket, with the time it was stored (ms).
     pub async fn set_ticket(&self, ticket: &str, set_at_ms: u64) -> Result<(), StoreError> {
         redis::cmd("HSET")
@@ -205,6 +266,85 @@ impl TokenStore {
             ticket_stored: has_ticket,
             ticket_set_at_ms: set_at,
         })
+    }
+}
+
+/// A token kept by another program (the platform's SDK) under a key of its choosing, as
+/// envshare's `redis` token source reads it. Only `GET` and `PTTL` are ever sent: the key is
+/// never written.
+#[derive(Clone)]
+pub struct ExternalTokenKey {
+    conn: RedisConn,
+    key: String,
+}
+
+impl std::fmt::Debug for ExternalTokenKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExternalTokenKey")
+            .field("key", &self.key)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What [`ExternalTokenKey::read`] found: the raw value and its remaining life.
+pub struct ExternalTokenValue {
+    /// The value's bytes as stored (the caller wraps what it extracts in a secret at once).
+    pub raw: Vec<u8>,
+    /// The key's remaining time to live (ms); `None` when it has no expiry.
+    pub ttl_ms: Option<u64>,
+}
+
+impl std::fmt::Debug for ExternalTokenValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExternalTokenValue")
+            .field("ttl_ms", &self.ttl_ms)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ExternalTokenKey {
+    /// The key `key` on `conn`.
+    pub fn new(conn: impl Into<RedisConn>, key: impl Into<String>) -> Self {
+        Self {
+            conn: conn.into(),
+            key: key.into(),
+        }
+    }
+
+    /// The key's name, for messages.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// The value and its time to live, or `None` when the key does not exist. A key of another
+    /// type than string is an error (`WRONGTYPE`).
+    pub async fn read(&self) -> Result<Option<ExternalTokenValue>, StoreError> {
+        // One key, so one slot: the pipeline works on a cluster too.
+        let (raw, pttl): (Option<Vec<u8>>, i64) = redis::pipe()
+            .cmd("GET")
+            .arg(&self.key)
+            .cmd("PTTL")
+            .arg(&self.key)
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(StoreError::redis("read external token"))?;
+        Ok(raw.map(|raw| ExternalTokenValue {
+            raw,
+            ttl_ms: u64::try_from(pttl).ok(),
+        }))
+    }
+
+    /// Writes `value` with a life of `ttl_ms` (none when `None`): what the platform's SDK does.
+    /// envshare never calls this; tests and the demo stand in for the SDK with it.
+    pub async fn write(&self, value: &str, ttl_ms: Option<u64>) -> Result<(), StoreError> {
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(&self.key).arg(value);
+        if let Some(ttl) = ttl_ms {
+            cmd.arg("PX").arg(ttl.max(1));
+        }
+        cmd.query_async::<()>(&mut self.conn.clone())
+            .await
+            .map_err(StoreError::redis("write external token"))
     }
 }
 

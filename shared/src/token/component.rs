@@ -4,8 +4,10 @@
 //! Redis (through [`TokenStore`]): `token` holds the JSON
 //! `{"token","expires_at","fetched_at","generation"}` with a TTL equal to the token's life;
 //! `token:lock` is the fetch lock (`SET NX PX` with a random owner, released by its owner only);
-//! `ticket` is the verify ticket hash (field `ticket`); `stats` counts `token_refreshes`, which
-//! doubles as the generation number.
+//! `ticket` is the verify ticket hash (fields `ticket`, `set_at`); `stats` counts
+//! `token_refreshes`, which doubles as the generation number; `ticket:request` is the 10-minute
+//! claim on asking WeChat for a ticket push, made when no ticket is stored, the stored one is
+//! older than 12 h, or WeChat rejects it (see [`super::ticket`]).
 //!
 //! A call to [`token`](TokenProvider::token):
 //!
@@ -27,6 +29,7 @@ use futures::future::BoxFuture;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
+use super::ticket::{TicketPush, TicketPushError, request_ticket_push, ticket_is_old};
 use super::{
     AccessToken, TokenCounters, TokenError, TokenMode, TokenProvider, TokenStatus,
     misconfiguration_hint, missing_ticket_hint,
@@ -103,6 +106,12 @@ pub(crate) trait Fetch: Send + Sync {
         &'a self,
         ticket: &'a SecretString,
     ) -> BoxFuture<'a, Result<FetchedToken, FetchError>>;
+
+    /// Asks WeChat to push a verify ticket (single-flight across processes through `store`).
+    fn request_push<'a>(
+        &'a self,
+        store: &'a TokenStore,
+    ) -> BoxFuture<'a, Result<TicketPush, TicketPushError>>;
 }
 
 /// The production fetcher: `api_component_token` with the platform's appid and secret.
@@ -135,6 +144,18 @@ impl Fetch for WechatFetch {
             }
         })
     }
+
+    fn request_push<'a>(
+        &'a self,
+        store: &'a TokenStore,
+    ) -> BoxFuture<'a, Result<TicketPush, TicketPushError>> {
+        Box::pin(request_ticket_push(
+            store,
+            &self.client,
+            &self.component_appid,
+            &self.secret,
+        ))
+    }
 }
 
 /// The JSON stored under the `token` key.
@@ -155,6 +176,8 @@ struct Counters {
     fetch_errors: AtomicU64,
     misconfigured: AtomicU64,
     invalidations: AtomicU64,
+    /// Shared with the background task that asks for a ticket push.
+    ticket_requests: Arc<AtomicU64>,
 }
 
 struct Local {
@@ -326,15 +349,46 @@ impl ComponentTokenProvider {
         }
     }
 
-    async fn read_ticket(&self) -> Result<Option<SecretString>, TokenError> {
+    async fn read_ticket(&self) -> Result<Option<(SecretString, Option<u64>)>, TokenError> {
         let ticket = self
             .store
-            .read_ticket()
+            .read_ticket_with_time()
             .await
             .map_err(TokenError::redis("reading the component verify ticket"))?;
         Ok(ticket
-            .filter(|t| !t.trim().is_empty())
-            .map(SecretString::from))
+            .filter(|t| !t.ticket.trim().is_empty())
+            .map(|t| (SecretString::from(t.ticket), t.set_at_ms)))
+    }
+
+    /// Asks WeChat to push a verify ticket, unless some process did within the last 10
+    /// minutes. In the background: the token fetch goes on at once (holding the fetch lock), and
+    /// failures are logged, never returned.
+    fn request_ticket_push(&self, why: &'static str) {
+        let fetcher = self.fetcher.clone();
+        let store = self.store.clone();
+        let requests = self.counters.ticket_requests.clone();
+        tokio::spawn(async move {
+            match fetcher.request_push(&store).await {
+                Ok(TicketPush::Requested) => {
+                    requests.fetch_add(1, Ordering::Relaxed);
+                    tracing::info!(
+                        why,
+                        "asked WeChat to push a component_verify_ticket (api_start_push_ticket); \
+                         it arrives at the platform's callback URL"
+                    );
+                }
+                Ok(TicketPush::Skipped { .. }) => {
+                    tracing::debug!(
+                        why,
+                        "a ticket push was asked for within the last 10 minutes"
+                    );
+                }
+                Err(e) => {
+                    let source = std::error::Error::source(&e).map(ToString::to_string);
+                    tracing::warn!(why, error = %e, source, "could not ask WeChat to push a ticket");
+                }
+            }
+        });
     }
 
     /// The refresh of one process, done by one task at a time; the tasks that queued behind it
@@ -421,7 +475,8 @@ impl ComponentTokenProvider {
             self.local_set(Some(&t));
             return Ok(t);
         }
-        let Some(ticket) = self.read_ticket().await? else {
+        let Some((ticket, set_at)) = self.read_ticket().await? else {
+            self.request_ticket_push("no verify ticket is stored");
             self.counters.fetch_errors.fetch_add(1, Ordering::Relaxed);
             self.counters.misconfigured.fetch_add(1, Ordering::Relaxed);
             return Err(TokenError::Misconfigured {
@@ -429,9 +484,21 @@ impl ComponentTokenProvider {
                 hint: missing_ticket_hint(&self.component_appid, self.store.ticket_key()),
             });
         };
+        if ticket_is_old(set_at, self.now_ms()) {
+            self.request_ticket_push("the stored verify ticket is older than 12 h");
+        }
         let fetched = match self.fetcher.fetch(&ticket).await {
             Ok(f) => f,
             Err(e) => {
+                if matches!(
+                    e,
+                    FetchError::Api {
+                        errcode: 61005 | 61006,
+                        ..
+                    }
+                ) {
+                    self.request_ticket_push("WeChat rejected the verify ticket");
+                }
                 self.counters.fetch_errors.fetch_add(1, Ordering::Relaxed);
                 return Err(self.fetch_error(e));
             }
@@ -586,6 +653,7 @@ impl TokenProvider for ComponentTokenProvider {
             fetch_errors: c.fetch_errors.load(Ordering::Relaxed),
             misconfigured: c.misconfigured.load(Ordering::Relaxed),
             invalidations: c.invalidations.load(Ordering::Relaxed),
+            ticket_requests: c.ticket_requests.load(Ordering::Relaxed),
         }
     }
 }

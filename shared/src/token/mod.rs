@@ -1,10 +1,13 @@
 //! The access token every WeChat call needs, behind one [`TokenProvider`] trait.
 //!
-//! Two modes:
+//! Four sources (`ENVSHARE_TOKEN_SOURCE`):
 //!
-//! - [`FixedTokenProvider`] (`ENVSHARE_ACCESS_TOKEN`): a token managed elsewhere (tests, or a
-//!   provider's own token service). Invalidating it does nothing, so a token error counts as
-//!   transient (retried with backoff).
+//! - [`FixedTokenProvider`] (`ENVSHARE_ACCESS_TOKEN`): a token given as is (tests).
+//!   Invalidating it does nothing, so a token error counts as transient (retried with backoff).
+//! - [`RedisTokenProvider`] (`redis`): the token the platform's own SDK keeps under a Redis key;
+//!   after a token error the key is re-read until it changes. envshare never fetches.
+//! - [`HttpTokenProvider`] (`http`): the token a token service hands out over HTTP; after a
+//!   token error it is asked again with `?stale=<sha256 of the rejected token>`.
 //! - [`ComponentTokenProvider`] (`ENVSHARE_COMPONENT_APPID` + `ENVSHARE_COMPONENT_APPSECRET` + the
 //!   verify ticket in Redis): the platform's `component_access_token`, cached in Redis for every
 //!   worker and fetched by one process at a time, because WeChat invalidates the previous token
@@ -14,6 +17,10 @@
 //! [`SecretString`] and [`AccessToken::expose`] is called only where the HTTP request is built.
 
 mod component;
+mod external;
+mod http_source;
+mod redis_source;
+mod ticket;
 
 use std::fmt;
 use std::sync::Arc;
@@ -27,6 +34,13 @@ use crate::store::conn::RedisConn;
 use crate::wechat::WechatClient;
 
 pub use component::{ComponentTokenProvider, ComponentTokenSettings};
+pub use external::sha256_hex;
+pub use http_source::{HttpSourceError, HttpTokenProvider};
+pub use redis_source::{ExternalTokenSettings, RedisTokenProvider};
+pub use ticket::{
+    TICKET_LIFE, TICKET_REQUEST_INTERVAL, TicketPush, TicketPushError, request_ticket_push,
+    ticket_is_old,
+};
 
 /// An access token for WeChat calls, with where it came from.
 ///
@@ -61,6 +75,21 @@ impl AccessToken {
             generation,
             fetched_at_ms,
             expires_at_ms: Some(expires_at_ms),
+        }
+    }
+
+    /// A token from another program (`redis` or `http` source), read at `read_at_ms`, with
+    /// its expiry when known.
+    pub(crate) fn external(
+        value: SecretString,
+        read_at_ms: u64,
+        expires_at_ms: Option<u64>,
+    ) -> Self {
+        Self {
+            value,
+            generation: 0,
+            fetched_at_ms: read_at_ms,
+            expires_at_ms,
         }
     }
 
@@ -160,7 +189,8 @@ pub fn misconfiguration_hint(errcode: i64, component_appid: &str) -> Option<Stri
         ),
         61005 => "WeChat rejected the component_verify_ticket (61005: ticket expired; a ticket \
              lives 12 h). Store a fresh ticket with `envshare ticket set TICKET` (WeChat pushes \
-             one to the platform's callback URL every 10 minutes); workers resume by themselves."
+             one to the platform's callback URL every 10 minutes; workers ask for a push \
+             themselves, or run `envshare ticket request`); workers resume by themselves."
             .to_owned(),
         61006 => format!(
             "WeChat rejected the component_verify_ticket (61006: ticket invalid). Store the \
@@ -212,8 +242,9 @@ pub(crate) fn missing_ticket_hint(component_appid: &str, ticket_key: &str) -> St
     format!(
         "no component_verify_ticket is stored for platform {component_appid} (Redis hash \
          {ticket_key}, field `ticket`). WeChat pushes a ticket to the platform's callback URL \
-         every 10 minutes: store it with `envshare ticket set TICKET`; workers resume by \
-         themselves."
+         every 10 minutes (workers ask for a push themselves, at most every 10 minutes; \
+         `envshare ticket request` asks at once): store it with `envshare ticket set TICKET`; \
+         workers resume by themselves."
     )
 }
 
@@ -224,6 +255,22 @@ pub enum TokenMode {
     Fixed,
     /// The platform's `component_access_token`, cached in Redis.
     Component,
+    /// Read from the platform SDK's Redis key.
+    Redis,
+    /// Asked from a token service over HTTP.
+    Http,
+}
+
+impl TokenMode {
+    /// The `ENVSHARE_TOKEN_SOURCE` value of this mode.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenMode::Fixed => "fixed",
+            TokenMode::Component => "component",
+            TokenMode::Redis => "redis",
+            TokenMode::Http => "http",
+        }
+    }
 }
 
 /// What `envshare status` and `/readyz` may show about the token (never the token).
@@ -252,8 +299,11 @@ pub struct TokenCounters {
     pub fetch_errors: u64,
     /// Failed fetches that were misconfiguration (a subset of `fetch_errors`).
     pub misconfigured: u64,
-    /// `invalidate` calls that deleted the cached token.
+    /// `invalidate` calls that deleted the cached token (`redis`/`http`: that marked a token
+    /// rejected).
     pub invalidations: u64,
+    /// `api_start_push_ticket` calls this process made (component mode).
+    pub ticket_requests: u64,
 }
 
 /// Hands out the access token for WeChat calls. Object safe: hold it as
@@ -276,29 +326,61 @@ pub trait TokenProvider: Send + Sync {
     fn counters(&self) -> TokenCounters;
 }
 
-/// The provider `settings` ask for (`ENVSHARE_ACCESS_TOKEN`, or `ENVSHARE_COMPONENT_APPID` and
-/// `ENVSHARE_COMPONENT_APPSECRET`), or `None` when neither mode is configured. `conn`, `keys`
-/// and `client` serve component mode only.
+/// Why the provider the settings ask for could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ProviderError {
+    /// No token source is configured.
+    #[error("no token source is configured")]
+    NoSource,
+    /// `ENVSHARE_TOKEN_URL` is unusable.
+    #[error(transparent)]
+    Http(#[from] HttpSourceError),
+}
+
+/// The provider `settings` ask for (`ENVSHARE_TOKEN_SOURCE`, or the mode inferred from
+/// `ENVSHARE_ACCESS_TOKEN` / the component credentials). `conn` is the queue's Redis (the token
+/// cache in component mode, the SDK's key in redis mode unless `ENVSHARE_TOKEN_REDIS_URL` is
+/// set); `client` serves component mode only.
+pub fn provider_for(
+    settings: &Settings,
+    conn: impl Into<RedisConn>,
+    keys: &Keys,
+    client: WechatClient,
+) -> Result<Arc<dyn TokenProvider>, ProviderError> {
+    let external = ExternalTokenSettings::from_settings(settings);
+    Ok(match settings.token_mode() {
+        ConfigTokenMode::Redis {
+            key,
+            url: Some(url),
+        } => Arc::new(RedisTokenProvider::on_url(url, key, external)),
+        ConfigTokenMode::Redis { key, url: None } => {
+            Arc::new(RedisTokenProvider::new(conn, key, external))
+        }
+        ConfigTokenMode::Http { url, auth } => {
+            Arc::new(HttpTokenProvider::new(&url, auth, external)?)
+        }
+        ConfigTokenMode::Fixed(token) => Arc::new(FixedTokenProvider::new(token)),
+        ConfigTokenMode::Component { appid, secret } => Arc::new(ComponentTokenProvider::new(
+            conn,
+            keys,
+            client,
+            appid.as_ref(),
+            secret,
+            ComponentTokenSettings::from_settings(settings),
+        )),
+        ConfigTokenMode::None => return Err(ProviderError::NoSource),
+    })
+}
+
+/// [`provider_for`], or `None` when no token source is configured or it cannot be built (an
+/// unusable `ENVSHARE_TOKEN_URL`; [`provider_for`] says why).
 pub fn provider_from_settings(
     settings: &Settings,
     conn: impl Into<RedisConn>,
     keys: &Keys,
     client: WechatClient,
 ) -> Option<Arc<dyn TokenProvider>> {
-    match settings.token_mode() {
-        ConfigTokenMode::Fixed(token) => Some(Arc::new(FixedTokenProvider::new(token))),
-        ConfigTokenMode::Component { appid, secret } => {
-            Some(Arc::new(ComponentTokenProvider::new(
-                conn,
-                keys,
-                client,
-                appid.as_ref(),
-                secret,
-                ComponentTokenSettings::from_settings(settings),
-            )))
-        }
-        ConfigTokenMode::None => None,
-    }
+    provider_for(settings, conn, keys, client).ok()
 }
 
 /// Fixed mode: always the configured token (`ENVSHARE_ACCESS_TOKEN`).

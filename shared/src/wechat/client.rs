@@ -12,7 +12,7 @@ use super::error::{Endpoint, WechatError};
 use super::types::{
     ComponentToken, ComponentTokenRequest, ComponentTokenResponse, EnvIdsResponse, Envelope,
     GetEnvIdsRequest, QuotaRequest, QuotaResponse, SOURCE_TYPE_CLOUD_HOSTING, ShareItem,
-    ShareRequest, ShareResponse,
+    ShareRequest, ShareResponse, StartPushTicketRequest, StartPushTicketResponse,
 };
 use crate::ids::{AppId, EnvId};
 
@@ -170,6 +170,23 @@ impl WechatClient {
             token: answer.component_access_token.into(),
             expires_in: Duration::from_secs(answer.expires_in),
         })
+    }
+
+    /// Asks WeChat to push a fresh `component_verify_ticket` to the platform's callback URL now
+    /// (`cgi-bin/component/api_start_push_ticket`). The ticket arrives at the callback, not in
+    /// the answer.
+    #[instrument(name = "wechat.start_push_ticket", skip_all, fields(component_appid = %component_appid))]
+    pub async fn start_push_ticket(
+        &self,
+        component_appid: &str,
+        secret: &SecretString,
+    ) -> Result<(), WechatError> {
+        let body = StartPushTicketRequest {
+            component_appid,
+            component_secret: secret.expose_secret(),
+        };
+        let _: StartPushTicketResponse = self.call(Endpoint::StartPushTicket, None, &body).await?;
+        Ok(())
     }
 
     /// Sends one POST and reads its answer: status, size-capped body, errcode, then `T`.

@@ -56,6 +56,17 @@ pub(crate) struct ComponentTokenRequest<'a> {
     pub component_verify_ticket: &'a str,
 }
 
+/// Body of `api_start_push_ticket`; holds the secret only while the request is built.
+#[derive(Serialize)]
+pub(crate) struct StartPushTicketRequest<'a> {
+    pub component_appid: &'a str,
+    pub component_secret: &'a str,
+}
+
+/// Answer of `api_start_push_ticket` when errcode is 0 (nothing but the envelope).
+#[derive(Deserialize)]
+pub(crate) struct StartPushTicketResponse {}
+
 /// Answer of `api_component_token` when errcode is 0.
 #[derive(Deserialize)]
 pub(crate) struct ComponentTokenResponse {

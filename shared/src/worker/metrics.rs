@@ -272,6 +272,12 @@ impl Collector for Snapshot {
         )?;
         counter(
             e,
+            "ticket_push_requests",
+            "api_start_push_ticket calls this process made (no ticket, or one older than 12 h)",
+            t.ticket_requests,
+        )?;
+        counter(
+            e,
             "rate_limit_acquired",
             "Rate limit slots taken",
             r.acquired,

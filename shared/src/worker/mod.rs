@@ -97,8 +97,9 @@ pub enum StartupError {
     #[error(
         "no WeChat access token is configured: set ENVSHARE_COMPONENT_APPID and \
          ENVSHARE_COMPONENT_APPSECRET (component mode: the token is fetched with the verify \
-         ticket stored by `envshare ticket set`), or ENVSHARE_ACCESS_TOKEN (a token managed \
-         elsewhere)"
+         ticket stored by `envshare ticket set`), ENVSHARE_ACCESS_TOKEN (a fixed token), or \
+         ENVSHARE_TOKEN_SOURCE=redis|http with its settings (a token service of the platform; \
+         docs/wechat-platform.md)"
     )]
     NoTokenMode,
     /// `ENVSHARE_WECHAT_BASE_URL` or the request timeout is unusable.

@@ -644,6 +644,11 @@ const KEYS: &[&str] = &[
     "component_appid",
     "component_appsecret",
     "access_token",
+    "token_source",
+    "token_redis_key",
+    "token_redis_url",
+    "token_url",
+    "token_url_auth",
     "token_refresh_ahead_ms",
     "concurrency",
     "max_attempts",
@@ -661,7 +666,7 @@ const KEYS: &[&str] = &[
     "log",
     "log_format",
 ];
-const SECRET_KEYS: &[&str] = &["component_appsecret", "access_token"];
+const SECRET_KEYS: &[&str] = &["component_appsecret", "access_token", "token_url_auth"];
 /// Secret values carry this mark; no message may contain it.
 const SECRET_MARK: &str = "SeCrEtMaRk";
 

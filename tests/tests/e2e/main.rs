@@ -18,5 +18,6 @@ mod reliability;
 mod results;
 mod share;
 mod sync;
+mod tokensrc;
 mod wechat;
 mod worker;
