@@ -13,6 +13,7 @@ mod events;
 mod fuzz;
 mod import;
 mod layers;
+mod ops;
 mod queue;
 mod reliability;
 mod share;
