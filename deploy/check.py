@@ -450,6 +450,68 @@ def check_monitoring() -> None:
                 problem(kust, f"{name} does not exist")
 
 
+def check_autoscaling() -> None:
+    dep, _ = worker_objects()
+    dep_name = dig(dep, "metadata", "name")
+    hpa_metric = None
+    adapter_names = []
+    for path in sorted(AUTOSCALING.glob("*.yaml")):
+        for doc in k8s_docs(path):
+            kind = doc.get("kind")
+            if path.name.startswith("prometheus-adapter"):
+                for r in dig(doc, "rules", "external", default=[]):
+                    adapter_names.append(dig(r, "name", "as"))
+                    q = str(r.get("metricsQuery", ""))
+                    if "<<.LabelMatchers>>" not in q:
+                        problem(path, "metricsQuery should limit itself with <<.LabelMatchers>>")
+                    q = q.replace(",<<.LabelMatchers>>", "").replace("<<.LabelMatchers>>", "")
+                    promtool_check(path, [(str(dig(r, "name", "as")), q)])
+                continue
+            if dig(doc, "metadata", "labels", "app.kubernetes.io/name") != "envshare":
+                problem(path, f"{kind}: label app.kubernetes.io/name should be envshare")
+            target = dig(doc, "spec", "scaleTargetRef", default={})
+            if target.get("kind", "Deployment") != "Deployment" or target.get("name") != dep_name:
+                problem(path, f"{kind}: scaleTargetRef should be the Deployment {dep_name}")
+            if kind == "ScaledObject":
+                if doc.get("apiVersion") != "keda.sh/v1alpha1":
+                    problem(path, "ScaledObject: apiVersion should be keda.sh/v1alpha1")
+                lo, hi = dig(doc, "spec", "minReplicaCount"), dig(doc, "spec", "maxReplicaCount")
+                if not isinstance(lo, int) or lo < 1:
+                    problem(path, "minReplicaCount must be at least 1: the workers export the metric")
+                if not isinstance(hi, int) or (isinstance(lo, int) and hi < lo):
+                    problem(path, "maxReplicaCount must be an integer >= minReplicaCount")
+                triggers = dig(doc, "spec", "triggers", default=[])
+                if not triggers:
+                    problem(path, "no triggers")
+                for t in triggers:
+                    meta = t.get("metadata") or {}
+                    if t.get("type") != "prometheus":
+                        problem(path, f"trigger type {t.get('type')!r}: expected prometheus")
+                    for k in ("serverAddress", "query", "threshold"):
+                        if not meta.get(k):
+                            problem(path, f"trigger: metadata.{k} is missing")
+                    for k in ("threshold", "activationThreshold"):
+                        if k in meta:
+                            try:
+                                float(str(meta[k]))
+                            except ValueError:
+                                problem(path, f"trigger: {k} {meta[k]!r} is not a number")
+                            if not isinstance(meta[k], str):
+                                problem(path, f"trigger: {k} must be a quoted string")
+                    if meta.get("query"):
+                        promtool_check(path, [("query", meta["query"])])
+            elif kind == "HorizontalPodAutoscaler":
+                if (dig(doc, "spec", "minReplicas") or 1) < 1:
+                    problem(path, "minReplicas must be at least 1: the workers export the metric")
+                for m in dig(doc, "spec", "metrics", default=[]):
+                    if m.get("type") == "External":
+                        hpa_metric = dig(m, "external", "metric", "name")
+            else:
+                problem(path, f"unexpected kind {kind}")
+    if hpa_metric and hpa_metric not in adapter_names:
+        problem(AUTOSCALING, f"the HPA's metric {hpa_metric} is not served by the prometheus-adapter rules")
+
+
 # --- Compose ---------------------------------------------------------------------------------
 
 
@@ -726,6 +788,7 @@ def main() -> int:
         load_yaml(path)
     checks = [("kubernetes manifests", lambda: check_k8s(known)),
               ("monitoring (rules, ServiceMonitor, dashboard)", check_monitoring),
+              ("autoscaling (KEDA, HPA, prometheus-adapter)", check_autoscaling),
               ("compose file", lambda: check_compose(known)),
               ("Dockerfile", check_dockerfile),
               ("redis.conf", check_redis_conf),

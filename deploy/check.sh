@@ -112,7 +112,7 @@ done
 # 2. Kubernetes schemas, strict: unknown fields (typos) are errors. The Kustomization is
 #    kustomize's own kind, outside the Kubernetes schemas.
 mapfile -t manifests < <(find deploy/k8s -maxdepth 1 \( -name '*.yaml' -o -name '*.yml' \) \
-    ! -name 'kustomization.y*ml' | sort; find deploy/autoscaling -maxdepth 1 -name 'hpa*.yaml' 2>/dev/null | sort)
+    ! -name 'kustomization.y*ml' | sort; find deploy/autoscaling -maxdepth 1 -name 'hpa*.yaml' | sort)
 run "Kubernetes $K8S_VERSION schemas (strict): ${manifests[*]}" \
     "$tools/venv/bin/kubernetes-validate" --strict --quiet -k "$K8S_VERSION" "${manifests[@]}"
 

@@ -448,20 +448,29 @@ async fn the_monitoring_files_use_only_metrics_a_real_worker_exports() {
         ("deploy/monitoring/prometheus-rules.yaml".into(), rules),
         ("deploy/monitoring/grafana-dashboard.json".into(), panels),
     ];
-    for extra in [
+    // The autoscalers' queries: KEDA's `query:` and prometheus-adapter's `metricsQuery:` (its
+    // `<<.LabelMatchers>>` template only adds the namespace).
+    for file in [
         "deploy/autoscaling/keda-scaledobject.yaml",
-        "deploy/autoscaling/hpa.yaml",
+        "deploy/autoscaling/prometheus-adapter-values.yaml",
     ] {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../").to_owned() + extra;
-        if std::path::Path::new(&path).exists() {
-            let text = repo_file(extra);
-            let queries: Vec<(String, String)> = text
-                .lines()
-                .filter_map(|l| l.trim().strip_prefix("query:"))
-                .map(|q| ("query".to_owned(), q.trim().trim_matches('\'').to_owned()))
-                .collect();
-            files.push((extra.into(), queries));
-        }
+        let queries: Vec<(String, String)> = repo_file(file)
+            .lines()
+            .filter_map(|l| {
+                let l = l.trim();
+                l.strip_prefix("query:")
+                    .or_else(|| l.strip_prefix("metricsQuery:"))
+            })
+            .map(|q| {
+                let q = q.trim().trim_matches('\'');
+                let q = q
+                    .replace(",<<.LabelMatchers>>", "")
+                    .replace("<<.LabelMatchers>>", "");
+                ("query".to_owned(), q)
+            })
+            .collect();
+        assert!(!queries.is_empty(), "{file}: no query found");
+        files.push((file.into(), queries));
     }
 
     let mut missing = Vec::new();
