@@ -791,13 +791,13 @@ fn parse_secret(s: &str) -> Result<SecretString, Problem> {
 
 fn parse_redis_url(s: &str) -> Result<String, Problem> {
     use redis::IntoConnectionInfo;
-    const EXPECTED: &str = "redis://[[user]:password@]host[:port][/db], rediss://… (with the \
-                            `tls` feature), unix:///path/to/redis.sock, or \
+    const EXPECTED: &str = "redis://[[user]:password@]host[:port][/db], rediss://… (TLS), \
+                            unix:///path/to/redis.sock, or \
                             redis+cluster://[[user]:password@]host:port[,host:port…]";
     if s.starts_with("rediss://") && !cfg!(feature = "tls") {
         return Err(Problem::new(
             "is a TLS URL but envshare was built without the `tls` feature",
-            "a redis:// URL, or a build with `--features tls`",
+            "a redis:// URL, or a build with the default features (they include `tls`)",
         ));
     }
     // A redis+cluster:// URL or a node list (for ENVSHARE_REDIS_CLUSTER) is read as cluster

@@ -17,5 +17,6 @@ mod ops;
 mod queue;
 mod reliability;
 mod share;
+mod tls;
 mod wechat;
 mod worker;
