@@ -16,6 +16,7 @@ mod layers;
 mod ops;
 mod queue;
 mod reliability;
+mod sentinel;
 mod share;
 mod tls;
 mod wechat;
