@@ -23,6 +23,8 @@ import yaml
 ROOT = Path.cwd()
 DEPLOY = ROOT / "deploy"
 K8S = DEPLOY / "k8s"
+MONITORING = DEPLOY / "monitoring"
+AUTOSCALING = DEPLOY / "autoscaling"
 COMPOSE = DEPLOY / "docker-compose.yml"
 DOCKERFILE = DEPLOY / "Dockerfile"
 REDIS_CONF = DEPLOY / "redis.conf"
@@ -269,6 +271,245 @@ def check_k8s(known: set[str]) -> None:
                     problem(kpath, f"{name} holds placeholders and must not be applied")
             elif name not in resources:
                 problem(kpath, f"{name} is not listed in resources")
+
+
+# --- Monitoring and autoscaling -------------------------------------------------------------
+
+# Grafana's interval variables, replaced by a fixed range so promtool can parse the expressions.
+GRAFANA_VARS = {"$__rate_interval": "5m", "$__interval": "1m", "$__range": "6h"}
+DURATION = re.compile(r"^([0-9]+(ms|s|m|h|d|w|y))+$")
+
+
+def k8s_docs(path: Path) -> list[dict]:
+    docs = []
+    for doc in load_yaml(path):
+        if not isinstance(doc, dict):
+            problem(path, "a document is not a mapping")
+        else:
+            docs.append(doc)
+    return docs
+
+
+def worker_objects() -> tuple[dict, dict]:
+    """The Deployment and the Service of deploy/k8s."""
+    dep = svc = {}
+    for path in sorted(K8S.glob("*.yaml")):
+        for doc in k8s_docs(path):
+            if doc.get("kind") == "Deployment":
+                dep = doc
+            elif doc.get("kind") == "Service":
+                svc = doc
+    return dep, svc
+
+
+def promtool_check(path: Path, exprs: list[tuple[str, str]]) -> None:
+    """Parses every (name, PromQL) with `promtool check rules`, as recording rules."""
+    promtool = os.environ.get("PROMTOOL") or shutil.which("promtool")
+    if not promtool:
+        problem(path, "promtool is not installed (Debian: apt-get install prometheus); PromQL not checked")
+        return
+    rules = [{"record": f"check:{i}", "expr": e} for i, (_, e) in enumerate(exprs)]
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
+        yaml.safe_dump({"groups": [{"name": "check", "rules": rules}]}, f)
+    try:
+        out = subprocess.run([promtool, "check", "rules", f.name], capture_output=True, text=True)
+    finally:
+        os.unlink(f.name)
+    if out.returncode != 0:
+        text = (out.stdout + out.stderr).replace(f.name, str(path.relative_to(ROOT)))
+        for i, (name, _) in enumerate(exprs):
+            text = text.replace(f"check:{i}", name)
+        problem(path, f"promtool check rules failed:\n{text}")
+
+
+def check_rule_file(path: Path, doc: dict) -> list[tuple[str, str]]:
+    exprs = []
+    groups = dig(doc, "spec", "groups", default=None)
+    if not isinstance(groups, list) or not groups:
+        problem(path, "spec.groups is missing or empty")
+        return exprs
+    for g in groups:
+        if not g.get("name"):
+            problem(path, "a rule group has no name")
+        for r in g.get("rules") or []:
+            name = r.get("alert") or r.get("record")
+            if ("alert" in r) == ("record" in r):
+                problem(path, f"rule {name!r}: set exactly one of alert and record")
+            if not isinstance(r.get("expr"), str) or not r["expr"].strip():
+                problem(path, f"rule {name!r}: expr is missing")
+                continue
+            if "for" in r and not DURATION.match(str(r["for"])):
+                problem(path, f"rule {name!r}: for {r['for']!r} is not a Prometheus duration")
+            if "alert" in r and not dig(r, "labels", "severity"):
+                problem(path, f"rule {name!r}: no severity label")
+            if "alert" in r and not dig(r, "annotations", "summary"):
+                problem(path, f"rule {name!r}: no summary annotation")
+            for k, v in list((r.get("labels") or {}).items()) + list((r.get("annotations") or {}).items()):
+                if not isinstance(v, str):
+                    problem(path, f"rule {name!r}: {k} must be a string")
+            exprs.append((str(name), r["expr"]))
+    return exprs
+
+
+def dashboard_exprs(path: Path) -> list[tuple[str, str]]:
+    import json
+
+    try:
+        dash = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        problem(path, f"not valid JSON: {e}")
+        return []
+    for field in ("title", "uid", "panels", "schemaVersion"):
+        if field not in dash:
+            problem(path, f"missing {field}")
+    ids = [p.get("id") for p in dash.get("panels", [])]
+    if len(ids) != len(set(ids)):
+        problem(path, "panel ids are not unique")
+    exprs = []
+    for p in dash.get("panels", []):
+        if p.get("type") == "row":
+            continue
+        if not p.get("title") or not p.get("gridPos"):
+            problem(path, f"panel {p.get('id')}: needs a title and a gridPos")
+        targets = p.get("targets") or []
+        if not targets:
+            problem(path, f"panel {p.get('title')!r}: no targets")
+        for t in targets:
+            expr = t.get("expr", "")
+            for var, value in GRAFANA_VARS.items():
+                expr = expr.replace(var, value)
+            if "$" in expr:
+                problem(path, f"panel {p.get('title')!r}: unknown variable in {t.get('expr')!r}")
+            exprs.append((f"{p.get('title')} {t.get('refId')}", expr))
+    return exprs
+
+
+def check_monitoring() -> None:
+    dep, svc = worker_objects()
+    svc_labels = dig(svc, "metadata", "labels", default={})
+    svc_ports = {p.get("name") for p in dig(svc, "spec", "ports", default=[])}
+    metrics_path = dig(svc, "metadata", "annotations", "prometheus.io/path", default="/metrics")
+    kinds: dict[str, int] = {}
+    exprs: list[tuple[str, str]] = []
+    rules_path = None
+    for path in sorted(MONITORING.glob("*.yaml")):
+        if path.name.startswith("kustomization"):
+            continue
+        for doc in k8s_docs(path):
+            kind = doc.get("kind")
+            kinds[kind] = kinds.get(kind, 0) + 1
+            if doc.get("apiVersion") != "monitoring.coreos.com/v1":
+                problem(path, f"{kind}: apiVersion should be monitoring.coreos.com/v1")
+            if not dig(doc, "metadata", "name"):
+                problem(path, f"{kind}: missing metadata.name")
+            if dig(doc, "metadata", "labels", "app.kubernetes.io/name") != "envshare":
+                problem(path, f"{kind}: label app.kubernetes.io/name should be envshare")
+            if kind == "PrometheusRule":
+                rules_path = path
+                exprs += check_rule_file(path, doc)
+            elif kind == "ServiceMonitor":
+                sel = dig(doc, "spec", "selector", "matchLabels", default={})
+                if not sel or any(svc_labels.get(k) != v for k, v in sel.items()):
+                    problem(path, "spec.selector.matchLabels does not select the envshare-worker Service")
+                eps = dig(doc, "spec", "endpoints", default=[])
+                if not eps:
+                    problem(path, "no endpoints")
+                for ep in eps:
+                    if ep.get("port") not in svc_ports:
+                        problem(path, f"endpoint port {ep.get('port')!r} is not a port name of the Service")
+                    if ep.get("path", "/metrics") != metrics_path:
+                        problem(path, f"endpoint path {ep.get('path')!r} is not {metrics_path}")
+                    for k in ("interval", "scrapeTimeout"):
+                        if k in ep and not DURATION.match(str(ep[k])):
+                            problem(path, f"endpoint {k} {ep[k]!r} is not a duration")
+                unknown = set(doc.get("spec", {})) - {"selector", "endpoints", "namespaceSelector",
+                                                      "jobLabel", "targetLabels", "podTargetLabels"}
+                if unknown:
+                    problem(path, f"unknown spec fields {sorted(unknown)}")
+            else:
+                problem(path, f"unexpected kind {kind}")
+    for kind in ("PrometheusRule", "ServiceMonitor"):
+        if kinds.get(kind) != 1:
+            problem(MONITORING, f"expected exactly one {kind}, found {kinds.get(kind, 0)}")
+    if rules_path:
+        promtool_check(rules_path, exprs)
+    dash = MONITORING / "grafana-dashboard.json"
+    if not dash.exists():
+        problem(MONITORING, "grafana-dashboard.json is missing")
+    else:
+        promtool_check(dash, dashboard_exprs(dash))
+    kust = MONITORING / "kustomization.yaml"
+    for doc in k8s_docs(kust) if kust.exists() else []:
+        listed = set(doc.get("resources") or [])
+        listed |= {f for g in doc.get("configMapGenerator") or [] for f in g.get("files") or []}
+        for path in sorted(MONITORING.iterdir()):
+            if path.name != kust.name and path.name not in listed:
+                problem(kust, f"{path.name} is not listed")
+        for name in listed:
+            if not (MONITORING / name).exists():
+                problem(kust, f"{name} does not exist")
+
+
+def check_autoscaling() -> None:
+    dep, _ = worker_objects()
+    dep_name = dig(dep, "metadata", "name")
+    hpa_metric = None
+    adapter_names = []
+    for path in sorted(AUTOSCALING.glob("*.yaml")):
+        for doc in k8s_docs(path):
+            kind = doc.get("kind")
+            if path.name.startswith("prometheus-adapter"):
+                for r in dig(doc, "rules", "external", default=[]):
+                    adapter_names.append(dig(r, "name", "as"))
+                    q = str(r.get("metricsQuery", ""))
+                    if "<<.LabelMatchers>>" not in q:
+                        problem(path, "metricsQuery should limit itself with <<.LabelMatchers>>")
+                    q = q.replace(",<<.LabelMatchers>>", "").replace("<<.LabelMatchers>>", "")
+                    promtool_check(path, [(str(dig(r, "name", "as")), q)])
+                continue
+            if dig(doc, "metadata", "labels", "app.kubernetes.io/name") != "envshare":
+                problem(path, f"{kind}: label app.kubernetes.io/name should be envshare")
+            target = dig(doc, "spec", "scaleTargetRef", default={})
+            if target.get("kind", "Deployment") != "Deployment" or target.get("name") != dep_name:
+                problem(path, f"{kind}: scaleTargetRef should be the Deployment {dep_name}")
+            if kind == "ScaledObject":
+                if doc.get("apiVersion") != "keda.sh/v1alpha1":
+                    problem(path, "ScaledObject: apiVersion should be keda.sh/v1alpha1")
+                lo, hi = dig(doc, "spec", "minReplicaCount"), dig(doc, "spec", "maxReplicaCount")
+                if not isinstance(lo, int) or lo < 1:
+                    problem(path, "minReplicaCount must be at least 1: the workers export the metric")
+                if not isinstance(hi, int) or (isinstance(lo, int) and hi < lo):
+                    problem(path, "maxReplicaCount must be an integer >= minReplicaCount")
+                triggers = dig(doc, "spec", "triggers", default=[])
+                if not triggers:
+                    problem(path, "no triggers")
+                for t in triggers:
+                    meta = t.get("metadata") or {}
+                    if t.get("type") != "prometheus":
+                        problem(path, f"trigger type {t.get('type')!r}: expected prometheus")
+                    for k in ("serverAddress", "query", "threshold"):
+                        if not meta.get(k):
+                            problem(path, f"trigger: metadata.{k} is missing")
+                    for k in ("threshold", "activationThreshold"):
+                        if k in meta:
+                            try:
+                                float(str(meta[k]))
+                            except ValueError:
+                                problem(path, f"trigger: {k} {meta[k]!r} is not a number")
+                            if not isinstance(meta[k], str):
+                                problem(path, f"trigger: {k} must be a quoted string")
+                    if meta.get("query"):
+                        promtool_check(path, [("query", meta["query"])])
+            elif kind == "HorizontalPodAutoscaler":
+                if (dig(doc, "spec", "minReplicas") or 1) < 1:
+                    problem(path, "minReplicas must be at least 1: the workers export the metric")
+                for m in dig(doc, "spec", "metrics", default=[]):
+                    if m.get("type") == "External":
+                        hpa_metric = dig(m, "external", "metric", "name")
+            else:
+                problem(path, f"unexpected kind {kind}")
+    if hpa_metric and hpa_metric not in adapter_names:
+        problem(AUTOSCALING, f"the HPA's metric {hpa_metric} is not served by the prometheus-adapter rules")
 
 
 # --- Compose ---------------------------------------------------------------------------------
@@ -546,6 +787,8 @@ def main() -> int:
     for path in sorted(DEPLOY.rglob("*.y*ml")):
         load_yaml(path)
     checks = [("kubernetes manifests", lambda: check_k8s(known)),
+              ("monitoring (rules, ServiceMonitor, dashboard)", check_monitoring),
+              ("autoscaling (KEDA, HPA, prometheus-adapter)", check_autoscaling),
               ("compose file", lambda: check_compose(known)),
               ("Dockerfile", check_dockerfile),
               ("redis.conf", check_redis_conf),

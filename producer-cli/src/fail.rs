@@ -54,9 +54,15 @@ pub fn report(err: &anyhow::Error) {
 
 /// The message for a Redis that cannot be reached.
 pub fn redis_unreachable(url: &str) -> String {
+    let tls = if url.starts_with("rediss") {
+        "; over TLS the server's certificate must chain to a trusted CA and name the URL's host: \
+         set SSL_CERT_FILE to a PEM file with your CA (docs/configuration.md, Redis over TLS)"
+    } else {
+        ""
+    };
     format!(
         "cannot reach Redis at {}: start it (e.g. `redis-server`), or point ENVSHARE_REDIS_URL \
-         (or redis_url in --config FILE) at a running Redis",
+         (or redis_url in --config FILE) at a running Redis{tls}",
         envshare::config::redact_url(url)
     )
 }

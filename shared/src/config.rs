@@ -207,6 +207,17 @@ settings! {
     /// `ENVSHARE_REDIS_CLUSTER`: connect with the cluster client.
     redis_cluster: bool = false,
         key "redis_cluster", Plain, parse parse_bool;
+    /// `ENVSHARE_REDIS_SENTINELS`: the Sentinels (`host:port`, comma-separated). When set, the
+    /// master comes from them and `ENVSHARE_REDIS_URL` gives only user, password, db and TLS.
+    redis_sentinels: Vec<String> = Vec::new(),
+        key "redis_sentinels", Plain, parse parse_sentinels;
+    /// `ENVSHARE_REDIS_SENTINEL_MASTER`: the monitored master's name.
+    redis_sentinel_master: String = "mymaster".to_owned(),
+        key "redis_sentinel_master", Plain, parse parse_master_name;
+    /// `ENVSHARE_REDIS_WAIT_REPLICAS`: after each acknowledged write batch (an enqueue, a
+    /// worker's outcomes), `WAIT` until this many replicas have it; 0 = don't.
+    redis_wait_replicas: u32 = 0,
+        key "redis_wait_replicas", Plain, parse |s| int_in(s, 0, 100).map(|n| n as u32);
     /// `ENVSHARE_QUEUE`: the `QUEUE` in `envshare:{QUEUE}:…`.
     queue: QueueName = QueueName::default(),
         key "queue", Plain, parse |s| {
@@ -346,6 +357,21 @@ impl Default for Settings {
 }
 
 impl Settings {
+    /// The URL to connect with: `ENVSHARE_REDIS_URL`, or, when `ENVSHARE_REDIS_SENTINELS` is
+    /// set, a `redis+sentinel://` URL naming the Sentinels and `ENVSHARE_REDIS_SENTINEL_MASTER`
+    /// with the user, password, database and TLS of `ENVSHARE_REDIS_URL`. May hold a password.
+    pub fn redis_connect_url(&self) -> String {
+        if self.redis_sentinels.is_empty() {
+            self.redis_url.clone()
+        } else {
+            crate::redis_url::sentinel_url(
+                &self.redis_url,
+                &self.redis_sentinels,
+                &self.redis_sentinel_master,
+            )
+        }
+    }
+
     /// Loads the settings from the process environment and, if given, the TOML file at
     /// `config_path` (the `--config` flag).
     pub fn load(config_path: Option<&Path>) -> Result<Self, ConfigError> {
@@ -990,16 +1016,57 @@ fn parse_secret(s: &str) -> Result<SecretString, Problem> {
     Ok(SecretString::from(s))
 }
 
+fn parse_sentinels(s: &str) -> Result<Vec<String>, Problem> {
+    const EXPECTED: &str = "comma-separated host:port of the Sentinels, e.g. \
+                            10.0.0.1:26379,10.0.0.2:26379,10.0.0.3:26379";
+    let list: Vec<String> = s
+        .split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(str::to_owned)
+        .collect();
+    if list
+        .iter()
+        .any(|p| crate::redis_url::parse_host_port(p).is_none())
+    {
+        return Err(Problem::new("not a list of host:port", EXPECTED));
+    }
+    Ok(list)
+}
+
+fn parse_master_name(s: &str) -> Result<String, Problem> {
+    if s.is_empty()
+        || s.chars()
+            .any(|c| c.is_whitespace() || c == '/' || c.is_control())
+    {
+        return Err(Problem::new(
+            "not a master name",
+            "the name in the Sentinels' `sentinel monitor NAME …` line, e.g. mymaster",
+        ));
+    }
+    Ok(s.to_owned())
+}
+
 fn parse_redis_url(s: &str) -> Result<String, Problem> {
     use redis::IntoConnectionInfo;
-    const EXPECTED: &str = "redis://[[user]:password@]host[:port][/db], rediss://… (with the \
-                            `tls` feature), unix:///path/to/redis.sock, or \
+    const EXPECTED: &str = "redis://[[user]:password@]host[:port][/db], rediss://… (TLS), \
+                            unix:///path/to/redis.sock, or \
                             redis+cluster://[[user]:password@]host:port[,host:port…]";
     if s.starts_with("rediss://") && !cfg!(feature = "tls") {
         return Err(Problem::new(
             "is a TLS URL but envshare was built without the `tls` feature",
-            "a redis:// URL, or a build with `--features tls`",
+            "a redis:// URL, or a build with the default features (they include `tls`)",
         ));
+    }
+    if crate::redis_url::is_sentinel_url(s) {
+        return crate::redis_url::parse_sentinel(s)
+            .map(|_| s.to_owned())
+            .map_err(|_| {
+                Problem::new(
+                    "not a Sentinel URL",
+                    "redis+sentinel://[[user]:password@]host:port[,host:port…]/MASTER[/db]",
+                )
+            });
     }
     // A redis+cluster:// URL or a node list (for ENVSHARE_REDIS_CLUSTER) is read as cluster
     // seed nodes; see crate::redis_url.

@@ -1,6 +1,7 @@
-//! Redis URLs: a single server, or the seed nodes of a Redis Cluster (`redis+cluster://`, or any
-//! `redis://` URL with `ENVSHARE_REDIS_CLUSTER=1`). Pure parsing, used by the settings (to reject
-//! a bad URL when they load) and by the storage layer's connections.
+//! Redis URLs: a single server, the seed nodes of a Redis Cluster (`redis+cluster://`, or any
+//! `redis://` URL with `ENVSHARE_REDIS_CLUSTER=1`), or a master found through Sentinel
+//! (`redis+sentinel://`, or `ENVSHARE_REDIS_SENTINELS`). Pure parsing, used by the settings (to
+//! reject a bad URL when they load) and by the storage layer's connections.
 
 use redis::{ErrorKind, RedisError};
 
@@ -9,9 +10,132 @@ pub const CLUSTER_SCHEME: &str = "redis+cluster://";
 /// The URL scheme that selects cluster mode over TLS.
 pub const CLUSTER_TLS_SCHEME: &str = "rediss+cluster://";
 
-/// Where a URL points: one server, or the seed nodes of a cluster.
+/// The URL scheme that finds the master through Sentinel:
+/// `redis+sentinel://[[user]:password@]sentinel:port[,sentinel:port…]/MASTER[/DB]`.
+pub const SENTINEL_SCHEME: &str = "redis+sentinel://";
+/// [`SENTINEL_SCHEME`] with TLS to the master and to the Sentinels.
+pub const SENTINEL_TLS_SCHEME: &str = "rediss+sentinel://";
+
+/// Whether `url` finds its master through Sentinel (`redis+sentinel://`, `rediss+sentinel://`).
+pub fn is_sentinel_url(url: &str) -> bool {
+    url.starts_with(SENTINEL_SCHEME) || url.starts_with(SENTINEL_TLS_SCHEME)
+}
+
+/// A master found through Sentinel: the Sentinels to ask, the master's name, and what the master
+/// URL carries besides its address (user, password, database, TLS).
+#[derive(Clone, PartialEq, Eq)]
+pub struct SentinelTarget {
+    /// The Sentinels, as `host:port`.
+    pub sentinels: Vec<String>,
+    /// The monitored master's name (`SENTINEL get-master-addr-by-name NAME`).
+    pub master: String,
+    scheme: &'static str,
+    userinfo: String,
+    db: String,
+}
+
+impl std::fmt::Debug for SentinelTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The userinfo may hold a password.
+        f.debug_struct("SentinelTarget")
+            .field("sentinels", &self.sentinels)
+            .field("master", &self.master)
+            .field("tls", &(self.scheme == "rediss://"))
+            .finish_non_exhaustive()
+    }
+}
+
+impl SentinelTarget {
+    /// The URL of the master at `host:port`, with the user, password, database and TLS.
+    pub fn master_url(&self, host: &str, port: u16) -> String {
+        let host = if host.contains(':') {
+            format!("[{host}]")
+        } else {
+            host.to_owned()
+        };
+        format!("{}{}{host}:{port}/{}", self.scheme, self.userinfo, self.db)
+    }
+
+    /// The URL of a Sentinel (`host:port`): the same TLS mode, no credentials.
+    pub fn sentinel_url(&self, sentinel: &str) -> String {
+        format!("{}{sentinel}", self.scheme)
+    }
+}
+
+/// The `redis+sentinel://` URL for the settings `ENVSHARE_REDIS_SENTINELS` (`sentinels`) and
+/// `ENVSHARE_REDIS_SENTINEL_MASTER` (`master`), taking user, password, database and TLS from
+/// `redis_url` (`ENVSHARE_REDIS_URL`; its host is not used).
+pub fn sentinel_url(redis_url: &str, sentinels: &[String], master: &str) -> String {
+    let (scheme, rest) = match redis_url.strip_prefix("rediss://") {
+        Some(rest) => (SENTINEL_TLS_SCHEME, rest),
+        None => (
+            SENTINEL_SCHEME,
+            redis_url.split_once("://").map_or("", |(_, r)| r),
+        ),
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    let userinfo = authority.rfind('@').map_or("", |at| &authority[..=at]);
+    let db = tail
+        .strip_prefix('/')
+        .map(|t| t.split(['?', '#']).next().unwrap_or(""))
+        .filter(|d| !d.is_empty())
+        .unwrap_or("0");
+    format!("{scheme}{userinfo}{}/{master}/{db}", sentinels.join(","))
+}
+
+/// Reads a `redis+sentinel://` or `rediss+sentinel://` URL. Errors never quote the URL.
+pub fn parse_sentinel(url: &str) -> Result<SentinelTarget, RedisError> {
+    let (scheme, rest) = if let Some(rest) = url.strip_prefix(SENTINEL_SCHEME) {
+        ("redis://", rest)
+    } else if let Some(rest) = url.strip_prefix(SENTINEL_TLS_SCHEME) {
+        ("rediss://", rest)
+    } else {
+        return Err(invalid("a Sentinel URL starts with redis+sentinel://"));
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(authority_end);
+    let (userinfo, hosts) = match authority.rfind('@') {
+        Some(at) => (&authority[..=at], &authority[at + 1..]),
+        None => ("", authority),
+    };
+    let sentinels: Vec<String> = hosts.split(',').map(|h| h.trim().to_owned()).collect();
+    for s in &sentinels {
+        parse_host_port(s).ok_or_else(|| invalid("a Sentinel must be host:port"))?;
+    }
+    let mut parts = path.trim_start_matches('/').splitn(2, '/');
+    let master = parts.next().unwrap_or("").to_owned();
+    if master.is_empty() {
+        return Err(invalid(
+            "a Sentinel URL needs the master's name: redis+sentinel://host:port/MASTER",
+        ));
+    }
+    let db = parts.next().filter(|d| !d.is_empty()).unwrap_or("0");
+    if db.parse::<u16>().is_err() {
+        return Err(invalid("the database of a Sentinel URL must be a number"));
+    }
+    Ok(SentinelTarget {
+        sentinels,
+        master,
+        scheme,
+        userinfo: userinfo.to_owned(),
+        db: db.to_owned(),
+    })
+}
+
+/// `host:port` with a non-empty host and a port above 0.
+pub fn parse_host_port(s: &str) -> Option<(&str, u16)> {
+    let (host, port) = s.rsplit_once(':')?;
+    let port: u16 = port.parse().ok().filter(|&p| p > 0)?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    (!host.is_empty() && !host.contains(['/', '@', ','])).then_some((host, port))
+}
+
+/// Where a URL points: one server, the seed nodes of a cluster, or a master behind Sentinels.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RedisTarget {
+    /// A master found through Sentinel.
+    Sentinel(SentinelTarget),
     /// A single server, by its URL (given as is).
     Single(String),
     /// A cluster, by the URLs of its seed nodes (`redis://…` or `rediss://…`, each carrying the
@@ -33,6 +157,9 @@ fn invalid(detail: &'static str) -> RedisError {
 ///
 /// Errors never quote the URL, which may hold a password.
 pub fn parse_target(url: &str, cluster: bool) -> Result<RedisTarget, RedisError> {
+    if is_sentinel_url(url) {
+        return parse_sentinel(url).map(RedisTarget::Sentinel);
+    }
     let (scheme, rest) = if let Some(rest) = url.strip_prefix(CLUSTER_SCHEME) {
         ("redis://", rest)
     } else if let Some(rest) = url.strip_prefix(CLUSTER_TLS_SCHEME) {
@@ -88,7 +215,7 @@ mod tests {
     fn nodes(url: &str, cluster: bool) -> Vec<String> {
         match parse_target(url, cluster).unwrap() {
             RedisTarget::Cluster(n) => n,
-            RedisTarget::Single(u) => panic!("expected a cluster, got {u}"),
+            other => panic!("expected a cluster, got {other:?}"),
         }
     }
 
@@ -138,6 +265,45 @@ mod tests {
             nodes("redis+cluster://:p@s,s@h1:1,h2:2", false),
             ["redis://:p@s,s@h1:1", "redis://:p@s,s@h2:2"]
         );
+    }
+
+    #[test]
+    fn sentinel_settings_make_a_sentinel_url_with_the_credentials_and_db() {
+        let sentinels = ["10.0.0.1:26379".to_owned(), "10.0.0.2:26379".to_owned()];
+        let url = sentinel_url("redis://:pw@ignored:6379/3", &sentinels, "mymaster");
+        assert_eq!(
+            url,
+            "redis+sentinel://:pw@10.0.0.1:26379,10.0.0.2:26379/mymaster/3"
+        );
+        let t = parse_sentinel(&url).unwrap();
+        assert_eq!(t.sentinels, sentinels);
+        assert_eq!(t.master, "mymaster");
+        assert_eq!(
+            t.master_url("10.0.0.9", 6380),
+            "redis://:pw@10.0.0.9:6380/3"
+        );
+        assert_eq!(t.sentinel_url("10.0.0.1:26379"), "redis://10.0.0.1:26379");
+        assert!(!format!("{t:?}").contains("pw"));
+        let tls = sentinel_url("rediss://h", &sentinels[..1], "m");
+        assert_eq!(tls, "rediss+sentinel://10.0.0.1:26379/m/0");
+        assert!(matches!(
+            parse_target(&tls, false).unwrap(),
+            RedisTarget::Sentinel(_)
+        ));
+    }
+
+    #[test]
+    fn bad_sentinel_urls_are_rejected_without_quoting_them() {
+        for url in [
+            "redis+sentinel://:secretpw@h:1",
+            "redis+sentinel://:secretpw@h/m",
+            "redis+sentinel://:secretpw@h:0/m",
+            "redis+sentinel://:secretpw@h:1,/m",
+            "redis+sentinel://:secretpw@h:1/m/x",
+        ] {
+            let err = parse_sentinel(url).unwrap_err();
+            assert!(!err.to_string().contains("secretpw"), "{err}");
+        }
     }
 
     #[test]

@@ -25,15 +25,27 @@
 //! script and pipeline of the queue runs on one node. The URL forms are read by
 //! [`crate::redis_url`].
 //!
+//! # Sentinel
+//!
+//! A `redis+sentinel://` URL (built from `ENVSHARE_REDIS_SENTINELS` and
+//! `ENVSHARE_REDIS_SENTINEL_MASTER` by [`Settings::redis_connect_url`](crate::config::Settings::redis_connect_url))
+//! gives a [`SentinelConn`]: it asks the Sentinels, in order, for the master's address
+//! (`SENTINEL get-master-addr-by-name`) and holds a [`ConnectionManager`] to it. A command that
+//! fails for the connection (refused, dropped, timed out) or because the server is no longer a
+//! writable master (`READONLY`, `MASTERDOWN`) makes it ask again, at most every
+//! [`REDISCOVER_EVERY`]; when the answer is a new address, later commands go there. The failed
+//! command itself returns its error: every caller already retries Redis errors.
+//!
 
-use std::time::Duration;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, Pipeline, RedisError, RedisFuture, Value};
 
-use crate::redis_url::{RedisTarget, parse_target};
+use crate::redis_url::{RedisTarget, SentinelTarget, parse_host_port, parse_target};
 
 /// A connection to a single Redis server or to a Redis Cluster (see the
 /// [module documentation](self)). Cheap to clone: clones share the underlying connections.
@@ -43,6 +55,8 @@ pub enum RedisConn {
     Single(ConnectionManager),
     /// A Redis Cluster, through the redis crate's async cluster client.
     Cluster(ClusterConnection),
+    /// The master of a Sentinel-monitored group, followed across failovers.
+    Sentinel(SentinelConn),
 }
 
 impl std::fmt::Debug for RedisConn {
@@ -51,6 +65,7 @@ impl std::fmt::Debug for RedisConn {
         match self {
             RedisConn::Single(_) => f.write_str("RedisConn::Single"),
             RedisConn::Cluster(_) => f.write_str("RedisConn::Cluster"),
+            RedisConn::Sentinel(_) => f.write_str("RedisConn::Sentinel"),
         }
     }
 }
@@ -79,6 +94,7 @@ impl ConnectionLike for RedisConn {
         match self {
             RedisConn::Single(c) => c.req_packed_command(cmd),
             RedisConn::Cluster(c) => c.req_packed_command(cmd),
+            RedisConn::Sentinel(c) => c.req_packed_command(cmd),
         }
     }
 
@@ -91,6 +107,7 @@ impl ConnectionLike for RedisConn {
         match self {
             RedisConn::Single(c) => c.req_packed_commands(cmd, offset, count),
             RedisConn::Cluster(c) => c.req_packed_commands(cmd, offset, count),
+            RedisConn::Sentinel(c) => c.req_packed_commands(cmd, offset, count),
         }
     }
 
@@ -98,8 +115,211 @@ impl ConnectionLike for RedisConn {
         match self {
             RedisConn::Single(c) => c.get_db(),
             RedisConn::Cluster(c) => c.get_db(),
+            RedisConn::Sentinel(c) => c.get_db(),
         }
     }
+}
+
+/// How often a [`SentinelConn`] may ask the Sentinels again after errors.
+pub const REDISCOVER_EVERY: Duration = Duration::from_millis(250);
+
+/// A connection to the master of a Sentinel-monitored group that follows failovers (see the
+/// [module documentation](self)). Cheap to clone: clones share the connection.
+#[derive(Clone)]
+pub struct SentinelConn {
+    inner: Arc<SentinelInner>,
+}
+
+struct SentinelInner {
+    target: SentinelTarget,
+    options: ConnectOptions,
+    /// The master's address and the connection to it.
+    current: RwLock<(String, u16, ConnectionManager)>,
+    /// When the Sentinels were last asked; held while asking (one question at a time).
+    asked: tokio::sync::Mutex<Option<Instant>>,
+    db: i64,
+}
+
+impl SentinelConn {
+    /// Asks the Sentinels for the master and connects to it.
+    pub async fn connect(
+        target: SentinelTarget,
+        options: ConnectOptions,
+    ) -> Result<SentinelConn, RedisError> {
+        let (host, port) = master_address(&target, &options).await?;
+        let manager = master_manager(&target, &host, port, &options).await?;
+        let db = manager.get_db();
+        Ok(SentinelConn {
+            inner: Arc::new(SentinelInner {
+                target,
+                options,
+                current: RwLock::new((host, port, manager)),
+                asked: tokio::sync::Mutex::new(Some(Instant::now())),
+                db,
+            }),
+        })
+    }
+
+    /// The master's address as last learned from the Sentinels.
+    pub fn master_address(&self) -> (String, u16) {
+        let current = self.inner.current.read().unwrap_or_else(|e| e.into_inner());
+        (current.0.clone(), current.1)
+    }
+
+    fn manager(&self) -> ConnectionManager {
+        self.inner
+            .current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .2
+            .clone()
+    }
+
+    /// After an error that may mean a failover: asks the Sentinels again (unless another
+    /// command is asking, or they were asked within [`REDISCOVER_EVERY`]) and moves to the
+    /// master they name if it is a new one.
+    async fn after_error(&self, error: &RedisError) {
+        if !points_to_failover(error) {
+            return;
+        }
+        let Ok(mut asked) = self.inner.asked.try_lock() else {
+            return;
+        };
+        if asked.is_some_and(|t| t.elapsed() < REDISCOVER_EVERY) {
+            return;
+        }
+        *asked = Some(Instant::now());
+        let options = ConnectOptions {
+            retries: 0,
+            ..self.inner.options
+        };
+        let Ok((host, port)) = master_address(&self.inner.target, &options).await else {
+            return;
+        };
+        if self.master_address() == (host.clone(), port) {
+            return;
+        }
+        match master_manager(&self.inner.target, &host, port, &options).await {
+            Ok(manager) => {
+                tracing::warn!(master = %self.inner.target.master, %host, port,
+                    "Sentinel names a new Redis master: switching to it");
+                *self
+                    .inner
+                    .current
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner()) = (host, port, manager);
+            }
+            Err(e) => tracing::debug!(error = %e, "the new Redis master is not reachable yet"),
+        }
+    }
+}
+
+/// Errors after which the master may have moved: the connection failed, or the server is no
+/// longer a writable master.
+fn points_to_failover(e: &RedisError) -> bool {
+    e.is_io_error()
+        || e.is_connection_refusal()
+        || e.is_connection_dropped()
+        || e.is_timeout()
+        || matches!(e.code(), Some("READONLY" | "MASTERDOWN" | "LOADING"))
+}
+
+impl ConnectionLike for SentinelConn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        Box::pin(async move {
+            let result = self.manager().req_packed_command(cmd).await;
+            if let Err(e) = &result {
+                self.after_error(e).await;
+            }
+            result
+        })
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        Box::pin(async move {
+            let result = self.manager().req_packed_commands(cmd, offset, count).await;
+            if let Err(e) = &result {
+                self.after_error(e).await;
+            }
+            result
+        })
+    }
+
+    fn get_db(&self) -> i64 {
+        self.inner.db
+    }
+}
+
+/// Asks each Sentinel in turn for the master's address; the first answer wins.
+async fn master_address(
+    target: &SentinelTarget,
+    options: &ConnectOptions,
+) -> Result<(String, u16), RedisError> {
+    let mut last = None;
+    for sentinel in &target.sentinels {
+        let answer = async {
+            let client = redis::Client::open(target.sentinel_url(sentinel).as_str())?;
+            let config = redis::AsyncConnectionConfig::new()
+                .set_connection_timeout(Some(options.connection_timeout))
+                .set_response_timeout(Some(options.connection_timeout));
+            let mut conn = client
+                .get_multiplexed_async_connection_with_config(&config)
+                .await?;
+            let addr: Option<(String, String)> = redis::cmd("SENTINEL")
+                .arg("get-master-addr-by-name")
+                .arg(&target.master)
+                .query_async(&mut conn)
+                .await?;
+            Ok::<_, RedisError>(addr)
+        }
+        .await;
+        match answer {
+            Ok(Some((host, port))) => {
+                if let Some((_, port)) = parse_host_port(&format!("{host}:{port}")) {
+                    return Ok((host, port));
+                }
+            }
+            Ok(None) => {
+                last = Some(RedisError::from((
+                    redis::ErrorKind::InvalidClientConfig,
+                    "the Sentinels do not know this master (ENVSHARE_REDIS_SENTINEL_MASTER)",
+                )));
+            }
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| {
+        RedisError::from((redis::ErrorKind::InvalidClientConfig, "no Sentinel given"))
+    }))
+}
+
+async fn master_manager(
+    target: &SentinelTarget,
+    host: &str,
+    port: u16,
+    options: &ConnectOptions,
+) -> Result<ConnectionManager, RedisError> {
+    let client = redis::Client::open(target.master_url(host, port).as_str())?;
+    // Few, short reconnection attempts: while a dead master's manager retries, every command
+    // waits for it, and only a failed command makes the Sentinels be asked again.
+    let config = manager_config(&ConnectOptions {
+        retries: options.retries.min(1),
+        ..*options
+    })
+    .set_max_delay(REDISCOVER_EVERY);
+    ConnectionManager::new_with_config(client, config).await
+}
+
+fn manager_config(options: &ConnectOptions) -> ConnectionManagerConfig {
+    ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(options.connection_timeout))
+        .set_response_timeout(options.response_timeout)
+        .set_number_of_retries(options.retries)
 }
 
 /// Timeouts and retries of a connection. `Default` gives the queue's values.
@@ -142,14 +362,13 @@ pub async fn connect_with(
     match parse_target(url, cluster)? {
         RedisTarget::Single(url) => {
             let client = redis::Client::open(url.as_str())?;
-            let config = ConnectionManagerConfig::new()
-                .set_connection_timeout(Some(options.connection_timeout))
-                .set_response_timeout(options.response_timeout)
-                .set_number_of_retries(options.retries);
             Ok(RedisConn::Single(
-                ConnectionManager::new_with_config(client, config).await?,
+                ConnectionManager::new_with_config(client, manager_config(&options)).await?,
             ))
         }
+        RedisTarget::Sentinel(target) => Ok(RedisConn::Sentinel(
+            SentinelConn::connect(target, options).await?,
+        )),
         RedisTarget::Cluster(nodes) => {
             let mut builder = ClusterClientBuilder::new(nodes)
                 .connection_timeout(options.connection_timeout)

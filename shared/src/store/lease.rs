@@ -457,6 +457,9 @@ impl Queue {
             report.stale.extend(part.stale);
             report.batches_completed.extend(part.batches_completed);
         }
+        if report.applied > 0 {
+            self.wait_for_replicas("complete").await;
+        }
         Ok(report)
     }
 

@@ -100,7 +100,14 @@ pub struct QueueSettings {
     /// How long a batch's record and per-appid result rows are kept once it completes (set on
     /// the batch when it is enqueued).
     pub results_ttl: Duration,
+    /// After each acknowledged write batch (an enqueue, a batch of outcomes), `WAIT` up to
+    /// [`WAIT_TIMEOUT`] for this many replicas to have it; 0 = don't. Ignored on Redis Cluster.
+    pub wait_replicas: u32,
 }
+
+/// How long one `WAIT` for replicas may take (`ENVSHARE_REDIS_WAIT_REPLICAS`). A shortfall is
+/// logged and counted, not an error: the write is done either way.
+pub const WAIT_TIMEOUT: Duration = Duration::from_millis(1_000);
 
 impl Default for QueueSettings {
     fn default() -> Self {
@@ -112,6 +119,7 @@ impl Default for QueueSettings {
             promote_slice: 1000,
             reap_slice: 500,
             results_ttl: Duration::from_secs(30 * 24 * 3600),
+            wait_replicas: 0,
         }
     }
 }
@@ -126,6 +134,7 @@ impl From<&crate::config::Settings> for QueueSettings {
             events_maxlen: usize::try_from(settings.events_maxlen).unwrap_or(usize::MAX),
             dedupe_window: settings.dedupe_window,
             results_ttl: settings.results_ttl,
+            wait_replicas: settings.redis_wait_replicas,
             ..Self::default()
         }
     }
@@ -209,6 +218,8 @@ pub struct Queue {
     script_keys: Arc<[String; 15]>,
     settings: QueueSettings,
     clock: Arc<dyn Clock>,
+    /// `WAIT`s that fell short, shared by clones.
+    wait_shortfalls: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl std::fmt::Debug for Queue {
@@ -246,7 +257,7 @@ impl Queue {
     ) -> Result<Self, StoreError> {
         let op = "connect";
         let cluster = cluster || crate::redis_url::is_cluster_url(redis_url);
-        let client = if cluster {
+        let client = if cluster || crate::redis_url::is_sentinel_url(redis_url) {
             None
         } else {
             Some(redis::Client::open(redis_url).map_err(StoreError::redis(op))?)
@@ -271,6 +282,7 @@ impl Queue {
             keys: Arc::new(keys),
             settings,
             clock: Arc::new(SystemClock),
+            wait_shortfalls: Arc::default(),
         })
     }
 
@@ -306,6 +318,51 @@ impl Queue {
     /// [`conn::connect_with`] makes such connections.
     pub fn client(&self) -> Option<&redis::Client> {
         self.client.as_ref()
+    }
+
+    /// After an acknowledged write batch: `WAIT` for [`QueueSettings::wait_replicas`] replicas
+    /// (at most [`WAIT_TIMEOUT`]). Returns how many replicas acknowledged, `None` when not
+    /// asked to wait. `WAIT` covers every earlier write of this connection, which all of this
+    /// queue's writes share. A shortfall is logged and counted in
+    /// [`Queue::wait_shortfalls`]; it is not an error, since the write itself is done.
+    pub async fn wait_for_replicas(&self, op: &'static str) -> Option<u64> {
+        let want = self.settings.wait_replicas;
+        if want == 0 || self.conn.is_cluster() {
+            return None;
+        }
+        let mut conn = self.conn.clone();
+        let got: Result<u64, _> = redis::cmd("WAIT")
+            .arg(want)
+            .arg(WAIT_TIMEOUT.as_millis() as u64)
+            .query_async(&mut conn)
+            .await;
+        match got {
+            Ok(n) if n >= u64::from(want) => Some(n),
+            Ok(n) => {
+                self.wait_shortfalls
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tracing::warn!(
+                    op,
+                    replicas = n,
+                    wanted = want,
+                    "WAIT: fewer replicas than \
+                    ENVSHARE_REDIS_WAIT_REPLICAS acknowledged the write within 1 s"
+                );
+                Some(n)
+            }
+            Err(e) => {
+                self.wait_shortfalls
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tracing::warn!(op, error = %e, "WAIT for replicas failed");
+                Some(0)
+            }
+        }
+    }
+
+    /// How many `WAIT`s for replicas fell short or failed (see [`Queue::wait_for_replicas`]).
+    pub fn wait_shortfalls(&self) -> u64 {
+        self.wait_shortfalls
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// A clone of the shared multiplexed connection.

@@ -139,6 +139,7 @@ impl Queue {
                 self.seal_batch(b).await?;
             }
         }
+        self.wait_for_replicas(op).await;
         Ok(report)
     }
 

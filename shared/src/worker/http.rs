@@ -9,6 +9,13 @@
 //!   queue keys (jobs, leases, events) under memory pressure. It is read from `INFO memory`,
 //!   which managed Redis services allow even where `CONFIG GET` is disabled.
 //!
+//! A pause never makes a worker not ready. A pause is shared by every worker through Redis, so
+//! in Kubernetes a not-ready answer would hold up every rollout for as long as the pause lasts
+//! (a new pod would never become ready, and `maxUnavailable: 0` keeps the old ones), including
+//! the rollout that fixes a bad secret, and would count every pod as disrupted. The pause is
+//! reported instead: the `pause` check is always ok and its detail is `paused: REASON (…)` or
+//! `not paused`; `envshare_queue_paused` and the alerts built on it are what page.
+//!
 //! The answer is JSON: `{"ready":bool,"checks":{"redis":{"ok","detail"},…}}`, HTTP 200 or 503.
 
 use std::sync::Arc;
@@ -99,12 +106,18 @@ async fn readyz(State(s): State<HttpState>) -> Response {
         check(false, "Redis unreachable")
     };
 
+    let pause = if ping.is_ok() {
+        pause_check(&s).await
+    } else {
+        check(true, "unknown: Redis unreachable")
+    };
+
     let ready = [&redis, &policy, &token]
         .iter()
         .all(|c| c["ok"].as_bool() == Some(true));
     let body = json!({
         "ready": ready,
-        "checks": {"redis": redis, "maxmemory_policy": policy, "token": token},
+        "checks": {"redis": redis, "maxmemory_policy": policy, "token": token, "pause": pause},
     });
     let status = if ready {
         StatusCode::OK
@@ -112,6 +125,25 @@ async fn readyz(State(s): State<HttpState>) -> Response {
         StatusCode::SERVICE_UNAVAILABLE
     };
     (status, axum::Json(body)).into_response()
+}
+
+/// The pause in force, if any: informational, always ok (see the module documentation).
+async fn pause_check(s: &HttpState) -> Value {
+    let now = s.queue.now_ms();
+    match s.queue.stats().await {
+        Ok(stats) => match stats.paused.filter(|p| p.until_ms > now) {
+            Some(p) => check(
+                true,
+                format!(
+                    "paused: {} (for {} s more)",
+                    p.reason,
+                    (p.until_ms - now).div_ceil(1000)
+                ),
+            ),
+            None => check(true, "not paused"),
+        },
+        Err(e) => check(true, format!("unknown: cannot read the pause: {e}")),
+    }
 }
 
 /// A token is obtainable (cached, fixed, or fetched now), or the queue is paused with a reason.

@@ -204,7 +204,7 @@ impl Application {
         let client = WechatClient::from_settings(&settings).map_err(StartupError::WechatClient)?;
 
         let queue = Queue::connect_with(
-            &settings.redis_url,
+            &settings.redis_connect_url(),
             settings.redis_cluster,
             &settings.queue,
             QueueSettings::from(&settings),
