@@ -12,7 +12,8 @@
 //! - Storage: [`store`] owns every Redis key, Lua script and command: the queue, batches, the
 //!   events stream, the confirmation schedule, the token cache and ticket, the rate limit.
 //! - Domain: [`wechat`] (the API client and errcode table), [`token`], [`throttle`],
-//!   [`confirm`] (confirmation tracking) and [`import`] (the import flow: read and validate the
+//!   [`confirm`] (confirmation tracking), [`webhook`] (signatures and the webhook schedule's
+//!   operator view) and [`import`] (the import flow: read and validate the
 //!   input, skip bound pairs, plan jobs, enqueue, seal the batch).
 //! - Service: [`worker`] (the apalis worker, its backend and HTTP endpoints) and `sandbox`
 //!   (feature `sandbox`: a fake WeChat API and a local redis-server for tests and the demo).
@@ -34,6 +35,7 @@ pub mod store;
 pub mod telemetry;
 pub mod throttle;
 pub mod token;
+pub mod webhook;
 pub mod wechat;
 pub mod worker;
 
