@@ -1429,6 +1429,44 @@ mod tests {
         }
     }
 
+    #[test]
+    fn webhook_urls_must_be_http_and_need_a_secret() {
+        let e = one_error(
+            &[
+                ("ENVSHARE_WEBHOOK_URLS", "https://a.example/h,ftp://b.example/h"),
+                ("ENVSHARE_WEBHOOK_SECRET", "s3cret"),
+            ],
+            None,
+        );
+        assert!(e.contains("ENVSHARE_WEBHOOK_URLS"), "{e}");
+        assert!(e.contains("URL 2 is not an http(s) URL"), "{e}");
+        let e = one_error(&[("ENVSHARE_WEBHOOK_URLS", "not a url")], None);
+        assert!(e.contains("ENVSHARE_WEBHOOK_URLS"), "{e}");
+        let e = one_error(&[("ENVSHARE_WEBHOOK_URLS", "https://a.example/h")], None);
+        assert!(
+            e.contains("ENVSHARE_WEBHOOK_URLS") && e.contains("ENVSHARE_WEBHOOK_SECRET"),
+            "{e}"
+        );
+        let e = one_error(&[("ENVSHARE_WEBHOOK_SECRET_PREVIOUS", "old")], None);
+        assert!(e.contains("ENVSHARE_WEBHOOK_SECRET_PREVIOUS"), "{e}");
+        let s = load(
+            &[
+                (
+                    "ENVSHARE_WEBHOOK_URLS",
+                    "https://u:pw@a.example/h, http://127.0.0.1:8080/in",
+                ),
+                ("ENVSHARE_WEBHOOK_SECRET", "topsecretvalue"),
+                ("ENVSHARE_WEBHOOK_SECRET_PREVIOUS", "oldsecretvalue"),
+            ],
+            None,
+        )
+        .unwrap();
+        assert_eq!(s.webhook_urls.urls().len(), 2);
+        let debug = format!("{s:?}");
+        assert!(!debug.contains("topsecretvalue") && !debug.contains("oldsecretvalue"));
+        assert!(!debug.contains(":pw@"), "{debug}");
+    }
+
     proptest! {
         #[test]
         fn arbitrary_values_never_panic(
