@@ -331,7 +331,11 @@ pub enum WebhooksDeadCommand {
     /// Schedule dead deliveries again, due now, with attempts and max age starting over.
     Retry {
         /// Event ids.
-        #[arg(value_name = "EVENT_ID", required_unless_present = "all", conflicts_with = "all")]
+        #[arg(
+            value_name = "EVENT_ID",
+            required_unless_present = "all",
+            conflicts_with = "all"
+        )]
         ids: Vec<String>,
         /// Every dead delivery.
         #[arg(long)]

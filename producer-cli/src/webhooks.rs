@@ -167,7 +167,10 @@ pub async fn dead_list(
     Ok(())
 }
 
-async fn check_endpoint(queue: &envshare::store::Queue, endpoint: Option<&str>) -> anyhow::Result<()> {
+async fn check_endpoint(
+    queue: &envshare::store::Queue,
+    endpoint: Option<&str>,
+) -> anyhow::Result<()> {
     let Some(ep) = endpoint else {
         return Ok(());
     };

@@ -1433,7 +1433,10 @@ mod tests {
     fn webhook_urls_must_be_http_and_need_a_secret() {
         let e = one_error(
             &[
-                ("ENVSHARE_WEBHOOK_URLS", "https://a.example/h,ftp://b.example/h"),
+                (
+                    "ENVSHARE_WEBHOOK_URLS",
+                    "https://a.example/h,ftp://b.example/h",
+                ),
                 ("ENVSHARE_WEBHOOK_SECRET", "s3cret"),
             ],
             None,

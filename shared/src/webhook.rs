@@ -97,7 +97,10 @@ impl SignatureHeader {
                     if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
                         return Err(VerifyError::Malformed("t is not Unix seconds"));
                     }
-                    t = Some(v.parse().map_err(|_| VerifyError::Malformed("t is too large"))?);
+                    t = Some(
+                        v.parse()
+                            .map_err(|_| VerifyError::Malformed("t is too large"))?,
+                    );
                 }
                 "v1" => {
                     if v.len() != 64 || !v.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -238,9 +241,7 @@ impl EndpointStatus {
             in_flight: s.in_flight,
             dead: s.dead,
             oldest_undelivered_ms: s.oldest_ms.map(|ms| now_ms.saturating_sub(ms)),
-            last_error: s
-                .last_error
-                .and_then(|raw| serde_json::from_str(&raw).ok()),
+            last_error: s.last_error.and_then(|raw| serde_json::from_str(&raw).ok()),
         }
     }
 }
@@ -370,17 +371,17 @@ mod tests {
     fn malformed_headers_and_old_signatures_are_rejected() {
         for bad in ["", "t=1", "v1=00", "t=x,v1=ab", "t=1,v1=zz", "garbage"] {
             assert!(
-                matches!(
-                    SignatureHeader::parse(bad),
-                    Err(VerifyError::Malformed(_))
-                ),
+                matches!(SignatureHeader::parse(bad), Err(VerifyError::Malformed(_))),
                 "{bad:?}"
             );
         }
         let header = signature_header(&["s"], 1000, b"b");
         assert_eq!(
             verify(&header, b"b", b"s", Some(300), 1400),
-            Err(VerifyError::Expired { t: 1000, age_s: 400 })
+            Err(VerifyError::Expired {
+                t: 1000,
+                age_s: 400
+            })
         );
         assert!(verify(&header, b"b", b"s", Some(300), 1200).is_ok());
     }
@@ -395,7 +396,8 @@ mod tests {
 
     #[test]
     fn a_record_keeps_the_body_byte_for_byte() {
-        let body = r#"{"v":1,"id":"x","type":"share.accepted","url":"https://a/b\u00e9","n":"\u2028"}"#;
+        let body =
+            r#"{"v":1,"id":"x","type":"share.accepted","url":"https://a/b\u00e9","n":"\u2028"}"#;
         let r = DeliveryRecord {
             kind: "share.accepted".into(),
             first_ms: 1,

@@ -73,11 +73,11 @@ pub use lease::MAX_CLAIM;
 pub use rate::RateStore;
 pub use stream::{EventError, EventReader, StartFrom, StreamEvent, read_all};
 pub use token::{TokenMeta, TokenStore};
-pub use webhook::{WebhookEndpointStats, WebhookIntake, WebhookSettle};
 pub use types::{
     Ack, AckReport, AppResult, Claim, EnqueueOptions, EnqueueReport, Lease, LeaseRef, NewJob,
     Outcome, ReapReport, ShareJob, WorkerId,
 };
+pub use webhook::{WebhookEndpointStats, WebhookIntake, WebhookSettle};
 
 use crate::clock::{Clock, SystemClock, iso8601};
 use crate::ids::QueueName;

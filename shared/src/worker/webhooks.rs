@@ -33,8 +33,8 @@ use crate::config::{Settings, redact_url};
 use crate::store::stream::RawEntry;
 use crate::store::{Queue, StartFrom, StoreError, WebhookIntake, WebhookSettle};
 use crate::webhook::{
-    DeliveryRecord, HEADER_EVENT_ID, HEADER_EVENT_TYPE, HEADER_SIGNATURE, LastError,
-    WEBHOOK_GROUP, endpoint_id, signature_header,
+    DeliveryRecord, HEADER_EVENT_ID, HEADER_EVENT_TYPE, HEADER_SIGNATURE, LastError, WEBHOOK_GROUP,
+    endpoint_id, signature_header,
 };
 
 /// Stream entries read per intake call.
@@ -310,7 +310,9 @@ impl Deliverer {
         for i in 0..me.endpoints.len() {
             let me = me.clone();
             let stopped = stopped.clone();
-            tasks.push(tokio::spawn(async move { me.endpoint_loop(i, stopped).await }));
+            tasks.push(tokio::spawn(
+                async move { me.endpoint_loop(i, stopped).await },
+            ));
         }
         DelivererHandle { stop, tasks }
     }
@@ -344,7 +346,10 @@ impl Deliverer {
         }
     }
 
-    async fn intake_round(&self, last_autoclaim: &mut Option<Instant>) -> Result<usize, StoreError> {
+    async fn intake_round(
+        &self,
+        last_autoclaim: &mut Option<Instant>,
+    ) -> Result<usize, StoreError> {
         let entries = match self
             .queue
             .read_group(WEBHOOK_GROUP, &self.consumer, READ_COUNT)
@@ -385,11 +390,10 @@ impl Deliverer {
         let items: Vec<WebhookIntake<'_>> = entries
             .iter()
             .map(|e| {
-                let written_ms = e
-                    .id
-                    .split_once('-')
-                    .and_then(|(ms, _)| ms.parse().ok())
-                    .unwrap_or_else(|| self.queue.now_ms());
+                let written_ms =
+                    e.id.split_once('-')
+                        .and_then(|(ms, _)| ms.parse().ok())
+                        .unwrap_or_else(|| self.queue.now_ms());
                 match raw_event(&e.fields) {
                     Some((kind, body, id)) => WebhookIntake {
                         entry_id: &e.id,
@@ -418,9 +422,7 @@ impl Deliverer {
             })
             .collect();
         let ids: Vec<&str> = self.endpoints.iter().map(|e| e.id.as_str()).collect();
-        self.queue
-            .webhook_intake(WEBHOOK_GROUP, &ids, &items)
-            .await
+        self.queue.webhook_intake(WEBHOOK_GROUP, &ids, &items).await
     }
 
     async fn update_gauges(&self) -> Result<(), StoreError> {
@@ -432,10 +434,10 @@ impl Deliverer {
                 .backlog
                 .get_or_create(&label)
                 .set(s.backlog.min(i64::MAX as u64) as i64);
-            self.counters
-                .oldest_age
-                .get_or_create(&label)
-                .set(s.oldest_ms.map_or(0.0, |ms| now.saturating_sub(ms) as f64 / 1000.0));
+            self.counters.oldest_age.get_or_create(&label).set(
+                s.oldest_ms
+                    .map_or(0.0, |ms| now.saturating_sub(ms) as f64 / 1000.0),
+            );
         }
         Ok(())
     }

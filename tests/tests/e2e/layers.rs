@@ -25,7 +25,9 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("storage", &["store"]),
     (
         "domain",
-        &["wechat", "throttle", "token", "confirm", "import", "webhook"],
+        &[
+            "wechat", "throttle", "token", "confirm", "import", "webhook",
+        ],
     ),
     ("service", &["worker", "sandbox"]),
 ];

@@ -16,5 +16,6 @@ mod layers;
 mod queue;
 mod reliability;
 mod share;
+mod webhooks;
 mod wechat;
 mod worker;
