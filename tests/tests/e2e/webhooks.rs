@@ -107,7 +107,7 @@ async fn hook(
     body: Bytes,
 ) -> Response {
     let status = match path.as_str() {
-        "ok" | "redirected" => 200,
+        "ok" | "redirected" | "down" => 200,
         "500" => 500,
         "404" => 404,
         "redirect" => 302,
