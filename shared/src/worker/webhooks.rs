@@ -458,12 +458,12 @@ impl Deliverer {
                     Err(e) => warn!(error = %e, "a webhook attempt task failed"),
                 }
             }
-            if !done.is_empty() {
-                if let Err(e) = self.settle(ep, &mut done).await {
-                    warn!(error = %e, endpoint = %ep.id, "settling webhook attempts failed; retrying");
-                    tokio::time::sleep(self.settings.poll).await;
-                    continue;
-                }
+            if !done.is_empty()
+                && let Err(e) = self.settle(ep, &mut done).await
+            {
+                warn!(error = %e, endpoint = %ep.id, "settling webhook attempts failed; retrying");
+                tokio::time::sleep(self.settings.poll).await;
+                continue;
             }
             if stopping {
                 if running.is_empty() {

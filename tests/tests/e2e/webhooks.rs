@@ -371,7 +371,7 @@ async fn each_endpoint_fault_ends_with_the_exact_attempts_and_final_state() {
     let mut urls: Vec<String> = faulty.iter().map(|p| url(p)).collect();
     urls.push(format!("http://{reset_addr}/hook/reset"));
     urls.push(url("ok"));
-    let id_of = |u: &str| endpoint_id(&reqwest::Url::parse(u).unwrap().to_string());
+    let id_of = |u: &str| endpoint_id(reqwest::Url::parse(u).unwrap().as_str());
     let ids: HashMap<String, String> = faulty
         .iter()
         .map(|p| p.to_string())
