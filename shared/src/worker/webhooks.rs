@@ -39,6 +39,8 @@ use crate::webhook::{
 
 /// Stream entries read per intake call.
 const READ_COUNT: usize = 500;
+/// How long a loop waits after a Redis error before trying again.
+const ERROR_PAUSE: Duration = Duration::from_secs(1);
 /// How often a deliverer reads the backlog gauges.
 const GAUGE_EVERY: Duration = Duration::from_secs(2);
 
@@ -325,6 +327,10 @@ impl Deliverer {
                 Ok(n) => n >= READ_COUNT,
                 Err(e) => {
                     warn!(error = %e, "webhook intake failed; retrying");
+                    tokio::select! {
+                        _ = stopped.changed() => {}
+                        () = tokio::time::sleep(ERROR_PAUSE) => {}
+                    }
                     false
                 }
             };
@@ -461,8 +467,15 @@ impl Deliverer {
             if !done.is_empty()
                 && let Err(e) = self.settle(ep, &mut done).await
             {
+                if stopping && running.is_empty() {
+                    // Redis is gone at shutdown: the leases expire and another worker (or this
+                    // one, restarted) tries those deliveries again.
+                    warn!(error = %e, endpoint = %ep.id, unsettled = done.len(),
+                        "cannot record webhook attempts at shutdown; they will be retried");
+                    break;
+                }
                 warn!(error = %e, endpoint = %ep.id, "settling webhook attempts failed; retrying");
-                tokio::time::sleep(self.settings.poll).await;
+                tokio::time::sleep(ERROR_PAUSE).await;
                 continue;
             }
             if stopping {
@@ -508,6 +521,11 @@ impl Deliverer {
                     }
                     Err(e) => {
                         warn!(error = %e, endpoint = %ep.id, "claiming webhook deliveries failed");
+                        tokio::select! {
+                            _ = stopped.changed() => {}
+                            () = tokio::time::sleep(ERROR_PAUSE) => {}
+                        }
+                        continue;
                     }
                 }
             }

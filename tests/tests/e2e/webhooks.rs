@@ -1004,3 +1004,77 @@ async fn many_events_reach_three_endpoints_through_failures_outages_and_kill_9()
     drop(steady);
     drop(victim);
 }
+
+// ---- Redis restart ----
+
+/// Redis killed (SIGKILL) and restarted from its AOF mid-run, with deliveries scheduled, leased
+/// and dead-ahead: the worker carries on by itself and every event reaches both endpoints.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliveries_survive_a_redis_kill_and_restart() {
+    let redis = TestRedis::private();
+    let sandbox = sandbox().await;
+    let hits = Hits::default();
+    let toggle_ok = Arc::new(AtomicBool::new(false));
+    let addr = serve_hooks(
+        "127.0.0.1:0".parse().unwrap(),
+        HookState {
+            hits: hits.clone(),
+            toggle_ok: toggle_ok.clone(),
+            flaky_rate: 0.0,
+        },
+    )
+    .await;
+    let name = unique_queue("hooks-restart");
+    let queue = connect(&redis, &name).await;
+    enqueue(&queue, 300, 1, 0).await;
+    let events = 301;
+    let mut worker = spawn_worker(&worker_env(
+        &redis,
+        &name,
+        &sandbox,
+        &[
+            (
+                "ENVSHARE_WEBHOOK_URLS",
+                format!("http://{addr}/hook/ok,http://{addr}/hook/toggle"),
+            ),
+            ("ENVSHARE_WEBHOOK_TIMEOUT_MS", "1000".into()),
+            ("ENVSHARE_WEBHOOK_BACKOFF_MAX_MS", "300".into()),
+        ],
+    ));
+    let ok_ids = |hits: &Hits, path: &str| {
+        hits.on(path)
+            .into_iter()
+            .filter(|h| h.status == 200)
+            .map(|h| h.id)
+            .collect::<BTreeSet<_>>()
+    };
+    assert!(
+        wait_until(Duration::from_secs(30), || async {
+            ok_ids(&hits, "ok").len() >= 50 && !hits.on("toggle").is_empty()
+        })
+        .await,
+        "deliveries did not start"
+    );
+    tokio::task::block_in_place(|| redis.kill());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    tokio::task::block_in_place(|| redis.restart());
+    toggle_ok.store(true, Ordering::SeqCst);
+    let done = wait_until(Duration::from_secs(60), || async {
+        ok_ids(&hits, "ok").len() >= events && ok_ids(&hits, "toggle").len() >= events
+    })
+    .await;
+    worker.sigterm();
+    let exit = worker.wait_exit(Duration::from_secs(20)).await;
+    let stream = stream_events(&redis, &queue).await;
+    assert!(
+        done,
+        "after the restart: ok {} and toggle {} of {events} delivered",
+        ok_ids(&hits, "ok").len(),
+        ok_ids(&hits, "toggle").len()
+    );
+    assert_eq!(stream.len(), events);
+    let want: BTreeSet<String> = stream.keys().cloned().collect();
+    assert_eq!(ok_ids(&hits, "ok"), want);
+    assert_eq!(ok_ids(&hits, "toggle"), want);
+    assert_eq!(exit.and_then(|s| s.code()), Some(0));
+}
