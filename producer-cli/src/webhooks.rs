@@ -214,12 +214,16 @@ pub async fn dead_retry(
             if n == 1 { "y" } else { "ies" }
         );
     }
-    if !ids.is_empty() && n == 0 {
-        bad_input!(
-            "none of the {} event id{} is a dead delivery: see `envshare webhooks dead list`",
-            ids.len(),
-            if ids.len() == 1 { "" } else { "s" }
-        );
+    match ids {
+        [] => {}
+        [one] if n == 0 => {
+            bad_input!("event id {one:?} is not a dead delivery: see `envshare webhooks dead list`")
+        }
+        many if n == 0 => bad_input!(
+            "none of the {} event ids is a dead delivery: see `envshare webhooks dead list`",
+            many.len()
+        ),
+        _ => {}
     }
     Ok(())
 }

@@ -924,7 +924,8 @@ async fn many_events_reach_three_endpoints_through_failures_outages_and_kill_9()
             .collect::<Vec<_>>()
     };
     let mut kills = 0;
-    let deadline = Instant::now() + Duration::from_secs(150);
+    // Generous: the test asserts delivery, not speed (BENCHMARKS.md measures that).
+    let deadline = Instant::now() + Duration::from_secs(60) + Duration::from_millis(30 * pairs);
     loop {
         let counts = delivered_everywhere(&hits);
         if counts.iter().all(|&n| n >= events) || Instant::now() >= deadline {
