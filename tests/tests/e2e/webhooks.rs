@@ -58,6 +58,8 @@ struct Hit {
     body: Vec<u8>,
     /// What it answered (0: no answer, the connection was dropped or timed out).
     status: u16,
+    /// When it arrived.
+    at: Instant,
 }
 
 #[derive(Clone, Default)]
@@ -125,6 +127,7 @@ async fn hook(
         signature: header_str(&headers, "envshare-signature"),
         body: body.to_vec(),
         status,
+        at: Instant::now(),
     });
     match path.as_str() {
         "hang" => {
@@ -188,6 +191,7 @@ async fn serve_resets(hits: Hits) -> SocketAddr {
                     signature: String::new(),
                     body: Vec::new(),
                     status: 0,
+                    at: Instant::now(),
                 });
                 // SO_LINGER 0: close() sends RST instead of FIN.
                 let std = stream.into_std().unwrap();
@@ -457,6 +461,13 @@ async fn each_endpoint_fault_ends_with_the_exact_attempts_and_final_state() {
                 "{p}: {error:?}"
             );
         }
+    }
+    // The endpoints that never answer did not hold the healthy one up: it had every event before
+    // their last attempts (each of which waits out the 300 ms timeout first).
+    let last_ok = hits.on("ok").iter().map(|h| h.at).max().unwrap();
+    for slow in ["hang", "slow200"] {
+        let last = hits.on(slow).iter().map(|h| h.at).max().unwrap();
+        assert!(last_ok < last, "the healthy endpoint waited for {slow}");
     }
     // Redirects are not followed.
     assert!(hits.on("redirected").is_empty());
