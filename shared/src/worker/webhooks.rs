@@ -41,6 +41,8 @@ use crate::webhook::{
 const READ_COUNT: usize = 500;
 /// How long a loop waits after a Redis error before trying again.
 const ERROR_PAUSE: Duration = Duration::from_secs(1);
+/// The longest an attempt's outcome waits to be written with others.
+const SETTLE_WAIT: Duration = Duration::from_millis(250);
 /// How often a deliverer reads the backlog gauges.
 const GAUGE_EVERY: Duration = Duration::from_secs(2);
 
@@ -455,6 +457,8 @@ impl Deliverer {
         // (event id, fence, record, outcome)
         let mut running: JoinSet<(String, String, DeliveryRecord, Attempt, u64)> = JoinSet::new();
         let mut done: Vec<(String, String, DeliveryRecord, Attempt, u64)> = Vec::new();
+        let mut done_since: Option<Instant> = None;
+        let batch = (cap / 4).max(1);
         loop {
             let stopping = *stopped.borrow();
             // Take in what finished.
@@ -464,7 +468,20 @@ impl Deliverer {
                     Err(e) => warn!(error = %e, "a webhook attempt task failed"),
                 }
             }
+            if done.is_empty() {
+                done_since = None;
+            } else if done_since.is_none() {
+                done_since = Some(Instant::now());
+            }
+            // Outcomes are written and slots refilled in batches of a quarter of the cap, so a
+            // busy endpoint costs two script calls per `batch` deliveries, not per delivery; an
+            // outcome waits at most SETTLE_WAIT (its lease runs much longer).
+            let free = cap.saturating_sub(running.len());
+            let refill = free >= batch || running.is_empty();
+            let settle_due =
+                stopping || refill || done_since.is_some_and(|t| t.elapsed() >= SETTLE_WAIT);
             if !done.is_empty()
+                && settle_due
                 && let Err(e) = self.settle(ep, &mut done).await
             {
                 if stopping && running.is_empty() {
@@ -490,9 +507,8 @@ impl Deliverer {
                 }
                 continue;
             }
-            let free = cap.saturating_sub(running.len());
             let mut claimed = 0;
-            if free > 0 {
+            if refill {
                 match self.queue.webhook_claim(&ep.id, lease_ms, free).await {
                     Ok((fence, items)) => {
                         claimed = items.len();
@@ -529,8 +545,8 @@ impl Deliverer {
                     }
                 }
             }
-            if claimed > 0 && running.len() < cap {
-                // More may be due right away.
+            if claimed >= 1000 {
+                // A full slice: more may be due right away.
                 continue;
             }
             tokio::select! {
