@@ -49,6 +49,9 @@ _envshare() {
             envshare,ticket)
                 cmd="envshare__subcmd__ticket"
                 ;;
+            envshare,webhooks)
+                cmd="envshare__subcmd__webhooks"
+                ;;
             envshare__subcmd__dead,help)
                 cmd="envshare__subcmd__dead__subcmd__help"
                 ;;
@@ -118,6 +121,9 @@ _envshare() {
             envshare__subcmd__help,ticket)
                 cmd="envshare__subcmd__help__subcmd__ticket"
                 ;;
+            envshare__subcmd__help,webhooks)
+                cmd="envshare__subcmd__help__subcmd__webhooks"
+                ;;
             envshare__subcmd__help__subcmd__dead,list)
                 cmd="envshare__subcmd__help__subcmd__dead__subcmd__list"
                 ;;
@@ -135,6 +141,21 @@ _envshare() {
                 ;;
             envshare__subcmd__help__subcmd__ticket,set)
                 cmd="envshare__subcmd__help__subcmd__ticket__subcmd__set"
+                ;;
+            envshare__subcmd__help__subcmd__webhooks,dead)
+                cmd="envshare__subcmd__help__subcmd__webhooks__subcmd__dead"
+                ;;
+            envshare__subcmd__help__subcmd__webhooks,status)
+                cmd="envshare__subcmd__help__subcmd__webhooks__subcmd__status"
+                ;;
+            envshare__subcmd__help__subcmd__webhooks,verify)
+                cmd="envshare__subcmd__help__subcmd__webhooks__subcmd__verify"
+                ;;
+            envshare__subcmd__help__subcmd__webhooks__subcmd__dead,list)
+                cmd="envshare__subcmd__help__subcmd__webhooks__subcmd__dead__subcmd__list"
+                ;;
+            envshare__subcmd__help__subcmd__webhooks__subcmd__dead,retry)
+                cmd="envshare__subcmd__help__subcmd__webhooks__subcmd__dead__subcmd__retry"
                 ;;
             envshare__subcmd__ticket,help)
                 cmd="envshare__subcmd__ticket__subcmd__help"
@@ -154,6 +175,54 @@ _envshare() {
             envshare__subcmd__ticket__subcmd__help,set)
                 cmd="envshare__subcmd__ticket__subcmd__help__subcmd__set"
                 ;;
+            envshare__subcmd__webhooks,dead)
+                cmd="envshare__subcmd__webhooks__subcmd__dead"
+                ;;
+            envshare__subcmd__webhooks,help)
+                cmd="envshare__subcmd__webhooks__subcmd__help"
+                ;;
+            envshare__subcmd__webhooks,status)
+                cmd="envshare__subcmd__webhooks__subcmd__status"
+                ;;
+            envshare__subcmd__webhooks,verify)
+                cmd="envshare__subcmd__webhooks__subcmd__verify"
+                ;;
+            envshare__subcmd__webhooks__subcmd__dead,help)
+                cmd="envshare__subcmd__webhooks__subcmd__dead__subcmd__help"
+                ;;
+            envshare__subcmd__webhooks__subcmd__dead,list)
+                cmd="envshare__subcmd__webhooks__subcmd__dead__subcmd__list"
+                ;;
+            envshare__subcmd__webhooks__subcmd__dead,retry)
+                cmd="envshare__subcmd__webhooks__subcmd__dead__subcmd__retry"
+                ;;
+            envshare__subcmd__webhooks__subcmd__dead__subcmd__help,help)
+                cmd="envshare__subcmd__webhooks__subcmd__dead__subcmd__help__subcmd__help"
+                ;;
+            envshare__subcmd__webhooks__subcmd__dead__subcmd__help,list)
+                cmd="envshare__subcmd__webhooks__subcmd__dead__subcmd__help__subcmd__list"
+                ;;
+            envshare__subcmd__webhooks__subcmd__dead__subcmd__help,retry)
+                cmd="envshare__subcmd__webhooks__subcmd__dead__subcmd__help__subcmd__retry"
+                ;;
+            envshare__subcmd__webhooks__subcmd__help,dead)
+                cmd="envshare__subcmd__webhooks__subcmd__help__subcmd__dead"
+                ;;
+            envshare__subcmd__webhooks__subcmd__help,help)
+                cmd="envshare__subcmd__webhooks__subcmd__help__subcmd__help"
+                ;;
+            envshare__subcmd__webhooks__subcmd__help,status)
+                cmd="envshare__subcmd__webhooks__subcmd__help__subcmd__status"
+                ;;
+            envshare__subcmd__webhooks__subcmd__help,verify)
+                cmd="envshare__subcmd__webhooks__subcmd__help__subcmd__verify"
+                ;;
+            envshare__subcmd__webhooks__subcmd__help__subcmd__dead,list)
+                cmd="envshare__subcmd__webhooks__subcmd__help__subcmd__dead__subcmd__list"
+                ;;
+            envshare__subcmd__webhooks__subcmd__help__subcmd__dead,retry)
+                cmd="envshare__subcmd__webhooks__subcmd__help__subcmd__dead__subcmd__retry"
+                ;;
             *)
                 ;;
         esac
@@ -161,7 +230,7 @@ _envshare() {
 
     case "${cmd}" in
         envshare)
-            opts="-h -V --config --help --version import enqueue status dead events ticket demo sandbox completions man help"
+            opts="-h -V --config --help --version import enqueue status dead events webhooks ticket demo sandbox completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -493,7 +562,7 @@ _envshare() {
             return 0
             ;;
         envshare__subcmd__help)
-            opts="import enqueue status dead events ticket demo sandbox completions man help"
+            opts="import enqueue status dead events webhooks ticket demo sandbox completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -744,6 +813,90 @@ _envshare() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        envshare__subcmd__help__subcmd__webhooks)
+            opts="status dead verify"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        envshare__subcmd__help__subcmd__webhooks__subcmd__dead)
+            opts="list retry"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        envshare__subcmd__help__subcmd__webhooks__subcmd__dead__subcmd__list)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 5 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        envshare__subcmd__help__subcmd__webhooks__subcmd__dead__subcmd__retry)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 5 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        envshare__subcmd__help__subcmd__webhooks__subcmd__status)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        envshare__subcmd__help__subcmd__webhooks__subcmd__verify)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         envshare__subcmd__import)
             opts="-h --format --skip-invalid --max-errors --batch --chunk-size --dry-run --force --skip-bound --json --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -951,6 +1104,292 @@ _envshare() {
                 return 0
             fi
             case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        envshare__subcmd__webhooks)
+            opts="-h --config --help status dead verify help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        envshare__subcmd__webhooks__subcmd__dead)
+            opts="-h --config --help list retry help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        envshare__subcmd__webhooks__subcmd__dead__subcmd__help)
+            opts="list retry help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        envshare__subcmd__webhooks__subcmd__dead__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 5 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        envshare__subcmd__webhooks__subcmd__dead__subcmd__help__subcmd__list)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 5 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        envshare__subcmd__webhooks__subcmd__dead__subcmd__help__subcmd__retry)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 5 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        envshare__subcmd__webhooks__subcmd__dead__subcmd__list)
+            opts="-h --endpoint --limit --json --config --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --endpoint)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --limit)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        envshare__subcmd__webhooks__subcmd__dead__subcmd__retry)
+            opts="-h --all --endpoint --json --config --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --endpoint)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        envshare__subcmd__webhooks__subcmd__help)
+            opts="status dead verify help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        envshare__subcmd__webhooks__subcmd__help__subcmd__dead)
+            opts="list retry"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        envshare__subcmd__webhooks__subcmd__help__subcmd__dead__subcmd__list)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 5 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        envshare__subcmd__webhooks__subcmd__help__subcmd__dead__subcmd__retry)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 5 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        envshare__subcmd__webhooks__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        envshare__subcmd__webhooks__subcmd__help__subcmd__status)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        envshare__subcmd__webhooks__subcmd__help__subcmd__verify)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        envshare__subcmd__webhooks__subcmd__status)
+            opts="-h --json --config --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        envshare__subcmd__webhooks__subcmd__verify)
+            opts="-h --secret --header --tolerance --json --config --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --secret)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --header)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tolerance)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

@@ -209,6 +209,165 @@ esac
     ;;
 esac
 ;;
+(webhooks)
+_arguments "${_arguments_options[@]}" : \
+'--config=[A TOML settings file (same names as the environment variables, lower-case, no prefix)]:FILE:_files' \
+'-h[Print help]' \
+'--help[Print help]' \
+":: :_envshare__subcmd__webhooks_commands" \
+"*::: :->webhooks" \
+&& ret=0
+
+    case $state in
+    (webhooks)
+        words=($line[1] "${words[@]}")
+        (( CURRENT += 1 ))
+        curcontext="${curcontext%:*:*}:envshare-webhooks-command-$line[1]:"
+        case $line[1] in
+            (status)
+_arguments "${_arguments_options[@]}" : \
+'--config=[A TOML settings file (same names as the environment variables, lower-case, no prefix)]:FILE:_files' \
+'--json[Print JSON (one array) instead of a table]' \
+'-h[Print help]' \
+'--help[Print help]' \
+&& ret=0
+;;
+(dead)
+_arguments "${_arguments_options[@]}" : \
+'--config=[A TOML settings file (same names as the environment variables, lower-case, no prefix)]:FILE:_files' \
+'-h[Print help]' \
+'--help[Print help]' \
+":: :_envshare__subcmd__webhooks__subcmd__dead_commands" \
+"*::: :->dead" \
+&& ret=0
+
+    case $state in
+    (dead)
+        words=($line[1] "${words[@]}")
+        (( CURRENT += 1 ))
+        curcontext="${curcontext%:*:*}:envshare-webhooks-dead-command-$line[1]:"
+        case $line[1] in
+            (list)
+_arguments "${_arguments_options[@]}" : \
+'--endpoint=[Only this endpoint (its id, from \`envshare webhooks status\`)]:ID:_default' \
+'--limit=[Show at most this many per endpoint]:LIMIT:_default' \
+'--config=[A TOML settings file (same names as the environment variables, lower-case, no prefix)]:FILE:_files' \
+'--json[Print JSON (one array) instead of a table]' \
+'-h[Print help]' \
+'--help[Print help]' \
+&& ret=0
+;;
+(retry)
+_arguments "${_arguments_options[@]}" : \
+'--endpoint=[Only this endpoint (its id, from \`envshare webhooks status\`)]:ID:_default' \
+'--config=[A TOML settings file (same names as the environment variables, lower-case, no prefix)]:FILE:_files' \
+'--all[Every dead delivery]' \
+'--json[Print the count as JSON]' \
+'-h[Print help]' \
+'--help[Print help]' \
+'*::ids -- Event ids:_default' \
+&& ret=0
+;;
+(help)
+_arguments "${_arguments_options[@]}" : \
+":: :_envshare__subcmd__webhooks__subcmd__dead__subcmd__help_commands" \
+"*::: :->help" \
+&& ret=0
+
+    case $state in
+    (help)
+        words=($line[1] "${words[@]}")
+        (( CURRENT += 1 ))
+        curcontext="${curcontext%:*:*}:envshare-webhooks-dead-help-command-$line[1]:"
+        case $line[1] in
+            (list)
+_arguments "${_arguments_options[@]}" : \
+&& ret=0
+;;
+(retry)
+_arguments "${_arguments_options[@]}" : \
+&& ret=0
+;;
+(help)
+_arguments "${_arguments_options[@]}" : \
+&& ret=0
+;;
+        esac
+    ;;
+esac
+;;
+        esac
+    ;;
+esac
+;;
+(verify)
+_arguments "${_arguments_options[@]}" : \
+'--secret=[The shared secret]:SECRET:_default' \
+'--header=[The \`Envshare-Signature\` header value (\`t=…,v1=…\`)]:H:_default' \
+'--tolerance=[Also reject a signature made more than this many seconds from now]:SECONDS:_default' \
+'--config=[A TOML settings file (same names as the environment variables, lower-case, no prefix)]:FILE:_files' \
+'--json[Print the result as JSON]' \
+'-h[Print help]' \
+'--help[Print help]' \
+':body -- The request body, byte for byte (`-` for stdin):_files' \
+&& ret=0
+;;
+(help)
+_arguments "${_arguments_options[@]}" : \
+":: :_envshare__subcmd__webhooks__subcmd__help_commands" \
+"*::: :->help" \
+&& ret=0
+
+    case $state in
+    (help)
+        words=($line[1] "${words[@]}")
+        (( CURRENT += 1 ))
+        curcontext="${curcontext%:*:*}:envshare-webhooks-help-command-$line[1]:"
+        case $line[1] in
+            (status)
+_arguments "${_arguments_options[@]}" : \
+&& ret=0
+;;
+(dead)
+_arguments "${_arguments_options[@]}" : \
+":: :_envshare__subcmd__webhooks__subcmd__help__subcmd__dead_commands" \
+"*::: :->dead" \
+&& ret=0
+
+    case $state in
+    (dead)
+        words=($line[1] "${words[@]}")
+        (( CURRENT += 1 ))
+        curcontext="${curcontext%:*:*}:envshare-webhooks-help-dead-command-$line[1]:"
+        case $line[1] in
+            (list)
+_arguments "${_arguments_options[@]}" : \
+&& ret=0
+;;
+(retry)
+_arguments "${_arguments_options[@]}" : \
+&& ret=0
+;;
+        esac
+    ;;
+esac
+;;
+(verify)
+_arguments "${_arguments_options[@]}" : \
+&& ret=0
+;;
+(help)
+_arguments "${_arguments_options[@]}" : \
+&& ret=0
+;;
+        esac
+    ;;
+esac
+;;
+        esac
+    ;;
+esac
+;;
 (ticket)
 _arguments "${_arguments_options[@]}" : \
 '--config=[A TOML settings file (same names as the environment variables, lower-case, no prefix)]:FILE:_files' \
@@ -377,6 +536,54 @@ _arguments "${_arguments_options[@]}" : \
     ;;
 esac
 ;;
+(webhooks)
+_arguments "${_arguments_options[@]}" : \
+":: :_envshare__subcmd__help__subcmd__webhooks_commands" \
+"*::: :->webhooks" \
+&& ret=0
+
+    case $state in
+    (webhooks)
+        words=($line[1] "${words[@]}")
+        (( CURRENT += 1 ))
+        curcontext="${curcontext%:*:*}:envshare-help-webhooks-command-$line[1]:"
+        case $line[1] in
+            (status)
+_arguments "${_arguments_options[@]}" : \
+&& ret=0
+;;
+(dead)
+_arguments "${_arguments_options[@]}" : \
+":: :_envshare__subcmd__help__subcmd__webhooks__subcmd__dead_commands" \
+"*::: :->dead" \
+&& ret=0
+
+    case $state in
+    (dead)
+        words=($line[1] "${words[@]}")
+        (( CURRENT += 1 ))
+        curcontext="${curcontext%:*:*}:envshare-help-webhooks-dead-command-$line[1]:"
+        case $line[1] in
+            (list)
+_arguments "${_arguments_options[@]}" : \
+&& ret=0
+;;
+(retry)
+_arguments "${_arguments_options[@]}" : \
+&& ret=0
+;;
+        esac
+    ;;
+esac
+;;
+(verify)
+_arguments "${_arguments_options[@]}" : \
+&& ret=0
+;;
+        esac
+    ;;
+esac
+;;
 (ticket)
 _arguments "${_arguments_options[@]}" : \
 ":: :_envshare__subcmd__help__subcmd__ticket_commands" \
@@ -438,6 +645,7 @@ _envshare_commands() {
 'status:Show the queue\: jobs per state, workers, pause, token and ticket age, a batch'\''s progress' \
 'dead:List, retry or purge dead jobs' \
 'events:Read the result events' \
+'webhooks:Webhook deliveries\: per-endpoint status, dead deliveries, signature checks' \
 'ticket:Manage the component verify ticket' \
 'demo:Run the whole pipeline on this machine\: a fake WeChat API with faults, a worker, an import of generated pairs, live progress and a summary of the events' \
 'sandbox:Run the fake WeChat API (for tests and demos) until Ctrl-C' \
@@ -556,6 +764,7 @@ _envshare__subcmd__help_commands() {
 'status:Show the queue\: jobs per state, workers, pause, token and ticket age, a batch'\''s progress' \
 'dead:List, retry or purge dead jobs' \
 'events:Read the result events' \
+'webhooks:Webhook deliveries\: per-endpoint status, dead deliveries, signature checks' \
 'ticket:Manage the component verify ticket' \
 'demo:Run the whole pipeline on this machine\: a fake WeChat API with faults, a worker, an import of generated pairs, live progress and a summary of the events' \
 'sandbox:Run the fake WeChat API (for tests and demos) until Ctrl-C' \
@@ -659,6 +868,43 @@ _envshare__subcmd__help__subcmd__ticket__subcmd__set_commands() {
     local commands; commands=()
     _describe -t commands 'envshare help ticket set commands' commands "$@"
 }
+(( $+functions[_envshare__subcmd__help__subcmd__webhooks_commands] )) ||
+_envshare__subcmd__help__subcmd__webhooks_commands() {
+    local commands; commands=(
+'status:Per endpoint\: undelivered events, attempts in flight, dead deliveries, the oldest undelivered event'\''s age and the last error' \
+'dead:List or re-send deliveries that were given up' \
+'verify:Check an \`Envshare-Signature\` header against a body and a secret (exit 0 valid, 1 not matching, 2 bad input)' \
+    )
+    _describe -t commands 'envshare help webhooks commands' commands "$@"
+}
+(( $+functions[_envshare__subcmd__help__subcmd__webhooks__subcmd__dead_commands] )) ||
+_envshare__subcmd__help__subcmd__webhooks__subcmd__dead_commands() {
+    local commands; commands=(
+'list:List dead deliveries, oldest first, per endpoint' \
+'retry:Schedule dead deliveries again, due now, with attempts and max age starting over' \
+    )
+    _describe -t commands 'envshare help webhooks dead commands' commands "$@"
+}
+(( $+functions[_envshare__subcmd__help__subcmd__webhooks__subcmd__dead__subcmd__list_commands] )) ||
+_envshare__subcmd__help__subcmd__webhooks__subcmd__dead__subcmd__list_commands() {
+    local commands; commands=()
+    _describe -t commands 'envshare help webhooks dead list commands' commands "$@"
+}
+(( $+functions[_envshare__subcmd__help__subcmd__webhooks__subcmd__dead__subcmd__retry_commands] )) ||
+_envshare__subcmd__help__subcmd__webhooks__subcmd__dead__subcmd__retry_commands() {
+    local commands; commands=()
+    _describe -t commands 'envshare help webhooks dead retry commands' commands "$@"
+}
+(( $+functions[_envshare__subcmd__help__subcmd__webhooks__subcmd__status_commands] )) ||
+_envshare__subcmd__help__subcmd__webhooks__subcmd__status_commands() {
+    local commands; commands=()
+    _describe -t commands 'envshare help webhooks status commands' commands "$@"
+}
+(( $+functions[_envshare__subcmd__help__subcmd__webhooks__subcmd__verify_commands] )) ||
+_envshare__subcmd__help__subcmd__webhooks__subcmd__verify_commands() {
+    local commands; commands=()
+    _describe -t commands 'envshare help webhooks verify commands' commands "$@"
+}
 (( $+functions[_envshare__subcmd__import_commands] )) ||
 _envshare__subcmd__import_commands() {
     local commands; commands=()
@@ -721,6 +967,112 @@ _envshare__subcmd__ticket__subcmd__request_commands() {
 _envshare__subcmd__ticket__subcmd__set_commands() {
     local commands; commands=()
     _describe -t commands 'envshare ticket set commands' commands "$@"
+}
+(( $+functions[_envshare__subcmd__webhooks_commands] )) ||
+_envshare__subcmd__webhooks_commands() {
+    local commands; commands=(
+'status:Per endpoint\: undelivered events, attempts in flight, dead deliveries, the oldest undelivered event'\''s age and the last error' \
+'dead:List or re-send deliveries that were given up' \
+'verify:Check an \`Envshare-Signature\` header against a body and a secret (exit 0 valid, 1 not matching, 2 bad input)' \
+'help:Print this message or the help of the given subcommand(s)' \
+    )
+    _describe -t commands 'envshare webhooks commands' commands "$@"
+}
+(( $+functions[_envshare__subcmd__webhooks__subcmd__dead_commands] )) ||
+_envshare__subcmd__webhooks__subcmd__dead_commands() {
+    local commands; commands=(
+'list:List dead deliveries, oldest first, per endpoint' \
+'retry:Schedule dead deliveries again, due now, with attempts and max age starting over' \
+'help:Print this message or the help of the given subcommand(s)' \
+    )
+    _describe -t commands 'envshare webhooks dead commands' commands "$@"
+}
+(( $+functions[_envshare__subcmd__webhooks__subcmd__dead__subcmd__help_commands] )) ||
+_envshare__subcmd__webhooks__subcmd__dead__subcmd__help_commands() {
+    local commands; commands=(
+'list:List dead deliveries, oldest first, per endpoint' \
+'retry:Schedule dead deliveries again, due now, with attempts and max age starting over' \
+'help:Print this message or the help of the given subcommand(s)' \
+    )
+    _describe -t commands 'envshare webhooks dead help commands' commands "$@"
+}
+(( $+functions[_envshare__subcmd__webhooks__subcmd__dead__subcmd__help__subcmd__help_commands] )) ||
+_envshare__subcmd__webhooks__subcmd__dead__subcmd__help__subcmd__help_commands() {
+    local commands; commands=()
+    _describe -t commands 'envshare webhooks dead help help commands' commands "$@"
+}
+(( $+functions[_envshare__subcmd__webhooks__subcmd__dead__subcmd__help__subcmd__list_commands] )) ||
+_envshare__subcmd__webhooks__subcmd__dead__subcmd__help__subcmd__list_commands() {
+    local commands; commands=()
+    _describe -t commands 'envshare webhooks dead help list commands' commands "$@"
+}
+(( $+functions[_envshare__subcmd__webhooks__subcmd__dead__subcmd__help__subcmd__retry_commands] )) ||
+_envshare__subcmd__webhooks__subcmd__dead__subcmd__help__subcmd__retry_commands() {
+    local commands; commands=()
+    _describe -t commands 'envshare webhooks dead help retry commands' commands "$@"
+}
+(( $+functions[_envshare__subcmd__webhooks__subcmd__dead__subcmd__list_commands] )) ||
+_envshare__subcmd__webhooks__subcmd__dead__subcmd__list_commands() {
+    local commands; commands=()
+    _describe -t commands 'envshare webhooks dead list commands' commands "$@"
+}
+(( $+functions[_envshare__subcmd__webhooks__subcmd__dead__subcmd__retry_commands] )) ||
+_envshare__subcmd__webhooks__subcmd__dead__subcmd__retry_commands() {
+    local commands; commands=()
+    _describe -t commands 'envshare webhooks dead retry commands' commands "$@"
+}
+(( $+functions[_envshare__subcmd__webhooks__subcmd__help_commands] )) ||
+_envshare__subcmd__webhooks__subcmd__help_commands() {
+    local commands; commands=(
+'status:Per endpoint\: undelivered events, attempts in flight, dead deliveries, the oldest undelivered event'\''s age and the last error' \
+'dead:List or re-send deliveries that were given up' \
+'verify:Check an \`Envshare-Signature\` header against a body and a secret (exit 0 valid, 1 not matching, 2 bad input)' \
+'help:Print this message or the help of the given subcommand(s)' \
+    )
+    _describe -t commands 'envshare webhooks help commands' commands "$@"
+}
+(( $+functions[_envshare__subcmd__webhooks__subcmd__help__subcmd__dead_commands] )) ||
+_envshare__subcmd__webhooks__subcmd__help__subcmd__dead_commands() {
+    local commands; commands=(
+'list:List dead deliveries, oldest first, per endpoint' \
+'retry:Schedule dead deliveries again, due now, with attempts and max age starting over' \
+    )
+    _describe -t commands 'envshare webhooks help dead commands' commands "$@"
+}
+(( $+functions[_envshare__subcmd__webhooks__subcmd__help__subcmd__dead__subcmd__list_commands] )) ||
+_envshare__subcmd__webhooks__subcmd__help__subcmd__dead__subcmd__list_commands() {
+    local commands; commands=()
+    _describe -t commands 'envshare webhooks help dead list commands' commands "$@"
+}
+(( $+functions[_envshare__subcmd__webhooks__subcmd__help__subcmd__dead__subcmd__retry_commands] )) ||
+_envshare__subcmd__webhooks__subcmd__help__subcmd__dead__subcmd__retry_commands() {
+    local commands; commands=()
+    _describe -t commands 'envshare webhooks help dead retry commands' commands "$@"
+}
+(( $+functions[_envshare__subcmd__webhooks__subcmd__help__subcmd__help_commands] )) ||
+_envshare__subcmd__webhooks__subcmd__help__subcmd__help_commands() {
+    local commands; commands=()
+    _describe -t commands 'envshare webhooks help help commands' commands "$@"
+}
+(( $+functions[_envshare__subcmd__webhooks__subcmd__help__subcmd__status_commands] )) ||
+_envshare__subcmd__webhooks__subcmd__help__subcmd__status_commands() {
+    local commands; commands=()
+    _describe -t commands 'envshare webhooks help status commands' commands "$@"
+}
+(( $+functions[_envshare__subcmd__webhooks__subcmd__help__subcmd__verify_commands] )) ||
+_envshare__subcmd__webhooks__subcmd__help__subcmd__verify_commands() {
+    local commands; commands=()
+    _describe -t commands 'envshare webhooks help verify commands' commands "$@"
+}
+(( $+functions[_envshare__subcmd__webhooks__subcmd__status_commands] )) ||
+_envshare__subcmd__webhooks__subcmd__status_commands() {
+    local commands; commands=()
+    _describe -t commands 'envshare webhooks status commands' commands "$@"
+}
+(( $+functions[_envshare__subcmd__webhooks__subcmd__verify_commands] )) ||
+_envshare__subcmd__webhooks__subcmd__verify_commands() {
+    local commands; commands=()
+    _describe -t commands 'envshare webhooks verify commands' commands "$@"
 }
 
 if [ "$funcstack[1]" = "_envshare" ]; then

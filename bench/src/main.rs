@@ -8,11 +8,14 @@
 //! - `envshare-bench suite [N]`: the whole queue benchmark on a private queue, with Redis CPU and
 //!   commands per job read from `INFO`, as a table.
 //! - `envshare-bench share N CONCURRENCY [LATENCY_MS]`: the full share path against the sandbox.
+//! - `envshare-bench webhooks N [CONCURRENCY] [ENDPOINTS]`: webhook deliveries per second to
+//!   local endpoints, and Redis CPU per delivery.
 //!
 //! Redis comes from `REDIS_URL` (default `redis://127.0.0.1:6379`); the queue is `bench` unless
 //! `ENVSHARE_QUEUE` says otherwise. Every command clears its queue's keys first (and only them).
 
 mod share;
+mod webhooks;
 
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -60,8 +63,11 @@ async fn main() -> anyhow::Result<()> {
             )
             .await?
         }
+        Some("webhooks") => {
+            webhooks::run(arg(1, 50_000)?, arg(2, 64)? as usize, arg(3, 1)? as usize).await?
+        }
         _ => bail!(
-            "usage: envshare-bench enqueue N CHUNK | work N CONCURRENCY | claim BACKLOG | suite [N] | share N CONCURRENCY [LATENCY_MS]"
+            "usage: envshare-bench enqueue N CHUNK | work N CONCURRENCY | claim BACKLOG | suite [N] | share N CONCURRENCY [LATENCY_MS] | webhooks N [CONCURRENCY] [ENDPOINTS]"
         ),
     };
     println!("{out}");

@@ -52,6 +52,12 @@ pub enum Command {
         #[command(subcommand)]
         command: EventsCommand,
     },
+    /// Webhook deliveries: per-endpoint status, dead deliveries, signature checks.
+    Webhooks {
+        /// What to do.
+        #[command(subcommand)]
+        command: WebhooksCommand,
+    },
     /// Manage the component verify ticket.
     Ticket {
         /// What to do with the ticket.
@@ -364,6 +370,79 @@ pub struct DeadSelectionArgs {
     /// Every dead job.
     #[arg(long)]
     pub all: bool,
+}
+
+/// `envshare webhooks …`.
+#[derive(Debug, Subcommand)]
+pub enum WebhooksCommand {
+    /// Per endpoint: undelivered events, attempts in flight, dead deliveries, the oldest
+    /// undelivered event's age and the last error.
+    Status {
+        /// Print JSON (one array) instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List or re-send deliveries that were given up.
+    Dead {
+        /// What to do with dead deliveries.
+        #[command(subcommand)]
+        command: WebhooksDeadCommand,
+    },
+    /// Check an `Envshare-Signature` header against a body and a secret (exit 0 valid, 1 not
+    /// matching, 2 bad input).
+    Verify {
+        /// The shared secret.
+        #[arg(long, env = "ENVSHARE_WEBHOOK_SECRET", hide_env_values = true)]
+        secret: String,
+        /// The `Envshare-Signature` header value (`t=…,v1=…`).
+        #[arg(long, value_name = "H")]
+        header: String,
+        /// Also reject a signature made more than this many seconds from now.
+        #[arg(long, value_name = "SECONDS")]
+        tolerance: Option<u64>,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+        /// The request body, byte for byte (`-` for stdin).
+        #[arg(value_name = "BODYFILE")]
+        body: PathBuf,
+    },
+}
+
+/// `envshare webhooks dead …`.
+#[derive(Debug, Subcommand)]
+pub enum WebhooksDeadCommand {
+    /// List dead deliveries, oldest first, per endpoint.
+    List {
+        /// Only this endpoint (its id, from `envshare webhooks status`).
+        #[arg(long, value_name = "ID")]
+        endpoint: Option<String>,
+        /// Show at most this many per endpoint.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// Print JSON (one array) instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Schedule dead deliveries again, due now, with attempts and max age starting over.
+    Retry {
+        /// Event ids.
+        #[arg(
+            value_name = "EVENT_ID",
+            required_unless_present = "all",
+            conflicts_with = "all"
+        )]
+        ids: Vec<String>,
+        /// Every dead delivery.
+        #[arg(long)]
+        all: bool,
+        /// Only this endpoint (its id, from `envshare webhooks status`).
+        #[arg(long, value_name = "ID")]
+        endpoint: Option<String>,
+        /// Print the count as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// `envshare events …`.

@@ -18,11 +18,14 @@ mod sandbox_cmd;
 mod status;
 mod sync;
 mod ticket;
+mod webhooks;
 
 use anyhow::Context as _;
 use clap::Parser as _;
 
-use cli::{Cli, Command, DeadCommand, EventsCommand, TicketCommand};
+use cli::{
+    Cli, Command, DeadCommand, EventsCommand, TicketCommand, WebhooksCommand, WebhooksDeadCommand,
+};
 use envshare::config::Settings;
 
 fn main() {
@@ -54,6 +57,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Completions(args) => return manual::print_completions(args.shell),
         Command::Man(args) => return manual::write_man_pages(&args.out_dir),
+        // Needs no settings and no Redis: a receiver's developer runs it anywhere.
+        Command::Webhooks {
+            command:
+                WebhooksCommand::Verify {
+                    secret,
+                    header,
+                    tolerance,
+                    json,
+                    body,
+                },
+        } => return webhooks::verify(&secret, &header, tolerance, json, &body),
         _ => {}
     }
     let mut settings = Settings::load(cli.config.as_deref())?;
@@ -104,6 +118,27 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         },
         Command::Unshare(args) => sync::unshare(&ctx, args).await,
         Command::Sync(args) => sync::run(&ctx, args).await,
+        Command::Webhooks { command } => match command {
+            WebhooksCommand::Status { json } => webhooks::status(&ctx, json).await,
+            WebhooksCommand::Dead {
+                command:
+                    WebhooksDeadCommand::List {
+                        endpoint,
+                        limit,
+                        json,
+                    },
+            } => webhooks::dead_list(&ctx, endpoint.as_deref(), limit, json).await,
+            WebhooksCommand::Dead {
+                command:
+                    WebhooksDeadCommand::Retry {
+                        ids,
+                        all,
+                        endpoint,
+                        json,
+                    },
+            } => webhooks::dead_retry(&ctx, &ids, all, endpoint.as_deref(), json).await,
+            WebhooksCommand::Verify { .. } => unreachable!("handled before the settings"),
+        },
         Command::Demo(args) => demo::run(&settings, args).await,
         Command::Sandbox(args) => sandbox_cmd::run(args).await,
         Command::Completions(args) => manual::print_completions(args.shell),

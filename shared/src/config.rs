@@ -348,6 +348,39 @@ settings! {
             s.parse::<LogFormat>()
                 .map_err(|_| Problem::new("not a log format", "text or json"))
         };
+    /// `ENVSHARE_WEBHOOK_URLS`: comma-separated http(s) URLs every event is POSTed to; none by
+    /// default (no webhook deliveries).
+    webhook_urls: WebhookUrls = WebhookUrls::default(),
+        key "webhook_urls", Plain, parse parse_webhook_urls;
+    /// `ENVSHARE_WEBHOOK_SECRET`: the key of the `Envshare-Signature` HMAC; required with
+    /// `ENVSHARE_WEBHOOK_URLS`.
+    webhook_secret: Option<SecretString> = None,
+        key "webhook_secret", Secret, parse |s| parse_webhook_secret(s).map(Some);
+    /// `ENVSHARE_WEBHOOK_SECRET_PREVIOUS`: during a secret rotation, the old secret; deliveries
+    /// then carry a second `v1=` signature made with it.
+    webhook_secret_previous: Option<SecretString> = None,
+        key "webhook_secret_previous", Secret, parse |s| parse_webhook_secret(s).map(Some);
+    /// `ENVSHARE_WEBHOOK_MAX_AGE_MS`: how long after its event a delivery is retried before it
+    /// is given up (dead).
+    webhook_max_age: Duration = Duration::from_millis(3 * 86_400_000),
+        key "webhook_max_age_ms", Plain, parse ms(100, 30 * 86_400_000);
+    /// `ENVSHARE_WEBHOOK_MAX_ATTEMPTS`: attempts per delivery in all before it is given up; 0
+    /// means only the max age limits them.
+    webhook_max_attempts: u32 = 0,
+        key "webhook_max_attempts", Plain, parse |s| int_in(s, 0, 100_000).map(|n| n as u32);
+    /// `ENVSHARE_WEBHOOK_BACKOFF_BASE_MS`: the first retry's upper bound (full jitter).
+    webhook_backoff_base: Duration = Duration::from_millis(1_000),
+        key "webhook_backoff_base_ms", Plain, parse ms(1, 86_400_000);
+    /// `ENVSHARE_WEBHOOK_BACKOFF_MAX_MS`: the cap of one retry delay.
+    webhook_backoff_max: Duration = Duration::from_millis(3_600_000),
+        key "webhook_backoff_max_ms", Plain, parse ms(1, 7 * 86_400_000);
+    /// `ENVSHARE_WEBHOOK_TIMEOUT_MS`: one delivery attempt, connect to the end of the answer.
+    webhook_timeout: Duration = Duration::from_millis(10_000),
+        key "webhook_timeout_ms", Plain, parse ms(1, 600_000);
+    /// `ENVSHARE_WEBHOOK_CONCURRENCY`: attempts in flight at once per endpoint, per worker
+    /// process.
+    webhook_concurrency: usize = 16,
+        key "webhook_concurrency", Plain, parse |s| int_in(s, 1, 1_000).map(|n| n as usize);
 }
 
 impl Default for Settings {
@@ -430,6 +463,27 @@ impl Settings {
             c.cross(
                 &["backoff_base_ms", "backoff_max_ms"],
                 "the base delay is larger than the cap; expected BACKOFF_BASE_MS <= BACKOFF_MAX_MS",
+            );
+        }
+        if !self.webhook_urls.is_empty() && self.webhook_secret.is_none() {
+            c.cross(
+                &["webhook_urls"],
+                "is set without ENVSHARE_WEBHOOK_SECRET: deliveries must be signed; set \
+                 ENVSHARE_WEBHOOK_SECRET to a random string the receivers also know",
+            );
+        }
+        if self.webhook_secret_previous.is_some() && self.webhook_secret.is_none() {
+            c.cross(
+                &["webhook_secret_previous"],
+                "is set without ENVSHARE_WEBHOOK_SECRET; the previous secret only signs beside \
+                 the current one during a rotation",
+            );
+        }
+        if self.webhook_backoff_base > self.webhook_backoff_max {
+            c.cross(
+                &["webhook_backoff_base_ms", "webhook_backoff_max_ms"],
+                "the base delay is larger than the cap; expected WEBHOOK_BACKOFF_BASE_MS <= \
+                 WEBHOOK_BACKOFF_MAX_MS",
             );
         }
         match self.token_source {
@@ -1123,6 +1177,69 @@ fn parse_base_url(s: &str) -> Result<String, Problem> {
     Ok(s.trim_end_matches('/').to_owned())
 }
 
+/// The webhook endpoints (`ENVSHARE_WEBHOOK_URLS`): http(s) URLs, in the order given. `Debug`
+/// hides URL passwords.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct WebhookUrls(Vec<reqwest::Url>);
+
+impl WebhookUrls {
+    /// The URLs.
+    pub fn urls(&self) -> &[reqwest::Url] {
+        &self.0
+    }
+
+    /// Whether none is configured.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for WebhookUrls {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list()
+            .entries(self.0.iter().map(|u| redact_url(u.as_str())))
+            .finish()
+    }
+}
+
+fn parse_webhook_urls(s: &str) -> Result<WebhookUrls, Problem> {
+    const EXPECTED: &str = "comma-separated http:// or https:// URLs, e.g. \
+                            https://hooks.example.com/envshare,http://10.0.0.5:8080/in";
+    let mut urls: Vec<reqwest::Url> = Vec::new();
+    for (i, item) in s.split(',').map(str::trim).enumerate() {
+        let n = i + 1;
+        if item.is_empty() {
+            return Err(Problem::new(format!("URL {n} is empty"), EXPECTED));
+        }
+        let url = reqwest::Url::parse(item)
+            .map_err(|_| Problem::new(format!("URL {n} is not a URL"), EXPECTED))?;
+        if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+            return Err(Problem::new(
+                format!("URL {n} is not an http(s) URL"),
+                EXPECTED,
+            ));
+        }
+        if url.fragment().is_some() {
+            return Err(Problem::new(format!("URL {n} has a fragment"), EXPECTED));
+        }
+        if urls.contains(&url) {
+            return Err(Problem::new(format!("URL {n} is listed twice"), EXPECTED));
+        }
+        urls.push(url);
+    }
+    Ok(WebhookUrls(urls))
+}
+
+fn parse_webhook_secret(s: &str) -> Result<SecretString, Problem> {
+    if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(Problem::new(
+            "contains whitespace or control characters (a trailing newline?)",
+            "the shared secret exactly as the receivers know it",
+        ));
+    }
+    Ok(SecretString::from(s))
+}
+
 fn parse_confirm_window(s: &str) -> Result<Duration, Problem> {
     let d =
         parse_duration(s).map_err(|p| Problem::new(p, "a duration such as 7d, 48h or 1500ms"))?;
@@ -1743,6 +1860,47 @@ mod tests {
                 "{var}: documented default {default:?}"
             );
         }
+    }
+
+    #[test]
+    fn webhook_urls_must_be_http_and_need_a_secret() {
+        let e = one_error(
+            &[
+                (
+                    "ENVSHARE_WEBHOOK_URLS",
+                    "https://a.example/h,ftp://b.example/h",
+                ),
+                ("ENVSHARE_WEBHOOK_SECRET", "s3cret"),
+            ],
+            None,
+        );
+        assert!(e.contains("ENVSHARE_WEBHOOK_URLS"), "{e}");
+        assert!(e.contains("URL 2 is not an http(s) URL"), "{e}");
+        let e = one_error(&[("ENVSHARE_WEBHOOK_URLS", "not a url")], None);
+        assert!(e.contains("ENVSHARE_WEBHOOK_URLS"), "{e}");
+        let e = one_error(&[("ENVSHARE_WEBHOOK_URLS", "https://a.example/h")], None);
+        assert!(
+            e.contains("ENVSHARE_WEBHOOK_URLS") && e.contains("ENVSHARE_WEBHOOK_SECRET"),
+            "{e}"
+        );
+        let e = one_error(&[("ENVSHARE_WEBHOOK_SECRET_PREVIOUS", "old")], None);
+        assert!(e.contains("ENVSHARE_WEBHOOK_SECRET_PREVIOUS"), "{e}");
+        let s = load(
+            &[
+                (
+                    "ENVSHARE_WEBHOOK_URLS",
+                    "https://u:pw@a.example/h, http://127.0.0.1:8080/in",
+                ),
+                ("ENVSHARE_WEBHOOK_SECRET", "topsecretvalue"),
+                ("ENVSHARE_WEBHOOK_SECRET_PREVIOUS", "oldsecretvalue"),
+            ],
+            None,
+        )
+        .unwrap();
+        assert_eq!(s.webhook_urls.urls().len(), 2);
+        let debug = format!("{s:?}");
+        assert!(!debug.contains("topsecretvalue") && !debug.contains("oldsecretvalue"));
+        assert!(!debug.contains(":pw@"), "{debug}");
     }
 
     proptest! {

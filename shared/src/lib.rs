@@ -12,9 +12,10 @@
 //! - Storage: [`store`] owns every Redis key, Lua script and command: the queue, batches, the
 //!   events stream, the confirmation schedule, the token cache and ticket, the rate limit.
 //! - Domain: [`wechat`] (the API client and errcode table), [`token`], [`throttle`],
-//!   [`confirm`] (confirmation tracking), [`import`] (the import flow: read and validate the
-//!   input, skip bound pairs, plan jobs, enqueue, seal the batch) and [`sync`] (desired-state
-//!   plans: what to share and unshare).
+//!   [`confirm`] (confirmation tracking), [`webhook`] (signatures and the webhook schedule's
+//!   operator view), [`import`] (the import flow: read and validate the input, skip bound
+//!   pairs, plan jobs, enqueue, seal the batch) and [`sync`] (desired-state plans: what to
+//!   share and unshare).
 //! - Service: [`worker`] (the apalis worker, its backend and HTTP endpoints) and `sandbox`
 //!   (feature `sandbox`: a fake WeChat API and a local redis-server for tests and the demo).
 #![deny(missing_docs)]
@@ -36,6 +37,7 @@ pub mod sync;
 pub mod telemetry;
 pub mod throttle;
 pub mod token;
+pub mod webhook;
 pub mod wechat;
 pub mod worker;
 

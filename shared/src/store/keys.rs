@@ -149,6 +149,30 @@ impl Keys {
         self.key("confirm:fence")
     }
 
+    /// String: the last webhook delivery fencing token handed out (INCR).
+    pub fn webhook_fence(&self) -> String {
+        self.key("webhook:fence")
+    }
+    /// Hash: webhook endpoint id → its URL (password hidden), written by each worker at start.
+    pub fn webhook_endpoints(&self) -> String {
+        self.key("webhook:endpoints")
+    }
+    /// Hash: webhook endpoint id → JSON `{at_ms, error}` of the endpoint's last failed attempt.
+    pub fn webhook_errors(&self) -> String {
+        self.key("webhook:errors")
+    }
+    /// The keys of one webhook endpoint, in the order `lua/webhook_lib.lua` documents:
+    /// `webhook:EP:due` (zset: event id → next attempt ms, or lease deadline while claimed),
+    /// `webhook:EP:info` (hash: event id → delivery record JSON with the body),
+    /// `webhook:EP:lease` (hash: event id → fencing token of its claim),
+    /// `webhook:EP:dead` (zset: event id → when it was given up, ms) and
+    /// `webhook:EP:pending` (zset: event id → when its event was written, ms; undelivered and
+    /// not dead).
+    pub fn webhook_endpoint(&self, endpoint: &str) -> [String; 5] {
+        ["due", "info", "lease", "dead", "pending"]
+            .map(|part| self.key(&format!("webhook:{endpoint}:{part}")))
+    }
+
     /// The KEYS every queue Lua script receives, in the order `lua/lib.lua` documents.
     pub fn script_keys(&self) -> [String; 15] {
         [
@@ -208,7 +232,13 @@ mod tests {
             k.confirm_info(),
             k.confirm_lease(),
             k.confirm_fence(),
-        ] {
+            k.webhook_fence(),
+            k.webhook_endpoints(),
+            k.webhook_errors(),
+        ]
+        .into_iter()
+        .chain(k.webhook_endpoint("0123456789abcdef"))
+        {
             assert!(key.starts_with("envshare:{share}:"), "{key}");
         }
         assert_eq!(k.events(), "envshare:{share}:events");

@@ -3,7 +3,7 @@
 //! Every state change is one Lua script under `lua/`, run with EVALSHA. Each script is joined
 //! at build time from the shared `lua/prelude.lua` (common ARGV, event stream writes, fencing,
 //! batch keys), its family's lib (`lua/lib.lua` for the queue, `lua/confirm_lib.lua` for the
-//! confirmation schedule) and its body: the `lua!` macro below. Every script is batched: it
+//! confirmation schedule, `lua/webhook_lib.lua` for webhook deliveries) and its body: the `lua!` macro below. Every script is batched: it
 //! takes many jobs per call, and the Rust side slices big inputs, so the number of script calls
 //! per job stays far below one and no script's cost grows with the size of the queue.
 //!
@@ -32,6 +32,9 @@ macro_rules! lua {
     (confirm $body:literal) => {
         lua!(@ "lua/confirm_lib.lua", $body)
     };
+    (webhook $body:literal) => {
+        lua!(@ "lua/webhook_lib.lua", $body)
+    };
     (@ $lib:literal, $body:literal) => {
         ::redis::Script::new(concat!(
             include_str!("lua/prelude.lua"),
@@ -54,6 +57,7 @@ mod results;
 pub(crate) mod stream;
 mod token;
 mod types;
+mod webhook;
 
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
@@ -77,6 +81,7 @@ pub use types::{
     Ack, AckReport, AppResult, Claim, EnqueueOptions, EnqueueReport, JobOp, Lease, LeaseRef,
     NewJob, Outcome, ReapReport, ShareJob, WorkerId,
 };
+pub use webhook::{WebhookEndpointStats, WebhookIntake, WebhookSettle};
 
 use crate::clock::{Clock, SystemClock, iso8601};
 use crate::ids::QueueName;

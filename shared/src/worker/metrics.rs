@@ -61,6 +61,8 @@ pub(crate) struct Metrics {
     paused_until: Gauge<f64, AtomicU64>,
     /// Confirmation checks and their results (the watcher and the handler's re-send checks).
     pub(crate) confirm: crate::confirm::ConfirmCounters,
+    /// Webhook deliveries (registered whether or not webhooks are configured).
+    pub(crate) webhooks: super::WebhookCounters,
 }
 
 impl Metrics {
@@ -79,8 +81,10 @@ impl Metrics {
             paused: Gauge::default(),
             paused_until: Gauge::default(),
             confirm: crate::confirm::ConfirmCounters::default(),
+            webhooks: super::WebhookCounters::default(),
         };
         m.confirm.register(registry);
+        m.webhooks.register(registry);
         registry.register(
             "jobs",
             "Share jobs run by this process, by outcome (done, transient, permanent, deferred)",

@@ -22,6 +22,7 @@ mod backend;
 mod handler;
 mod http;
 mod metrics;
+mod webhooks;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -38,6 +39,7 @@ pub use backend::{
 };
 use handler::ShareParts;
 pub use handler::{ShareContext, share_handler};
+pub use webhooks::{Deliverer, DelivererHandle, WebhookCounters, WebhookSettings};
 
 use crate::config::{Settings, TokenMode};
 use crate::confirm::{BindingChecker, ConfirmSettings, Watcher};
@@ -73,6 +75,9 @@ pub struct WorkerOptions {
     /// Events delivered to a dead watcher and not taken in for this long are taken over.
     /// Default 60 s.
     pub confirm_claim_idle: Duration,
+    /// How long a claimed webhook delivery is held before another worker may try it. Default
+    /// `None`: `ENVSHARE_WEBHOOK_TIMEOUT_MS` plus 5 s.
+    pub webhook_lease: Option<Duration>,
 }
 
 impl Default for WorkerOptions {
@@ -86,6 +91,7 @@ impl Default for WorkerOptions {
             confirm_poll: Duration::from_secs(1),
             confirm_lease: Duration::from_secs(60),
             confirm_claim_idle: Duration::from_secs(60),
+            webhook_lease: None,
         }
     }
 }
@@ -117,6 +123,9 @@ pub enum StartupError {
         #[source]
         source: StoreError,
     },
+    /// The webhook HTTP client could not be built.
+    #[error("cannot build the webhook HTTP client (check ENVSHARE_WEBHOOK_URLS)")]
+    WebhookClient(#[source] reqwest::Error),
     /// The HTTP address could not be bound.
     #[error(
         "cannot listen on ENVSHARE_HTTP_ADDR={addr}. Pick a free address (port 0 \
@@ -137,7 +146,9 @@ impl StartupError {
     pub fn is_bad_settings(&self) -> bool {
         matches!(
             self,
-            StartupError::NoTokenMode | StartupError::WechatClient(_)
+            StartupError::NoTokenMode
+                | StartupError::WechatClient(_)
+                | StartupError::WebhookClient(_)
         )
     }
 }
@@ -175,6 +186,7 @@ pub struct Application {
     registry: Arc<metrics::MetricsRegistry>,
     shutdown_timeout: Duration,
     watcher: Watcher,
+    deliverer: Option<Deliverer>,
 }
 
 impl std::fmt::Debug for Application {
@@ -273,6 +285,27 @@ impl Application {
                 source,
             })?;
 
+        let deliverer = match WebhookSettings::from_settings(&settings) {
+            Some(mut ws) => {
+                if let Some(lease) = options.webhook_lease {
+                    ws.lease = lease;
+                }
+                let d = Deliverer::new(
+                    queue.clone(),
+                    ws,
+                    worker_id.to_string(),
+                    registry.metrics.webhooks.clone(),
+                )
+                .map_err(StartupError::WebhookClient)?;
+                d.prepare().await.map_err(|source| StartupError::Redis {
+                    url: settings.redis_url_redacted(),
+                    source,
+                })?;
+                Some(d)
+            }
+            None => None,
+        };
+
         let listener = tokio::net::TcpListener::bind(settings.http_addr)
             .await
             .map_err(|source| StartupError::Bind {
@@ -292,6 +325,7 @@ impl Application {
             registry,
             shutdown_timeout: settings.shutdown_timeout,
             watcher,
+            deliverer,
         })
     }
 
@@ -325,8 +359,10 @@ impl Application {
             registry,
             shutdown_timeout,
             watcher,
+            deliverer,
         } = self;
         let watcher = watcher.start();
+        let deliverer = deliverer.map(Deliverer::start);
         let handle = backend.handle();
         let worker_id = handle.worker_id().clone();
 
@@ -365,6 +401,9 @@ impl Application {
                 let _ = http_stop_tx.send(());
                 let _ = http_task.await;
                 watcher.shutdown().await;
+                if let Some(d) = deliverer {
+                    d.shutdown().await;
+                }
                 result.map_err(|e| RunError::Worker(e.to_string()))?;
                 return Ok(report(&handle, 0));
             }
@@ -400,6 +439,9 @@ impl Application {
             }
         }
         watcher.shutdown().await;
+        if let Some(d) = deliverer {
+            d.shutdown().await;
+        }
         let _ = http_stop_tx.send(());
         let _ = http_task.await;
         let report = report(&handle, released);

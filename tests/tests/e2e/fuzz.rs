@@ -665,8 +665,19 @@ const KEYS: &[&str] = &[
     "http_addr",
     "log",
     "log_format",
+    "webhook_urls",
+    "webhook_secret",
+    "webhook_secret_previous",
+    "webhook_max_age_ms",
+    "webhook_timeout_ms",
 ];
-const SECRET_KEYS: &[&str] = &["component_appsecret", "access_token", "token_url_auth"];
+const SECRET_KEYS: &[&str] = &[
+    "component_appsecret",
+    "access_token",
+    "webhook_secret",
+    "webhook_secret_previous",
+    "token_url_auth",
+];
 /// Secret values carry this mark; no message may contain it.
 const SECRET_MARK: &str = "SeCrEtMaRk";
 

@@ -25,7 +25,9 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("storage", &["store"]),
     (
         "domain",
-        &["wechat", "throttle", "token", "confirm", "import", "sync"],
+        &[
+            "wechat", "throttle", "token", "confirm", "import", "webhook", "sync",
+        ],
     ),
     ("service", &["worker", "sandbox"]),
 ];

@@ -22,5 +22,6 @@ mod share;
 mod sync;
 mod tls;
 mod tokensrc;
+mod webhooks;
 mod wechat;
 mod worker;
