@@ -14,8 +14,9 @@
 //! - Domain: [`wechat`] (the API client and errcode table), [`token`], [`throttle`],
 //!   [`confirm`] (confirmation tracking) and [`import`] (the import flow: read and validate the
 //!   input, skip bound pairs, plan jobs, enqueue, seal the batch).
-//! - Service: [`worker`] (the apalis worker, its backend and HTTP endpoints) and `sandbox`
-//!   (feature `sandbox`: a fake WeChat API and a local redis-server for tests and the demo).
+//! - Service: [`worker`] (the apalis worker, its backend and HTTP endpoints), [`serve`] (`envshare
+//!   serve`: the producer's HTTP face, with the WeChat callback) and `sandbox` (feature
+//!   `sandbox`: a fake WeChat API and a local redis-server for tests and the demo).
 #![deny(missing_docs)]
 // Items only the crate uses are `pub(crate)`, so the public API is what binaries and tests need.
 #![warn(unreachable_pub)]
@@ -30,6 +31,7 @@ pub mod redis_url;
 #[cfg(feature = "sandbox")]
 pub mod sandbox;
 pub mod schedule;
+pub mod serve;
 pub mod store;
 pub mod telemetry;
 pub mod throttle;

@@ -20,8 +20,8 @@
 
 mod backend;
 mod handler;
-mod http;
-mod metrics;
+pub(crate) mod http;
+pub(crate) mod metrics;
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -27,7 +27,7 @@ const LAYERS: &[(&str, &[&str])] = &[
         "domain",
         &["wechat", "throttle", "token", "confirm", "import"],
     ),
-    ("service", &["worker", "sandbox"]),
+    ("service", &["worker", "serve", "sandbox"]),
 ];
 
 fn src_dir() -> PathBuf {
