@@ -15,6 +15,7 @@ mod fail;
 mod manual;
 mod progress;
 mod sandbox_cmd;
+mod serve;
 mod status;
 mod ticket;
 
@@ -100,6 +101,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Ticket { command } => match command {
             TicketCommand::Set { ticket } => ticket::set(&ctx, &ticket).await,
         },
+        Command::Serve(args) => serve::run(settings, args).await,
         Command::Demo(args) => demo::run(&settings, args).await,
         Command::Sandbox(args) => sandbox_cmd::run(args).await,
         Command::Completions(args) => manual::print_completions(args.shell),
