@@ -15,6 +15,9 @@ use crate::wechat::Endpoint;
 /// Issued tokens kept for their precise error code (40014/42001); older ones answer 40001.
 const KEPT_TOKENS: usize = 1024;
 
+/// Pushed verify tickets still accepted (WeChat's live 12 h: about 72 pushes).
+const KEPT_TICKETS: usize = 72;
+
 /// One call of `batchshareenv` as the sandbox received it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ShareCall {
@@ -65,6 +68,9 @@ pub(crate) struct State {
     share_calls: HashMap<String, u64>,
     share_log: Vec<ShareCall>,
     request_seq: u64,
+    /// Pushed verify tickets, newest last.
+    tickets: VecDeque<String>,
+    tickets_pushed: u64,
 }
 
 fn index(endpoint: Endpoint) -> usize {
@@ -128,6 +134,14 @@ struct TokenBody {
 }
 
 #[derive(Deserialize)]
+struct StartPushBody {
+    #[serde(default)]
+    component_appid: String,
+    #[serde(default)]
+    component_secret: String,
+}
+
+#[derive(Deserialize)]
 struct QuotaBody {
     #[serde(default)]
     cgi_path: String,
@@ -148,6 +162,8 @@ impl State {
             share_calls: HashMap::new(),
             share_log: Vec::new(),
             request_seq: 0,
+            tickets: VecDeque::new(),
+            tickets_pushed: 0,
         }
     }
 
@@ -204,6 +220,12 @@ impl State {
                 Err(_) => error(47001, "data format error"),
             };
         }
+        if endpoint == Endpoint::StartPushTicket {
+            return match serde_json::from_slice::<StartPushBody>(body) {
+                Ok(b) => self.check_credentials(&b.component_appid, &b.component_secret),
+                Err(_) => error(47001, "data format error"),
+            };
+        }
         if let Err(answer) = self.check_token(token) {
             return answer;
         }
@@ -238,22 +260,35 @@ impl State {
                 Ok(b) if !b.cgi_path.is_empty() => self.quota(),
                 _ => error(47001, "data format error"),
             },
-            Endpoint::ComponentToken => unreachable!("answered above"),
+            Endpoint::ComponentToken | Endpoint::StartPushTicket => {
+                unreachable!("answered above")
+            }
         }
     }
 
-    fn issue_token(&mut self, b: &TokenBody) -> Value {
+    /// The platform's appid and secret as `api_component_token` and `api_start_push_ticket`
+    /// check them: errcode 0, 40013, 41004 or 40125.
+    fn check_credentials(&self, appid: &str, secret: &str) -> Value {
         let c = &self.config;
-        if b.component_appid != c.component_appid {
+        if appid != c.component_appid {
             return error(40013, "invalid appid");
         }
-        if b.component_appsecret.is_empty() {
+        if secret.is_empty() {
             return error(41004, "appsecret missing");
         }
-        if b.component_appsecret != c.component_secret {
+        if secret != c.component_secret {
             return error(40125, "invalid appsecret");
         }
-        if b.component_verify_ticket != c.verify_ticket {
+        json!({"errcode": 0, "errmsg": "ok"})
+    }
+
+    fn issue_token(&mut self, b: &TokenBody) -> Value {
+        let refused = self.check_credentials(&b.component_appid, &b.component_appsecret);
+        if refused["errcode"] != 0 {
+            return refused;
+        }
+        let ticket = &b.component_verify_ticket;
+        if *ticket != self.config.verify_ticket && !self.tickets.contains(ticket) {
             return error(61005, "component ticket is expired");
         }
         // A new token supersedes every issued one, as WeChat may do.
@@ -403,6 +438,32 @@ impl State {
         steps: impl IntoIterator<Item = Option<Fault>>,
     ) {
         self.scripts.entry(endpoint).or_default().extend(steps);
+    }
+
+    /// A new verify ticket, accepted from now on (the oldest is forgotten past
+    /// [`KEPT_TICKETS`]).
+    pub(crate) fn new_ticket(&mut self) -> String {
+        self.tickets_pushed += 1;
+        let ticket = format!(
+            "ticket@@@sandbox-{}-{:016x}",
+            self.tickets_pushed,
+            rand::rng().random::<u64>()
+        );
+        if self.tickets.len() >= KEPT_TICKETS {
+            self.tickets.pop_front();
+        }
+        self.tickets.push_back(ticket.clone());
+        ticket
+    }
+
+    /// Tickets made for pushes so far.
+    pub(crate) fn tickets_pushed(&self) -> u64 {
+        self.tickets_pushed
+    }
+
+    /// Forgets every pushed ticket: `api_component_token` answers 61005 to them.
+    pub(crate) fn expire_tickets(&mut self) {
+        self.tickets.clear();
     }
 
     pub(crate) fn expire_tokens(&mut self) {

@@ -16,16 +16,20 @@ pub enum Endpoint {
     Quota,
     /// `cgi-bin/component/api_component_token`: fetch a `component_access_token`.
     ComponentToken,
+    /// `cgi-bin/component/api_start_push_ticket`: ask WeChat to push a verify ticket to the
+    /// platform's authorization event URL now.
+    StartPushTicket,
 }
 
 impl Endpoint {
     /// Every endpoint, in declaration order.
-    pub const ALL: [Endpoint; 5] = [
+    pub const ALL: [Endpoint; 6] = [
         Endpoint::ShareEnv,
         Endpoint::GetEnvIds,
         Endpoint::UnshareEnv,
         Endpoint::Quota,
         Endpoint::ComponentToken,
+        Endpoint::StartPushTicket,
     ];
 
     /// The path below the base URL, without a leading slash (e.g. `componenttcb/batchshareenv`).
@@ -36,6 +40,7 @@ impl Endpoint {
             Endpoint::UnshareEnv => "componenttcb/batchunshareenv",
             Endpoint::Quota => "cgi-bin/openapi/quota/get",
             Endpoint::ComponentToken => "cgi-bin/component/api_component_token",
+            Endpoint::StartPushTicket => "cgi-bin/component/api_start_push_ticket",
         }
     }
 }
