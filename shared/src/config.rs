@@ -1340,7 +1340,10 @@ mod tests {
             &[
                 ("ENVSHARE_CALLBACK_TOKEN", "cb-token-value"),
                 ("ENVSHARE_CALLBACK_AES_KEY", key),
-                ("ENVSHARE_AUTO_SHARE_ENVS", "prod-1a2b, staging-3c4d,prod-1a2b"),
+                (
+                    "ENVSHARE_AUTO_SHARE_ENVS",
+                    "prod-1a2b, staging-3c4d,prod-1a2b",
+                ),
                 ("ENVSHARE_SERVE_ADDR", "0.0.0.0:8443"),
                 ("ENVSHARE_API_TOKEN", "api-token-value"),
             ],
@@ -1373,7 +1376,10 @@ mod tests {
         assert!(!msg.contains(short), "{msg}");
         let bad = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEF!";
         let msg = one_error(
-            &[("ENVSHARE_CALLBACK_TOKEN", "t"), ("ENVSHARE_CALLBACK_AES_KEY", bad)],
+            &[
+                ("ENVSHARE_CALLBACK_TOKEN", "t"),
+                ("ENVSHARE_CALLBACK_AES_KEY", bad),
+            ],
             None,
         );
         assert!(msg.contains("not base64"), "{msg}");
@@ -1384,7 +1390,10 @@ mod tests {
         let msg = one_error(&[("ENVSHARE_CALLBACK_AES_KEY", key)], None);
         assert!(msg.contains("without ENVSHARE_CALLBACK_TOKEN"), "{msg}");
         let msg = one_error(&[("ENVSHARE_AUTO_SHARE_ENVS", "ok-env,bad env")], None);
-        assert!(msg.contains("ENVSHARE_AUTO_SHARE_ENVS") && msg.contains("bad env"), "{msg}");
+        assert!(
+            msg.contains("ENVSHARE_AUTO_SHARE_ENVS") && msg.contains("bad env"),
+            "{msg}"
+        );
     }
 
     /// The settings table of docs/configuration.md: (variable, documented default) per row.

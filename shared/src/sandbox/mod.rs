@@ -49,8 +49,8 @@ use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 pub use config::{AppidRule, CallbackPush, Fault, Latency, SandboxConfig};
-pub use push::{AuthorizationChange, PushAnswer, PushError};
 pub use local_redis::{LocalRedis, LocalRedisError, LocalRedisOptions, SpawnFn};
+pub use push::{AuthorizationChange, PushAnswer, PushError};
 pub use state::{Binding, ShareCall};
 
 use crate::wechat::Endpoint;

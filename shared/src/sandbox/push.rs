@@ -72,17 +72,27 @@ fn now_s() -> u64 {
 /// The callback configuration and the platform's appid, read under the lock.
 fn target(shared: &Shared) -> Result<(CallbackPush, String), PushError> {
     let state = shared.lock();
-    let push = state.config.callback.clone().ok_or(PushError::NotConfigured)?;
+    let push = state
+        .config
+        .callback
+        .clone()
+        .ok_or(PushError::NotConfigured)?;
     Ok((push, state.config.component_appid.clone()))
 }
 
 /// Encrypts, signs and posts `xml` (a message for the configured platform).
 pub(super) async fn push_xml(shared: &Shared, xml: &str) -> Result<PushAnswer, PushError> {
     let (target, appid) = target(shared)?;
-    let crypt = MsgCrypt::new(target.token.as_str().into(), &target.aes_key, appid.as_str())?;
+    let crypt = MsgCrypt::new(
+        target.token.as_str().into(),
+        &target.aes_key,
+        appid.as_str(),
+    )?;
     let encrypt = crypt.encrypt(xml.as_bytes());
     let timestamp = now_s().to_string();
-    let nonce = rand::rng().random_range(100_000_000u32..4_000_000_000).to_string();
+    let nonce = rand::rng()
+        .random_range(100_000_000u32..4_000_000_000)
+        .to_string();
     let signature = crypt.signature(&timestamp, &nonce, &encrypt);
     let answer = shared
         .http
@@ -131,7 +141,9 @@ pub(super) async fn every(shared: std::sync::Arc<Shared>, period: Duration) {
     loop {
         match push_ticket(&shared).await {
             Ok(a) if a.is_success() => {}
-            Ok(a) => tracing::warn!(status = a.status, body = %a.body, "sandbox: the callback refused a pushed ticket"),
+            Ok(a) => {
+                tracing::warn!(status = a.status, body = %a.body, "sandbox: the callback refused a pushed ticket")
+            }
             Err(e) => tracing::warn!(error = %e, "sandbox: pushing a ticket failed"),
         }
         tokio::select! {

@@ -29,9 +29,9 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, QueryRejection};
-use axum::extract::{DefaultBodyLimit, Query, State};
-use axum::http::StatusCode;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, Request, State};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use secrecy::ExposeSecret;
@@ -83,10 +83,7 @@ impl Callback {
 }
 
 pub(super) fn routes() -> Router<ServeParts> {
-    Router::new().route(
-        "/wechat/callback",
-        post(callback).layer(DefaultBodyLimit::max(MAX_BODY_BYTES)),
-    )
+    Router::new().route("/wechat/callback", post(callback))
 }
 
 #[derive(Deserialize)]
@@ -133,12 +130,13 @@ struct Verified<'a> {
 async fn callback(
     State(parts): State<ServeParts>,
     query: Result<Query<CallbackQuery>, QueryRejection>,
-    body: Result<Bytes, BytesRejection>,
+    request: Request,
 ) -> Response {
     let Some(cb) = parts.callback.clone() else {
         return StatusCode::NOT_FOUND.into_response();
     };
     let query = query.ok().map(|Query(q)| q);
+    let body = read_body(request).await;
     match verify(&parts.queue, &cb.crypt, query.as_ref(), body) {
         Ok(push) => apply(&parts, &cb, push).await,
         Err(r) => {
@@ -157,24 +155,51 @@ async fn callback(
     }
 }
 
+/// The body, at most [`MAX_BODY_BYTES`]: a larger `Content-Length` is refused before anything
+/// is read, and a chunked body as soon as it passes the limit.
+async fn read_body(request: Request) -> Result<Bytes, Refusal> {
+    use futures::StreamExt as _;
+    let too_large = || {
+        refuse(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!("the body is larger than {MAX_BODY_BYTES} bytes"),
+        )
+    };
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+        return Err(too_large());
+    }
+    let mut body = Vec::with_capacity(declared.unwrap_or(0) as usize);
+    let mut stream = request.into_body().into_data_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|_| {
+            refuse(
+                StatusCode::BAD_REQUEST,
+                "bad_body",
+                "the body could not be read",
+            )
+        })?;
+        if body.len() + chunk.len() > MAX_BODY_BYTES {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Bytes::from(body))
+}
+
 /// Checks 1 to 7 of the module docs.
 fn verify<'q>(
     queue: &Queue,
     crypt: &MsgCrypt,
     query: Option<&'q CallbackQuery>,
-    body: Result<Bytes, BytesRejection>,
+    body: Result<Bytes, Refusal>,
 ) -> Result<Verified<'q>, Refusal> {
-    let body = body.map_err(|e| {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            refuse(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "too_large",
-                format!("the body is larger than {MAX_BODY_BYTES} bytes"),
-            )
-        } else {
-            refuse(StatusCode::BAD_REQUEST, "bad_body", "the body could not be read")
-        }
-    })?;
+    let body = body?;
     let q = query.ok_or_else(|| {
         refuse(
             StatusCode::BAD_REQUEST,
@@ -358,10 +383,9 @@ async fn apply_inner(
             return Ok(queue.callback_apply(replay, write).await?);
         }
         CallbackKind::Authorized(a) => (a, EventKind::AppAuthorized { appid: a.clone() }),
-        CallbackKind::AuthorizationUpdated(a) => (
-            a,
-            EventKind::AppAuthorizationUpdated { appid: a.clone() },
-        ),
+        CallbackKind::AuthorizationUpdated(a) => {
+            (a, EventKind::AppAuthorizationUpdated { appid: a.clone() })
+        }
         CallbackKind::Unauthorized(a) => (a, EventKind::AppUnauthorized { appid: a.clone() }),
     };
     let id = Event::app_id(appid, push.kind.info_type(), push.create_time);
@@ -448,7 +472,7 @@ async fn auto_share(parts: &ServeParts, cb: &Callback, appid: &AppId) -> Result<
 
 fn success() -> Response {
     (
-        [(axum::http::header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
         "success",
     )
         .into_response()

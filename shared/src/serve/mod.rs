@@ -156,9 +156,7 @@ impl ServeParts {
 
     /// The envs shared with every Mini Program that authorizes the platform.
     pub fn auto_share_envs(&self) -> &[EnvId] {
-        self.callback
-            .as_ref()
-            .map_or(&[], |c| c.auto_share_envs())
+        self.callback.as_ref().map_or(&[], |c| c.auto_share_envs())
     }
 }
 

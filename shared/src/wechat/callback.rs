@@ -282,12 +282,16 @@ mod tests {
     fn authorization_messages_name_the_mini_program() {
         let appid = "wx0123456789abcdef";
         for (info, ctor) in [
-            ("authorized", CallbackKind::Authorized as fn(AppId) -> CallbackKind),
+            (
+                "authorized",
+                CallbackKind::Authorized as fn(AppId) -> CallbackKind,
+            ),
             ("updateauthorized", CallbackKind::AuthorizationUpdated),
             ("unauthorized", CallbackKind::Unauthorized),
         ] {
-            let m = parse_message(authorization_xml("wx00000000000000c0", 5, info, appid).as_bytes())
-                .unwrap();
+            let m =
+                parse_message(authorization_xml("wx00000000000000c0", 5, info, appid).as_bytes())
+                    .unwrap();
             assert_eq!(m.kind, ctor(AppId::parse(appid).unwrap()));
             assert_eq!(m.kind.info_type(), info);
         }
@@ -299,7 +303,10 @@ mod tests {
             b"<xml><AppId>wx1</AppId><CreateTime>7</CreateTime><InfoType>notify_third_fasteregister</InfoType></xml>",
         )
         .unwrap();
-        assert_eq!(m.kind, CallbackKind::Other("notify_third_fasteregister".into()));
+        assert_eq!(
+            m.kind,
+            CallbackKind::Other("notify_third_fasteregister".into())
+        );
         assert_eq!(
             parse_message(b"<xml><InfoType>authorized</InfoType></xml>"),
             Err(XmlError::Missing("CreateTime"))

@@ -292,12 +292,7 @@ mod tests {
     #[test]
     fn a_changed_value_fails_the_signature() {
         let c = signed();
-        assert!(!c.verify(
-            "1409659814",
-            SIGNED_NONCE,
-            SIGNED_ENCRYPT,
-            SIGNED_SIGNATURE
-        ));
+        assert!(!c.verify("1409659814", SIGNED_NONCE, SIGNED_ENCRYPT, SIGNED_SIGNATURE));
         assert!(!c.verify(SIGNED_TIMESTAMP, SIGNED_NONCE, SIGNED_ENCRYPT, ""));
         let other = MsgCrypt::new("other".into(), SIGNED_KEY, SIGNED_APPID).unwrap();
         assert!(!other.verify(
@@ -373,7 +368,10 @@ mod tests {
         let msg = KeyError::NotBase64.to_string();
         assert!(!msg.contains(bad));
         let debug = format!("{:?}", sample());
-        assert!(!debug.contains(SAMPLE_TOKEN) && !debug.contains(SAMPLE_KEY), "{debug}");
+        assert!(
+            !debug.contains(SAMPLE_TOKEN) && !debug.contains(SAMPLE_KEY),
+            "{debug}"
+        );
     }
 
     proptest! {
