@@ -8,10 +8,13 @@
 //! - `envshare-bench suite [N]`: the whole queue benchmark on a private queue, with Redis CPU and
 //!   commands per job read from `INFO`, as a table.
 //! - `envshare-bench share N CONCURRENCY [LATENCY_MS]`: the full share path against the sandbox.
+//! - `envshare-bench callback N CONCURRENCY`: the WeChat callback receiver of `envshare serve` on
+//!   one core (signature, decryption, the Redis write), N verify-ticket pushes.
 //!
 //! Redis comes from `REDIS_URL` (default `redis://127.0.0.1:6379`); the queue is `bench` unless
 //! `ENVSHARE_QUEUE` says otherwise. Every command clears its queue's keys first (and only them).
 
+mod callback;
 mod share;
 
 use std::sync::atomic::Ordering;
@@ -60,8 +63,11 @@ async fn main() -> anyhow::Result<()> {
             )
             .await?
         }
+        Some("callback") => {
+            callback::run(&redis_url(), arg(1, 20_000)?, arg(2, 32)? as usize).await?
+        }
         _ => bail!(
-            "usage: envshare-bench enqueue N CHUNK | work N CONCURRENCY | claim BACKLOG | suite [N] | share N CONCURRENCY [LATENCY_MS]"
+            "usage: envshare-bench enqueue N CHUNK | work N CONCURRENCY | claim BACKLOG | suite [N] | share N CONCURRENCY [LATENCY_MS] | callback N CONCURRENCY"
         ),
     };
     println!("{out}");
