@@ -43,6 +43,9 @@ _envshare() {
             envshare,sandbox)
                 cmd="envshare__subcmd__sandbox"
                 ;;
+            envshare,serve)
+                cmd="envshare__subcmd__serve"
+                ;;
             envshare,status)
                 cmd="envshare__subcmd__status"
                 ;;
@@ -112,6 +115,9 @@ _envshare() {
             envshare__subcmd__help,sandbox)
                 cmd="envshare__subcmd__help__subcmd__sandbox"
                 ;;
+            envshare__subcmd__help,serve)
+                cmd="envshare__subcmd__help__subcmd__serve"
+                ;;
             envshare__subcmd__help,status)
                 cmd="envshare__subcmd__help__subcmd__status"
                 ;;
@@ -152,7 +158,7 @@ _envshare() {
 
     case "${cmd}" in
         envshare)
-            opts="-h -V --config --help --version import enqueue status dead events ticket demo sandbox completions man help"
+            opts="-h -V --config --help --version import enqueue status dead events ticket serve demo sandbox completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -484,7 +490,7 @@ _envshare() {
             return 0
             ;;
         envshare__subcmd__help)
-            opts="import enqueue status dead events ticket demo sandbox completions man help"
+            opts="import enqueue status dead events ticket serve demo sandbox completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -679,6 +685,20 @@ _envshare() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        envshare__subcmd__help__subcmd__serve)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         envshare__subcmd__help__subcmd__status)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -790,6 +810,28 @@ _envshare() {
                     ;;
                 --preset)
                     COMPREPLY=($(compgen -W "demo clean" -- "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        envshare__subcmd__serve)
+            opts="-h --addr --config --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --addr)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --config)

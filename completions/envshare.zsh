@@ -260,6 +260,14 @@ esac
     ;;
 esac
 ;;
+(serve)
+_arguments "${_arguments_options[@]}" : \
+'--addr=[The address to listen on, overriding ENVSHARE_SERVE_ADDR (default 127.0.0.1\:8080; port 0 picks a free port). A non-loopback address needs ENVSHARE_API_TOKEN]:HOST:PORT:_default' \
+'--config=[A TOML settings file (same names as the environment variables, lower-case, no prefix)]:FILE:_files' \
+'-h[Print help]' \
+'--help[Print help]' \
+&& ret=0
+;;
 (demo)
 _arguments "${_arguments_options[@]}" : \
 '--pairs=[How many (env, appid) pairs to generate and import]:N:_default' \
@@ -386,6 +394,10 @@ _arguments "${_arguments_options[@]}" : \
     ;;
 esac
 ;;
+(serve)
+_arguments "${_arguments_options[@]}" : \
+&& ret=0
+;;
 (demo)
 _arguments "${_arguments_options[@]}" : \
 && ret=0
@@ -424,6 +436,7 @@ _envshare_commands() {
 'dead:List, retry or purge dead jobs' \
 'events:Read the result events' \
 'ticket:Manage the component verify ticket' \
+'serve:Serve HTTP until SIGTERM/SIGINT\: the WeChat callback (verify tickets and authorization events at POST /wechat/callback), /healthz, /readyz and /metrics' \
 'demo:Run the whole pipeline on this machine\: a fake WeChat API with faults, a worker, an import of generated pairs, live progress and a summary of the events' \
 'sandbox:Run the fake WeChat API (for tests and demos) until Ctrl-C' \
 'completions:Print a shell completion script to standard output (e.g. \`envshare completions bash > /usr/share/bash-completion/completions/envshare\`)' \
@@ -542,6 +555,7 @@ _envshare__subcmd__help_commands() {
 'dead:List, retry or purge dead jobs' \
 'events:Read the result events' \
 'ticket:Manage the component verify ticket' \
+'serve:Serve HTTP until SIGTERM/SIGINT\: the WeChat callback (verify tickets and authorization events at POST /wechat/callback), /healthz, /readyz and /metrics' \
 'demo:Run the whole pipeline on this machine\: a fake WeChat API with faults, a worker, an import of generated pairs, live progress and a summary of the events' \
 'sandbox:Run the fake WeChat API (for tests and demos) until Ctrl-C' \
 'completions:Print a shell completion script to standard output (e.g. \`envshare completions bash > /usr/share/bash-completion/completions/envshare\`)' \
@@ -621,6 +635,11 @@ _envshare__subcmd__help__subcmd__sandbox_commands() {
     local commands; commands=()
     _describe -t commands 'envshare help sandbox commands' commands "$@"
 }
+(( $+functions[_envshare__subcmd__help__subcmd__serve_commands] )) ||
+_envshare__subcmd__help__subcmd__serve_commands() {
+    local commands; commands=()
+    _describe -t commands 'envshare help serve commands' commands "$@"
+}
 (( $+functions[_envshare__subcmd__help__subcmd__status_commands] )) ||
 _envshare__subcmd__help__subcmd__status_commands() {
     local commands; commands=()
@@ -652,6 +671,11 @@ _envshare__subcmd__man_commands() {
 _envshare__subcmd__sandbox_commands() {
     local commands; commands=()
     _describe -t commands 'envshare sandbox commands' commands "$@"
+}
+(( $+functions[_envshare__subcmd__serve_commands] )) ||
+_envshare__subcmd__serve_commands() {
+    local commands; commands=()
+    _describe -t commands 'envshare serve commands' commands "$@"
 }
 (( $+functions[_envshare__subcmd__status_commands] )) ||
 _envshare__subcmd__status_commands() {
