@@ -89,7 +89,11 @@ struct Push {
     body: String,
 }
 
-pub(crate) async fn run(redis_url: &str, n: u64, concurrency: usize) -> anyhow::Result<serde_json::Value> {
+pub(crate) async fn run(
+    redis_url: &str,
+    n: u64,
+    concurrency: usize,
+) -> anyhow::Result<serde_json::Value> {
     let queue_name = QueueName::parse("bench-callback")?;
     let queue = Queue::connect(redis_url, &queue_name, QueueSettings::default())
         .await
@@ -112,15 +116,17 @@ pub(crate) async fn run(redis_url: &str, n: u64, concurrency: usize) -> anyhow::
     let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
     let pushes: Vec<Push> = (0..n)
         .map(|i| {
-            let xml = ticket_xml(appid, now - n + i, &format!("ticket@@@bench-{i:08}-{:032x}", i * 7919));
+            let xml = ticket_xml(
+                appid,
+                now - n + i,
+                &format!("ticket@@@bench-{i:08}-{:032x}", i * 7919),
+            );
             let encrypt = crypt.encrypt(xml.as_bytes());
             let ts = now.to_string();
             let nonce = format!("{}", 1_000_000_000 + i);
             let sig = crypt.signature(&ts, &nonce, &encrypt);
             Push {
-                query: format!(
-                    "timestamp={ts}&nonce={nonce}&encrypt_type=aes&msg_signature={sig}"
-                ),
+                query: format!("timestamp={ts}&nonce={nonce}&encrypt_type=aes&msg_signature={sig}"),
                 body: envelope_xml(appid, &encrypt),
             }
         })
