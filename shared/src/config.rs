@@ -254,9 +254,7 @@ settings! {
     callback_aes_key: Option<SecretString> = None,
         key "callback_aes_key", Secret, parse |s| {
             let key = parse_secret(s)?;
-            crate::wechat::crypt::parse_aes_key(s).map_err(|e| {
-                Problem::new(e.to_string(), "the EncodingAESKey exactly as the console shows it")
-            })?;
+            check_aes_key(s)?;
             Ok(Some(key))
         };
     /// `ENVSHARE_AUTO_SHARE_ENVS`: envs shared with every Mini Program that authorizes the
@@ -819,6 +817,31 @@ fn parse_rate(s: &str) -> Result<f64, Problem> {
         return Err(Problem::new("out of range", EXPECTED));
     }
     Ok(x)
+}
+
+/// An EncodingAESKey: 43 characters of the base64 alphabet, which with a trailing `=` always
+/// decode to the 32-byte AES key (the callback decodes it at start).
+fn check_aes_key(s: &str) -> Result<(), Problem> {
+    const EXPECTED: &str = "the EncodingAESKey exactly as the open platform console shows it";
+    let chars = s.chars().count();
+    if chars != 43 {
+        return Err(Problem::new(
+            format!(
+                "is {chars} characters long; the EncodingAESKey has exactly 43 (letters and digits)"
+            ),
+            EXPECTED,
+        ));
+    }
+    if !s
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/')
+    {
+        return Err(Problem::new(
+            "is not base64: the EncodingAESKey is 43 letters and digits",
+            EXPECTED,
+        ));
+    }
+    Ok(())
 }
 
 /// Comma-separated env ids (spaces around them ignored; no duplicates).

@@ -389,6 +389,13 @@ mod tests {
             let _ = c.decrypt(&STANDARD.encode(&bytes[..blocks]));
         }
 
+        /// The settings accept any 43 characters of the base64 alphabet as the key; each must
+        /// decode.
+        #[test]
+        fn every_43_base64_characters_are_a_key(key in "[A-Za-z0-9+/]{43}") {
+            prop_assert!(parse_aes_key(&key).is_ok());
+        }
+
         #[test]
         fn whatever_is_encrypted_decrypts_back(xml in proptest::collection::vec(any::<u8>(), 0..300), random in any::<[u8; 16]>()) {
             let c = sample();
