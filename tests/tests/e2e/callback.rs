@@ -882,3 +882,46 @@ async fn an_authorization_with_auto_share_leads_to_share_accepted_for_that_appid
     stop(worker).await;
     stop(serve).await;
 }
+
+#[tokio::test]
+async fn envshare_serve_refuses_an_open_address_without_a_token_and_a_bad_key_at_start() {
+    let run = |args: &[&str], env: &[(&str, &str)]| {
+        let mut cmd = std::process::Command::new(bin_path("envshare"));
+        cmd.args(args)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("ENVSHARE_REDIS_URL", "redis://127.0.0.1:1");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().expect("envshare runs");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, err) = run(&["serve", "--addr", "0.0.0.0:0"], &[]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("ENVSHARE_API_TOKEN") && err.contains("0.0.0.0:0"),
+        "{err}"
+    );
+
+    let key = "abcdefghijklmnopqrstuvwxyz0123456789ABCD";
+    let (code, err) = run(
+        &["serve"],
+        &[
+            ("ENVSHARE_CALLBACK_TOKEN", "cb-token-secret"),
+            ("ENVSHARE_CALLBACK_AES_KEY", key),
+        ],
+    );
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("ENVSHARE_CALLBACK_AES_KEY") && err.contains("43"),
+        "{err}"
+    );
+    assert!(
+        !err.contains(key) && !err.contains("cb-token-secret"),
+        "{err}"
+    );
+}
