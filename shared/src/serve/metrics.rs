@@ -46,48 +46,54 @@ impl std::fmt::Debug for ServeMetrics {
 impl ServeMetrics {
     pub(crate) fn new() -> Self {
         let mut registry = Registry::with_prefix("envshare");
-        let m = Self {
-            requests: Family::default(),
-            durations: Family::new_with_constructor(duration_histogram),
-            callback_messages: Family::default(),
-            callback_rejections: Family::default(),
-            callback_errors: Counter::default(),
-            auto_share_pairs: Family::default(),
-            registry: Registry::default(),
-        };
+        let requests = Family::<RequestLabels, Counter>::default();
+        let durations: Family<Label, Histogram, fn() -> Histogram> =
+            Family::new_with_constructor(duration_histogram);
+        let callback_messages = Family::<CallbackLabels, Counter>::default();
+        let callback_rejections = Family::<Label, Counter>::default();
+        let callback_errors = Counter::default();
+        let auto_share_pairs = Family::<Label, Counter>::default();
         registry.register(
             "http_requests",
             "HTTP requests of envshare serve, by route, method and status",
-            m.requests.clone(),
+            requests.clone(),
         );
         registry.register(
             "http_request_duration_seconds",
             "HTTP request latency of envshare serve, by route",
-            m.durations.clone(),
+            durations.clone(),
         );
         registry.register(
             "callback_messages",
             "Verified WeChat callback pushes by info_type and result (applied, repeat, \
              not_newer, ignored)",
-            m.callback_messages.clone(),
+            callback_messages.clone(),
         );
         registry.register(
             "callback_rejections",
             "WeChat callback pushes refused with a 4xx, by reason",
-            m.callback_rejections.clone(),
+            callback_rejections.clone(),
         );
         registry.register(
             "callback_errors",
             "WeChat callback pushes answered 503 because Redis or the enqueue failed",
-            m.callback_errors.clone(),
+            callback_errors.clone(),
         );
         registry.register(
             "auto_share_pairs",
             "Pairs of automatic shares after an authorization, by result (enqueued, \
              skipped_duplicate)",
-            m.auto_share_pairs.clone(),
+            auto_share_pairs.clone(),
         );
-        Self { registry, ..m }
+        Self {
+            registry,
+            requests,
+            durations,
+            callback_messages,
+            callback_rejections,
+            callback_errors,
+            auto_share_pairs,
+        }
     }
 
     pub(crate) fn message(&self, info_type: &str, result: &'static str) {
