@@ -49,8 +49,14 @@ _envshare() {
             envshare,status)
                 cmd="envshare__subcmd__status"
                 ;;
+            envshare,sync)
+                cmd="envshare__subcmd__sync"
+                ;;
             envshare,ticket)
                 cmd="envshare__subcmd__ticket"
+                ;;
+            envshare,unshare)
+                cmd="envshare__subcmd__unshare"
                 ;;
             envshare__subcmd__dead,help)
                 cmd="envshare__subcmd__dead__subcmd__help"
@@ -121,8 +127,14 @@ _envshare() {
             envshare__subcmd__help,status)
                 cmd="envshare__subcmd__help__subcmd__status"
                 ;;
+            envshare__subcmd__help,sync)
+                cmd="envshare__subcmd__help__subcmd__sync"
+                ;;
             envshare__subcmd__help,ticket)
                 cmd="envshare__subcmd__help__subcmd__ticket"
+                ;;
+            envshare__subcmd__help,unshare)
+                cmd="envshare__subcmd__help__subcmd__unshare"
                 ;;
             envshare__subcmd__help__subcmd__dead,list)
                 cmd="envshare__subcmd__help__subcmd__dead__subcmd__list"
@@ -158,7 +170,7 @@ _envshare() {
 
     case "${cmd}" in
         envshare)
-            opts="-h -V --config --help --version import enqueue status dead events ticket serve demo sandbox completions man help"
+            opts="-h -V --config --help --version import enqueue status dead events ticket serve unshare sync demo sandbox completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -490,7 +502,7 @@ _envshare() {
             return 0
             ;;
         envshare__subcmd__help)
-            opts="import enqueue status dead events ticket serve demo sandbox completions man help"
+            opts="import enqueue status dead events ticket serve unshare sync demo sandbox completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -713,6 +725,20 @@ _envshare() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        envshare__subcmd__help__subcmd__sync)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         envshare__subcmd__help__subcmd__ticket)
             opts="set"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -730,6 +756,20 @@ _envshare() {
         envshare__subcmd__help__subcmd__ticket__subcmd__set)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        envshare__subcmd__help__subcmd__unshare)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -871,6 +911,36 @@ _envshare() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        envshare__subcmd__sync)
+            opts="-h --format --prune --apply --yes --batch --chunk-size --json --config --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --format)
+                    COMPREPLY=($(compgen -W "csv jsonl" -- "${cur}"))
+                    return 0
+                    ;;
+                --batch)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --chunk-size)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         envshare__subcmd__ticket)
             opts="-h --config --help set help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -938,6 +1008,48 @@ _envshare() {
                 return 0
             fi
             case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        envshare__subcmd__unshare)
+            opts="-h --env --appid --format --skip-invalid --max-errors --batch --chunk-size --dry-run --force --json --config --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --env)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --appid)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --format)
+                    COMPREPLY=($(compgen -W "csv jsonl" -- "${cur}"))
+                    return 0
+                    ;;
+                --max-errors)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --batch)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --chunk-size)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

@@ -144,6 +144,7 @@ pub async fn run(
         let end = (next + 1_000).min(jobs);
         let new: Vec<NewJob> = (next..end)
             .map(|j| NewJob {
+                op: envshare::store::JobOp::Share,
                 env: env.clone(),
                 appids: (j * CHUNK..(j + 1) * CHUNK).map(appid).collect(),
                 batch: batch.clone(),
@@ -208,6 +209,9 @@ pub async fn run(
         .map_err(|_| anyhow::anyhow!("the sandbox thread panicked"))?;
     let stats = queue.stats().await?;
     let events = stats.events;
+    let counts = queue.results_counts(&batch).await?;
+    let rows: u64 = counts.values().sum();
+    let results_bytes = queue.results_memory(&batch).await?;
     clear(&queue).await?;
 
     let worker_cpu = (cpu - sandbox_cpu).max(0.0);
@@ -225,6 +229,9 @@ pub async fn run(
         "sandbox_cpu_us_per_call": sandbox_cpu * 1e6 / calls.max(1) as f64,
         "worker_cpu_us_per_call": worker_cpu * 1e6 / calls.max(1) as f64,
         "max_rss_mb": max_rss_mb(),
+        "result_rows": rows,
+        "result_rows_accepted": counts.get(&envshare::store::RowState::Accepted).copied().unwrap_or(0),
+        "results_bytes_per_row": results_bytes as f64 / rows.max(1) as f64,
     }))
 }
 

@@ -17,6 +17,7 @@ mod progress;
 mod sandbox_cmd;
 mod serve;
 mod status;
+mod sync;
 mod ticket;
 
 use anyhow::Context as _;
@@ -102,6 +103,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             TicketCommand::Set { ticket } => ticket::set(&ctx, &ticket).await,
         },
         Command::Serve(args) => serve::run(settings, args).await,
+        Command::Unshare(args) => sync::unshare(&ctx, args).await,
+        Command::Sync(args) => sync::run(&ctx, args).await,
         Command::Demo(args) => demo::run(&settings, args).await,
         Command::Sandbox(args) => sandbox_cmd::run(args).await,
         Command::Completions(args) => manual::print_completions(args.shell),

@@ -268,23 +268,55 @@ impl Queue {
         }))
     }
 
-    /// Batch ids, newest first.
+    /// Batch ids on record, newest first, `limit` from `offset`. A batch whose record expired
+    /// (`ENVSHARE_RESULTS_TTL` after it completed) is dropped from the list as it is met, so a
+    /// page shorter than `limit` is the last one.
     pub async fn list_batches(
         &self,
         offset: usize,
         limit: usize,
     ) -> Result<Vec<BatchId>, StoreError> {
+        let op = "list batches";
         if limit == 0 {
             return Ok(Vec::new());
         }
-        let ids: Vec<String> = redis::cmd("ZREVRANGE")
-            .arg(self.keys.batches())
-            .arg(offset)
-            .arg(offset + limit - 1)
-            .query_async(&mut self.conn.clone())
-            .await
-            .map_err(StoreError::redis("list batches"))?;
-        super::parse_ids("list batches", ids)
+        loop {
+            let ids: Vec<String> = redis::cmd("ZREVRANGE")
+                .arg(self.keys.batches())
+                .arg(offset)
+                .arg(offset + limit - 1)
+                .query_async(&mut self.conn.clone())
+                .await
+                .map_err(StoreError::redis(op))?;
+            let ids: Vec<BatchId> = super::parse_ids(op, ids)?;
+            if ids.is_empty() {
+                return Ok(ids);
+            }
+            let mut pipe = redis::pipe();
+            for id in &ids {
+                pipe.cmd("EXISTS").arg(self.keys.batch(id));
+            }
+            let exists: Vec<bool> = pipe
+                .query_async(&mut self.conn.clone())
+                .await
+                .map_err(StoreError::redis(op))?;
+            let gone: Vec<&str> = ids
+                .iter()
+                .zip(&exists)
+                .filter(|(_, e)| !**e)
+                .map(|(id, _)| id.as_str())
+                .collect();
+            if gone.is_empty() {
+                return Ok(ids);
+            }
+            // Expired: forget them and read the page again (each round removes at least one).
+            let _: () = redis::cmd("ZREM")
+                .arg(self.keys.batches())
+                .arg(gone)
+                .query_async(&mut self.conn.clone())
+                .await
+                .map_err(StoreError::redis(op))?;
+        }
     }
 
     /// A job by id: payload, state, attempts, dead info. `None` once it is done (finished jobs

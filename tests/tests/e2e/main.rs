@@ -16,6 +16,8 @@ mod import;
 mod layers;
 mod queue;
 mod reliability;
+mod results;
 mod share;
+mod sync;
 mod wechat;
 mod worker;
