@@ -10,10 +10,13 @@
 //! - `envshare-bench share N CONCURRENCY [LATENCY_MS]`: the full share path against the sandbox.
 //! - `envshare-bench webhooks N [CONCURRENCY] [ENDPOINTS]`: webhook deliveries per second to
 //!   local endpoints, and Redis CPU per delivery.
+//! - `envshare-bench callback N CONCURRENCY`: the WeChat callback receiver of `envshare serve` on
+//!   one core (signature, decryption, the Redis write), N verify-ticket pushes.
 //!
 //! Redis comes from `REDIS_URL` (default `redis://127.0.0.1:6379`); the queue is `bench` unless
 //! `ENVSHARE_QUEUE` says otherwise. Every command clears its queue's keys first (and only them).
 
+mod callback;
 mod share;
 mod webhooks;
 
@@ -66,8 +69,11 @@ async fn main() -> anyhow::Result<()> {
         Some("webhooks") => {
             webhooks::run(arg(1, 50_000)?, arg(2, 64)? as usize, arg(3, 1)? as usize).await?
         }
+        Some("callback") => {
+            callback::run(&redis_url(), arg(1, 20_000)?, arg(2, 32)? as usize).await?
+        }
         _ => bail!(
-            "usage: envshare-bench enqueue N CHUNK | work N CONCURRENCY | claim BACKLOG | suite [N] | share N CONCURRENCY [LATENCY_MS] | webhooks N [CONCURRENCY] [ENDPOINTS]"
+            "usage: envshare-bench enqueue N CHUNK | work N CONCURRENCY | claim BACKLOG | suite [N] | share N CONCURRENCY [LATENCY_MS] | callback N CONCURRENCY | webhooks N [CONCURRENCY] [ENDPOINTS]"
         ),
     };
     println!("{out}");

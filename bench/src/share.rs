@@ -32,7 +32,7 @@ const CHUNK: u64 = 10;
 const TICKS_PER_S: f64 = 100.0;
 
 /// utime + stime (seconds) from a `/proc/…/stat` file.
-fn cpu_seconds(path: &str) -> f64 {
+pub(crate) fn cpu_seconds(path: &str) -> f64 {
     let stat = std::fs::read_to_string(path).unwrap_or_default();
     // Fields after the `(comm)`, which may contain spaces: state is field 3, utime 14, stime 15.
     let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");

@@ -64,6 +64,9 @@ pub enum Command {
         #[command(subcommand)]
         command: TicketCommand,
     },
+    /// Serve HTTP until SIGTERM/SIGINT: the WeChat callback (verify tickets and authorization
+    /// events at POST /wechat/callback), /healthz, /readyz and /metrics.
+    Serve(ServeArgs),
     /// Remove env bindings from Mini Programs (batchunshareenv), through the queue with the
     /// same retries and events as shares (`share.unshared`). Input as for `import`, or
     /// `--env ENV --appid APPID…`.
@@ -100,6 +103,15 @@ pub struct ManArgs {
     /// The directory to write the pages into (created if missing; pages there are replaced).
     #[arg(long, value_name = "DIR")]
     pub out_dir: PathBuf,
+}
+
+/// `envshare serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The address to listen on, overriding ENVSHARE_SERVE_ADDR (default 127.0.0.1:8080; port 0
+    /// picks a free port). A non-loopback address needs ENVSHARE_API_TOKEN.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub addr: Option<std::net::SocketAddr>,
 }
 
 /// `envshare demo`.

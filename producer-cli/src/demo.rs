@@ -6,12 +6,13 @@
 //!    get Redis.
 //! 2. The sandbox WeChat API, in-process, with the demo's faults (latency 20–200 ms, some -1
 //!    and 502, appids ending in `bad` rejected) and a token that expires part-way through.
-//! 3. The real worker service ([`Application`]) in component token mode: the verify ticket is
-//!    stored in Redis as `envshare ticket set` stores it, so the token fetch and the refresh
-//!    after the expiry are real calls.
-//! 4. A generated CSV of `--pairs` pairs in three envs, imported through `envshare::import::run`
+//! 3. `envshare serve` ([`envshare::serve::Application`]) with the WeChat callback: the sandbox
+//!    pushes an encrypted verify ticket to it at once (and every 10 minutes, as WeChat does).
+//! 4. The real worker service ([`Application`]) in component token mode: it fetches the token with
+//!    the pushed ticket, so the token fetch and the refresh after the expiry are real calls.
+//! 5. A generated CSV of `--pairs` pairs in three envs, imported through `envshare::import::run`
 //!    as `envshare import` imports (validate, plan, enqueue, seal).
-//! 5. Progress until `batch.completed`, then a summary read from the batch, the queue's
+//! 6. Progress until `batch.completed`, then a summary read from the batch, the queue's
 //!    counters, the sandbox's counters and the events stream.
 
 use std::collections::BTreeMap;
@@ -25,7 +26,7 @@ use anyhow::{Context as _, bail};
 use envshare::config::{Settings, redact_url};
 use envshare::events::{Event, EventKind};
 use envshare::import::{self, Format, NoProgress, Options, RunError, Source};
-use envshare::sandbox::{LocalRedis, LocalRedisError, Sandbox, SandboxConfig};
+use envshare::sandbox::{CallbackPush, LocalRedis, LocalRedisError, Sandbox, SandboxConfig};
 use envshare::store::conn::{self, ConnectOptions};
 use envshare::store::read_all;
 use envshare::store::{BatchProgress, Queue, QueueSettings};
@@ -53,6 +54,10 @@ const DEADLINE: Duration = Duration::from_secs(60);
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 /// How often the batch's progress is read.
 const POLL: Duration = Duration::from_millis(100);
+/// How often the sandbox pushes a new verify ticket (WeChat's period); the first push is at once.
+const TICKET_PERIOD: Duration = Duration::from_secs(600);
+/// How long the demo waits for the first pushed ticket.
+const TICKET_WAIT: Duration = Duration::from_secs(10);
 /// How often a plain progress line is printed when stderr is not a terminal.
 const PLAIN_EVERY: Duration = Duration::from_secs(1);
 
@@ -178,9 +183,25 @@ async fn pipeline(
 
     // A token that expires after about two thirds of the share calls: one refresh mid-run.
     let token_calls = (input.jobs * 2 / 3).max(1);
+
+    // Component token mode, as in production: `envshare serve` receives the verify ticket the
+    // sandbox pushes to its callback, as WeChat pushes it to the platform's authorization event
+    // URL, and the worker fetches the token with it.
+    let serve = envshare::serve::Application::build(serve_settings(redis.url(), queue_name)?)
+        .await
+        .context("starting envshare serve failed")?;
+    let serve_addr = serve.addr();
+    let (stop_serve, serve_stopped) = tokio::sync::oneshot::channel::<()>();
+    let mut serving = AbortOnDrop(tokio::spawn(serve.run_until_stopped(async move {
+        let _ = serve_stopped.await;
+    })));
     let sandbox = Arc::new(
         Sandbox::start(SandboxConfig {
             token_max_calls: Some(token_calls),
+            callback: Some(CallbackPush::new(
+                format!("http://{serve_addr}/wechat/callback"),
+                Some(TICKET_PERIOD),
+            )),
             ..SandboxConfig::demo()
         })
         .await
@@ -192,11 +213,11 @@ async fn pipeline(
         sandbox.url()
     ));
 
-    // Component token mode, as in production: the ticket WeChat would push to the callback is
-    // stored the way `envshare ticket set` stores it; the worker fetches the token with it.
-    envshare::token::store_ticket(queue, &SandboxConfig::VERIFY_TICKET.into())
-        .await
-        .context("storing the demo's verify ticket failed")?;
+    wait_for_ticket(queue).await?;
+    note(format!(
+        "envshare serve: http://{serve_addr} (the WeChat callback: the sandbox pushed an \
+         encrypted verify ticket to /wechat/callback, as WeChat does every 10 minutes)"
+    ));
 
     let worker_settings = worker_settings(redis.url(), queue_name, sandbox.url())?;
     let app = Application::build_with(
@@ -262,6 +283,9 @@ async fn pipeline(
         Err(_) => bail!("the worker did not stop within 10 s"),
     }
 
+    let _ = stop_serve.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(5), &mut serving.0).await;
+
     let stats = queue.stats().await?;
     let events = read_all(&mut queue.connection(), queue.keys())
         .await
@@ -282,6 +306,39 @@ async fn pipeline(
         let _ = s.shutdown().await;
     }
     Ok(())
+}
+
+/// `envshare serve` for the demo: the callback with the sandbox's Token and EncodingAESKey, on a
+/// free loopback port.
+fn serve_settings(redis_url: &str, queue: &QueueName) -> anyhow::Result<Settings> {
+    let mut s = Settings::defaults();
+    s.redis_url = redis_url.to_owned();
+    s.queue = queue.clone();
+    s.component_appid = Some(AppId::parse(SandboxConfig::COMPONENT_APPID)?);
+    s.component_appsecret = Some(SecretString::from(SandboxConfig::COMPONENT_SECRET));
+    s.callback_token = Some(SecretString::from(CallbackPush::TOKEN));
+    s.callback_aes_key = Some(SecretString::from(CallbackPush::AES_KEY));
+    s.serve_addr = "127.0.0.1:0".parse()?;
+    Ok(s)
+}
+
+/// Waits until the verify ticket the sandbox pushes at its start is stored.
+async fn wait_for_ticket(queue: &Queue) -> anyhow::Result<()> {
+    let started = Instant::now();
+    loop {
+        let meta = queue.token_store().meta().await?;
+        if meta.ticket_stored {
+            return Ok(());
+        }
+        if started.elapsed() >= TICKET_WAIT {
+            bail!(
+                "no verify ticket reached envshare serve's callback within {} s (see the log \
+                 lines above)",
+                TICKET_WAIT.as_secs()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 fn worker_settings(redis_url: &str, queue: &QueueName, wechat: &str) -> anyhow::Result<Settings> {

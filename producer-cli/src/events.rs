@@ -170,6 +170,15 @@ pub fn human(e: &Event) -> String {
             "{} batch.confirmed  batch={batch_id} accepted={accepted} bound={bound} unconfirmed={unconfirmed}",
             e.at
         ),
+        EventKind::AppAuthorized { appid } => {
+            format!("{} app.authorized   appid={appid}", e.at)
+        }
+        EventKind::AppAuthorizationUpdated { appid } => {
+            format!("{} app.authorization_updated appid={appid}", e.at)
+        }
+        EventKind::AppUnauthorized { appid } => {
+            format!("{} app.unauthorized appid={appid}", e.at)
+        }
         EventKind::Unknown => format!("{} (unknown event type) id={}", e.at, e.id),
     }
 }

@@ -15,6 +15,7 @@ mod fail;
 mod manual;
 mod progress;
 mod sandbox_cmd;
+mod serve;
 mod status;
 mod sync;
 mod ticket;
@@ -116,6 +117,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             TicketCommand::Set { ticket } => ticket::set(&ctx, &ticket).await,
             TicketCommand::Request => ticket::request(&ctx).await,
         },
+        Command::Serve(args) => serve::run(settings, args).await,
         Command::Unshare(args) => sync::unshare(&ctx, args).await,
         Command::Sync(args) => sync::run(&ctx, args).await,
         Command::Webhooks { command } => match command {

@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 
-use crate::ids::{AppId, QueueName};
+use crate::ids::{AppId, EnvId, QueueName};
 use crate::schedule::{ConfirmSchedule, DEFAULT_CONFIRM_BATCH, QuotaReset, parse_duration};
 use crate::telemetry::LogFormat;
 
@@ -339,6 +339,34 @@ settings! {
                 )
             })
         };
+    /// `ENVSHARE_SERVE_ADDR`: where `envshare serve` listens (the callback, health, metrics).
+    serve_addr: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 8080)),
+        key "serve_addr", Plain, parse |s| {
+            s.parse::<SocketAddr>().map_err(|_| {
+                Problem::new(
+                    "not an IP address and port",
+                    "e.g. 127.0.0.1:8080 or 0.0.0.0:8080",
+                )
+            })
+        };
+    /// `ENVSHARE_API_TOKEN`: the bearer token of `envshare serve`; without it, `serve` listens
+    /// on loopback addresses only.
+    api_token: Option<SecretString> = None,
+        key "api_token", Secret, parse |s| parse_secret(s).map(Some);
+    /// `ENVSHARE_CALLBACK_TOKEN`: the message-check Token set on the open platform.
+    callback_token: Option<SecretString> = None,
+        key "callback_token", Secret, parse |s| parse_secret(s).map(Some);
+    /// `ENVSHARE_CALLBACK_AES_KEY`: the 43-character EncodingAESKey set on the open platform.
+    callback_aes_key: Option<SecretString> = None,
+        key "callback_aes_key", Secret, parse |s| {
+            let key = parse_secret(s)?;
+            check_aes_key(s)?;
+            Ok(Some(key))
+        };
+    /// `ENVSHARE_AUTO_SHARE_ENVS`: envs shared with every Mini Program that authorizes the
+    /// platform (comma-separated); empty: none.
+    auto_share_envs: Vec<EnvId> = Vec::new(),
+        key "auto_share_envs", Plain, parse parse_env_list;
     /// `ENVSHARE_LOG`: a tracing filter.
     log: String = "info".to_owned(),
         key "log", Plain, parse parse_log_filter;
@@ -464,6 +492,20 @@ impl Settings {
                 &["backoff_base_ms", "backoff_max_ms"],
                 "the base delay is larger than the cap; expected BACKOFF_BASE_MS <= BACKOFF_MAX_MS",
             );
+        }
+        // A key that failed its own check is reported once, by that check.
+        match (&self.callback_token, &self.callback_aes_key) {
+            (Some(_), None) if !c.raw.contains_key("callback_aes_key") => c.cross(
+                &["callback_token"],
+                "is set without ENVSHARE_CALLBACK_AES_KEY; set both (the Token and the \
+                 EncodingAESKey of the open platform's message settings), or neither",
+            ),
+            (None, Some(_)) if !c.raw.contains_key("callback_token") => c.cross(
+                &["callback_aes_key"],
+                "is set without ENVSHARE_CALLBACK_TOKEN; set both (the Token and the \
+                 EncodingAESKey of the open platform's message settings), or neither",
+            ),
+            _ => {}
         }
         if !self.webhook_urls.is_empty() && self.webhook_secret.is_none() {
             c.cross(
@@ -1056,6 +1098,46 @@ fn parse_rate(s: &str) -> Result<f64, Problem> {
         return Err(Problem::new("out of range", EXPECTED));
     }
     Ok(x)
+}
+
+/// An EncodingAESKey: 43 characters of the base64 alphabet, which with a trailing `=` always
+/// decode to the 32-byte AES key (the callback decodes it at start).
+fn check_aes_key(s: &str) -> Result<(), Problem> {
+    const EXPECTED: &str = "the EncodingAESKey exactly as the open platform console shows it";
+    let chars = s.chars().count();
+    if chars != 43 {
+        return Err(Problem::new(
+            format!(
+                "is {chars} characters long; the EncodingAESKey has exactly 43 (letters and digits)"
+            ),
+            EXPECTED,
+        ));
+    }
+    if !s
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/')
+    {
+        return Err(Problem::new(
+            "is not base64: the EncodingAESKey is 43 letters and digits",
+            EXPECTED,
+        ));
+    }
+    Ok(())
+}
+
+/// Comma-separated env ids (spaces around them ignored; no duplicates).
+fn parse_env_list(s: &str) -> Result<Vec<EnvId>, Problem> {
+    const EXPECTED: &str = "env ids separated by commas, e.g. prod-1a2b,staging-3c4d";
+    let mut envs: Vec<EnvId> = Vec::new();
+    for part in s.split(',') {
+        let part = part.trim();
+        let env = EnvId::parse(part)
+            .map_err(|e| Problem::new(format!("{part:?}: {}", e.reason()), EXPECTED))?;
+        if !envs.contains(&env) {
+            envs.push(env);
+        }
+    }
+    Ok(envs)
 }
 
 fn parse_secret(s: &str) -> Result<SecretString, Problem> {
@@ -1822,6 +1904,69 @@ mod tests {
             ["ENVSHARE_CONCURENCY", "ENVSHARE_concurrency"]
         );
         assert_eq!(s.concurrency, 32);
+    }
+
+    #[test]
+    fn the_callback_settings_are_checked_without_showing_them() {
+        let key = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG";
+        let s = load(
+            &[
+                ("ENVSHARE_CALLBACK_TOKEN", "cb-token-value"),
+                ("ENVSHARE_CALLBACK_AES_KEY", key),
+                (
+                    "ENVSHARE_AUTO_SHARE_ENVS",
+                    "prod-1a2b, staging-3c4d,prod-1a2b",
+                ),
+                ("ENVSHARE_SERVE_ADDR", "0.0.0.0:8443"),
+                ("ENVSHARE_API_TOKEN", "api-token-value"),
+            ],
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            s.auto_share_envs
+                .iter()
+                .map(|e| e.as_str())
+                .collect::<Vec<_>>(),
+            ["prod-1a2b", "staging-3c4d"]
+        );
+        assert_eq!(s.serve_addr.to_string(), "0.0.0.0:8443");
+        let debug = format!("{s:?}");
+        for secret in ["cb-token-value", key, "api-token-value"] {
+            assert!(!debug.contains(secret), "{debug}");
+        }
+
+        let short = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEF";
+        let msg = one_error(
+            &[
+                ("ENVSHARE_CALLBACK_TOKEN", "t"),
+                ("ENVSHARE_CALLBACK_AES_KEY", short),
+            ],
+            None,
+        );
+        assert!(msg.contains("ENVSHARE_CALLBACK_AES_KEY"), "{msg}");
+        assert!(msg.contains("42 characters") && msg.contains("43"), "{msg}");
+        assert!(!msg.contains(short), "{msg}");
+        let bad = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEF!";
+        let msg = one_error(
+            &[
+                ("ENVSHARE_CALLBACK_TOKEN", "t"),
+                ("ENVSHARE_CALLBACK_AES_KEY", bad),
+            ],
+            None,
+        );
+        assert!(msg.contains("not base64"), "{msg}");
+        assert!(!msg.contains(bad), "{msg}");
+
+        let msg = one_error(&[("ENVSHARE_CALLBACK_TOKEN", "t")], None);
+        assert!(msg.contains("without ENVSHARE_CALLBACK_AES_KEY"), "{msg}");
+        let msg = one_error(&[("ENVSHARE_CALLBACK_AES_KEY", key)], None);
+        assert!(msg.contains("without ENVSHARE_CALLBACK_TOKEN"), "{msg}");
+        let msg = one_error(&[("ENVSHARE_AUTO_SHARE_ENVS", "ok-env,bad env")], None);
+        assert!(
+            msg.contains("ENVSHARE_AUTO_SHARE_ENVS") && msg.contains("bad env"),
+            "{msg}"
+        );
     }
 
     /// The settings table of docs/configuration.md: (variable, documented default) per row.

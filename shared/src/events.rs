@@ -20,7 +20,8 @@ pub struct Event {
     /// Format version, [`EVENT_VERSION`].
     pub v: u32,
     /// Stable id: `{job_id}.{gen}.{appid}` for share events (`.bound` / `.unconfirmed` appended
-    /// for confirmation events), `batch.{batch_id}.completed`, `batch.{batch_id}.confirmed`.
+    /// for confirmation events), `batch.{batch_id}.completed`, `batch.{batch_id}.confirmed`,
+    /// `app.{appid}.{info_type}.{create_time}` for `app.*` events.
     pub id: String,
     /// When the state change happened, ISO-8601 UTC.
     pub at: String,
@@ -147,6 +148,24 @@ pub enum EventKind {
         /// Appids unconfirmed.
         unconfirmed: u64,
     },
+    /// A Mini Program authorized the platform (the open platform's `authorized` push).
+    #[serde(rename = "app.authorized")]
+    AppAuthorized {
+        /// The Mini Program.
+        appid: AppId,
+    },
+    /// A Mini Program changed the permissions it granted the platform (`updateauthorized`).
+    #[serde(rename = "app.authorization_updated")]
+    AppAuthorizationUpdated {
+        /// The Mini Program.
+        appid: AppId,
+    },
+    /// A Mini Program revoked the platform's authorization (`unauthorized`).
+    #[serde(rename = "app.unauthorized")]
+    AppUnauthorized {
+        /// The Mini Program.
+        appid: AppId,
+    },
     /// A type this version does not know (written by a newer version); consumers skip it.
     #[serde(other)]
     Unknown,
@@ -174,6 +193,9 @@ impl EventKind {
             EventKind::ShareBound { .. } => "share.bound",
             EventKind::ShareUnconfirmed { .. } => "share.unconfirmed",
             EventKind::BatchConfirmed { .. } => "batch.confirmed",
+            EventKind::AppAuthorized { .. } => "app.authorized",
+            EventKind::AppAuthorizationUpdated { .. } => "app.authorization_updated",
+            EventKind::AppUnauthorized { .. } => "app.unauthorized",
             EventKind::Unknown => "unknown",
         }
     }
@@ -217,6 +239,13 @@ impl Event {
     /// The stable id of a batch's completion: `batch.{batch_id}.completed`.
     pub fn batch_completed_id(batch: &BatchId) -> String {
         format!("batch.{batch}.completed")
+    }
+
+    /// The stable id of an `app.*` event: `app.{appid}.{info_type}.{create_time}`, from the
+    /// push itself (its `InfoType` and WeChat's `CreateTime` in seconds), so a re-sent push has
+    /// the same id.
+    pub fn app_id(appid: &AppId, info_type: &str, create_time: u64) -> String {
+        format!("app.{appid}.{info_type}.{create_time}")
     }
 
     /// The `type` field.
@@ -337,6 +366,22 @@ mod tests {
                 failed: 1
             }
         );
+    }
+
+    #[test]
+    fn an_app_event_has_the_common_fields_and_the_appid() {
+        let appid = AppId::parse("wx0123456789abcdef").unwrap();
+        let e = Event {
+            v: EVENT_VERSION,
+            id: Event::app_id(&appid, "authorized", 1_764_745_200),
+            at: "2026-12-03T07:00:00.000Z".into(),
+            kind: EventKind::AppAuthorized { appid },
+        };
+        assert_eq!(
+            e.to_json(),
+            r#"{"v":1,"id":"app.wx0123456789abcdef.authorized.1764745200","at":"2026-12-03T07:00:00.000Z","type":"app.authorized","appid":"wx0123456789abcdef"}"#
+        );
+        assert_eq!(serde_json::from_str::<Event>(&e.to_json()).unwrap(), e);
     }
 
     #[test]

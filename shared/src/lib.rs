@@ -16,8 +16,9 @@
 //!   operator view), [`import`] (the import flow: read and validate the input, skip bound
 //!   pairs, plan jobs, enqueue, seal the batch) and [`sync`] (desired-state plans: what to
 //!   share and unshare).
-//! - Service: [`worker`] (the apalis worker, its backend and HTTP endpoints) and `sandbox`
-//!   (feature `sandbox`: a fake WeChat API and a local redis-server for tests and the demo).
+//! - Service: [`worker`] (the apalis worker, its backend and HTTP endpoints), [`serve`] (`envshare
+//!   serve`: the producer's HTTP face, with the WeChat callback) and `sandbox` (feature
+//!   `sandbox`: a fake WeChat API and a local redis-server for tests and the demo).
 #![deny(missing_docs)]
 // Items only the crate uses are `pub(crate)`, so the public API is what binaries and tests need.
 #![warn(unreachable_pub)]
@@ -32,6 +33,7 @@ pub mod redis_url;
 #[cfg(feature = "sandbox")]
 pub mod sandbox;
 pub mod schedule;
+pub mod serve;
 pub mod store;
 pub mod sync;
 pub mod telemetry;

@@ -91,6 +91,51 @@ impl fmt::Debug for AppidRule {
     }
 }
 
+/// Where and how the sandbox pushes encrypted messages (WXBizMsgCrypt) to a callback URL: a new
+/// verify ticket every `period` (the first at start) and on `api_start_push_ticket`, and the
+/// authorization events [`SandboxHandle::send_authorization`](super::SandboxHandle::send_authorization)
+/// sends. Messages are addressed to [`SandboxConfig::component_appid`]. `Debug` hides the token
+/// and the key.
+#[derive(Clone)]
+pub struct CallbackPush {
+    /// The URL pushed to, e.g. `http://127.0.0.1:8080/wechat/callback`.
+    pub url: String,
+    /// The message-check Token (`ENVSHARE_CALLBACK_TOKEN` of the receiver).
+    pub token: String,
+    /// The 43-character EncodingAESKey (`ENVSHARE_CALLBACK_AES_KEY` of the receiver).
+    pub aes_key: String,
+    /// How often a new ticket is pushed; `None`: only on `api_start_push_ticket` and
+    /// [`SandboxHandle::push_ticket`](super::SandboxHandle::push_ticket).
+    pub period: Option<Duration>,
+}
+
+impl CallbackPush {
+    /// The Token the sandbox and the demo use.
+    pub const TOKEN: &'static str = "sandbox-callback-token";
+    /// The EncodingAESKey the sandbox and the demo use (43 base64 characters).
+    pub const AES_KEY: &'static str = "c2FuZGJveC1jYWxsYmFjay1lbmNvZGluZy1hZXNrZXk";
+
+    /// Pushes to `url` with [`CallbackPush::TOKEN`] and [`CallbackPush::AES_KEY`], a ticket
+    /// every `period`.
+    pub fn new(url: impl Into<String>, period: Option<Duration>) -> Self {
+        Self {
+            url: url.into(),
+            token: Self::TOKEN.into(),
+            aes_key: Self::AES_KEY.into(),
+            period,
+        }
+    }
+}
+
+impl fmt::Debug for CallbackPush {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CallbackPush")
+            .field("url", &self.url)
+            .field("period", &self.period)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Behaviour of a sandbox. [`Default`] is a well-behaved WeChat with zero latency.
 #[derive(Debug, Clone)]
 pub struct SandboxConfig {
@@ -109,7 +154,8 @@ pub struct SandboxConfig {
     pub component_appid: String,
     /// The secret it accepts (else 40125; empty: 41004).
     pub component_secret: String,
-    /// The current `component_verify_ticket` (else 61005, ticket expired).
+    /// A `component_verify_ticket` always accepted; tickets pushed to [`SandboxConfig::callback`]
+    /// are accepted too (else 61005, ticket expired).
     pub verify_ticket: String,
     /// Tokens that are always valid (fixed-token mode); never expired or superseded.
     pub static_tokens: Vec<String>,
@@ -124,6 +170,9 @@ pub struct SandboxConfig {
     /// Calls of the `componenttcb` endpoints allowed before 45009; `None` is unlimited. Reset
     /// with [`SandboxHandle::reset_quota`](super::SandboxHandle::reset_quota).
     pub daily_quota: Option<u64>,
+    /// Pushes to a platform's callback URL, as WeChat pushes verify tickets and authorization
+    /// events to the authorization event URL. `None` (the default): no pushes.
+    pub callback: Option<CallbackPush>,
     /// Keep the log of share calls ([`SandboxHandle::share_log`](super::SandboxHandle::share_log)).
     /// Turn off for long benchmarks. Default on.
     pub record_share_log: bool,
@@ -172,6 +221,7 @@ impl Default for SandboxConfig {
             rejected_appids: HashSet::new(),
             reject_if: None,
             daily_quota: None,
+            callback: None,
             record_share_log: true,
         }
     }

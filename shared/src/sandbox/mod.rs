@@ -16,9 +16,12 @@
 //!   binding when opened (as [`SandboxHandle::confirm`] does);
 //! - 45009 once [`SandboxConfig::daily_quota`] calls of the `componenttcb` endpoints are spent;
 //! - bindings remembered, `batchgetenvid` lists confirmed ones only, `batchunshareenv` removes;
-//! - `api_start_push_ticket` checks appid and secret and answers ok; [`SandboxHandle::calls`]
-//!   counts it;
-//! - counters and the share log for assertions.
+//! - `api_start_push_ticket` checks appid and secret; [`SandboxHandle::calls`] counts it;
+//! - counters and the share log for assertions;
+//! - pushes to a callback URL ([`SandboxConfig::callback`]), encrypted and signed as WeChat's:
+//!   a new verify ticket every period and on `api_start_push_ticket` (`api_component_token`
+//!   accepts the pushed tickets), and authorization events on demand
+//!   ([`SandboxHandle::send_authorization`]).
 //!
 //! Every answer carries an undocumented `sandbox_request_id` field and leaves empty lists out,
 //! so every test exercises "unknown fields are ignored" and "absent lists are empty".
@@ -28,6 +31,7 @@
 
 mod config;
 mod local_redis;
+mod push;
 mod state;
 
 use std::net::SocketAddr;
@@ -45,8 +49,9 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
-pub use config::{AppidRule, Fault, Latency, SandboxConfig};
+pub use config::{AppidRule, CallbackPush, Fault, Latency, SandboxConfig};
 pub use local_redis::{LocalRedis, LocalRedisError, LocalRedisOptions, SpawnFn};
+pub use push::{AuthorizationChange, PushAnswer, PushError};
 pub use state::{Binding, ShareCall};
 
 use crate::wechat::Endpoint;
@@ -71,6 +76,8 @@ pub enum SandboxError {
 
 struct Shared {
     base_url: String,
+    /// For pushes to the callback.
+    http: reqwest::Client,
     state: Mutex<State>,
     shutdown: watch::Sender<bool>,
 }
@@ -98,11 +105,19 @@ impl Sandbox {
             .local_addr()
             .map_err(|source| SandboxError::Bind { addr, source })?;
         let (shutdown, _) = watch::channel(false);
+        let period = config.callback.as_ref().and_then(|c| c.period);
         let shared = Arc::new(Shared {
             base_url: format!("http://{addr}"),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(5))
+                .build()
+                .unwrap_or_default(),
             state: Mutex::new(State::new(config)),
             shutdown,
         });
+        if let Some(period) = period {
+            tokio::spawn(push::every(shared.clone(), period));
+        }
         let app = router(shared.clone());
         let mut stop = shared.shutdown.subscribe();
         let task = tokio::spawn(async move {
@@ -220,6 +235,39 @@ impl SandboxHandle {
         self.shared.lock().share_log()
     }
 
+    /// Makes a new verify ticket (accepted by `api_component_token` from now on) and pushes it to
+    /// the callback, as WeChat does every 10 minutes; returns the callback's answer.
+    pub async fn push_ticket(&self) -> Result<PushAnswer, PushError> {
+        push::push_ticket(&self.shared).await
+    }
+
+    /// Pushes an authorization change of the Mini Program `appid` to the callback.
+    pub async fn send_authorization(
+        &self,
+        change: AuthorizationChange,
+        appid: &str,
+    ) -> Result<PushAnswer, PushError> {
+        push::push_authorization(&self.shared, change, appid).await
+    }
+
+    /// Encrypts, signs and pushes any message XML to the callback (a push of a type WeChat may
+    /// add, for tests).
+    pub async fn push_message(&self, xml: &str) -> Result<PushAnswer, PushError> {
+        push::push_xml(&self.shared, xml).await
+    }
+
+    /// Verify tickets made for pushes so far (periodic, `api_start_push_ticket`,
+    /// [`push_ticket`](Self::push_ticket)).
+    pub fn tickets_pushed(&self) -> u64 {
+        self.shared.lock().tickets_pushed()
+    }
+
+    /// Forgets every pushed ticket: `api_component_token` answers 61005 to them, until the next
+    /// push.
+    pub fn expire_tickets(&self) {
+        self.shared.lock().expire_tickets();
+    }
+
     /// Stops accepting, ends hung requests, and waits (up to 5 s) for open requests to finish.
     pub async fn shutdown(mut self) -> Result<(), SandboxError> {
         self.shared.shutdown.send_replace(true);
@@ -329,6 +377,15 @@ async fn api(s: Arc<Shared>, endpoint: Endpoint, token: Option<String>, body: By
     let answer = s
         .lock()
         .process(endpoint, token.as_deref(), &body, &s.base_url);
+    if endpoint == Endpoint::StartPushTicket && answer["errcode"] == 0 {
+        // WeChat answers at once and pushes the ticket a moment later.
+        let shared = s.clone();
+        tokio::spawn(async move {
+            if let Err(e) = push::push_ticket(&shared).await {
+                warn!(error = %e, "sandbox: pushing a ticket after api_start_push_ticket failed");
+            }
+        });
+    }
     match plan.fault {
         Some(Fault::Hang) => {
             let mut stop = s.shutdown.subscribe();

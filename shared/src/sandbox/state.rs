@@ -15,6 +15,9 @@ use crate::wechat::Endpoint;
 /// Issued tokens kept for their precise error code (40014/42001); older ones answer 40001.
 const KEPT_TOKENS: usize = 1024;
 
+/// Pushed verify tickets still accepted (WeChat's live 12 h: about 72 pushes).
+const KEPT_TICKETS: usize = 72;
+
 /// One call of `batchshareenv` as the sandbox received it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ShareCall {
@@ -65,6 +68,9 @@ pub(crate) struct State {
     share_calls: HashMap<String, u64>,
     share_log: Vec<ShareCall>,
     request_seq: u64,
+    /// Pushed verify tickets, newest last.
+    tickets: VecDeque<String>,
+    tickets_pushed: u64,
 }
 
 fn index(endpoint: Endpoint) -> usize {
@@ -118,14 +124,6 @@ struct GetEnvIdsBody {
 }
 
 #[derive(Deserialize)]
-struct PushTicketBody {
-    #[serde(default)]
-    component_appid: String,
-    #[serde(default)]
-    component_secret: String,
-}
-
-#[derive(Deserialize)]
 struct TokenBody {
     #[serde(default)]
     component_appid: String,
@@ -133,6 +131,14 @@ struct TokenBody {
     component_appsecret: String,
     #[serde(default)]
     component_verify_ticket: String,
+}
+
+#[derive(Deserialize)]
+struct StartPushBody {
+    #[serde(default)]
+    component_appid: String,
+    #[serde(default)]
+    component_secret: String,
 }
 
 #[derive(Deserialize)]
@@ -156,6 +162,8 @@ impl State {
             share_calls: HashMap::new(),
             share_log: Vec::new(),
             request_seq: 0,
+            tickets: VecDeque::new(),
+            tickets_pushed: 0,
         }
     }
 
@@ -213,8 +221,8 @@ impl State {
             };
         }
         if endpoint == Endpoint::StartPushTicket {
-            return match serde_json::from_slice::<PushTicketBody>(body) {
-                Ok(b) => self.start_push_ticket(&b),
+            return match serde_json::from_slice::<StartPushBody>(body) {
+                Ok(b) => self.check_credentials(&b.component_appid, &b.component_secret),
                 Err(_) => error(47001, "data format error"),
             };
         }
@@ -258,22 +266,6 @@ impl State {
         }
     }
 
-    /// `api_start_push_ticket`: checks the platform's credentials; the call is counted by
-    /// `begin` like every other.
-    fn start_push_ticket(&mut self, b: &PushTicketBody) -> Value {
-        let c = &self.config;
-        if b.component_appid != c.component_appid {
-            return error(40013, "invalid appid");
-        }
-        if b.component_secret.is_empty() {
-            return error(41004, "appsecret missing");
-        }
-        if b.component_secret != c.component_secret {
-            return error(40125, "invalid appsecret");
-        }
-        json!({"errcode": 0, "errmsg": "ok"})
-    }
-
     /// Issues a token as `api_component_token` would (superseding the others), without an HTTP
     /// call: what the platform's own token service holds when envshare runs beside it.
     pub(crate) fn issue_external_token(&mut self) -> String {
@@ -291,18 +283,29 @@ impl State {
             .unwrap_or_default()
     }
 
-    fn issue_token(&mut self, b: &TokenBody) -> Value {
+    /// The platform's appid and secret as `api_component_token` and `api_start_push_ticket`
+    /// check them: errcode 0, 40013, 41004 or 40125.
+    fn check_credentials(&self, appid: &str, secret: &str) -> Value {
         let c = &self.config;
-        if b.component_appid != c.component_appid {
+        if appid != c.component_appid {
             return error(40013, "invalid appid");
         }
-        if b.component_appsecret.is_empty() {
+        if secret.is_empty() {
             return error(41004, "appsecret missing");
         }
-        if b.component_appsecret != c.component_secret {
+        if secret != c.component_secret {
             return error(40125, "invalid appsecret");
         }
-        if b.component_verify_ticket != c.verify_ticket {
+        json!({"errcode": 0, "errmsg": "ok"})
+    }
+
+    fn issue_token(&mut self, b: &TokenBody) -> Value {
+        let refused = self.check_credentials(&b.component_appid, &b.component_appsecret);
+        if refused["errcode"] != 0 {
+            return refused;
+        }
+        let ticket = &b.component_verify_ticket;
+        if *ticket != self.config.verify_ticket && !self.tickets.contains(ticket) {
             return error(61005, "component ticket is expired");
         }
         // A new token supersedes every issued one, as WeChat may do.
@@ -452,6 +455,32 @@ impl State {
         steps: impl IntoIterator<Item = Option<Fault>>,
     ) {
         self.scripts.entry(endpoint).or_default().extend(steps);
+    }
+
+    /// A new verify ticket, accepted from now on (the oldest is forgotten past
+    /// [`KEPT_TICKETS`]).
+    pub(crate) fn new_ticket(&mut self) -> String {
+        self.tickets_pushed += 1;
+        let ticket = format!(
+            "ticket@@@sandbox-{}-{:016x}",
+            self.tickets_pushed,
+            rand::rng().random::<u64>()
+        );
+        if self.tickets.len() >= KEPT_TICKETS {
+            self.tickets.pop_front();
+        }
+        self.tickets.push_back(ticket.clone());
+        ticket
+    }
+
+    /// Tickets made for pushes so far.
+    pub(crate) fn tickets_pushed(&self) -> u64 {
+        self.tickets_pushed
+    }
+
+    /// Forgets every pushed ticket: `api_component_token` answers 61005 to them.
+    pub(crate) fn expire_tickets(&mut self) {
+        self.tickets.clear();
     }
 
     pub(crate) fn expire_tokens(&mut self) {

@@ -172,6 +172,15 @@ impl Keys {
         ["due", "info", "lease", "dead", "pending"]
             .map(|part| self.key(&format!("webhook:{endpoint}:{part}")))
     }
+    /// String: the `msg_signature` of the WeChat callback push that used nonce `nonce`, kept for
+    /// the replay window. `nonce` is checked by the caller (`[A-Za-z0-9_-]`, at most 64).
+    pub fn callback_nonce(&self, nonce: &str) -> String {
+        self.key(&format!("callback:nonce:{nonce}"))
+    }
+    /// String: marks the `app.*` event `id` as written, so a re-sent push adds no second one.
+    pub fn callback_seen(&self, id: &str) -> String {
+        self.key(&format!("callback:seen:{id}"))
+    }
 
     /// The KEYS every queue Lua script receives, in the order `lua/lib.lua` documents.
     pub fn script_keys(&self) -> [String; 15] {
@@ -235,6 +244,8 @@ mod tests {
             k.webhook_fence(),
             k.webhook_endpoints(),
             k.webhook_errors(),
+            k.callback_nonce("123"),
+            k.callback_seen("app.x"),
         ]
         .into_iter()
         .chain(k.webhook_endpoint("0123456789abcdef"))

@@ -45,6 +45,7 @@ macro_rules! lua {
 }
 
 mod admin;
+mod callback;
 pub(crate) mod confirm;
 pub mod conn;
 mod error;
@@ -67,6 +68,7 @@ use redis::{FromRedisValue, Script, ScriptInvocation};
 pub use admin::{
     BatchProgress, DeadInfo, DeadJob, DeadSelection, JobInfo, JobState, Pause, QueueStats,
 };
+pub use callback::{Applied, CallbackWrite, Replay};
 pub use error::StoreError;
 pub use health::{BatchConfirmation, ServerCheck};
 pub use keys::Keys;

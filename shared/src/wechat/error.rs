@@ -16,7 +16,8 @@ pub enum Endpoint {
     Quota,
     /// `cgi-bin/component/api_component_token`: fetch a `component_access_token`.
     ComponentToken,
-    /// `cgi-bin/component/api_start_push_ticket`: ask WeChat to push a verify ticket now.
+    /// `cgi-bin/component/api_start_push_ticket`: ask WeChat to push a verify ticket to the
+    /// platform's authorization event URL now.
     StartPushTicket,
 }
 

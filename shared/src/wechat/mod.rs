@@ -6,12 +6,16 @@
 //!   ([`WechatError::class`]) and whether the request may have been applied
 //!   ([`WechatError::outcome_unknown`]).
 //! - [`classify`] is the errcode table (docs/reliability.md), in one `match`.
+//! - [`crypt`] is WeChat's message encryption (WXBizMsgCrypt) and [`callback`] the XML of the
+//!   pushes to the platform's authorization event URL.
 //!
 //! The access token travels as a query parameter, so no error, Debug output or log line of this
 //! module contains a URL: reqwest errors are stripped of theirs, and the tracing spans record
 //! only the endpoint, the env and counts.
 
+pub mod callback;
 mod client;
+pub mod crypt;
 mod error;
 mod types;
 

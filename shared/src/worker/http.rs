@@ -58,8 +58,15 @@ async fn metrics(State(s): State<HttpState>) -> Response {
         Ok(stats) => s.registry.metrics.set_queue(&stats, s.queue.now_ms()),
         Err(e) => warn!(error = %e, "reading queue stats for /metrics failed"),
     }
-    match s.registry.encode() {
-        Ok(body) => (
+    openmetrics(&s.registry.registry)
+}
+
+/// A registry's text exposition (OpenMetrics) as a `/metrics` answer; also serves `envshare
+/// serve`'s `/metrics`.
+pub(crate) fn openmetrics(registry: &prometheus_client::registry::Registry) -> Response {
+    let mut body = String::with_capacity(8 * 1024);
+    match prometheus_client::encoding::text::encode(&mut body, registry) {
+        Ok(()) => (
             [(
                 header::CONTENT_TYPE,
                 "application/openmetrics-text; version=1.0.0; charset=utf-8",

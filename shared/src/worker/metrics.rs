@@ -27,9 +27,9 @@ use crate::token::TokenProvider;
 use crate::wechat::WechatError;
 
 /// One label.
-type Label = [(&'static str, String); 1];
+pub(crate) type Label = [(&'static str, String); 1];
 
-fn label(name: &'static str, value: impl Into<String>) -> Label {
+pub(crate) fn label(name: &'static str, value: impl Into<String>) -> Label {
     [(name, value.into())]
 }
 
@@ -352,12 +352,5 @@ impl MetricsRegistry {
             backend,
         }));
         Self { registry, metrics }
-    }
-
-    /// The text exposition (OpenMetrics).
-    pub(crate) fn encode(&self) -> Result<String, std::fmt::Error> {
-        let mut out = String::with_capacity(8 * 1024);
-        prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
-        Ok(out)
     }
 }

@@ -20,8 +20,8 @@
 
 mod backend;
 mod handler;
-mod http;
-mod metrics;
+pub(crate) mod http;
+pub(crate) mod metrics;
 mod webhooks;
 
 use std::future::Future;

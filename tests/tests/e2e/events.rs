@@ -4,8 +4,9 @@
 //!
 //! One run of the real worker (in-process, the sandbox over real HTTP) produces every event type:
 //! a permanent errcode, retries exhausted, an appid refused in `err_list`, an accepted appid that
-//! its administrator confirms and one that stays unconfirmed. Every entry of the stream is then
-//! read raw with XRANGE and checked.
+//! its administrator confirms and one that stays unconfirmed; `envshare serve` (in-process)
+//! receives the sandbox's three authorization pushes. Every entry of the stream is then read raw
+//! with XRANGE and checked.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -14,7 +15,7 @@ use std::time::Duration;
 
 use envshare::clock::ManualClock;
 use envshare::events::Event;
-use envshare::sandbox::{Fault, SandboxConfig};
+use envshare::sandbox::{AuthorizationChange, CallbackPush, Fault, SandboxConfig};
 use envshare::schedule::ConfirmSchedule;
 use envshare::store::{Claim, EnqueueOptions, JobOp, NewJob, Queue, QueueSettings, WorkerId};
 use envshare::wechat::Endpoint;
@@ -259,6 +260,38 @@ async fn every_event_a_run_writes_matches_its_schema_and_what_serde_writes() {
         .unwrap();
     s.queue.cancel_batch(&cancelled).await.unwrap().unwrap();
     worker.stop().await;
+
+    // app.authorized, app.authorization_updated, app.unauthorized: pushed to `envshare serve`.
+    let mut serve_settings = s.settings.clone();
+    serve_settings.component_appid =
+        Some(envshare::AppId::parse(SandboxConfig::COMPONENT_APPID).unwrap());
+    serve_settings.callback_token = Some(CallbackPush::TOKEN.into());
+    serve_settings.callback_aes_key = Some(CallbackPush::AES_KEY.into());
+    serve_settings.serve_addr = "127.0.0.1:0".parse().unwrap();
+    let serve = envshare::serve::Application::build(serve_settings)
+        .await
+        .expect("serve starts");
+    let url = format!("http://{}/wechat/callback", serve.addr());
+    let (stop_serve, serve_stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(serve.run_until_stopped(async move {
+        let _ = serve_stopped.await;
+    }));
+    s.sandbox
+        .configure(|c| c.callback = Some(CallbackPush::new(url, None)));
+    for change in [
+        AuthorizationChange::Authorized,
+        AuthorizationChange::Updated,
+        AuthorizationChange::Unauthorized,
+    ] {
+        let answer = s
+            .sandbox
+            .send_authorization(change, appid(APPIDS + 6).as_str())
+            .await
+            .expect("the push reaches serve");
+        assert!(answer.is_success(), "{answer:?}");
+    }
+    let _ = stop_serve.send(());
+    serving.await.unwrap().unwrap();
 
     let validators = validators();
     let entries = raw_entries(&s.queue).await;

@@ -29,7 +29,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "wechat", "throttle", "token", "confirm", "import", "webhook", "sync",
         ],
     ),
-    ("service", &["worker", "sandbox"]),
+    ("service", &["worker", "serve", "sandbox"]),
 ];
 
 fn src_dir() -> PathBuf {
