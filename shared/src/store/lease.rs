@@ -6,8 +6,8 @@ use serde::Serialize;
 
 use super::types::Payload;
 use super::{
-    Ack, AckReport, AppResult, Claim, JobOp, Lease, LeaseRef, Outcome, Queue, ReapReport, SCRIPTS,
-    SLICE, ShareJob, StoreError, WorkerId, parse_ids,
+    Ack, AckReport, AppResult, Claim, JobOp, Lease, LeaseRef, Outcome, Queue, ReapReport, RowState,
+    SCRIPTS, SLICE, StoreError, WorkerId, parse_ids, render_row,
 };
 use crate::events::{EVENT_VERSION, Event, EventKind, FailReason};
 use crate::ids::{AppId, JobId};
@@ -204,26 +204,53 @@ impl AckStep for DoneAck<'_> {
             .arg(job.batch.as_str())
             .arg(ok.len())
             .arg(rejected.len())
-            .arg(kind)
-            .arg(l.attempt)
-            .arg(job_index_arg(job));
+            .arg(kind);
+        let secs = time.ms / 1000;
         for (appid, url) in &ok {
-            let event = match job.op {
-                JobOp::Share => accepted(l, &time.iso, appid, url.as_deref()),
-                JobOp::Unshare => unshared(l, &time.iso, appid),
+            let (event, state) = match job.op {
+                JobOp::Share => (
+                    accepted(l, &time.iso, appid, url.as_deref()),
+                    RowState::Accepted,
+                ),
+                JobOp::Unshare => (unshared(l, &time.iso, appid), RowState::Unshared),
             };
+            let seq = job.row_of(appid);
             inv.arg(event.to_json())
-                .arg(row_arg(job, appid))
+                .arg(row_arg(seq))
                 .arg(pair(l, appid))
-                .arg(url.as_deref().unwrap_or(""));
+                .arg(seq.map_or_else(String::new, |seq| {
+                    render_row(
+                        state,
+                        seq,
+                        secs,
+                        l.attempt,
+                        None,
+                        "",
+                        job.job_index,
+                        url.as_deref().unwrap_or(""),
+                        "",
+                    )
+                }));
         }
         for (appid, errcode, errmsg) in &rejected {
             let event = failed(l, &time.iso, appid, *errcode, errmsg, FailReason::Rejected);
+            let seq = job.row_of(appid);
             inv.arg(event.to_json())
-                .arg(row_arg(job, appid))
+                .arg(row_arg(seq))
                 .arg(pair(l, appid))
-                .arg(errcode.map(|c| c.to_string()).unwrap_or_default())
-                .arg(errmsg.as_str());
+                .arg(seq.map_or_else(String::new, |seq| {
+                    render_row(
+                        RowState::Failed,
+                        seq,
+                        secs,
+                        l.attempt,
+                        *errcode,
+                        FailReason::Rejected.as_str(),
+                        job.job_index,
+                        "",
+                        errmsg,
+                    )
+                }));
         }
         for (appid, ..) in &rejected {
             inv.arg(job.dedupe_member(appid));
@@ -231,14 +258,9 @@ impl AckStep for DoneAck<'_> {
     }
 }
 
-/// The job's index in its batch as a script argument: "" when the job has none.
-fn job_index_arg(job: &ShareJob) -> String {
-    job.job_index.map(|i| i.to_string()).unwrap_or_default()
-}
-
-/// The result row number of `appid` as a script argument: "" when the job has no rows.
-fn row_arg(job: &ShareJob, appid: &AppId) -> String {
-    job.row_of(appid).map(|r| r.to_string()).unwrap_or_default()
+/// A result row number as a script argument: "" when the job has no rows.
+fn row_arg(seq: Option<u64>) -> String {
+    seq.map(|r| r.to_string()).unwrap_or_default()
 }
 
 /// Dead now: bury.lua moves the job to dead with a `share.failed` per appid.
@@ -291,14 +313,19 @@ impl AckStep for BuryAck<'_> {
             .iter()
             .filter_map(|a| l.job.row_of(a).map(|r| (r, a)))
             .collect();
-        inv.arg(rows.len())
-            .arg(l.attempt)
-            .arg(self.errcode.map(|c| c.to_string()).unwrap_or_default())
-            .arg(self.reason.as_str())
-            .arg(self.errmsg)
-            .arg(job_index_arg(&l.job));
-        for (row, appid) in rows {
-            inv.arg(row).arg(pair(l, appid));
+        inv.arg(rows.len());
+        for (seq, appid) in rows {
+            inv.arg(seq).arg(pair(l, appid)).arg(render_row(
+                RowState::Failed,
+                seq,
+                time.ms / 1000,
+                l.attempt,
+                self.errcode,
+                self.reason.as_str(),
+                l.job.job_index,
+                "",
+                self.errmsg,
+            ));
         }
     }
 }

@@ -74,6 +74,7 @@ pub use health::{BatchConfirmation, ServerCheck};
 pub use keys::Keys;
 pub use lease::MAX_CLAIM;
 pub use rate::RateStore;
+pub(crate) use results::render_row;
 pub use results::{
     CancelReport, MAX_PAGE as MAX_RESULTS_PAGE, ResultRow, ResultsPage, RowState, UnknownState,
 };

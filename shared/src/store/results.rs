@@ -16,6 +16,8 @@ use crate::ids::{AppId, BatchId, EnvId, JobId};
 pub const MAX_PAGE: usize = 1000;
 /// Pending rows one cancel script call looks at.
 const CANCEL_SLICE: usize = 500;
+/// Bytes per row number in the `:seq` string (lua/prelude.lua, `SEQ_WIDTH`).
+const SEQ_WIDTH: u64 = 22;
 
 /// Where one (env, appid) pair of a batch stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -137,6 +139,36 @@ impl ResultRow {
     /// Parses `env/appid|S|SEQ|UPDATED|ATTEMPTS|ERRCODE|REASON|JOB|URL|ERRMSG` (JOB is the job's
     /// index in the batch; the scripts send its id, `job`, beside the row).
     fn parse(batch: &BatchId, raw: &str, job: &str) -> Result<Self, String> {
+        Self::parse_or_pending(batch, raw, job, 0)
+    }
+
+    /// As [`Self::parse`]; `env/appid|` alone (a pair with no row yet) is a pending row of
+    /// number `seq` updated at `created_ms` (the batch's creation).
+    fn parse_or_pending(
+        batch: &BatchId,
+        raw: &str,
+        job: &str,
+        created_ms: u64,
+    ) -> Result<Self, String> {
+        if let Some(pair) = raw.strip_suffix('|').filter(|p| !p.contains('|')) {
+            let (env, appid) = pair
+                .split_once('/')
+                .ok_or_else(|| format!("result row field {pair:?} is not env/appid"))?;
+            return Ok(Self {
+                seq: 0,
+                batch_id: batch.clone(),
+                state: RowState::Pending,
+                env: EnvId::parse(env).map_err(|e| e.to_string())?,
+                appid: AppId::parse(appid).map_err(|e| e.to_string())?,
+                job_id: JobId::parse(job).map_err(|e| e.to_string())?,
+                confirm_url: None,
+                errcode: None,
+                errmsg: None,
+                reason: None,
+                attempts: 0,
+                updated_at_ms: created_ms,
+            });
+        }
         let f: Vec<&str> = raw.splitn(10, '|').collect();
         let [
             pair,
@@ -204,6 +236,35 @@ pub struct CancelReport {
     pub already_completed: bool,
 }
 
+/// A row as the scripts store it (lua/prelude.lua): `S|SEQ|UPDATED|ATTEMPTS|ERRCODE|REASON|JOB|
+/// URL|ERRMSG`, with `updated_s` in unix seconds and `job` the job's index in its batch.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn render_row(
+    state: RowState,
+    seq: u64,
+    updated_s: u64,
+    attempts: u32,
+    errcode: Option<i64>,
+    reason: &str,
+    job: Option<u64>,
+    url: &str,
+    errmsg: &str,
+) -> String {
+    let code = match state {
+        RowState::Pending => 'p',
+        RowState::Accepted => 'a',
+        RowState::Failed => 'f',
+        RowState::Bound => 'b',
+        RowState::Unconfirmed => 'u',
+        RowState::Cancelled => 'c',
+        RowState::Unshared => 'x',
+    };
+    let errcode = errcode.map(|c| c.to_string()).unwrap_or_default();
+    let job = job.map(|j| j.to_string()).unwrap_or_default();
+    let url = url.replace('|', "%7C");
+    format!("{code}|{seq}|{updated_s}|{attempts}|{errcode}|{reason}|{job}|{url}|{errmsg}")
+}
+
 fn int(v: &Value) -> Option<i64> {
     match v {
         Value::Int(i) => Some(*i),
@@ -239,11 +300,15 @@ impl Queue {
         let reply: Vec<Value> = self.run(op, &inv).await?;
         let mut it = reply.iter();
         let next = it.next().and_then(int).unwrap_or(-1);
+        let created_ms = it.next().and_then(int).unwrap_or(0).max(0) as u64;
         let mut rows = Vec::new();
-        while let (Some(_seq), Some(raw), Some(job)) = (it.next(), it.next(), it.next()) {
+        while let (Some(seq), Some(raw), Some(job)) = (it.next(), it.next(), it.next()) {
             let raw = text(raw).ok_or_else(|| StoreError::reply(op, "a row is not text"))?;
             let job = text(job).unwrap_or_default();
-            rows.push(ResultRow::parse(batch, raw, job).map_err(|e| StoreError::reply(op, e))?);
+            let mut row = ResultRow::parse_or_pending(batch, raw, job, created_ms)
+                .map_err(|e| StoreError::reply(op, e))?;
+            row.seq = int(seq).unwrap_or(0).max(0) as u64;
+            rows.push(row);
         }
         Ok(ResultsPage {
             rows,
@@ -256,8 +321,12 @@ impl Queue {
         &self,
         batch: &BatchId,
     ) -> Result<BTreeMap<RowState, u64>, StoreError> {
+        // Rows in all: the row-number string's length; pending: those in no other state.
+        let ended = &RowState::ALL[1..];
         let mut pipe = redis::pipe();
-        for st in RowState::ALL {
+        pipe.cmd("STRLEN")
+            .arg(format!("{}:seq", self.keys.results(batch)));
+        for st in ended {
             pipe.cmd("BITCOUNT")
                 .arg(self.keys.results_state(batch, st.as_str()));
         }
@@ -265,7 +334,15 @@ impl Queue {
             .query_async(&mut self.conn.clone())
             .await
             .map_err(StoreError::redis("results counts"))?;
-        Ok(RowState::ALL.into_iter().zip(counts).collect())
+        let total = counts[0] / SEQ_WIDTH;
+        let done: u64 = counts[1..].iter().sum();
+        let mut out: BTreeMap<RowState, u64> = ended
+            .iter()
+            .copied()
+            .zip(counts[1..].iter().copied())
+            .collect();
+        out.insert(RowState::Pending, total.saturating_sub(done));
+        Ok(out)
     }
 
     /// Bytes of Redis memory the result keys of `batch` take (`MEMORY USAGE` of each, all

@@ -409,6 +409,11 @@ async fn each_endpoint_fault_ends_with_the_exact_attempts_and_final_state() {
     let events = 2;
     let all_dead = wait_until(Duration::from_secs(30), || async {
         let s = cli_json(&redis, &name, &["webhooks", "status", "--json"]);
+        // Until the worker has registered every endpoint, there is nothing to look at.
+        let registered = s.as_array().map_or(0, Vec::len);
+        if registered < ids.len() {
+            return false;
+        }
         faulty
             .iter()
             .map(|p| p.to_string())

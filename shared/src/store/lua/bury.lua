@@ -6,9 +6,8 @@
 -- ARGV[5] number of jobs (<= 500), then per job:
 --         id, fence, batch id, failed appids, dead info JSON, number of events E,
 --         E x (type, event JSON), number of dedupe members to free F, F x member,
---         number of result rows M, attempts, errcode or "", reason, errmsg, the job's index
---         in its batch,
---         M x (row number, "env/appid") (the rows become failed)
+--         number of result rows M, M x (row number, "env/appid", result row) (the rows
+--         become failed; rendered by the worker)
 -- returns: {applied, {stale job ids}, {batch ids completed by this call}}
 -- The payload stays in jobs so the dead job can be retried.
 local n = tonumber(ARGV[5])
@@ -20,7 +19,7 @@ for r = 1, n do
   local nr = tonumber(ARGV[i + 7 + 2 * ne + nf])
   recs[r] = { i, ne, nf, nr }
   ids[r] = ARGV[i]
-  i = i + 13 + 2 * ne + nf + 2 * nr
+  i = i + 8 + 2 * ne + nf + 3 * nr
 end
 local states = chunked_get('HMGET', K_STATE, ids)
 local gr, stale = graves(), {}
@@ -37,13 +36,8 @@ for r = 1, n do
     for k = 0, nf - 1 do
       gr.free[#gr.free + 1] = ARGV[fat + k]
     end
-    local rat = fat + nf + 1
-    local attempts, ec, reason, msg = ARGV[rat], ARGV[rat + 1], ARGV[rat + 2], ARGV[rat + 3]
-    local ji = ARGV[rat + 4]
-    for k = rat + 5, rat + 4 + 2 * nr, 2 do
-      local seq = ARGV[k]
-      put_row(ARGV[at + 2], ARGV[k + 1], seq, 'p', 'f', row('f', seq, attempts, ec, reason, ji,
-        '', msg))
+    for k = fat + nf + 1, fat + nf + 3 * nr, 3 do
+      put_row(ARGV[at + 2], ARGV[k + 1], ARGV[k], 'p', 'f', ARGV[k + 2])
     end
     bump_batch(ARGV[at + 2], 1, 0, tonumber(ARGV[at + 3]))
   else

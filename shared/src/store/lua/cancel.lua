@@ -22,33 +22,24 @@ if h[1] == '1' then
 end
 redis.call('HSETNX', key, 'cancelled', NOW_S)
 local rkey = results_key(batch)
-local pending, seqkey = rkey .. ':pending', rkey .. ':seq'
-local env_of = {}
-local envs = redis.call('HGETALL', rkey .. ':envs')
-for i = 1, #envs, 2 do
-  local idx = string.match(envs[i], '^i:(%d+)$')
-  if idx then
-    env_of[tonumber(idx)] = envs[i + 1]
-  end
-end
+local seqkey = rkey .. ':seq'
+local rows = redis.call('STRLEN', seqkey) / SEQ_WIDTH
+local pending = pending_bits(batch, rows)
 local cursor, budget = tonumber(ARGV[6]), tonumber(ARGV[7])
 local handled = {}
 local jobs, appids, running = 0, 0, 0
 local removed, free = {}, {}
 while budget > 0 do
   local seq = redis.call('BITPOS', pending, 1, cursor, -1, 'BIT')
-  if seq < 0 then
+  if seq < 0 or seq >= rows then
     cursor = -1
     break
   end
   cursor = seq + 1
   budget = budget - 1
   local rec = redis.call('GETRANGE', seqkey, seq * SEQ_WIDTH, seq * SEQ_WIDTH + SEQ_WIDTH - 1)
-  local env = env_of[string.byte(rec, 1) * 256 + string.byte(rec, 2)]
-  local r = env and redis.call('HGET', rkey, env .. '/wx' .. string.sub(rec, 3))
-  local ji = r and string.match(r, '^%a|%d+|%d*|%d*|[^|]*|[^|]*|(%d+)|')
-  local job = ji and job_id_at(batch, ji)
-  if job and job ~= '' and not handled[job] then
+  local job = job_id_at(batch, rec_job(rec))
+  if job ~= '' and not handled[job] then
     handled[job] = true
     if redis.call('ZSCORE', K_READY, job) or redis.call('ZSCORE', K_SCHED, job) then
       local raw = redis.call('HGET', K_JOBS, job)
@@ -80,4 +71,5 @@ if #removed > 0 then
   chunked('ZREM', K_DEDUPE, free, 1)
   redis.call('HINCRBY', K_STATS, 'cancelled', #removed)
 end
+redis.call('DEL', pending)
 return { 'ok', cursor, jobs, appids, running, flush_batches() }

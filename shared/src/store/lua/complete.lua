@@ -5,13 +5,12 @@
 -- ARGV[1] now (ms)   ARGV[2] now ISO-8601   ARGV[3] key prefix   ARGV[4] events MAXLEN
 -- ARGV[5] number of jobs (<= 500), then per job:
 --         id, fence, batch id, A accepted appids, R rejected appids, kind ("a": a share, its
---         accepted appids get share.accepted; "x": an unshare, share.unshared), attempts,
---         the job's index in its batch ("ji" of the payload; "" when it has none),
---         A x (event JSON, row number, "env/appid", confirmation URL or ""),
---         R x (share.failed event JSON, row number, "env/appid", errcode or "", errmsg),
+--         accepted appids get share.accepted; "x": an unshare, share.unshared),
+--         A x (event JSON, row number, "env/appid", result row),
+--         R x (share.failed event JSON, row number, "env/appid", result row),
 --         R x dedupe member (the rejected pairs, freed so a re-import retries them)
 --         (the event type follows from the position and kind; a row number "" (a job
---         enqueued before result rows existed) writes no row)
+--         enqueued before result rows existed) writes no row; rows are rendered by the worker)
 -- returns: {applied, {stale job ids}, {batch ids completed by this call}}
 -- Cost: O(log n) per job plus one XADD per event.
 local n = tonumber(ARGV[5])
@@ -23,7 +22,7 @@ for r = 1, n do
   ids[r] = ARGV[i]
   accs[r] = acc
   rejs[r] = rej
-  i = i + 8 + 4 * acc + 6 * rej
+  i = i + 6 + 4 * acc + 5 * rej
 end
 local states = chunked_get('HMGET', K_STATE, ids)
 local done, stale, free = {}, {}, {}
@@ -38,15 +37,12 @@ for r = 1, n do
     local batch = ARGV[at + 2]
     local code = ARGV[at + 5]
     local kind = code == 'x' and 'share.unshared' or 'share.accepted'
-    local attempts = ARGV[at + 6]
-    local ji = ARGV[at + 7]
-    local e = at + 8
+    local e = at + 6
     for _ = 1, acc do
       xadd(kind, ARGV[e])
       local seq = ARGV[e + 1]
       if seq ~= '' then
-        put_row(batch, ARGV[e + 2], seq, 'p', code, row(code, seq, attempts, '', '', ji,
-          ARGV[e + 3], ''))
+        put_row(batch, ARGV[e + 2], seq, 'p', code, ARGV[e + 3])
       end
       e = e + 4
     end
@@ -54,10 +50,9 @@ for r = 1, n do
       xadd('share.failed', ARGV[e])
       local seq = ARGV[e + 1]
       if seq ~= '' then
-        put_row(batch, ARGV[e + 2], seq, 'p', 'f', row('f', seq, attempts, ARGV[e + 3],
-          'rejected', ji, '', ARGV[e + 4]))
+        put_row(batch, ARGV[e + 2], seq, 'p', 'f', ARGV[e + 3])
       end
-      e = e + 5
+      e = e + 4
     end
     for x = e, e + rej - 1 do
       nf = nf + 1

@@ -35,7 +35,7 @@ for _ = 1, n do
       xadd('share.unconfirmed', ARGV[i + 4])
       field = 'unconfirmed'
     end
-    restate(batch, ARGV[i + 3], ACCEPTED, string.sub(field, 1, 1), nil, nil, false)
+    restate(batch, ARGV[i + 3], ACCEPTED, string.sub(field, 1, 1))
     redis.call('ZREM', K_CONFIRM, id)
     redis.call('HDEL', K_INFO, id)
     redis.call('HDEL', K_LEASE, id)

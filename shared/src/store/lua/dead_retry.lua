@@ -32,7 +32,7 @@ for i, id in ipairs(ids) do
       for _, appid in ipairs(p.appids) do
         dd[#dd + 1] = window_end
         dd[#dd + 1] = dedupe_member(p, appid)
-        restate(p.batch, p.env .. '/' .. appid, FAILED, 'p', '', '0', true)
+        restate(p.batch, p.env .. '/' .. appid, FAILED, 'p')
       end
       bump_batch(p.batch, -1, 0, -#p.appids)
     else

@@ -15,7 +15,8 @@
 --         jobs J, then per job: id, number of appids A, A appids
 --         (ids, envs, batch ids and appids are validated in Rust: no characters needing JSON
 --         escapes, so the payload is built by concatenation instead of cjson)
--- Each created pair gets its result row (pending) and row number; a job's payload names the
+-- Each created pair gets its row number (a seq record; its row is written when it leaves
+-- pending); a job's payload names the
 -- row number of its first appid ("row", the others follow in order) and the job's index in the
 -- batch ("ji", its place in the batch's jobs string; job ids are 26-character ULIDs). An unshare job's payload
 -- has "op":"unshare" and its dedupe members are "u:env/appid".
@@ -112,7 +113,6 @@ for _ = 1, groups do
   local jrecs = job_recs[batch]
   local recs = seq_recs[batch]
   local eidx = env_idx(batch, env)
-  local fprefix = env .. '/'
   -- The payload is head .. appids .. mid .. row .. tail; head, mid and tail are the same for
   -- the whole group.
   local head = '{"env":"' .. env .. '","appids":["'
@@ -162,19 +162,20 @@ for _ = 1, groups do
       g_appids = g_appids + nk
       local first = next_row[batch]
       next_row[batch] = first + nk
-      local ji = int(next_job[batch])
-      next_job[batch] = next_job[batch] + 1
+      local jn = next_job[batch]
+      next_job[batch] = jn + 1
       jrecs[#jrecs + 1] = id
+      -- The seq record's tail: the job index, 4 bytes big-endian.
+      local jb = string.char(math.floor(jn / 16777216) % 256, math.floor(jn / 65536) % 256,
+        math.floor(jn / 256) % 256, jn % 256)
       if nk == 1 then
-        kept = { single }
+        recs[#recs + 1] = eidx .. string.sub(single, 3) .. jb
+      else
+        for x = 1, nk do
+          recs[#recs + 1] = eidx .. string.sub(kept[x], 3) .. jb
+        end
       end
-      for x = 1, nk do
-        local appid = kept[x]
-        local seq = int(first + x - 1)
-        put_row(batch, fprefix .. appid, seq, nil, 'p', row('p', seq, '0', '', '', ji, '', ''))
-        recs[#recs + 1] = eidx .. string.sub(appid, 3)
-      end
-      local ids = ',"ji":' .. ji .. tail
+      local ids = ',"ji":' .. int(jn) .. tail
       hset[nh + 1] = id
       if nk == 1 then
         hset[nh + 2] = head .. single .. mid .. int(first) .. ids
@@ -227,7 +228,6 @@ if created > 0 then
     redis.call('SETRANGE', results_key(b) .. ':jobs', job_first[b] * JOB_WIDTH,
       table.concat(job_recs[b]))
   end
-  results_flush()
   redis.call('HINCRBY', K_STATS, 'enqueued', created)
   if nr > 0 then
     redis.call('PUBLISH', K_WAKE, '1')

@@ -82,22 +82,27 @@ local function holds(record, fence)
 end
 
 -- Per-appid results of batch `b` (keys.rs: Keys::results*), one row per (env, appid) pair:
---   PREFIX .. 'results:' .. b            hash    "env/appid" -> row
---   PREFIX .. 'results:' .. b .. ':seq'  string  18 bytes per row number: env index (2 bytes,
---                                                big-endian) and the appid's 16 hex digits
+--   PREFIX .. 'results:' .. b            hash    "env/appid" -> row, once the pair has left
+--                                                pending (a pair without a row is pending)
+--   PREFIX .. 'results:' .. b .. ':seq'  string  22 bytes per row number, written at enqueue:
+--                                                env index (2 bytes, big-endian), the appid's
+--                                                16 hex digits, the job index (4 bytes)
 --   PREFIX .. 'results:' .. b .. ':envs' hash    "n" -> envs so far, "e:" .. env -> index,
 --                                                "i:" .. index -> env
 --   PREFIX .. 'results:' .. b .. ':jobs' string  the batch's job ids by job index (26
 --                                                characters each: generated ids are ULIDs)
---   PREFIX .. 'results:' .. b .. ':' .. state   bitmap of the row numbers in that state
+--   PREFIX .. 'results:' .. b .. ':' .. state   bitmap of the row numbers in that state, for
+--                                                every state but pending (pending = no bit)
 -- A row is "S|SEQ|UPDATED|ATTEMPTS|ERRCODE|REASON|JOB|URL|ERRMSG": S a state code (STATES),
 -- SEQ the row number (0-based, the order the batch's pairs were enqueued), UPDATED unix
--- seconds, ERRCODE and REASON empty when none, JOB the job's index in the batch (its id is in
--- the jobs string), URL the confirmation URL ('|' written as %7C), ERRMSG the rest of the row. Each write sets the row and moves its bit between two state
--- bitmaps, in the same script as the state change and its events.
+-- seconds, ERRCODE and REASON empty when none, JOB the job's index in the batch, URL the
+-- confirmation URL ('|' written as %7C), ERRMSG the rest of the row. Rows of acks are rendered
+-- by the worker (store/results.rs, render_row); a write sets the row and moves its bit between
+-- two state bitmaps, in the same script as the state change and its events.
 local STATES = { p = 'pending', a = 'accepted', f = 'failed', b = 'bound', u = 'unconfirmed',
   c = 'cancelled', x = 'unshared' }
-local SEQ_WIDTH = 18
+local ENDED = { 'accepted', 'failed', 'bound', 'unconfirmed', 'cancelled', 'unshared' }
+local SEQ_WIDTH = 22
 local JOB_WIDTH = 26
 local NOW_SECS = string.format('%d', math.floor(tonumber(ARGV[1]) / 1000))
 
@@ -109,16 +114,34 @@ end
 local function results_keys(b)
   local base = results_key(b)
   local out = { base, base .. ':seq', base .. ':envs', base .. ':jobs' }
-  for _, s in pairs(STATES) do
+  for _, s in ipairs(ENDED) do
     out[#out + 1] = base .. ':' .. s
   end
   return out
 end
 
+-- The bitmap of the pending rows of batch `b` (`n` rows): the complement of every other
+-- state's, built into a scratch key that the caller deletes. Returns the key.
+local function pending_bits(b, n)
+  local base = results_key(b)
+  local tmp = base .. ':scratch'
+  local srcs = {}
+  for _, s in ipairs(ENDED) do
+    srcs[#srcs + 1] = base .. ':' .. s
+  end
+  redis.call('BITOP', 'OR', tmp, unpack(srcs))
+  -- Pad to the row count so BITOP NOT covers every row.
+  if n > 0 then
+    redis.call('SETBIT', tmp, n - 1, redis.call('GETBIT', tmp, n - 1))
+  end
+  redis.call('BITOP', 'NOT', tmp, tmp)
+  return tmp
+end
+
 -- A row from its parts (strings; numbers already formatted).
 local function row(code, seq, attempts, errcode, reason, job, url, errmsg)
   return code .. '|' .. seq .. '|' .. NOW_SECS .. '|' .. attempts .. '|' .. errcode .. '|'
-    .. reason .. '|' .. job .. '|' .. string.gsub(url, '|', '%%7C') .. '|' .. errmsg
+    .. reason .. '|' .. job .. '|' .. url .. '|' .. errmsg
 end
 
 -- The id of the job with index `ji` (a string of digits) in batch `b`.
@@ -131,9 +154,16 @@ local function job_id_at(b, ji)
   return redis.call('GETRANGE', results_key(b) .. ':jobs', at, at + JOB_WIDTH - 1)
 end
 
--- This call's result writes, flushed once per batch by results_flush: rows to HSET and, per
--- bitmap key, BITFIELD SET operations.
+-- The job index in a seq record.
+local function rec_job(rec)
+  local b1, b2, b3, b4 = string.byte(rec, 19, 22)
+  return ((b1 * 256 + b2) * 256 + b3) * 256 + b4
+end
+
+-- This call's result writes, flushed once per batch by results_flush: rows to HSET or HDEL
+-- and, per bitmap key, BITFIELD SET operations.
 local res_rows, res_row_order = {}, {}
+local res_del, res_del_order = {}, {}
 local res_bits, res_bit_order = {}, {}
 local function set_bit(key, seq, v)
   local ops = res_bits[key]
@@ -148,46 +178,51 @@ local function set_bit(key, seq, v)
   ops[n + 3] = seq
   ops[n + 4] = v
 end
-
--- Writes row `r` (number `seq`, a string) of pair `field` in batch `b`, moving it from state
--- code `from` (nil: a new row) to `to`.
-local function put_row(b, field, seq, from, to, r)
-  local key = results_key(b)
-  local rows = res_rows[key]
-  if not rows then
-    rows = {}
-    res_rows[key] = rows
-    res_row_order[#res_row_order + 1] = key
+local function push(map, order, key, a, b)
+  local list = map[key]
+  if not list then
+    list = {}
+    map[key] = list
+    order[#order + 1] = key
   end
-  rows[#rows + 1] = field
-  rows[#rows + 1] = r
-  if from ~= to then
-    if from then
-      set_bit(key .. ':' .. STATES[from], seq, '0')
-    end
-    set_bit(key .. ':' .. STATES[to], seq, '1')
+  list[#list + 1] = a
+  if b then
+    list[#list + 1] = b
   end
 end
 
--- Moves the existing row of `field` in batch `b` to state `to` with reason `reason` (nil:
--- unchanged), attempts (nil: unchanged), and errcode/errmsg cleared when `clear`; only from a
--- state in `from_ok` (a set of codes). Returns whether a row was moved.
-local function restate(b, field, from_ok, to, reason, attempts, clear)
+-- Writes row `r` (number `seq`, a string) of pair `field` in batch `b`, moving it from state
+-- code `from` to `to`; moving to pending ('p') removes the row.
+local function put_row(b, field, seq, from, to, r)
+  local key = results_key(b)
+  if to == 'p' then
+    push(res_del, res_del_order, key, field)
+  else
+    push(res_rows, res_row_order, key, field, r)
+  end
+  if from ~= to then
+    if from ~= 'p' then
+      set_bit(key .. ':' .. STATES[from], seq, '0')
+    end
+    if to ~= 'p' then
+      set_bit(key .. ':' .. STATES[to], seq, '1')
+    end
+  end
+end
+
+-- Moves the existing row of `field` in batch `b` to state `to` (keeping the rest), only from
+-- a state in `from_ok` (a set of codes; a pair without a row is pending). Returns whether a
+-- row was moved.
+local function restate(b, field, from_ok, to)
   local r = redis.call('HGET', results_key(b), field)
   if not r then
     return false
   end
-  local code, seq, att, ec, rs, job, url, msg =
-    string.match(r, '^(%a)|(%d+)|%d*|(%d*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|(.*)$')
+  local code, seq, rest = string.match(r, '^(%a)|(%d+)|%d*|(.*)$')
   if not code or not from_ok[code] then
     return false
   end
-  if clear then
-    ec, msg = '', ''
-  end
-  put_row(b, field, seq, code, to, code == to and r or
-    (to .. '|' .. seq .. '|' .. NOW_SECS .. '|' .. (attempts or att) .. '|' .. ec .. '|'
-      .. (reason or rs) .. '|' .. job .. '|' .. url .. '|' .. msg))
+  put_row(b, field, seq, code, to, to .. '|' .. seq .. '|' .. NOW_SECS .. '|' .. rest)
   return true
 end
 
@@ -199,6 +234,12 @@ local function results_flush()
       redis.call('HSET', key, unpack(rows, i, math.min(i + 999, #rows)))
     end
   end
+  for _, key in ipairs(res_del_order) do
+    local fields = res_del[key]
+    for i = 1, #fields, 1000 do
+      redis.call('HDEL', key, unpack(fields, i, math.min(i + 999, #fields)))
+    end
+  end
   for _, key in ipairs(res_bit_order) do
     local ops = res_bits[key]
     for i = 1, #ops, 1000 do
@@ -206,4 +247,5 @@ local function results_flush()
     end
   end
   res_rows, res_row_order, res_bits, res_bit_order = {}, {}, {}, {}
+  res_del, res_del_order = {}, {}
 end

@@ -3,7 +3,8 @@
 -- KEYS[1..15] the queue's keys, see lib.lua (batches is read)
 -- ARGV[1] now (ms)   ARGV[2] now ISO-8601   ARGV[3] key prefix   ARGV[4] events MAXLEN
 -- ARGV[5] appid
--- returns: {batch id, "env/appid|" .. row, job id, …}
+-- returns: {batch id, "env/appid|" .. row, job id, …} (a pair still pending has no row and is
+--          not found here: its share is in the queue; see job lookups)
 -- Cost: O(batches on record x envs per batch): one HGET per (batch, env).
 local appid = ARGV[5]
 local out = {}

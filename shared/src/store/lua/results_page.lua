@@ -4,18 +4,21 @@
 -- ARGV[1] now (ms)   ARGV[2] now ISO-8601   ARGV[3] key prefix   ARGV[4] events MAXLEN
 -- ARGV[5] batch id   ARGV[6] state name, or "" for every row   ARGV[7] first row number
 -- ARGV[8] rows at most (<= 1000)
--- returns: {next row number (-1: this is the last page), then per row: row number,
---          "env/appid|" .. row, job id}
+-- (with state "pending", the pending bitmap is built into a scratch key and deleted again)
+-- returns: {next row number (-1: this is the last page), the batch's created_at (ms), then per
+--          row: row number, "env/appid|" .. row ("env/appid|" alone for a pending pair, which
+--          has no row yet), job id}
 --          (rows whose pair has no record are left out)
 -- Cost: O(page) for all rows; with a state, one BITPOS per row returned (a scan of the
 -- state's bitmap, 1 bit per row of the batch, at memory speed).
-local rkey = results_key(ARGV[5])
+local batch = ARGV[5]
+local rkey = results_key(batch)
 local seqkey = rkey .. ':seq'
 local state, cursor, limit = ARGV[6], tonumber(ARGV[7]), tonumber(ARGV[8])
 local seqs = {}
 local nxt = -1
+local n = redis.call('STRLEN', seqkey) / SEQ_WIDTH
 if state == '' then
-  local n = redis.call('STRLEN', seqkey) / SEQ_WIDTH
   local last = math.min(cursor + limit, n) - 1
   for s = cursor, last do
     seqs[#seqs + 1] = s
@@ -25,10 +28,13 @@ if state == '' then
   end
 else
   local bm = rkey .. ':' .. state
+  if state == 'pending' then
+    bm = pending_bits(batch, n)
+  end
   local pos = cursor
   while true do
     local s = redis.call('BITPOS', bm, 1, pos, -1, 'BIT')
-    if s < 0 then
+    if s < 0 or s >= n then
       break
     end
     if #seqs == limit then
@@ -38,8 +44,11 @@ else
     seqs[#seqs + 1] = s
     pos = s + 1
   end
+  if state == 'pending' then
+    redis.call('DEL', bm)
+  end
 end
-local out = { nxt }
+local out = { nxt, redis.call('HGET', batch_key(batch), 'created_at') or '0' }
 if #seqs == 0 then
   return out
 end
@@ -51,19 +60,17 @@ for i = 1, #envs, 2 do
     env_of[tonumber(idx)] = envs[i + 1]
   end
 end
-local fields = {}
+local fields, jobs = {}, {}
 for i, s in ipairs(seqs) do
   local rec = redis.call('GETRANGE', seqkey, s * SEQ_WIDTH, s * SEQ_WIDTH + SEQ_WIDTH - 1)
   local env = env_of[string.byte(rec, 1) * 256 + string.byte(rec, 2)] or ''
-  fields[i] = env .. '/wx' .. string.sub(rec, 3)
+  fields[i] = env .. '/wx' .. string.sub(rec, 3, 18)
+  jobs[i] = rec_job(rec)
 end
 local rows = redis.call('HMGET', rkey, unpack(fields))
 for i, s in ipairs(seqs) do
-  local r = rows[i]
-  if r then
-    out[#out + 1] = s
-    out[#out + 1] = fields[i] .. '|' .. r
-    out[#out + 1] = job_id_at(ARGV[5], string.match(r, '^%a|%d+|%d*|%d*|[^|]*|[^|]*|(%d*)|'))
-  end
+  out[#out + 1] = s
+  out[#out + 1] = fields[i] .. '|' .. (rows[i] or '')
+  out[#out + 1] = job_id_at(batch, jobs[i])
 end
 return out
