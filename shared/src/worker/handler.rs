@@ -237,14 +237,17 @@ impl ShareContext {
             skipped = bound.len(),
             "appids already bound after an unknown outcome are not sent again"
         );
-        let rest: Vec<AppId> = job
-            .appids
-            .iter()
-            .filter(|a| !bound.contains(*a))
-            .cloned()
-            .collect();
+        self.send_some(job, |a| !bound.contains(a)).await
+    }
+
+    /// Sends `job` for the appids `send` picks; the others count as done already (accepted,
+    /// or unshared for an unshare) without a call. One result per appid, in job order.
+    async fn send_some(&self, job: &ShareJob, send: impl Fn(&AppId) -> bool) -> JobOutcome {
+        let rest: Vec<AppId> = job.appids.iter().filter(|a| send(a)).cloned().collect();
         let outcome = if rest.is_empty() {
             JobOutcome::Done(Vec::new())
+        } else if rest.len() == job.appids.len() {
+            return self.share(job).await;
         } else {
             let sub = ShareJob {
                 appids: rest,
@@ -254,19 +257,18 @@ impl ShareContext {
         };
         match outcome {
             JobOutcome::Done(results) => {
-                // One result per appid of the job, in job order.
                 let mut results = results.into_iter();
                 let merged = job
                     .appids
                     .iter()
                     .map(|appid| {
-                        if bound.contains(appid) {
+                        if send(appid) {
+                            results.next().expect("one result per sent appid")
+                        } else {
                             AppResult::Accepted {
                                 appid: appid.clone(),
                                 confirm_url: None,
                             }
-                        } else {
-                            results.next().expect("one result per sent appid")
                         }
                     })
                     .collect();
@@ -303,44 +305,7 @@ impl ShareContext {
             Ok(bound) => bound,
             Err(e) => return self.check_failed(e).await,
         };
-        let rest: Vec<AppId> = job
-            .appids
-            .iter()
-            .filter(|a| bound.contains(*a))
-            .cloned()
-            .collect();
-        let outcome = if rest.is_empty() {
-            JobOutcome::Done(Vec::new())
-        } else if rest.len() == job.appids.len() {
-            return self.share(job).await;
-        } else {
-            let sub = ShareJob {
-                appids: rest,
-                ..job.clone()
-            };
-            self.share(&sub).await
-        };
-        match outcome {
-            JobOutcome::Done(results) => {
-                let mut results = results.into_iter();
-                let merged = job
-                    .appids
-                    .iter()
-                    .map(|appid| {
-                        if bound.contains(appid) {
-                            results.next().expect("one result per sent appid")
-                        } else {
-                            AppResult::Accepted {
-                                appid: appid.clone(),
-                                confirm_url: None,
-                            }
-                        }
-                    })
-                    .collect();
-                JobOutcome::Done(merged)
-            }
-            other => other,
-        }
+        self.send_some(job, |a| bound.contains(a)).await
     }
 
     /// One share (or unshare) attempt for `job`'s appids: rate limit slot, token, call,
