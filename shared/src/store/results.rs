@@ -405,8 +405,9 @@ impl Queue {
             let reply: Vec<Value> = self.run(op, &inv).await?;
             match reply.first().and_then(text) {
                 Some("unknown") => return Ok(None),
+                // On a later slice: this sweep's own cancels completed the batch.
                 Some("completed") => {
-                    report.already_completed = true;
+                    report.already_completed = cursor == 0;
                     return Ok(Some(report));
                 }
                 Some("ok") => {}
