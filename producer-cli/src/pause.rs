@@ -17,10 +17,8 @@ use crate::ctx::Ctx;
 use crate::fail::bad_input;
 use crate::table::{span, time};
 
-/// The end of a pause "until resumed": 9999-12-31T23:59:59.999Z, far beyond any automatic
-/// pause, exact as a Lua number (below 2^53).
-pub const UNTIL_RESUMED_MS: u64 = 253_402_300_799_999;
-const _: () = assert!(UNTIL_RESUMED_MS < 1 << 53, "Lua numbers are doubles");
+/// The end of a pause "until resumed" (far beyond any automatic pause).
+pub const UNTIL_RESUMED_MS: u64 = envshare::schedule::PAUSE_UNTIL_RESUMED_MS;
 
 /// The reason stored when `--reason` is not given.
 pub const DEFAULT_REASON: &str = "paused by an operator (envshare pause)";

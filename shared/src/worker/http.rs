@@ -9,6 +9,9 @@
 //!   queue keys (jobs, leases, events) under memory pressure. It is read from `INFO memory`,
 //!   which managed Redis services allow even where `CONFIG GET` is disabled.
 //!
+//! A fourth check, `pause`, reports the pause in force (whoever set it, until when, why) and is
+//! always ok: a pause is deliberate and a restart would not end it.
+//!
 //! The answer is JSON: `{"ready":bool,"checks":{"redis":{"ok","detail"},…}}`, HTTP 200 or 503.
 
 use std::sync::Arc;
@@ -23,6 +26,8 @@ use tracing::warn;
 
 use super::handler::ShareContext;
 use super::metrics::MetricsRegistry;
+use crate::clock::iso8601;
+use crate::schedule::PAUSE_UNTIL_RESUMED_MS;
 use crate::store::{Queue, ServerCheck};
 
 #[derive(Clone)]
@@ -99,12 +104,18 @@ async fn readyz(State(s): State<HttpState>) -> Response {
         check(false, "Redis unreachable")
     };
 
+    let pause = if ping.is_ok() {
+        pause_check(&s).await
+    } else {
+        check(false, "Redis unreachable")
+    };
+
     let ready = [&redis, &policy, &token]
         .iter()
         .all(|c| c["ok"].as_bool() == Some(true));
     let body = json!({
         "ready": ready,
-        "checks": {"redis": redis, "maxmemory_policy": policy, "token": token},
+        "checks": {"redis": redis, "maxmemory_policy": policy, "token": token, "pause": pause},
     });
     let status = if ready {
         StatusCode::OK
@@ -112,6 +123,29 @@ async fn readyz(State(s): State<HttpState>) -> Response {
         StatusCode::SERVICE_UNAVAILABLE
     };
     (status, axum::Json(body)).into_response()
+}
+
+/// The pause in force, whoever set it (`envshare pause`, a spent quota, a token
+/// misconfiguration). Always ok: a pause is deliberate and a restart would not end it; the
+/// detail says until when and why.
+async fn pause_check(s: &HttpState) -> Value {
+    let now = s.queue.now_ms();
+    match s.queue.pause_in_force().await {
+        Ok(None) => check(true, "not paused"),
+        Ok(Some(p)) if p.until_ms >= PAUSE_UNTIL_RESUMED_MS => {
+            check(true, format!("paused until resumed: {}", p.reason))
+        }
+        Ok(Some(p)) => check(
+            true,
+            format!(
+                "paused until {} ({} s more): {}",
+                iso8601(p.until_ms),
+                p.until_ms.saturating_sub(now).div_ceil(1000),
+                p.reason
+            ),
+        ),
+        Err(e) => check(false, format!("cannot read the pause: {e}")),
+    }
 }
 
 /// A token is obtainable (cached, fixed, or fetched now), or the queue is paused with a reason.

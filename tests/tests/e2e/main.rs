@@ -13,6 +13,7 @@ mod events;
 mod fuzz;
 mod import;
 mod layers;
+mod operator;
 mod queue;
 mod reliability;
 mod share;
