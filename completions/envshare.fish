@@ -33,6 +33,11 @@ complete -c envshare -n "__fish_envshare_needs_command" -f -a "status" -d 'Show 
 complete -c envshare -n "__fish_envshare_needs_command" -f -a "dead" -d 'List, retry or purge dead jobs'
 complete -c envshare -n "__fish_envshare_needs_command" -f -a "events" -d 'Read the result events'
 complete -c envshare -n "__fish_envshare_needs_command" -f -a "ticket" -d 'Manage the component verify ticket'
+complete -c envshare -n "__fish_envshare_needs_command" -f -a "batch" -d 'Batches: list them, show one\'s progress, write its per-appid results, cancel it'
+complete -c envshare -n "__fish_envshare_needs_command" -f -a "job" -d 'Look up a job by id'
+complete -c envshare -n "__fish_envshare_needs_command" -f -a "find" -d 'Every share of one appid still on record, newest batch first'
+complete -c envshare -n "__fish_envshare_needs_command" -f -a "pause" -d 'Pause the queue: workers take no new job until `envshare resume` (or the end of --for)'
+complete -c envshare -n "__fish_envshare_needs_command" -f -a "resume" -d 'End the pause in force now, a manual one or an automatic one (quota spent, token misconfigured)'
 complete -c envshare -n "__fish_envshare_needs_command" -f -a "demo" -d 'Run the whole pipeline on this machine: a fake WeChat API with faults, a worker, an import of generated pairs, live progress and a summary of the events'
 complete -c envshare -n "__fish_envshare_needs_command" -f -a "sandbox" -d 'Run the fake WeChat API (for tests and demos) until Ctrl-C'
 complete -c envshare -n "__fish_envshare_needs_command" -f -a "completions" -d 'Print a shell completion script to standard output (e.g. `envshare completions bash > /usr/share/bash-completion/completions/envshare`)'
@@ -109,6 +114,62 @@ complete -c envshare -n "__fish_envshare_using_subcommand ticket; and __fish_see
 complete -c envshare -n "__fish_envshare_using_subcommand ticket; and __fish_seen_subcommand_from set" -s h -l help -d 'Print help'
 complete -c envshare -n "__fish_envshare_using_subcommand ticket; and __fish_seen_subcommand_from help" -f -a "set" -d 'Store the component verify ticket WeChat pushed to the callback (never echoed)'
 complete -c envshare -n "__fish_envshare_using_subcommand ticket; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c envshare -n "__fish_envshare_using_subcommand batch; and not __fish_seen_subcommand_from list show results cancel help" -l config -d 'A TOML settings file (same names as the environment variables, lower-case, no prefix)' -r -F
+complete -c envshare -n "__fish_envshare_using_subcommand batch; and not __fish_seen_subcommand_from list show results cancel help" -s h -l help -d 'Print help'
+complete -c envshare -n "__fish_envshare_using_subcommand batch; and not __fish_seen_subcommand_from list show results cancel help" -f -a "list" -d 'List batches on record, newest first, with their progress'
+complete -c envshare -n "__fish_envshare_using_subcommand batch; and not __fish_seen_subcommand_from list show results cancel help" -f -a "show" -d 'Show one batch: progress, confirmation, appids per result state'
+complete -c envshare -n "__fish_envshare_using_subcommand batch; and not __fish_seen_subcommand_from list show results cancel help" -f -a "results" -d 'Write a batch\'s per-appid results (confirmation URLs, failures) as CSV or JSONL'
+complete -c envshare -n "__fish_envshare_using_subcommand batch; and not __fish_seen_subcommand_from list show results cancel help" -f -a "cancel" -d 'Cancel a batch: its waiting jobs leave the queue and their appids end `cancelled`; running jobs finish. A batch that already completed is left as it is'
+complete -c envshare -n "__fish_envshare_using_subcommand batch; and not __fish_seen_subcommand_from list show results cancel help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c envshare -n "__fish_envshare_using_subcommand batch; and __fish_seen_subcommand_from list" -l limit -d 'Show at most this many' -r
+complete -c envshare -n "__fish_envshare_using_subcommand batch; and __fish_seen_subcommand_from list" -l offset -d 'Skip this many of the newest first' -r
+complete -c envshare -n "__fish_envshare_using_subcommand batch; and __fish_seen_subcommand_from list" -l config -d 'A TOML settings file (same names as the environment variables, lower-case, no prefix)' -r -F
+complete -c envshare -n "__fish_envshare_using_subcommand batch; and __fish_seen_subcommand_from list" -l json -d 'Print one JSON array instead of a table'
+complete -c envshare -n "__fish_envshare_using_subcommand batch; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help'
+complete -c envshare -n "__fish_envshare_using_subcommand batch; and __fish_seen_subcommand_from show" -l config -d 'A TOML settings file (same names as the environment variables, lower-case, no prefix)' -r -F
+complete -c envshare -n "__fish_envshare_using_subcommand batch; and __fish_seen_subcommand_from show" -l json -d 'Print one JSON object instead of text'
+complete -c envshare -n "__fish_envshare_using_subcommand batch; and __fish_seen_subcommand_from show" -s h -l help -d 'Print help'
+complete -c envshare -n "__fish_envshare_using_subcommand batch; and __fish_seen_subcommand_from results" -l format -d 'The output format' -r -f -a "csv\t'CSV with a header row (RFC 4180: CRLF line ends, quoted where needed), UTF-8'
+jsonl\t'One JSON object per line, with the CSV\'s columns as keys'"
+complete -c envshare -n "__fish_envshare_using_subcommand batch; and __fish_seen_subcommand_from results" -l state -d 'Only the appids in this state' -r -f -a "pending\t'Not answered by WeChat yet (waiting, running or retrying)'
+accepted\t'Shared; waiting for the administrator to open the confirmation URL'
+failed\t'Failed for good'
+bound\t'Confirmed: the binding is live'
+unconfirmed\t'The confirmation window ended without the binding'
+cancelled\t'Cancelled before it ran'
+unshared\t'The binding was removed'"
+complete -c envshare -n "__fish_envshare_using_subcommand batch; and __fish_seen_subcommand_from results" -s o -l out -d 'Write to this file instead of standard output (replaced whole, only once complete)' -r -F
+complete -c envshare -n "__fish_envshare_using_subcommand batch; and __fish_seen_subcommand_from results" -l config -d 'A TOML settings file (same names as the environment variables, lower-case, no prefix)' -r -F
+complete -c envshare -n "__fish_envshare_using_subcommand batch; and __fish_seen_subcommand_from results" -l bom -d 'Start a CSV with a UTF-8 byte order mark, so Excel reads it as UTF-8'
+complete -c envshare -n "__fish_envshare_using_subcommand batch; and __fish_seen_subcommand_from results" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c envshare -n "__fish_envshare_using_subcommand batch; and __fish_seen_subcommand_from cancel" -l config -d 'A TOML settings file (same names as the environment variables, lower-case, no prefix)' -r -F
+complete -c envshare -n "__fish_envshare_using_subcommand batch; and __fish_seen_subcommand_from cancel" -l json -d 'Print one JSON object instead of text'
+complete -c envshare -n "__fish_envshare_using_subcommand batch; and __fish_seen_subcommand_from cancel" -s h -l help -d 'Print help'
+complete -c envshare -n "__fish_envshare_using_subcommand batch; and __fish_seen_subcommand_from help" -f -a "list" -d 'List batches on record, newest first, with their progress'
+complete -c envshare -n "__fish_envshare_using_subcommand batch; and __fish_seen_subcommand_from help" -f -a "show" -d 'Show one batch: progress, confirmation, appids per result state'
+complete -c envshare -n "__fish_envshare_using_subcommand batch; and __fish_seen_subcommand_from help" -f -a "results" -d 'Write a batch\'s per-appid results (confirmation URLs, failures) as CSV or JSONL'
+complete -c envshare -n "__fish_envshare_using_subcommand batch; and __fish_seen_subcommand_from help" -f -a "cancel" -d 'Cancel a batch: its waiting jobs leave the queue and their appids end `cancelled`; running jobs finish. A batch that already completed is left as it is'
+complete -c envshare -n "__fish_envshare_using_subcommand batch; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c envshare -n "__fish_envshare_using_subcommand job; and not __fish_seen_subcommand_from show help" -l config -d 'A TOML settings file (same names as the environment variables, lower-case, no prefix)' -r -F
+complete -c envshare -n "__fish_envshare_using_subcommand job; and not __fish_seen_subcommand_from show help" -s h -l help -d 'Print help'
+complete -c envshare -n "__fish_envshare_using_subcommand job; and not __fish_seen_subcommand_from show help" -f -a "show" -d 'Show a job the queue holds: env, appids, batch, state, attempts, why it died'
+complete -c envshare -n "__fish_envshare_using_subcommand job; and not __fish_seen_subcommand_from show help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c envshare -n "__fish_envshare_using_subcommand job; and __fish_seen_subcommand_from show" -l config -d 'A TOML settings file (same names as the environment variables, lower-case, no prefix)' -r -F
+complete -c envshare -n "__fish_envshare_using_subcommand job; and __fish_seen_subcommand_from show" -l json -d 'Print one JSON object instead of text'
+complete -c envshare -n "__fish_envshare_using_subcommand job; and __fish_seen_subcommand_from show" -s h -l help -d 'Print help'
+complete -c envshare -n "__fish_envshare_using_subcommand job; and __fish_seen_subcommand_from help" -f -a "show" -d 'Show a job the queue holds: env, appids, batch, state, attempts, why it died'
+complete -c envshare -n "__fish_envshare_using_subcommand job; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c envshare -n "__fish_envshare_using_subcommand find" -l config -d 'A TOML settings file (same names as the environment variables, lower-case, no prefix)' -r -F
+complete -c envshare -n "__fish_envshare_using_subcommand find" -l json -d 'Print the rows as one JSON array instead of a table'
+complete -c envshare -n "__fish_envshare_using_subcommand find" -s h -l help -d 'Print help'
+complete -c envshare -n "__fish_envshare_using_subcommand pause" -l reason -d 'Why (shown by `status`, the workers\' /readyz and their logs)' -r
+complete -c envshare -n "__fish_envshare_using_subcommand pause" -l for -d 'How long (`30m`, `2h`, `1d`, `1h 30m`); without it the pause lasts until `envshare resume`' -r
+complete -c envshare -n "__fish_envshare_using_subcommand pause" -l config -d 'A TOML settings file (same names as the environment variables, lower-case, no prefix)' -r -F
+complete -c envshare -n "__fish_envshare_using_subcommand pause" -l json -d 'Print one JSON object instead of text'
+complete -c envshare -n "__fish_envshare_using_subcommand pause" -s h -l help -d 'Print help'
+complete -c envshare -n "__fish_envshare_using_subcommand resume" -l config -d 'A TOML settings file (same names as the environment variables, lower-case, no prefix)' -r -F
+complete -c envshare -n "__fish_envshare_using_subcommand resume" -l json -d 'Print one JSON object instead of text'
+complete -c envshare -n "__fish_envshare_using_subcommand resume" -s h -l help -d 'Print help'
 complete -c envshare -n "__fish_envshare_using_subcommand demo" -l pairs -d 'How many (env, appid) pairs to generate and import' -r
 complete -c envshare -n "__fish_envshare_using_subcommand demo" -l config -d 'A TOML settings file (same names as the environment variables, lower-case, no prefix)' -r -F
 complete -c envshare -n "__fish_envshare_using_subcommand demo" -s h -l help -d 'Print help'
@@ -122,19 +183,29 @@ complete -c envshare -n "__fish_envshare_using_subcommand completions" -s h -l h
 complete -c envshare -n "__fish_envshare_using_subcommand man" -l out-dir -d 'The directory to write the pages into (created if missing; pages there are replaced)' -r -F
 complete -c envshare -n "__fish_envshare_using_subcommand man" -l config -d 'A TOML settings file (same names as the environment variables, lower-case, no prefix)' -r -F
 complete -c envshare -n "__fish_envshare_using_subcommand man" -s h -l help -d 'Print help'
-complete -c envshare -n "__fish_envshare_using_subcommand help; and not __fish_seen_subcommand_from import enqueue status dead events ticket demo sandbox completions man help" -f -a "import" -d 'Enqueue share requests from a CSV or JSONL file (or `-` for stdin)'
-complete -c envshare -n "__fish_envshare_using_subcommand help; and not __fish_seen_subcommand_from import enqueue status dead events ticket demo sandbox completions man help" -f -a "enqueue" -d 'Enqueue share requests for one env and a few appids'
-complete -c envshare -n "__fish_envshare_using_subcommand help; and not __fish_seen_subcommand_from import enqueue status dead events ticket demo sandbox completions man help" -f -a "status" -d 'Show the queue: jobs per state, workers, pause, token and ticket age, a batch\'s progress'
-complete -c envshare -n "__fish_envshare_using_subcommand help; and not __fish_seen_subcommand_from import enqueue status dead events ticket demo sandbox completions man help" -f -a "dead" -d 'List, retry or purge dead jobs'
-complete -c envshare -n "__fish_envshare_using_subcommand help; and not __fish_seen_subcommand_from import enqueue status dead events ticket demo sandbox completions man help" -f -a "events" -d 'Read the result events'
-complete -c envshare -n "__fish_envshare_using_subcommand help; and not __fish_seen_subcommand_from import enqueue status dead events ticket demo sandbox completions man help" -f -a "ticket" -d 'Manage the component verify ticket'
-complete -c envshare -n "__fish_envshare_using_subcommand help; and not __fish_seen_subcommand_from import enqueue status dead events ticket demo sandbox completions man help" -f -a "demo" -d 'Run the whole pipeline on this machine: a fake WeChat API with faults, a worker, an import of generated pairs, live progress and a summary of the events'
-complete -c envshare -n "__fish_envshare_using_subcommand help; and not __fish_seen_subcommand_from import enqueue status dead events ticket demo sandbox completions man help" -f -a "sandbox" -d 'Run the fake WeChat API (for tests and demos) until Ctrl-C'
-complete -c envshare -n "__fish_envshare_using_subcommand help; and not __fish_seen_subcommand_from import enqueue status dead events ticket demo sandbox completions man help" -f -a "completions" -d 'Print a shell completion script to standard output (e.g. `envshare completions bash > /usr/share/bash-completion/completions/envshare`)'
-complete -c envshare -n "__fish_envshare_using_subcommand help; and not __fish_seen_subcommand_from import enqueue status dead events ticket demo sandbox completions man help" -f -a "man" -d 'Write the man pages (`envshare.1` and one `envshare-<subcommand>.1` per subcommand) into a directory; the repository keeps them in docs/man'
-complete -c envshare -n "__fish_envshare_using_subcommand help; and not __fish_seen_subcommand_from import enqueue status dead events ticket demo sandbox completions man help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c envshare -n "__fish_envshare_using_subcommand help; and not __fish_seen_subcommand_from import enqueue status dead events ticket batch job find pause resume demo sandbox completions man help" -f -a "import" -d 'Enqueue share requests from a CSV or JSONL file (or `-` for stdin)'
+complete -c envshare -n "__fish_envshare_using_subcommand help; and not __fish_seen_subcommand_from import enqueue status dead events ticket batch job find pause resume demo sandbox completions man help" -f -a "enqueue" -d 'Enqueue share requests for one env and a few appids'
+complete -c envshare -n "__fish_envshare_using_subcommand help; and not __fish_seen_subcommand_from import enqueue status dead events ticket batch job find pause resume demo sandbox completions man help" -f -a "status" -d 'Show the queue: jobs per state, workers, pause, token and ticket age, a batch\'s progress'
+complete -c envshare -n "__fish_envshare_using_subcommand help; and not __fish_seen_subcommand_from import enqueue status dead events ticket batch job find pause resume demo sandbox completions man help" -f -a "dead" -d 'List, retry or purge dead jobs'
+complete -c envshare -n "__fish_envshare_using_subcommand help; and not __fish_seen_subcommand_from import enqueue status dead events ticket batch job find pause resume demo sandbox completions man help" -f -a "events" -d 'Read the result events'
+complete -c envshare -n "__fish_envshare_using_subcommand help; and not __fish_seen_subcommand_from import enqueue status dead events ticket batch job find pause resume demo sandbox completions man help" -f -a "ticket" -d 'Manage the component verify ticket'
+complete -c envshare -n "__fish_envshare_using_subcommand help; and not __fish_seen_subcommand_from import enqueue status dead events ticket batch job find pause resume demo sandbox completions man help" -f -a "batch" -d 'Batches: list them, show one\'s progress, write its per-appid results, cancel it'
+complete -c envshare -n "__fish_envshare_using_subcommand help; and not __fish_seen_subcommand_from import enqueue status dead events ticket batch job find pause resume demo sandbox completions man help" -f -a "job" -d 'Look up a job by id'
+complete -c envshare -n "__fish_envshare_using_subcommand help; and not __fish_seen_subcommand_from import enqueue status dead events ticket batch job find pause resume demo sandbox completions man help" -f -a "find" -d 'Every share of one appid still on record, newest batch first'
+complete -c envshare -n "__fish_envshare_using_subcommand help; and not __fish_seen_subcommand_from import enqueue status dead events ticket batch job find pause resume demo sandbox completions man help" -f -a "pause" -d 'Pause the queue: workers take no new job until `envshare resume` (or the end of --for)'
+complete -c envshare -n "__fish_envshare_using_subcommand help; and not __fish_seen_subcommand_from import enqueue status dead events ticket batch job find pause resume demo sandbox completions man help" -f -a "resume" -d 'End the pause in force now, a manual one or an automatic one (quota spent, token misconfigured)'
+complete -c envshare -n "__fish_envshare_using_subcommand help; and not __fish_seen_subcommand_from import enqueue status dead events ticket batch job find pause resume demo sandbox completions man help" -f -a "demo" -d 'Run the whole pipeline on this machine: a fake WeChat API with faults, a worker, an import of generated pairs, live progress and a summary of the events'
+complete -c envshare -n "__fish_envshare_using_subcommand help; and not __fish_seen_subcommand_from import enqueue status dead events ticket batch job find pause resume demo sandbox completions man help" -f -a "sandbox" -d 'Run the fake WeChat API (for tests and demos) until Ctrl-C'
+complete -c envshare -n "__fish_envshare_using_subcommand help; and not __fish_seen_subcommand_from import enqueue status dead events ticket batch job find pause resume demo sandbox completions man help" -f -a "completions" -d 'Print a shell completion script to standard output (e.g. `envshare completions bash > /usr/share/bash-completion/completions/envshare`)'
+complete -c envshare -n "__fish_envshare_using_subcommand help; and not __fish_seen_subcommand_from import enqueue status dead events ticket batch job find pause resume demo sandbox completions man help" -f -a "man" -d 'Write the man pages (`envshare.1` and one `envshare-<subcommand>.1` per subcommand) into a directory; the repository keeps them in docs/man'
+complete -c envshare -n "__fish_envshare_using_subcommand help; and not __fish_seen_subcommand_from import enqueue status dead events ticket batch job find pause resume demo sandbox completions man help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c envshare -n "__fish_envshare_using_subcommand help; and __fish_seen_subcommand_from dead" -f -a "list" -d 'List dead jobs, most recent first'
 complete -c envshare -n "__fish_envshare_using_subcommand help; and __fish_seen_subcommand_from dead" -f -a "retry" -d 'Put dead jobs back in the ready queue'
 complete -c envshare -n "__fish_envshare_using_subcommand help; and __fish_seen_subcommand_from dead" -f -a "purge" -d 'Delete dead jobs for good'
 complete -c envshare -n "__fish_envshare_using_subcommand help; and __fish_seen_subcommand_from events" -f -a "tail" -d 'Print events as they arrive, as a consumer group member; acks what it printed'
 complete -c envshare -n "__fish_envshare_using_subcommand help; and __fish_seen_subcommand_from ticket" -f -a "set" -d 'Store the component verify ticket WeChat pushed to the callback (never echoed)'
+complete -c envshare -n "__fish_envshare_using_subcommand help; and __fish_seen_subcommand_from batch" -f -a "list" -d 'List batches on record, newest first, with their progress'
+complete -c envshare -n "__fish_envshare_using_subcommand help; and __fish_seen_subcommand_from batch" -f -a "show" -d 'Show one batch: progress, confirmation, appids per result state'
+complete -c envshare -n "__fish_envshare_using_subcommand help; and __fish_seen_subcommand_from batch" -f -a "results" -d 'Write a batch\'s per-appid results (confirmation URLs, failures) as CSV or JSONL'
+complete -c envshare -n "__fish_envshare_using_subcommand help; and __fish_seen_subcommand_from batch" -f -a "cancel" -d 'Cancel a batch: its waiting jobs leave the queue and their appids end `cancelled`; running jobs finish. A batch that already completed is left as it is'
+complete -c envshare -n "__fish_envshare_using_subcommand help; and __fish_seen_subcommand_from job" -f -a "show" -d 'Show a job the queue holds: env, appids, batch, state, attempts, why it died'
