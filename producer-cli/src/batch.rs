@@ -475,10 +475,14 @@ pub async fn cancel(ctx: &Ctx, id: &str, json: bool) -> anyhow::Result<()> {
     else {
         return unknown_batch(ctx, &id);
     };
+    // The sweep runs in slices: when the slice that cancels the last waiting job completes the
+    // batch, the next slice finds it completed. Only a call that cancelled nothing found a
+    // batch that had completed before.
+    let already_completed = r.already_completed && r.cancelled_jobs == 0;
     if json {
         let out = CancelOut {
             batch: id.to_string(),
-            already_completed: r.already_completed,
+            already_completed,
             cancelled_jobs: r.cancelled_jobs,
             cancelled_appids: r.cancelled_appids,
             running_jobs: r.running_jobs,
@@ -486,7 +490,7 @@ pub async fn cancel(ctx: &Ctx, id: &str, json: bool) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string(&out)?);
         return Ok(());
     }
-    if r.already_completed {
+    if already_completed {
         println!("batch {id} had already completed: nothing was cancelled, nothing changed");
         return Ok(());
     }

@@ -453,6 +453,29 @@ async fn cancelling_a_batch_ends_its_waiting_appids_cancelled_and_completes_it_o
         1,
         "no second batch.completed"
     );
+
+    // 500 waiting appids: the sweep's slice that cancels the last job completes the batch.
+    let big = "b-ops-cancel-500";
+    let mut csv = String::from("env,appid\n");
+    for a in ids(0x1000, 500) {
+        csv.push_str(&format!("{ENV},{a}\n"));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("500.csv");
+    std::fs::write(&path, csv).unwrap();
+    ok(
+        &s,
+        &["import", path.to_str().unwrap(), "--batch", big, "--json"],
+    )
+    .await;
+    let out = ok(&s, &["batch", "cancel", big]).await;
+    assert!(
+        out.contains("50 waiting jobs (500 appids) taken out of the queue"),
+        "{out}"
+    );
+    let show = json(&s, &["batch", "show", big, "--json"]).await;
+    assert_eq!(show["results"]["cancelled"], 500, "{show}");
+    assert_eq!(completed_events(&s.events().await, big), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
