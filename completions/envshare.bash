@@ -403,7 +403,7 @@ _envshare() {
             return 0
             ;;
         envshare__subcmd__batch__subcmd__results)
-            opts="-o -h --format --state --out --bom --config --help"
+            opts="-o -h --format --state --out --bom --json --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

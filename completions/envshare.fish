@@ -141,6 +141,7 @@ unshared\t'The binding was removed'"
 complete -c envshare -n "__fish_envshare_using_subcommand batch; and __fish_seen_subcommand_from results" -s o -l out -d 'Write to this file instead of standard output (replaced whole, only once complete)' -r -F
 complete -c envshare -n "__fish_envshare_using_subcommand batch; and __fish_seen_subcommand_from results" -l config -d 'A TOML settings file (same names as the environment variables, lower-case, no prefix)' -r -F
 complete -c envshare -n "__fish_envshare_using_subcommand batch; and __fish_seen_subcommand_from results" -l bom -d 'Start a CSV with a UTF-8 byte order mark, so Excel reads it as UTF-8'
+complete -c envshare -n "__fish_envshare_using_subcommand batch; and __fish_seen_subcommand_from results" -l json -d 'The same as `--format jsonl`'
 complete -c envshare -n "__fish_envshare_using_subcommand batch; and __fish_seen_subcommand_from results" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c envshare -n "__fish_envshare_using_subcommand batch; and __fish_seen_subcommand_from cancel" -l config -d 'A TOML settings file (same names as the environment variables, lower-case, no prefix)' -r -F
 complete -c envshare -n "__fish_envshare_using_subcommand batch; and __fish_seen_subcommand_from cancel" -l json -d 'Print one JSON object instead of text'

@@ -309,6 +309,7 @@ unshared\:"The binding was removed"))' \
 '--out=[Write to this file instead of standard output (replaced whole, only once complete)]:FILE:_files' \
 '--config=[A TOML settings file (same names as the environment variables, lower-case, no prefix)]:FILE:_files' \
 '--bom[Start a CSV with a UTF-8 byte order mark, so Excel reads it as UTF-8]' \
+'(--format)--json[The same as \`--format jsonl\`]' \
 '-h[Print help (see more with '\''--help'\'')]' \
 '--help[Print help (see more with '\''--help'\'')]' \
 ':id -- The batch id (`envshare batch list` shows them):_default' \

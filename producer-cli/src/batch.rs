@@ -382,11 +382,16 @@ async fn stream_rows<W: Write>(
     }
 }
 
-/// `envshare batch results ID [--format csv|jsonl] [--state S] [--out FILE] [--bom]`.
+/// `envshare batch results ID [--format csv|jsonl | --json] [--state S] [--out FILE] [--bom]`.
 pub async fn results(ctx: &Ctx, args: ResultsArgs) -> anyhow::Result<()> {
     let id = batch_id(&args.id)?;
-    if args.bom && args.format != ResultsFormat::Csv {
-        bad_input!("--bom is for CSV only: leave it out with --format jsonl");
+    let format = if args.json {
+        ResultsFormat::Jsonl
+    } else {
+        args.format
+    };
+    if args.bom && format != ResultsFormat::Csv {
+        bad_input!("--bom is for CSV only: leave it out with --format jsonl or --json");
     }
     let queue = ctx.queue().await?;
     let p = progress(ctx, &queue, &id).await?;
@@ -394,13 +399,13 @@ pub async fn results(ctx: &Ctx, args: ResultsArgs) -> anyhow::Result<()> {
     let written = match &args.out {
         None => {
             let stdout = io::stdout().lock();
-            let mut sink = Sink::new(args.format, io::BufWriter::new(stdout), args.bom)
+            let mut sink = Sink::new(format, io::BufWriter::new(stdout), args.bom)
                 .context("writing to standard output failed")?;
             let n = stream_rows(&queue, &id, state, &mut sink).await?;
             sink.finish().context("writing to standard output failed")?;
             n
         }
-        Some(path) => write_file(&queue, &id, state, &args, path).await?,
+        Some(path) => write_file(&queue, &id, state, format, args.bom, path).await?,
     };
     if written == 0 && state.is_none() && p.appids > 0 {
         eprintln!(
@@ -424,7 +429,8 @@ async fn write_file(
     queue: &Queue,
     id: &BatchId,
     state: Option<RowState>,
-    args: &ResultsArgs,
+    format: ResultsFormat,
+    bom: bool,
     path: &Path,
 ) -> anyhow::Result<u64> {
     let dir = match path.parent() {
@@ -438,7 +444,7 @@ async fn write_file(
             path.display()
         ),
     };
-    let mut sink = Sink::new(args.format, io::BufWriter::new(tmp), args.bom)
+    let mut sink = Sink::new(format, io::BufWriter::new(tmp), bom)
         .with_context(|| format!("writing {} failed", path.display()))?;
     let n = stream_rows(queue, id, state, &mut sink).await?;
     let tmp = sink

@@ -435,6 +435,10 @@ pub struct ResultsArgs {
     /// Start a CSV with a UTF-8 byte order mark, so Excel reads it as UTF-8.
     #[arg(long)]
     pub bom: bool,
+
+    /// The same as `--format jsonl`.
+    #[arg(long, conflicts_with = "format")]
+    pub json: bool,
 }
 
 /// An output format of `batch results`.

@@ -424,15 +424,7 @@ async fn cancelling_a_batch_ends_its_waiting_appids_cancelled_and_completes_it_o
 
     let jsonl = ok(
         &s,
-        &[
-            "batch",
-            "results",
-            batch,
-            "--format",
-            "jsonl",
-            "--state",
-            "cancelled",
-        ],
+        &["batch", "results", batch, "--json", "--state", "cancelled"],
     )
     .await;
     assert_eq!(jsonl.lines().count(), 12, "{jsonl}");
