@@ -129,6 +129,7 @@ impl Bench {
             let end = (i + chunk.max(1)).min(n);
             let jobs: Vec<NewJob> = (i..end)
                 .map(|k| NewJob {
+                    op: envshare::store::JobOp::Share,
                     env: env.clone(),
                     appids: vec![appid(k)],
                     batch: batch.clone(),

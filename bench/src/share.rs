@@ -144,6 +144,7 @@ pub async fn run(
         let end = (next + 1_000).min(jobs);
         let new: Vec<NewJob> = (next..end)
             .map(|j| NewJob {
+                op: envshare::store::JobOp::Share,
                 env: env.clone(),
                 appids: (j * CHUNK..(j + 1) * CHUNK).map(appid).collect(),
                 batch: batch.clone(),

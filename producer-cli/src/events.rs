@@ -120,6 +120,16 @@ pub fn human(e: &Event) -> String {
             reason.as_str(),
             errcode.map_or("-".to_owned(), |c| c.to_string()),
         ),
+        EventKind::ShareUnshared {
+            job_id,
+            batch_id,
+            env,
+            appid,
+            attempts,
+        } => format!(
+            "{} share.unshared   env={env} appid={appid} batch={batch_id} job={job_id} attempts={attempts}",
+            e.at
+        ),
         EventKind::BatchCompleted {
             batch_id,
             total,

@@ -202,6 +202,10 @@ settings! {
     /// skipped; zero turns deduplication off.
     dedupe_window: Duration = Duration::from_millis(86_400_000),
         key "dedupe_window_ms", Plain, parse ms(0, 30 * 86_400_000);
+    /// `ENVSHARE_RESULTS_TTL`: how long a batch's record and per-appid result rows are kept
+    /// once the batch completes.
+    results_ttl: Duration = Duration::from_secs(30 * 86_400),
+        key "results_ttl", Plain, parse parse_results_ttl;
     /// `ENVSHARE_SHUTDOWN_TIMEOUT_MS`: on SIGTERM, how long running jobs may take to finish
     /// before they are released back to the queue.
     shutdown_timeout: Duration = Duration::from_millis(30_000),
@@ -832,6 +836,17 @@ fn parse_confirm_window(s: &str) -> Result<Duration, Problem> {
         parse_duration(s).map_err(|p| Problem::new(p, "a duration such as 7d, 48h or 1500ms"))?;
     if d.is_zero() || d > Duration::from_secs(365 * 86_400) {
         return Err(Problem::new("out of range", "above 0 and at most 365d"));
+    }
+    Ok(d)
+}
+
+fn parse_results_ttl(s: &str) -> Result<Duration, Problem> {
+    let d = parse_duration(s).map_err(|p| Problem::new(p, "a duration such as 30d or 12h"))?;
+    if d < Duration::from_secs(60) || d > Duration::from_secs(3650 * 86_400) {
+        return Err(Problem::new(
+            "out of range",
+            "at least 1m and at most 3650d",
+        ));
     }
     Ok(d)
 }

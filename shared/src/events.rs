@@ -72,6 +72,21 @@ pub enum EventKind {
         /// Why the share failed.
         reason: FailReason,
     },
+    /// WeChat removed the binding of `env` for this appid (`envshare unshare`, `envshare sync
+    /// --prune`).
+    #[serde(rename = "share.unshared")]
+    ShareUnshared {
+        /// The job that carried the appid.
+        job_id: JobId,
+        /// The job's batch.
+        batch_id: BatchId,
+        /// The environment no longer shared.
+        env: EnvId,
+        /// The Mini Program.
+        appid: AppId,
+        /// Tries made so far, this one included.
+        attempts: u32,
+    },
     /// Every job of the batch has ended; emitted once per batch.
     #[serde(rename = "batch.completed")]
     BatchCompleted {
@@ -154,6 +169,7 @@ impl EventKind {
         match self {
             EventKind::ShareAccepted { .. } => "share.accepted",
             EventKind::ShareFailed { .. } => "share.failed",
+            EventKind::ShareUnshared { .. } => "share.unshared",
             EventKind::BatchCompleted { .. } => "batch.completed",
             EventKind::ShareBound { .. } => "share.bound",
             EventKind::ShareUnconfirmed { .. } => "share.unconfirmed",
@@ -175,6 +191,8 @@ pub enum FailReason {
     RetriesExhausted,
     /// The worker holding the job stopped renewing its lease, until the last attempt.
     LeaseExpired,
+    /// An operator cancelled the batch before the job ran (`envshare batch cancel`).
+    Cancelled,
 }
 
 impl FailReason {
@@ -185,6 +203,7 @@ impl FailReason {
             FailReason::PermanentError => "permanent_error",
             FailReason::RetriesExhausted => "retries_exhausted",
             FailReason::LeaseExpired => "lease_expired",
+            FailReason::Cancelled => "cancelled",
         }
     }
 }

@@ -117,6 +117,7 @@ impl TestStack {
         let new = jobs
             .iter()
             .map(|appids| NewJob {
+                op: envshare::store::JobOp::Share,
                 env: env.clone(),
                 appids: appids.clone(),
                 batch: batch.clone(),

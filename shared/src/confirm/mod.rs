@@ -607,6 +607,7 @@ impl Watcher {
                         bound += 1;
                         Settle::Bound {
                             batch_id: batch.as_str(),
+                            pair: pair_of(e),
                             event: e.to_json(),
                         }
                     }
@@ -614,6 +615,7 @@ impl Watcher {
                         unconfirmed += 1;
                         Settle::Unconfirmed {
                             batch_id: batch.as_str(),
+                            pair: pair_of(e),
                             event: e.to_json(),
                         }
                     }
@@ -661,4 +663,15 @@ enum Decision {
     Unconfirmed(BatchId, Event),
     /// Check again at this time (ms), with these details.
     Later(u64, Info),
+}
+
+/// The `env/appid` of a confirmation event (its pair's result row).
+fn pair_of(e: &Event) -> String {
+    match &e.kind {
+        EventKind::ShareBound { env, appid, .. }
+        | EventKind::ShareUnconfirmed { env, appid, .. } => {
+            format!("{env}/{appid}")
+        }
+        _ => String::new(),
+    }
 }

@@ -2,7 +2,7 @@
 
 use super::{Chunk, ImportError};
 use crate::ids::BatchId;
-use crate::store::{EnqueueOptions, EnqueueReport, NewJob, Queue, StoreError};
+use crate::store::{EnqueueOptions, EnqueueReport, JobOp, NewJob, Queue, StoreError};
 
 /// Jobs per [`Queue::enqueue`] call of [`enqueue_chunks`]: the queue slices each call again into
 /// script calls of a few hundred jobs with several in flight, so this keeps its pipeline full.
@@ -50,7 +50,7 @@ pub enum EnqueueError {
     },
 }
 
-/// Enqueues `chunks` into `batch`, streaming: a blocking thread pulls chunks (e.g. [`Chunks`](super::Chunks)
+/// Enqueues `chunks` into `batch` as `op` jobs, streaming: a blocking thread pulls chunks (e.g. [`Chunks`](super::Chunks)
 /// over the input) and hands slices of [`ENQUEUE_SLICE_JOBS`] jobs to this task, which keeps
 /// [`ENQUEUE_IN_FLIGHT`] [`Queue::enqueue`] calls going, so memory holds a few slices at most
 /// and parsing overlaps with Redis. `progress` is called after each slice with the running
@@ -59,6 +59,7 @@ pub async fn enqueue_chunks<I>(
     queue: &Queue,
     chunks: I,
     batch: &BatchId,
+    op: JobOp,
     force: bool,
     mut progress: impl FnMut(&Enqueued),
 ) -> Result<Enqueued, EnqueueError>
@@ -76,6 +77,7 @@ where
             let chunk = chunk?;
             pairs += chunk.appids.len();
             slice.push(NewJob {
+                op,
                 env: chunk.env,
                 appids: chunk.appids,
                 batch: batch_id.clone(),

@@ -16,7 +16,7 @@ use super::{
 };
 use crate::confirm::{BindingChecker, CheckError};
 use crate::ids::{AppId, BatchId, EnvId};
-use crate::store::{Queue, StoreError};
+use crate::store::{JobOp, Queue, StoreError};
 
 /// Bound pairs listed in [`Summary::bound_pairs`]; the rest are counted.
 const MAX_BOUND_LISTED: usize = 1000;
@@ -35,11 +35,16 @@ pub struct Options {
     pub skip_invalid: bool,
     /// Invalid lines listed in [`Summary::errors`]; the rest are counted.
     pub max_errors: usize,
+    /// Share (an import) or unshare (`envshare unshare`) the pairs.
+    pub op: JobOp,
+    /// Seal the batch once every pair is in (default), so `batch.completed` can fire. A
+    /// producer adding more to the batch afterwards passes `false` and seals it itself.
+    pub seal: bool,
 }
 
 impl Options {
-    /// Into `batch` at `chunk_size` appids per job; no `force`, no `skip_invalid`, and
-    /// [`DEFAULT_MAX_REPORTED`] errors listed.
+    /// Shares into `batch` at `chunk_size` appids per job, sealed; no `force`, no
+    /// `skip_invalid`, and [`DEFAULT_MAX_REPORTED`] errors listed.
     pub fn new(batch: BatchId, chunk_size: usize) -> Self {
         Self {
             batch,
@@ -47,6 +52,8 @@ impl Options {
             force: false,
             skip_invalid: false,
             max_errors: DEFAULT_MAX_REPORTED,
+            op: JobOp::Share,
+            seal: true,
         }
     }
 }
@@ -315,16 +322,23 @@ pub async fn run(
         .map_err(RunError::Import)?;
     let chunks = Chunks::from_records(rows, planner);
     let progress = Arc::clone(&observer);
-    let done = enqueue_chunks(queue, chunks, &options.batch, options.force, |d| {
-        progress.enqueued(d)
-    })
+    let done = enqueue_chunks(
+        queue,
+        chunks,
+        &options.batch,
+        options.op,
+        options.force,
+        |d| progress.enqueued(d),
+    )
     .await
     .map_err(RunError::Enqueue)?;
     // Sealing lets batch.completed fire once the last job ends.
-    queue
-        .seal_batch(&options.batch)
-        .await
-        .map_err(RunError::Seal)?;
+    if options.seal {
+        queue
+            .seal_batch(&options.batch)
+            .await
+            .map_err(RunError::Seal)?;
+    }
     observer.pass_finished(Pass::Enqueue);
 
     summary.enqueued = true;

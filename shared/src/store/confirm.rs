@@ -57,17 +57,23 @@ pub(crate) enum Intake<'a> {
 /// What became of one claimed entry, for [`Queue::confirm_settle`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Settle<'a> {
-    /// Bound: emit `event` (a `share.bound` JSON), count it in `batch`.
+    /// Bound: emit `event` (a `share.bound` JSON), count it in `batch`, and mark the pair's
+    /// result row bound.
     Bound {
         /// The entry's batch.
         batch_id: &'a str,
+        /// The pair, `env/appid` (its result row).
+        pair: String,
         /// The event JSON.
         event: String,
     },
-    /// Not confirmed within the window: emit `event` (a `share.unconfirmed` JSON).
+    /// Not confirmed within the window: emit `event` (a `share.unconfirmed` JSON) and mark the
+    /// pair's result row unconfirmed.
     Unconfirmed {
         /// The entry's batch.
         batch_id: &'a str,
+        /// The pair, `env/appid` (its result row).
+        pair: String,
         /// The event JSON.
         event: String,
     },
@@ -180,11 +186,19 @@ impl Queue {
         for (id, d) in decisions {
             inv.arg(id);
             match d {
-                Settle::Bound { batch_id, event } => {
-                    inv.arg("b").arg(*batch_id).arg(event);
+                Settle::Bound {
+                    batch_id,
+                    pair,
+                    event,
+                } => {
+                    inv.arg("b").arg(*batch_id).arg(pair).arg(event);
                 }
-                Settle::Unconfirmed { batch_id, event } => {
-                    inv.arg("u").arg(*batch_id).arg(event);
+                Settle::Unconfirmed {
+                    batch_id,
+                    pair,
+                    event,
+                } => {
+                    inv.arg("u").arg(*batch_id).arg(pair).arg(event);
                 }
                 Settle::Later { at_ms, info } => {
                     inv.arg("r").arg(*at_ms).arg(info);

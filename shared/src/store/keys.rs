@@ -69,6 +69,16 @@ impl Keys {
     pub fn batch(&self, batch: &BatchId) -> String {
         self.key(&format!("batch:{batch}"))
     }
+    /// Hash: the per-appid result rows of one batch, `env/appid` → row (lua/prelude.lua
+    /// documents the row and the keys beside it, which Lua builds as `prefix .. "results:" ..
+    /// id` plus a suffix).
+    pub fn results(&self, batch: &BatchId) -> String {
+        self.key(&format!("results:{batch}"))
+    }
+    /// Bitmap: the row numbers of `batch` in state `state` (`pending`, `accepted`, …).
+    pub fn results_state(&self, batch: &BatchId, state: &str) -> String {
+        self.key(&format!("results:{batch}:{state}"))
+    }
     /// Sorted set: batch id → creation time (ms), to list batches.
     pub fn batches(&self) -> String {
         self.key("batches")
@@ -176,6 +186,8 @@ mod tests {
             k.dead_info(),
             k.events(),
             k.batch(&b),
+            k.results(&b),
+            k.results_state(&b, "pending"),
             k.batches(),
             k.dedupe(),
             k.pause(),

@@ -6,8 +6,8 @@ use serde::Serialize;
 
 use super::types::Payload;
 use super::{
-    Ack, AckReport, AppResult, Claim, Lease, LeaseRef, Outcome, Queue, ReapReport, SCRIPTS, SLICE,
-    StoreError, WorkerId, parse_ids,
+    Ack, AckReport, AppResult, Claim, JobOp, Lease, LeaseRef, Outcome, Queue, ReapReport, SCRIPTS,
+    SLICE, ShareJob, StoreError, WorkerId, parse_ids,
 };
 use crate::events::{EVENT_VERSION, Event, EventKind, FailReason};
 use crate::ids::{AppId, JobId};
@@ -69,6 +69,23 @@ fn failed(
     }
 }
 
+fn unshared(lease: &Lease, at: &str, appid: &AppId) -> Event {
+    let job = &lease.job;
+    Event {
+        v: EVENT_VERSION,
+        id: Event::share_id(&job.id, job.r#gen, appid),
+        at: at.to_owned(),
+        kind: EventKind::ShareUnshared {
+            job_id: job.id.clone(),
+            batch_id: job.batch.clone(),
+            env: job.env.clone(),
+            appid: appid.clone(),
+            attempts: lease.attempt,
+        },
+    }
+}
+
+/// The pair's result row field, `env/appid`.
 fn pair(lease: &Lease, appid: &AppId) -> String {
     format!("{}/{}", lease.job.env, appid)
 }
@@ -163,43 +180,59 @@ impl AckStep for DoneAck<'_> {
 
     fn encode(&self, inv: &mut ScriptInvocation<'static>, time: &AckTime) {
         let l = self.lease;
-        // complete.lua takes the accepted events first, then the failed ones, then the
-        // rejected pairs: the event type follows from the position.
-        let mut accepted_ev = Vec::with_capacity(self.results.len());
-        let mut failed_ev = Vec::new();
-        let mut free = Vec::new();
+        let job = &l.job;
+        // complete.lua takes the accepted (or unshared) items first, then the failed ones, then
+        // the rejected pairs' dedupe members: the event type follows from the position.
+        let mut ok = Vec::with_capacity(self.results.len());
+        let mut rejected = Vec::new();
         for r in self.results {
             match r {
-                AppResult::Accepted { appid, confirm_url } => {
-                    accepted_ev.push(accepted(l, &time.iso, appid, confirm_url.as_deref()));
-                }
+                AppResult::Accepted { appid, confirm_url } => ok.push((appid, confirm_url)),
                 AppResult::Rejected {
                     appid,
                     errcode,
                     errmsg,
-                } => {
-                    free.push(pair(l, appid));
-                    failed_ev.push(failed(
-                        l,
-                        &time.iso,
-                        appid,
-                        *errcode,
-                        errmsg,
-                        FailReason::Rejected,
-                    ));
-                }
+                } => rejected.push((appid, *errcode, errmsg)),
             }
         }
-        inv.arg(l.job.id.as_str())
+        let kind = match job.op {
+            JobOp::Share => "a",
+            JobOp::Unshare => "x",
+        };
+        inv.arg(job.id.as_str())
             .arg(l.fence)
-            .arg(l.job.batch.as_str())
-            .arg(accepted_ev.len())
-            .arg(failed_ev.len());
-        for e in accepted_ev.iter().chain(&failed_ev) {
-            inv.arg(e.to_json());
+            .arg(job.batch.as_str())
+            .arg(ok.len())
+            .arg(rejected.len())
+            .arg(kind)
+            .arg(l.attempt);
+        for (appid, url) in &ok {
+            let event = match job.op {
+                JobOp::Share => accepted(l, &time.iso, appid, url.as_deref()),
+                JobOp::Unshare => unshared(l, &time.iso, appid),
+            };
+            inv.arg(event.to_json())
+                .arg(row_arg(job, appid))
+                .arg(pair(l, appid))
+                .arg(url.as_deref().unwrap_or(""));
         }
-        inv.arg(free);
+        for (appid, errcode, errmsg) in &rejected {
+            let event = failed(l, &time.iso, appid, *errcode, errmsg, FailReason::Rejected);
+            inv.arg(event.to_json())
+                .arg(row_arg(job, appid))
+                .arg(pair(l, appid))
+                .arg(errcode.map(|c| c.to_string()).unwrap_or_default())
+                .arg(errmsg.as_str());
+        }
+        for (appid, ..) in &rejected {
+            inv.arg(job.dedupe_member(appid));
+        }
     }
+}
+
+/// The result row number of `appid` as a script argument: "" when the job has no rows.
+fn row_arg(job: &ShareJob, appid: &AppId) -> String {
+    job.row_of(appid).map(|r| r.to_string()).unwrap_or_default()
 }
 
 /// Dead now: bury.lua moves the job to dead with a `share.failed` per appid.
@@ -225,7 +258,12 @@ impl AckStep for BuryAck<'_> {
             .iter()
             .map(|appid| failed(l, &time.iso, appid, self.errcode, self.errmsg, self.reason))
             .collect();
-        let free: Vec<String> = l.job.appids.iter().map(|a| pair(l, a)).collect();
+        let free: Vec<String> = l
+            .job
+            .appids
+            .iter()
+            .map(|a| l.job.dedupe_member(a))
+            .collect();
         let info = serde_json::to_string(&DeadRecord {
             reason: self.reason,
             errcode: self.errcode,
@@ -241,6 +279,20 @@ impl AckStep for BuryAck<'_> {
             .arg(info);
         push_events(inv, &events);
         inv.arg(free.len()).arg(free);
+        let rows: Vec<(u64, &AppId)> = l
+            .job
+            .appids
+            .iter()
+            .filter_map(|a| l.job.row_of(a).map(|r| (r, a)))
+            .collect();
+        inv.arg(rows.len())
+            .arg(l.attempt)
+            .arg(self.errcode.map(|c| c.to_string()).unwrap_or_default())
+            .arg(self.reason.as_str())
+            .arg(self.errmsg);
+        for (row, appid) in rows {
+            inv.arg(row).arg(pair(l, appid));
+        }
     }
 }
 

@@ -50,6 +50,7 @@ mod keys;
 mod lease;
 mod producer;
 mod rate;
+mod results;
 pub(crate) mod stream;
 mod token;
 mod types;
@@ -67,11 +68,14 @@ pub use health::{BatchConfirmation, ServerCheck};
 pub use keys::Keys;
 pub use lease::MAX_CLAIM;
 pub use rate::RateStore;
+pub use results::{
+    CancelReport, MAX_PAGE as MAX_RESULTS_PAGE, ResultRow, ResultsPage, RowState, UnknownState,
+};
 pub use stream::{EventError, EventReader, StartFrom, StreamEvent, read_all};
 pub use token::{TokenMeta, TokenStore};
 pub use types::{
-    Ack, AckReport, AppResult, Claim, EnqueueOptions, EnqueueReport, Lease, LeaseRef, NewJob,
-    Outcome, ReapReport, ShareJob, WorkerId,
+    Ack, AckReport, AppResult, Claim, EnqueueOptions, EnqueueReport, JobOp, Lease, LeaseRef,
+    NewJob, Outcome, ReapReport, ShareJob, WorkerId,
 };
 
 use crate::clock::{Clock, SystemClock, iso8601};
@@ -93,6 +97,9 @@ pub struct QueueSettings {
     pub promote_slice: usize,
     /// Expired leases reaped per claim or reap call (at most 1,000).
     pub reap_slice: usize,
+    /// How long a batch's record and per-appid result rows are kept once it completes (set on
+    /// the batch when it is enqueued).
+    pub results_ttl: Duration,
 }
 
 impl Default for QueueSettings {
@@ -104,19 +111,21 @@ impl Default for QueueSettings {
             dedupe_window: Duration::from_secs(24 * 3600),
             promote_slice: 1000,
             reap_slice: 500,
+            results_ttl: Duration::from_secs(30 * 24 * 3600),
         }
     }
 }
 
 impl From<&crate::config::Settings> for QueueSettings {
     /// `ENVSHARE_MAX_ATTEMPTS`, `ENVSHARE_LEASE_MS`, `ENVSHARE_EVENTS_MAXLEN` and
-    /// `ENVSHARE_DEDUPE_WINDOW_MS`; the slices keep their defaults.
+    /// `ENVSHARE_DEDUPE_WINDOW_MS` and `ENVSHARE_RESULTS_TTL`; the slices keep their defaults.
     fn from(settings: &crate::config::Settings) -> Self {
         Self {
             max_attempts: settings.max_attempts,
             lease: settings.lease,
             events_maxlen: usize::try_from(settings.events_maxlen).unwrap_or(usize::MAX),
             dedupe_window: settings.dedupe_window,
+            results_ttl: settings.results_ttl,
             ..Self::default()
         }
     }
@@ -143,10 +152,13 @@ pub(crate) struct Scripts {
     pub pause: Script,
     pub dead_retry: Script,
     pub dead_purge: Script,
+    pub cancel: Script,
+    pub results_page: Script,
+    pub results_find: Script,
 }
 
 impl Scripts {
-    fn all(&self) -> [&Script; 12] {
+    fn all(&self) -> [&Script; 15] {
         [
             &self.enqueue,
             &self.seal,
@@ -160,6 +172,9 @@ impl Scripts {
             &self.pause,
             &self.dead_retry,
             &self.dead_purge,
+            &self.cancel,
+            &self.results_page,
+            &self.results_find,
         ]
     }
 }
@@ -177,6 +192,9 @@ pub(crate) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     pause: lua!(queue "pause.lua"),
     dead_retry: lua!(queue "dead_retry.lua"),
     dead_purge: lua!(queue "dead_purge.lua"),
+    cancel: lua!(queue "cancel.lua"),
+    results_page: lua!(queue "results_page.lua"),
+    results_find: lua!(queue "results_find.lua"),
 });
 
 /// A handle on one queue. Cheap to clone; clones share one multiplexed connection, so

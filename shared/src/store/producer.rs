@@ -70,6 +70,7 @@ impl Queue {
                         Some(g)
                             if slice[g.start].batch == job.batch
                                 && slice[g.start].env == job.env
+                                && slice[g.start].op == job.op
                                 && slice[g.start].run_at_ms == job.run_at_ms =>
                         {
                             g.end = i + 1
@@ -81,12 +82,17 @@ impl Queue {
                     .arg(window)
                     .arg(pairs.max(1000))
                     .arg(groups.len())
-                    .arg(self.keys.enqueue_receipt(&ulid::Ulid::new().to_string()));
+                    .arg(self.keys.enqueue_receipt(&ulid::Ulid::new().to_string()))
+                    .arg(self.settings.results_ttl.as_millis() as u64);
                 for g in groups {
                     let first = &slice[g.start];
                     inv.arg(first.batch.as_str())
                         .arg(first.env.as_str())
                         .arg(first.run_at_ms.unwrap_or(0))
+                        .arg(match first.op {
+                            super::JobOp::Share => "s",
+                            super::JobOp::Unshare => "u",
+                        })
                         .arg(g.len());
                     for i in g {
                         let job = &slice[i];

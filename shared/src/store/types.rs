@@ -7,9 +7,32 @@ use serde::{Deserialize, Serialize};
 use crate::events::FailReason;
 use crate::ids::{AppId, BatchId, EnvId, JobId};
 
-/// A job to enqueue: share `env` with `appids` (one WeChat call).
+/// What a job asks of WeChat.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobOp {
+    /// Share the env with the appids (`batchshareenv`).
+    #[default]
+    Share,
+    /// Remove the env's binding from the appids (`batchunshareenv`).
+    Unshare,
+}
+
+impl JobOp {
+    /// `share` or `unshare`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobOp::Share => "share",
+            JobOp::Unshare => "unshare",
+        }
+    }
+}
+
+/// A job to enqueue: share `env` with `appids` (one WeChat call), or unshare it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewJob {
+    /// Share or unshare.
+    pub op: JobOp,
     /// The environment to share.
     pub env: EnvId,
     /// The Mini Programs to share it with (at least one).
@@ -112,6 +135,31 @@ pub struct ShareJob {
     pub batch: BatchId,
     /// How many times an operator retried the job from dead (part of event ids).
     pub r#gen: u32,
+    /// Share or unshare.
+    #[serde(default)]
+    pub op: JobOp,
+    /// The result row number of the first appid (the others follow in order); `None` for a job
+    /// enqueued before result rows existed.
+    #[serde(default)]
+    pub row: Option<u64>,
+}
+
+impl ShareJob {
+    /// The result row number of `appid`, if the job has rows and carries that appid.
+    pub fn row_of(&self, appid: &AppId) -> Option<u64> {
+        let first = self.row?;
+        let i = self.appids.iter().position(|a| a == appid)?;
+        Some(first + i as u64)
+    }
+
+    /// The job's dedupe member of `appid`: `env/appid` for a share, `u:env/appid` for an
+    /// unshare (lua/enqueue.lua writes the same).
+    pub fn dedupe_member(&self, appid: &AppId) -> String {
+        match self.op {
+            JobOp::Share => format!("{}/{}", self.env, appid),
+            JobOp::Unshare => format!("u:{}/{}", self.env, appid),
+        }
+    }
 }
 
 /// A job leased to a worker.
@@ -262,6 +310,10 @@ pub(crate) struct Payload {
     pub r#gen: u32,
     #[serde(default)]
     pub created_at: u64,
+    #[serde(default)]
+    pub op: JobOp,
+    #[serde(default)]
+    pub row: Option<u64>,
 }
 
 impl Payload {
@@ -286,6 +338,8 @@ impl Payload {
             appids: self.appids,
             batch: self.batch,
             r#gen: state_gen.unwrap_or(self.r#gen),
+            op: self.op,
+            row: self.row,
         }
     }
 }

@@ -41,7 +41,7 @@ use crate::clock::iso8601;
 use crate::confirm::{BindingChecker, CheckError};
 use crate::ids::AppId;
 use crate::schedule::{QuotaReset, next_quota_reset};
-use crate::store::{AppResult, Queue, ShareJob};
+use crate::store::{AppResult, JobOp, Queue, ShareJob};
 use crate::throttle::RateLimiter;
 use crate::token::{AccessToken, TokenError, TokenProvider};
 use crate::wechat::{ErrorClass, ShareResponse, WechatClient, WechatError};
@@ -217,6 +217,9 @@ impl ShareContext {
         if attempt <= 1 {
             return self.share(job).await;
         }
+        if job.op == JobOp::Unshare {
+            return self.unshare_again(job).await;
+        }
         // An earlier attempt's outcome is unknown: skip what WeChat already bound.
         self.metrics.confirm.resend_checks.inc();
         let bound = match self.checker.bound_to(&job.env, &job.appids).await {
@@ -292,7 +295,56 @@ impl ShareContext {
         }
     }
 
-    /// One share attempt for `job`'s appids: rate limit slot, token, call, outcome.
+    /// A later attempt of an unshare whose earlier outcome is unknown: appids no longer bound
+    /// to the env are unshared already; only the others are sent again.
+    async fn unshare_again(&self, job: &ShareJob) -> JobOutcome {
+        self.metrics.confirm.resend_checks.inc();
+        let bound = match self.checker.bound_to(&job.env, &job.appids).await {
+            Ok(bound) => bound,
+            Err(e) => return self.check_failed(e).await,
+        };
+        let rest: Vec<AppId> = job
+            .appids
+            .iter()
+            .filter(|a| bound.contains(*a))
+            .cloned()
+            .collect();
+        let outcome = if rest.is_empty() {
+            JobOutcome::Done(Vec::new())
+        } else if rest.len() == job.appids.len() {
+            return self.share(job).await;
+        } else {
+            let sub = ShareJob {
+                appids: rest,
+                ..job.clone()
+            };
+            self.share(&sub).await
+        };
+        match outcome {
+            JobOutcome::Done(results) => {
+                let mut results = results.into_iter();
+                let merged = job
+                    .appids
+                    .iter()
+                    .map(|appid| {
+                        if bound.contains(appid) {
+                            results.next().expect("one result per sent appid")
+                        } else {
+                            AppResult::Accepted {
+                                appid: appid.clone(),
+                                confirm_url: None,
+                            }
+                        }
+                    })
+                    .collect();
+                JobOutcome::Done(merged)
+            }
+            other => other,
+        }
+    }
+
+    /// One share (or unshare) attempt for `job`'s appids: rate limit slot, token, call,
+    /// outcome.
     async fn share(&self, job: &ShareJob) -> JobOutcome {
         if let Err(e) = self.limiter.acquire().await {
             // No call was made: the job's attempt is not spent on Redis trouble.
@@ -335,10 +387,18 @@ impl ShareContext {
 
     async fn call(&self, token: &AccessToken, job: &ShareJob) -> Call {
         let started = Instant::now();
-        let result = self
-            .client
-            .share_env(token.secret(), &job.env, &job.appids)
-            .await;
+        let result = match job.op {
+            JobOp::Share => {
+                self.client
+                    .share_env(token.secret(), &job.env, &job.appids)
+                    .await
+            }
+            JobOp::Unshare => {
+                self.client
+                    .unshare_env(token.secret(), &job.env, &job.appids)
+                    .await
+            }
+        };
         self.metrics.call(&result, started.elapsed());
         match result {
             Ok(r) => Call::Answered(r),
@@ -520,6 +580,8 @@ mod tests {
             appids: appids.iter().map(|a| AppId::parse(a).unwrap()).collect(),
             batch: BatchId::generate(),
             r#gen: 0,
+            op: JobOp::Share,
+            row: Some(0),
         }
     }
 

@@ -180,6 +180,7 @@ async fn enqueue_singles(queue: &Queue, n: u64) -> BatchId {
     let batch = BatchId::generate();
     let jobs = (1..=n)
         .map(|i| NewJob {
+            op: envshare::store::JobOp::Share,
             env: EnvId::parse(ENV).unwrap(),
             appids: vec![appid(i)],
             batch: batch.clone(),

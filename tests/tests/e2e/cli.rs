@@ -352,6 +352,7 @@ async fn dead_job(q: &QueueName) -> String {
         .await
         .with_clock(Arc::new(ManualClock::new(1_800_000_000_000)));
     let job = NewJob {
+        op: envshare::store::JobOp::Share,
         env: EnvId::parse("prod").unwrap(),
         appids: vec![appid(7)],
         batch: BatchId::parse("b-dead").unwrap(),

@@ -125,6 +125,7 @@ async fn a_batch_of_200_appids_completes_on_a_three_node_cluster_with_one_final_
     let jobs: Vec<NewJob> = all
         .chunks(CHUNK)
         .map(|chunk| NewJob {
+            op: envshare::store::JobOp::Share,
             env: EnvId::parse(ENV).unwrap(),
             appids: chunk.to_vec(),
             batch: batch.clone(),

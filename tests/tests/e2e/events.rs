@@ -16,7 +16,7 @@ use envshare::clock::ManualClock;
 use envshare::events::Event;
 use envshare::sandbox::{Fault, SandboxConfig};
 use envshare::schedule::ConfirmSchedule;
-use envshare::store::{Claim, EnqueueOptions, NewJob, Queue, QueueSettings, WorkerId};
+use envshare::store::{Claim, EnqueueOptions, JobOp, NewJob, Queue, QueueSettings, WorkerId};
 use envshare::wechat::Endpoint;
 use envshare::worker::WorkerOptions;
 use envshare::{BatchId, EnvId};
@@ -216,8 +216,49 @@ async fn every_event_a_run_writes_matches_its_schema_and_what_serde_writes() {
             .any(|(_, json)| json.contains(&confirmed_id))
     })
     .await;
-    worker.stop().await;
     assert!(done, "the last batch is confirmed");
+    // share.unshared: the bound appid's binding removed.
+    let unshare = NewJob {
+        op: JobOp::Unshare,
+        env: EnvId::parse(ENV).unwrap(),
+        appids: vec![appid(APPIDS + 3)],
+        batch: BatchId::generate(),
+        run_at_ms: None,
+    };
+    s.queue
+        .enqueue(vec![unshare], EnqueueOptions::default())
+        .await
+        .unwrap();
+    let unshared = wait_until(Duration::from_secs(10), || async {
+        raw_entries(&s.queue)
+            .await
+            .iter()
+            .any(|(t, _)| t == "share.unshared")
+    })
+    .await;
+    assert!(unshared, "the unshare ran");
+    assert!(
+        s.sandbox
+            .bindings()
+            .iter()
+            .all(|b| b.appid != appid(APPIDS + 3).as_str()),
+        "the sandbox no longer binds it"
+    );
+    // share.failed, cancelled: a job waiting for a later start, cancelled.
+    let later = NewJob {
+        op: JobOp::Share,
+        env: EnvId::parse(ENV).unwrap(),
+        appids: vec![appid(APPIDS + 6)],
+        batch: BatchId::generate(),
+        run_at_ms: Some(s.queue.now_ms() + 3_600_000),
+    };
+    let cancelled = later.batch.clone();
+    s.queue
+        .enqueue(vec![later], EnqueueOptions::default())
+        .await
+        .unwrap();
+    s.queue.cancel_batch(&cancelled).await.unwrap().unwrap();
+    worker.stop().await;
 
     let validators = validators();
     let entries = raw_entries(&s.queue).await;
@@ -241,9 +282,14 @@ async fn every_event_a_run_writes_matches_its_schema_and_what_serde_writes() {
     );
     assert_eq!(
         reasons,
-        ["permanent_error", "rejected", "retries_exhausted"]
-            .map(String::from)
-            .into(),
+        [
+            "cancelled",
+            "permanent_error",
+            "rejected",
+            "retries_exhausted"
+        ]
+        .map(String::from)
+        .into(),
     );
 }
 
@@ -264,6 +310,7 @@ async fn a_lapsed_lease_writes_share_failed_and_batch_completed_as_serde_does() 
     .expect("connect")
     .with_clock(Arc::new(clock.clone()));
     let job = NewJob {
+        op: envshare::store::JobOp::Share,
         env: EnvId::parse(ENV).unwrap(),
         appids: vec![appid(APPIDS + 10), appid(APPIDS + 11)],
         batch: BatchId::parse("b-events-lapsed").unwrap(),

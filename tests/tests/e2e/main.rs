@@ -16,6 +16,7 @@ mod layers;
 mod operator;
 mod queue;
 mod reliability;
+mod results;
 mod share;
 mod wechat;
 mod worker;

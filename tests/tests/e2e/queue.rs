@@ -50,6 +50,7 @@ fn batch(s: &str) -> BatchId {
 
 fn new_job(e: &str, appids: &[u64], b: &str) -> NewJob {
     NewJob {
+        op: envshare::store::JobOp::Share,
         env: env(e),
         appids: appids.iter().map(|&i| appid(i)).collect(),
         batch: batch(b),
@@ -1165,6 +1166,7 @@ mod model {
                     let input: Vec<NewJob> = jobs
                         .iter()
                         .map(|(b, a)| NewJob {
+                            op: envshare::store::JobOp::Share,
                             env: env(ENV),
                             appids: a.iter().map(|&i| appid(i as u64)).collect(),
                             batch: batch(&format!("b{b}")),

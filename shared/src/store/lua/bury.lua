@@ -5,7 +5,9 @@
 -- ARGV[1] now (ms)   ARGV[2] now ISO-8601   ARGV[3] key prefix   ARGV[4] events MAXLEN
 -- ARGV[5] number of jobs (<= 500), then per job:
 --         id, fence, batch id, failed appids, dead info JSON, number of events E,
---         E x (type, event JSON), number of dedupe pairs to free F, F x "env/appid"
+--         E x (type, event JSON), number of dedupe members to free F, F x member,
+--         number of result rows M, attempts, errcode or "", reason, errmsg,
+--         M x (row number, "env/appid") (the rows become failed)
 -- returns: {applied, {stale job ids}, {batch ids completed by this call}}
 -- The payload stays in jobs so the dead job can be retried.
 local n = tonumber(ARGV[5])
@@ -14,14 +16,15 @@ local i = 6
 for r = 1, n do
   local ne = tonumber(ARGV[i + 5])
   local nf = tonumber(ARGV[i + 6 + 2 * ne])
-  recs[r] = { i, ne, nf }
+  local nr = tonumber(ARGV[i + 7 + 2 * ne + nf])
+  recs[r] = { i, ne, nf, nr }
   ids[r] = ARGV[i]
-  i = i + 7 + 2 * ne + nf
+  i = i + 12 + 2 * ne + nf + 2 * nr
 end
 local states = chunked_get('HMGET', K_STATE, ids)
 local gr, stale = graves(), {}
 for r = 1, n do
-  local at, ne, nf = recs[r][1], recs[r][2], recs[r][3]
+  local at, ne, nf, nr = recs[r][1], recs[r][2], recs[r][3], recs[r][4]
   local id = ARGV[at]
   if applies(states[r], ARGV[at + 1], id) then
     local a, _, g = parse_state(states[r])
@@ -32,6 +35,13 @@ for r = 1, n do
     local fat = at + 7 + 2 * ne
     for k = 0, nf - 1 do
       gr.free[#gr.free + 1] = ARGV[fat + k]
+    end
+    local rat = fat + nf + 1
+    local attempts, ec, reason, msg = ARGV[rat], ARGV[rat + 1], ARGV[rat + 2], ARGV[rat + 3]
+    for k = rat + 4, rat + 3 + 2 * nr, 2 do
+      local seq = ARGV[k]
+      put_row(ARGV[at + 2], ARGV[k + 1], seq, 'p', 'f', row('f', seq, attempts, ec, reason, id,
+        '', msg))
     end
     bump_batch(ARGV[at + 2], 1, 0, tonumber(ARGV[at + 3]))
   else

@@ -4,10 +4,13 @@
 -- KEYS[1..15] the queue's keys, see lib.lua
 -- ARGV[1] now (ms)   ARGV[2] now ISO-8601   ARGV[3] key prefix   ARGV[4] events MAXLEN
 -- ARGV[5] number of jobs (<= 500), then per job:
---         id, fence, batch id, A accepted appids, R rejected appids,
---         A x share.accepted event JSON, R x share.failed event JSON,
---         R x "env/appid" (the rejected pairs, freed from dedupe so a re-import retries them)
---         (the event type follows from the position: no type argument per event)
+--         id, fence, batch id, A accepted appids, R rejected appids, kind ("a": a share, its
+--         accepted appids get share.accepted; "x": an unshare, share.unshared), attempts,
+--         A x (event JSON, row number, "env/appid", confirmation URL or ""),
+--         R x (share.failed event JSON, row number, "env/appid", errcode or "", errmsg),
+--         R x dedupe member (the rejected pairs, freed so a re-import retries them)
+--         (the event type follows from the position and kind; a row number "" (a job
+--         enqueued before result rows existed) writes no row)
 -- returns: {applied, {stale job ids}, {batch ids completed by this call}}
 -- Cost: O(log n) per job plus one XADD per event.
 local n = tonumber(ARGV[5])
@@ -19,7 +22,7 @@ for r = 1, n do
   ids[r] = ARGV[i]
   accs[r] = acc
   rejs[r] = rej
-  i = i + 5 + acc + 2 * rej
+  i = i + 7 + 4 * acc + 6 * rej
 end
 local states = chunked_get('HMGET', K_STATE, ids)
 local done, stale, free = {}, {}, {}
@@ -31,17 +34,34 @@ for r = 1, n do
     nd = nd + 1
     done[nd] = id
     local acc, rej = accs[r], rejs[r]
-    local e = at + 5
-    for x = e, e + acc - 1 do
-      xadd('share.accepted', ARGV[x])
+    local batch = ARGV[at + 2]
+    local code = ARGV[at + 5]
+    local kind = code == 'x' and 'share.unshared' or 'share.accepted'
+    local attempts = ARGV[at + 6]
+    local e = at + 7
+    for _ = 1, acc do
+      xadd(kind, ARGV[e])
+      local seq = ARGV[e + 1]
+      if seq ~= '' then
+        put_row(batch, ARGV[e + 2], seq, 'p', code, row(code, seq, attempts, '', '', id,
+          ARGV[e + 3], ''))
+      end
+      e = e + 4
     end
-    e = e + acc
+    for _ = 1, rej do
+      xadd('share.failed', ARGV[e])
+      local seq = ARGV[e + 1]
+      if seq ~= '' then
+        put_row(batch, ARGV[e + 2], seq, 'p', 'f', row('f', seq, attempts, ARGV[e + 3],
+          'rejected', id, '', ARGV[e + 4]))
+      end
+      e = e + 5
+    end
     for x = e, e + rej - 1 do
-      xadd('share.failed', ARGV[x])
       nf = nf + 1
-      free[nf] = ARGV[x + rej]
+      free[nf] = ARGV[x]
     end
-    bump_batch(ARGV[at + 2], 1, acc, rej)
+    bump_batch(batch, 1, acc, rej)
   else
     stale[#stale + 1] = id
   end

@@ -1,5 +1,5 @@
 -- dead_retry.lua: give dead jobs another run: generation + 1 (new event ids), attempts reset,
--- back to ready, dedupe pairs taken again. The batch's done_jobs and failed go back down for each
+-- back to ready, dedupe pairs taken again, result rows pending again. The batch's done_jobs and failed go back down for each
 -- job; a batch that already emitted batch.completed never emits it again.
 -- KEYS[1..15] the queue's keys, see lib.lua
 -- ARGV[1] now (ms)   ARGV[2] now ISO-8601   ARGV[3] key prefix   ARGV[4] events MAXLEN
@@ -9,6 +9,7 @@
 -- A dead job without a generation in its record counts on from its payload's "gen".
 local window_end = int(NOW + tonumber(ARGV[5]))
 local ids = argv_ids(6, #ARGV - 5, 1)
+local FAILED = { f = true }
 if #ids == 0 then
   return 0
 end
@@ -30,7 +31,8 @@ for i, id in ipairs(ids) do
       ready[#ready + 1] = id
       for _, appid in ipairs(p.appids) do
         dd[#dd + 1] = window_end
-        dd[#dd + 1] = p.env .. '/' .. appid
+        dd[#dd + 1] = dedupe_member(p, appid)
+        restate(p.batch, p.env .. '/' .. appid, FAILED, 'p', '', '0', true)
       end
       bump_batch(p.batch, -1, 0, -#p.appids)
     else

@@ -9,11 +9,15 @@
 -- ARGV[9] receipt key (envshare:{q}:receipt:<slice id>, built by keys.rs): a slice sent again
 --         after a lost reply (Redis restarted, connection cut) gets the first call's answer and
 --         writes nothing, so a producer may retry a slice safely, even with force
--- ARGV[10..] per group (consecutive jobs sharing batch, env and run-at):
---         batch id, env, run_at_ms ("0" = now), number of jobs J, then per job:
---         id, number of appids A, A appids
+-- ARGV[10] how long the batch's record and result rows are kept once it completes (ms)
+-- ARGV[11..] per group (consecutive jobs sharing batch, env, operation and run-at):
+--         batch id, env, run_at_ms ("0" = now), operation ("s" share, "u" unshare), number of
+--         jobs J, then per job: id, number of appids A, A appids
 --         (ids, envs, batch ids and appids are validated in Rust: no characters needing JSON
 --         escapes, so the payload is built by concatenation instead of cjson)
+-- Each created pair gets its result row (pending) and row number; a job's payload names the
+-- row number of its first appid ("row"), the others follow in order. An unshare job's payload
+-- has "op":"unshare" and its dedupe members are "u:env/appid".
 -- returns: {jobs created, appids enqueued, pairs skipped, {1-based indexes (over all jobs of
 --          this call) of jobs not created because every pair was a duplicate}}
 -- Cost: O(log n) per pair; the caller keeps a slice to a few hundred jobs.
@@ -22,6 +26,7 @@ local window_end = int(NOW + tonumber(ARGV[6]))
 local trim = tonumber(ARGV[7])
 local groups = tonumber(ARGV[8])
 local RECEIPT = ARGV[9]
+local RESULTS_TTL = ARGV[10]
 
 local done_before = redis.call('GET', RECEIPT)
 if done_before then
@@ -39,11 +44,14 @@ end
 -- Pass 1: the dedupe member of every pair, in ARGV order.
 local pairs_ = {}
 local np = 0
-local i = 10
+local i = 11
 for _ = 1, groups do
   local prefix = ARGV[i + 1] .. '/'
-  local nj = tonumber(ARGV[i + 3])
-  i = i + 4
+  if ARGV[i + 3] == 'u' then
+    prefix = 'u:' .. prefix
+  end
+  local nj = tonumber(ARGV[i + 4])
+  i = i + 5
   for _ = 1, nj do
     local na = count(ARGV[i + 1])
     for k = i + 2, i + 1 + na do
@@ -66,14 +74,46 @@ local nh, nr, ns, nd = 0, 0, 0, 0
 local created, kept_total, skipped = 0, 0, 0
 local batch_jobs, batch_appids, batch_list = {}, {}, {}
 local p, j = 0, 0
-i = 10
+-- Result rows: the next row number per batch, the env indexes, and per batch the seq records
+-- of this call (contiguous from its first row number).
+local next_row, env_index, seq_recs, seq_first = {}, {}, {}, {}
+local function env_idx(batch, env)
+  local k = batch .. '/' .. env
+  local idx = env_index[k]
+  if not idx then
+    local ekey = results_key(batch) .. ':envs'
+    idx = tonumber(redis.call('HGET', ekey, 'e:' .. env))
+    if not idx then
+      idx = redis.call('HINCRBY', ekey, 'n', 1) - 1
+      redis.call('HSET', ekey, 'e:' .. env, idx, 'i:' .. idx, env)
+    end
+    idx = string.char(math.floor(idx / 256) % 256, idx % 256)
+    env_index[k] = idx
+  end
+  return idx
+end
+i = 11
 for _ = 1, groups do
   local batch, env, run_at = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
-  local nj = tonumber(ARGV[i + 3])
-  i = i + 4
-  -- The payload is head .. appids .. tail; both ends are the same for the whole group.
+  local unshare = ARGV[i + 3] == 'u'
+  local nj = tonumber(ARGV[i + 4])
+  i = i + 5
+  if not next_row[batch] then
+    next_row[batch] = tonumber(redis.call('HGET', batch_key(batch), 'appids') or 0) or 0
+    seq_first[batch] = next_row[batch]
+    seq_recs[batch] = {}
+  end
+  local recs = seq_recs[batch]
+  local eidx = env_idx(batch, env)
+  local fprefix = env .. '/'
+  -- The payload is head .. appids .. mid .. row .. tail; head, mid and tail are the same for
+  -- the whole group.
   local head = '{"env":"' .. env .. '","appids":["'
-  local tail = '"],"batch":"' .. batch .. '","gen":0,"created_at":' .. NOW_S .. '}'
+  if unshare then
+    head = '{"op":"unshare","env":"' .. env .. '","appids":["'
+  end
+  local mid = '"],"batch":"' .. batch .. '","gen":0,"row":'
+  local tail = ',"created_at":' .. NOW_S .. '}'
   local zset, score = ready, NOW_S
   if run_at > NOW then
     zset, score = sched, int(run_at)
@@ -113,11 +153,22 @@ for _ = 1, groups do
     else
       g_jobs = g_jobs + 1
       g_appids = g_appids + nk
+      local first = next_row[batch]
+      next_row[batch] = first + nk
+      if nk == 1 then
+        kept = { single }
+      end
+      for x = 1, nk do
+        local appid = kept[x]
+        local seq = int(first + x - 1)
+        put_row(batch, fprefix .. appid, seq, nil, 'p', row('p', seq, '0', '', '', id, '', ''))
+        recs[#recs + 1] = eidx .. string.sub(appid, 3)
+      end
       hset[nh + 1] = id
       if nk == 1 then
-        hset[nh + 2] = head .. single .. tail
+        hset[nh + 2] = head .. single .. mid .. int(first) .. tail
       else
-        hset[nh + 2] = head .. table.concat(kept, '","') .. tail
+        hset[nh + 2] = head .. table.concat(kept, '","') .. mid .. int(first) .. tail
       end
       nh = nh + 2
       if zset == ready then
@@ -158,8 +209,12 @@ if created > 0 then
     redis.call('HINCRBY', key, 'jobs', batch_jobs[b])
     redis.call('HINCRBY', key, 'appids', batch_appids[b])
     redis.call('HSETNX', key, 'created_at', NOW_S)
+    redis.call('HSET', key, 'ttl', RESULTS_TTL)
     redis.call('ZADD', K_BATCHES, 'NX', NOW_S, b)
+    redis.call('SETRANGE', results_key(b) .. ':seq', seq_first[b] * SEQ_WIDTH,
+      table.concat(seq_recs[b]))
   end
+  results_flush()
   redis.call('HINCRBY', K_STATS, 'enqueued', created)
   if nr > 0 then
     redis.call('PUBLISH', K_WAKE, '1')

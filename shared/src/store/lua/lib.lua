@@ -148,12 +148,21 @@ local function bump_batch(id, done, accepted, failed)
   d[3] = d[3] + failed
 end
 
--- Emits batch.completed if the batch is sealed, every job has ended and it was never emitted.
--- `h` is HMGET jobs done_jobs sealed completed appids accepted failed (after this call's deltas).
+-- Emits batch.completed if the batch is sealed, every job has ended and it was never emitted,
+-- and from then on lets the batch's record and result rows expire after its `ttl` (ms).
+-- `h` is HMGET jobs done_jobs sealed completed appids accepted failed ttl (after this call's
+-- deltas).
 local function maybe_complete(id, key, h)
   local jobs, done = tonumber(h[1] or 0) or 0, tonumber(h[2] or 0) or 0
   if h[3] == '1' and h[4] ~= '1' and done >= jobs then
     redis.call('HSET', key, 'completed', '1', 'completed_at', NOW_S)
+    local ttl = tonumber(h[8] or 0) or 0
+    if ttl > 0 then
+      redis.call('PEXPIRE', key, ttl)
+      for _, k in ipairs(results_keys(id)) do
+        redis.call('PEXPIRE', k, ttl)
+      end
+    end
     xadd('batch.completed', json_object({
       'v', 1, 'id', 'batch.' .. id .. '.completed', 'at', AT, 'type', 'batch.completed',
       'batch_id', id, 'total', tonumber(h[5] or 0) or 0, 'accepted', tonumber(h[6] or 0) or 0,
@@ -164,16 +173,18 @@ local function maybe_complete(id, key, h)
   return false
 end
 
--- Writes this call's batch deltas (one HMGET + one HSET per batch), trims the events stream if
--- this call added events, and returns the ids of the batches that completed now. Every script
--- that may add events calls it last (seal.lua calls trim_events itself).
+-- Writes this call's result rows and batch deltas (one HMGET + one HSET per batch), trims the
+-- events stream if this call added events, and returns the ids of the batches that completed
+-- now. Every script that may add events or rows calls it last (seal.lua calls trim_events
+-- itself).
 local function flush_batches()
+  results_flush()
   local completed = {}
   for _, id in ipairs(batch_order) do
     local d = batch_delta[id]
     local key = batch_key(id)
     local h = redis.call('HMGET', key, 'jobs', 'done_jobs', 'sealed', 'completed', 'appids',
-      'accepted', 'failed')
+      'accepted', 'failed', 'ttl')
     h[2] = (tonumber(h[2] or 0) or 0) + d[1]
     h[6] = (tonumber(h[6] or 0) or 0) + d[2]
     h[7] = (tonumber(h[7] or 0) or 0) + d[3]
@@ -194,6 +205,29 @@ local function share_failed(p, job_id, gen, appid, attempts, errmsg, reason)
     'confirm_url', cjson.null, 'attempts', attempts, 'errcode', cjson.null, 'errmsg', errmsg,
     'reason', reason,
   })
+end
+
+-- Marks the pending rows of the appids of job `job_id` (payload `p`, rows from p.row) failed
+-- with `attempts`, `errmsg` and `reason`, or state `code` with that reason (cancelled).
+local function end_rows(p, job_id, code, attempts, errmsg, reason)
+  if not p.row then
+    return
+  end
+  local first = tonumber(p.row)
+  for x, appid in ipairs(p.appids) do
+    local seq = int(first + x - 1)
+    put_row(p.batch, p.env .. '/' .. appid, seq, 'p', code,
+      row(code, seq, int(attempts), '', reason, job_id, '', errmsg))
+  end
+end
+
+-- The dedupe member of `appid` in payload `p`: "env/appid" for a share, "u:env/appid" for an
+-- unshare.
+local function dedupe_member(p, appid)
+  if p.op == 'unshare' then
+    return 'u:' .. p.env .. '/' .. appid
+  end
+  return p.env .. '/' .. appid
 end
 
 -- Jobs moving to dead in one call: `ids`; the state records to delete (`drop`, ids: generation
@@ -269,8 +303,9 @@ local function reap(limit, max_attempts)
         g = g or tonumber(p.gen) or 0
         for _, appid in ipairs(p.appids) do
           xadd('share.failed', share_failed(p, id, g, appid, a, 'lease expired', 'lease_expired'))
-          gr.free[#gr.free + 1] = p.env .. '/' .. appid
+          gr.free[#gr.free + 1] = dedupe_member(p, appid)
         end
+        end_rows(p, id, 'f', a, 'lease expired', 'lease_expired')
         bump_batch(p.batch, 1, 0, #p.appids)
       end
       dig(gr, id, a, g, cjson.encode({ reason = 'lease_expired', errcode = cjson.null,

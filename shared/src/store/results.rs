@@ -1,0 +1,343 @@
+//! Per-appid results: one row per (env, appid) pair of a batch while the batch is on record,
+//! written by the same scripts as the state change and its events (lua/prelude.lua documents
+//! the keys and the row format), read here a page at a time.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+use redis::Value;
+use serde::Serialize;
+
+use super::{Queue, SCRIPTS, StoreError};
+use crate::ids::{AppId, BatchId, EnvId, JobId};
+
+/// Rows per [`Queue::results_page`] call at most.
+pub const MAX_PAGE: usize = 1000;
+/// Pending rows one cancel script call looks at.
+const CANCEL_SLICE: usize = 500;
+
+/// Where one (env, appid) pair of a batch stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RowState {
+    /// Enqueued; WeChat has not answered for it yet (waiting, running or retrying).
+    Pending,
+    /// WeChat took the share; the administrator must open the confirmation URL.
+    Accepted,
+    /// The share failed for good (see `reason`).
+    Failed,
+    /// The administrator confirmed: the binding is live.
+    Bound,
+    /// The confirmation window ended without the binding showing up.
+    Unconfirmed,
+    /// An operator cancelled the batch before the pair ran.
+    Cancelled,
+    /// The binding was removed (`envshare unshare`, `envshare sync --prune`).
+    Unshared,
+}
+
+impl RowState {
+    /// Every state, in lifecycle order.
+    pub const ALL: [RowState; 7] = [
+        RowState::Pending,
+        RowState::Accepted,
+        RowState::Failed,
+        RowState::Bound,
+        RowState::Unconfirmed,
+        RowState::Cancelled,
+        RowState::Unshared,
+    ];
+
+    /// The lowercase name (`pending`, …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RowState::Pending => "pending",
+            RowState::Accepted => "accepted",
+            RowState::Failed => "failed",
+            RowState::Bound => "bound",
+            RowState::Unconfirmed => "unconfirmed",
+            RowState::Cancelled => "cancelled",
+            RowState::Unshared => "unshared",
+        }
+    }
+
+    /// The one-letter code rows store (lua/prelude.lua, `STATES`).
+    fn from_code(c: &str) -> Option<Self> {
+        Some(match c {
+            "p" => RowState::Pending,
+            "a" => RowState::Accepted,
+            "f" => RowState::Failed,
+            "b" => RowState::Bound,
+            "u" => RowState::Unconfirmed,
+            "c" => RowState::Cancelled,
+            "x" => RowState::Unshared,
+            _ => return None,
+        })
+    }
+}
+
+impl fmt::Display for RowState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A name that is not a [`RowState`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "unknown state {0:?}: use one of pending, accepted, failed, bound, unconfirmed, cancelled, \
+     unshared"
+)]
+pub struct UnknownState(pub String);
+
+impl FromStr for RowState {
+    type Err = UnknownState;
+
+    fn from_str(s: &str) -> Result<Self, UnknownState> {
+        RowState::ALL
+            .into_iter()
+            .find(|st| st.as_str() == s)
+            .ok_or_else(|| UnknownState(s.to_owned()))
+    }
+}
+
+/// One pair's result row.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ResultRow {
+    /// The row number within the batch (the order its pairs were enqueued, from 0).
+    pub seq: u64,
+    /// The batch.
+    pub batch_id: BatchId,
+    /// Where the pair stands.
+    pub state: RowState,
+    /// The environment.
+    pub env: EnvId,
+    /// The Mini Program.
+    pub appid: AppId,
+    /// The job that carried (or carries) the pair.
+    pub job_id: JobId,
+    /// The confirmation URL to send to the Mini Program's administrator (accepted, bound,
+    /// unconfirmed).
+    pub confirm_url: Option<String>,
+    /// WeChat's errcode of a failure, if WeChat answered one.
+    pub errcode: Option<i64>,
+    /// What failed.
+    pub errmsg: Option<String>,
+    /// Why it failed or ended (`rejected`, `permanent_error`, `retries_exhausted`,
+    /// `lease_expired`, `cancelled`).
+    pub reason: Option<String>,
+    /// Tries made.
+    pub attempts: u32,
+    /// When the row last changed (ms since the epoch; rows keep seconds).
+    pub updated_at_ms: u64,
+}
+
+impl ResultRow {
+    /// Parses `env/appid|S|SEQ|UPDATED|ATTEMPTS|ERRCODE|REASON|JOB|URL|ERRMSG`.
+    fn parse(batch: &BatchId, raw: &str) -> Result<Self, String> {
+        let f: Vec<&str> = raw.splitn(10, '|').collect();
+        let [
+            pair,
+            code,
+            seq,
+            updated,
+            attempts,
+            errcode,
+            reason,
+            job,
+            url,
+            errmsg,
+        ] = f[..]
+        else {
+            return Err(format!("a result row has {} fields, not 10", f.len()));
+        };
+        let (env, appid) = pair
+            .split_once('/')
+            .ok_or_else(|| format!("result row field {pair:?} is not env/appid"))?;
+        let opt = |s: &str| (!s.is_empty()).then(|| s.to_owned());
+        Ok(Self {
+            seq: seq.parse().map_err(|_| format!("row number {seq:?}"))?,
+            batch_id: batch.clone(),
+            state: RowState::from_code(code).ok_or_else(|| format!("state code {code:?}"))?,
+            env: EnvId::parse(env).map_err(|e| e.to_string())?,
+            appid: AppId::parse(appid).map_err(|e| e.to_string())?,
+            job_id: JobId::parse(job).map_err(|e| e.to_string())?,
+            confirm_url: opt(url).map(|u| u.replace("%7C", "|")),
+            errcode: if errcode.is_empty() {
+                None
+            } else {
+                Some(
+                    errcode
+                        .parse()
+                        .map_err(|_| format!("errcode {errcode:?}"))?,
+                )
+            },
+            errmsg: opt(errmsg),
+            reason: opt(reason),
+            attempts: attempts.parse().unwrap_or(0),
+            updated_at_ms: updated.parse::<u64>().unwrap_or(0) * 1000,
+        })
+    }
+}
+
+/// One page of a batch's rows.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ResultsPage {
+    /// The rows, in row-number order.
+    pub rows: Vec<ResultRow>,
+    /// The cursor of the next page; `None` when this is the last one.
+    pub next: Option<u64>,
+}
+
+/// What [`Queue::cancel_batch`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct CancelReport {
+    /// Waiting jobs taken out of the queue.
+    pub cancelled_jobs: u64,
+    /// Their appids (now `cancelled`, each with a `share.failed` reason `cancelled`).
+    pub cancelled_appids: u64,
+    /// Jobs leased to a worker when the sweep passed: they finish and record their outcome.
+    pub running_jobs: u64,
+    /// The batch had completed before: nothing changed.
+    pub already_completed: bool,
+}
+
+fn int(v: &Value) -> Option<i64> {
+    match v {
+        Value::Int(i) => Some(*i),
+        Value::BulkString(b) => std::str::from_utf8(b).ok()?.parse().ok(),
+        _ => None,
+    }
+}
+
+fn text(v: &Value) -> Option<&str> {
+    match v {
+        Value::BulkString(b) => std::str::from_utf8(b).ok(),
+        Value::SimpleString(s) => Some(s),
+        _ => None,
+    }
+}
+
+impl Queue {
+    /// Up to `limit` (≤ [`MAX_PAGE`]) rows of `batch` from row number `cursor` (0: the
+    /// start), only those in `state` if given. O(page): no scan of events or keys.
+    pub async fn results_page(
+        &self,
+        batch: &BatchId,
+        state: Option<RowState>,
+        cursor: u64,
+        limit: usize,
+    ) -> Result<ResultsPage, StoreError> {
+        let op = "results page";
+        let mut inv = self.invocation(&SCRIPTS.results_page, self.now_ms());
+        inv.arg(batch.as_str())
+            .arg(state.map_or("", RowState::as_str))
+            .arg(cursor)
+            .arg(limit.clamp(1, MAX_PAGE));
+        let reply: Vec<Value> = self.run(op, &inv).await?;
+        let mut it = reply.iter();
+        let next = it.next().and_then(int).unwrap_or(-1);
+        let mut rows = Vec::new();
+        while let (Some(_seq), Some(raw)) = (it.next(), it.next()) {
+            let raw = text(raw).ok_or_else(|| StoreError::reply(op, "a row is not text"))?;
+            rows.push(ResultRow::parse(batch, raw).map_err(|e| StoreError::reply(op, e))?);
+        }
+        Ok(ResultsPage {
+            rows,
+            next: u64::try_from(next).ok(),
+        })
+    }
+
+    /// How many rows of `batch` are in each state (every state listed, zeros included).
+    pub async fn results_counts(
+        &self,
+        batch: &BatchId,
+    ) -> Result<BTreeMap<RowState, u64>, StoreError> {
+        let mut pipe = redis::pipe();
+        for st in RowState::ALL {
+            pipe.cmd("BITCOUNT")
+                .arg(self.keys.results_state(batch, st.as_str()));
+        }
+        let counts: Vec<u64> = pipe
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(StoreError::redis("results counts"))?;
+        Ok(RowState::ALL.into_iter().zip(counts).collect())
+    }
+
+    /// The rows of `appid` in every batch on record, newest batch first.
+    pub async fn find_appid(&self, appid: &AppId) -> Result<Vec<ResultRow>, StoreError> {
+        let op = "find appid";
+        let mut inv = self.invocation(&SCRIPTS.results_find, self.now_ms());
+        inv.arg(appid.as_str());
+        let reply: Vec<String> = self.run(op, &inv).await?;
+        let mut rows = Vec::new();
+        for pair in reply.chunks_exact(2) {
+            let batch = BatchId::parse(&pair[0]).map_err(|e| StoreError::reply(op, e))?;
+            rows.push(ResultRow::parse(&batch, &pair[1]).map_err(|e| StoreError::reply(op, e))?);
+        }
+        Ok(rows)
+    }
+
+    /// Cancels `batch`: every job of it still waiting leaves the queue, its appids end
+    /// `cancelled` (each with a `share.failed` reason `cancelled`), and the batch completes once
+    /// the jobs leased now have finished. Sweeps the batch's pending rows in slices; call again
+    /// to sweep up jobs that were leased and came back for a retry. `None` if there is no such
+    /// batch.
+    pub async fn cancel_batch(&self, batch: &BatchId) -> Result<Option<CancelReport>, StoreError> {
+        let op = "cancel batch";
+        let mut report = CancelReport::default();
+        let mut cursor: i64 = 0;
+        while cursor >= 0 {
+            let mut inv = self.invocation(&SCRIPTS.cancel, self.now_ms());
+            inv.arg(batch.as_str()).arg(cursor).arg(CANCEL_SLICE);
+            let reply: Vec<Value> = self.run(op, &inv).await?;
+            match reply.first().and_then(text) {
+                Some("unknown") => return Ok(None),
+                Some("completed") => {
+                    report.already_completed = true;
+                    return Ok(Some(report));
+                }
+                Some("ok") => {}
+                _ => return Err(StoreError::reply(op, format!("unexpected {reply:?}"))),
+            }
+            let n = |i: usize| reply.get(i).and_then(int).unwrap_or(0);
+            cursor = n(1);
+            report.cancelled_jobs += n(2) as u64;
+            report.cancelled_appids += n(3) as u64;
+            report.running_jobs += n(4) as u64;
+        }
+        Ok(Some(report))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_row_parses_with_a_pipe_in_its_message_and_url() {
+        let b = BatchId::parse("b-1").unwrap();
+        let raw = "env-1/wx0123456789abcdef|f|7|1700000000|3|-1||01J0000000000000000000000A|\
+                   https://x/a%7Cb|system busy | try later";
+        let r = ResultRow::parse(&b, raw).unwrap();
+        assert_eq!(r.seq, 7);
+        assert_eq!(r.state, RowState::Failed);
+        assert_eq!(r.errcode, Some(-1));
+        assert_eq!(r.reason, None);
+        assert_eq!(r.confirm_url.as_deref(), Some("https://x/a|b"));
+        assert_eq!(r.errmsg.as_deref(), Some("system busy | try later"));
+        assert_eq!(r.updated_at_ms, 1_700_000_000_000);
+        assert!(ResultRow::parse(&b, "env/wx0123456789abcdef|q|1").is_err());
+    }
+
+    #[test]
+    fn states_round_trip_and_an_unknown_one_lists_the_valid_ones() {
+        for st in RowState::ALL {
+            assert_eq!(st.as_str().parse::<RowState>().unwrap(), st);
+        }
+        let e = "done".parse::<RowState>().unwrap_err().to_string();
+        assert!(e.contains("pending") && e.contains("unshared"), "{e}");
+    }
+}
