@@ -72,11 +72,13 @@ fn unknown_batch<T>(ctx: &Ctx, id: &BatchId) -> anyhow::Result<T> {
     )
 }
 
-/// Where a batch is, in one word.
-fn phase(p: &BatchProgress, confirmed: bool) -> &'static str {
+/// Where a batch is, in one word: `enqueuing`, `running`, `completed`, `confirmed` (every
+/// accepted appid bound or unconfirmed), or `cancelled` (completed with cancelled appids).
+fn phase(p: &BatchProgress, confirmed: bool, cancelled: bool) -> &'static str {
     match (p.sealed, p.completed, confirmed) {
         (false, false, _) => "enqueuing",
         (_, false, _) => "running",
+        _ if cancelled => "cancelled",
         (_, true, false) => "completed",
         (_, true, true) => "confirmed",
     }
@@ -89,7 +91,7 @@ struct BatchView {
     progress: BatchProgress,
     /// When the batch was created (RFC 3339).
     created_at: String,
-    /// `enqueuing`, `running`, `completed` or `confirmed`.
+    /// `enqueuing`, `running`, `completed`, `confirmed` or `cancelled`.
     phase: &'static str,
     /// Appids neither accepted nor failed yet.
     pending: u64,
@@ -103,28 +105,23 @@ struct BatchView {
 }
 
 impl BatchView {
-    async fn read(
-        queue: &Queue,
-        id: &BatchId,
-        p: BatchProgress,
-        counts: bool,
-    ) -> anyhow::Result<Self> {
+    async fn read(queue: &Queue, id: &BatchId, p: BatchProgress) -> anyhow::Result<Self> {
         let c = queue
             .batch_confirmation(id)
             .await
             .context("reading the batch's confirmation counters failed")?;
-        let results = if counts {
-            let counts = queue
-                .results_counts(id)
-                .await
-                .context("counting the batch's results failed")?;
-            (counts.values().sum::<u64>() > 0).then_some(counts)
-        } else {
-            None
-        };
+        let counts = queue
+            .results_counts(id)
+            .await
+            .context("counting the batch's results failed")?;
+        let results = (counts.values().sum::<u64>() > 0).then_some(counts);
+        let cancelled = results
+            .as_ref()
+            .and_then(|c| c.get(&RowState::Cancelled))
+            .is_some_and(|n| *n > 0);
         Ok(Self {
             created_at: time(p.created_at_ms),
-            phase: phase(&p, c.confirmed),
+            phase: phase(&p, c.confirmed, cancelled),
             pending: p.appids.saturating_sub(p.accepted + p.failed),
             bound: c.bound,
             unconfirmed: c.unconfirmed,
@@ -153,7 +150,7 @@ pub async fn list(ctx: &Ctx, limit: u32, offset: usize, json: bool) -> anyhow::R
     for id in &ids {
         // A batch whose record expired (ENVSHARE_RESULTS_TTL) between the two reads is skipped.
         if let Some(p) = queue.batch(id).await.context("reading a batch failed")? {
-            views.push(BatchView::read(&queue, id, p, false).await?);
+            views.push(BatchView::read(&queue, id, p).await?);
         }
     }
     if json {
@@ -207,7 +204,7 @@ pub async fn show(ctx: &Ctx, id: &str, json: bool) -> anyhow::Result<()> {
     let id = batch_id(id)?;
     let queue = ctx.queue().await?;
     let p = progress(ctx, &queue, &id).await?;
-    let v = BatchView::read(&queue, &id, p, true).await?;
+    let v = BatchView::read(&queue, &id, p).await?;
     if json {
         println!("{}", serde_json::to_string(&v)?);
         return Ok(());

@@ -430,7 +430,12 @@ async fn cancelling_a_batch_ends_its_waiting_appids_cancelled_and_completes_it_o
     assert_eq!(jsonl.lines().count(), 12, "{jsonl}");
     let show = json(&s, &["batch", "show", batch, "--json"]).await;
     assert_eq!(show["results"]["cancelled"], 12, "{show}");
-    assert_eq!(show["phase"], "completed", "{show}");
+    assert_eq!(show["phase"], "cancelled", "{show}");
+    let list = ok(&s, &["batch", "list"]).await;
+    assert!(
+        list.lines().nth(1).unwrap().ends_with("cancelled"),
+        "{list}"
+    );
     assert_eq!(completed_events(&s.events().await, batch), 1);
 
     let out = ok(&s, &["batch", "cancel", batch]).await;
