@@ -70,7 +70,7 @@ fn state_line(state: Option<&JobState>, now: u64) -> String {
 
 fn print_text(info: &JobInfo, now: u64) {
     let j = &info.job;
-    println!("job {}", j.id);
+    println!("job {} ({})", j.id, j.op.as_str());
     println!("  state:    {}", state_line(info.state.as_ref(), now));
     println!("  batch:    {}", j.batch);
     println!("  env:      {}", j.env);

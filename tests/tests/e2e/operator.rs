@@ -535,7 +535,7 @@ async fn job_show_describes_a_waiting_job_and_names_a_missing_one() {
     assert_eq!(out["job"]["appids"].as_array().unwrap().len(), 3, "{out}");
     let text = ok(&s, &["job", "show", id]).await;
     assert!(
-        text.contains(&format!("job {id}")) && text.contains("ready (waiting"),
+        text.contains(&format!("job {id} (share)")) && text.contains("ready (waiting"),
         "{text}"
     );
     assert!(text.contains(appid(BASE + 0x82).as_str()), "{text}");
