@@ -5,8 +5,9 @@
 use std::process::Output;
 use std::time::Duration;
 
-use envshare::events::EventKind;
+use envshare::events::{EventKind, FailReason};
 use envshare::sandbox::SandboxConfig;
+use envshare::store::{Ack, Claim, Outcome, WorkerId};
 use envshare::{AppId, BatchId};
 use envshare_tests::{TestRedis, TestStack, appid, bin_path, wait_until};
 
@@ -525,7 +526,7 @@ async fn find_shows_an_appid_across_two_batches_newest_first() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn job_show_describes_a_waiting_job_and_names_a_missing_one() {
+async fn job_show_describes_a_waiting_then_dead_job_and_names_a_missing_one() {
     let s = stack("op-job", SandboxConfig::default()).await;
     let (batch, jobs) = s.enqueue(ENV, &[ids(0x80, 3)]).await;
     let id = jobs[0].as_str();
@@ -539,6 +540,47 @@ async fn job_show_describes_a_waiting_job_and_names_a_missing_one() {
         "{text}"
     );
     assert!(text.contains(appid(BASE + 0x82).as_str()), "{text}");
+
+    // The job dies: job show says why, and its appids' rows say the same.
+    let Claim::Jobs(leases) = s.queue.claim(&WorkerId::new("w-ops"), 1).await.unwrap() else {
+        panic!("not paused")
+    };
+    let outcome = Outcome::Dead {
+        reason: FailReason::PermanentError,
+        errcode: Some(40097),
+        errmsg: "invalid args, a \"quoted\" word".into(),
+    };
+    let acks = leases
+        .into_iter()
+        .map(|l| Ack::new(l, outcome.clone()))
+        .collect();
+    s.queue.complete(acks).await.unwrap();
+    let text = ok(&s, &["job", "show", id]).await;
+    assert!(text.contains("dead since"), "{text}");
+    assert!(
+        text.contains("permanent_error (errcode 40097) after 1 attempt(s): invalid args"),
+        "{text}"
+    );
+    let out = json(&s, &["job", "show", id, "--json"]).await;
+    assert_eq!(out["state"]["state"], "dead", "{out}");
+    assert_eq!(out["dead"]["errcode"], 40097, "{out}");
+    let csv = ok(
+        &s,
+        &["batch", "results", batch.as_str(), "--state", "failed"],
+    )
+    .await;
+    let rows = parse_csv(&csv);
+    assert_eq!(rows.len(), 4, "{csv}");
+    for row in &rows[1..] {
+        assert_eq!(row[5], "40097", "{row:?}");
+        assert_eq!(row[6], "invalid args, a \"quoted\" word", "{row:?}");
+        assert_eq!(row[7], "permanent_error", "{row:?}");
+        assert_eq!(row[9], id, "{row:?}");
+    }
+    assert!(
+        csv.contains("\"invalid args, a \"\"quoted\"\" word\""),
+        "RFC 4180 quoting: {csv}"
+    );
 
     let e = fails(&s, &["job", "show", "01NOSUCHJOB0000000000000000"], 2).await;
     assert!(e.contains("01NOSUCHJOB0000000000000000"), "{e}");
