@@ -61,8 +61,14 @@ _envshare() {
             envshare,status)
                 cmd="envshare__subcmd__status"
                 ;;
+            envshare,sync)
+                cmd="envshare__subcmd__sync"
+                ;;
             envshare,ticket)
                 cmd="envshare__subcmd__ticket"
+                ;;
+            envshare,unshare)
+                cmd="envshare__subcmd__unshare"
                 ;;
             envshare__subcmd__batch,cancel)
                 cmd="envshare__subcmd__batch__subcmd__cancel"
@@ -175,8 +181,14 @@ _envshare() {
             envshare__subcmd__help,status)
                 cmd="envshare__subcmd__help__subcmd__status"
                 ;;
+            envshare__subcmd__help,sync)
+                cmd="envshare__subcmd__help__subcmd__sync"
+                ;;
             envshare__subcmd__help,ticket)
                 cmd="envshare__subcmd__help__subcmd__ticket"
+                ;;
+            envshare__subcmd__help,unshare)
+                cmd="envshare__subcmd__help__subcmd__unshare"
                 ;;
             envshare__subcmd__help__subcmd__batch,cancel)
                 cmd="envshare__subcmd__help__subcmd__batch__subcmd__cancel"
@@ -239,7 +251,7 @@ _envshare() {
 
     case "${cmd}" in
         envshare)
-            opts="-h -V --config --help --version import enqueue status dead events ticket batch job find pause resume demo sandbox completions man help"
+            opts="-h -V --config --help --version import enqueue status dead events ticket batch job find pause resume unshare sync demo sandbox completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -787,7 +799,7 @@ _envshare() {
             return 0
             ;;
         envshare__subcmd__help)
-            opts="import enqueue status dead events ticket batch job find pause resume demo sandbox completions man help"
+            opts="import enqueue status dead events ticket batch job find pause resume unshare sync demo sandbox completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1136,6 +1148,20 @@ _envshare() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        envshare__subcmd__help__subcmd__sync)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         envshare__subcmd__help__subcmd__ticket)
             opts="set"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -1153,6 +1179,20 @@ _envshare() {
         envshare__subcmd__help__subcmd__ticket__subcmd__set)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        envshare__subcmd__help__subcmd__unshare)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -1394,6 +1434,36 @@ _envshare() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        envshare__subcmd__sync)
+            opts="-h --format --prune --apply --yes --batch --chunk-size --json --config --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --format)
+                    COMPREPLY=($(compgen -W "csv jsonl" -- "${cur}"))
+                    return 0
+                    ;;
+                --batch)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --chunk-size)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         envshare__subcmd__ticket)
             opts="-h --config --help set help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -1461,6 +1531,48 @@ _envshare() {
                 return 0
             fi
             case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        envshare__subcmd__unshare)
+            opts="-h --env --appid --format --skip-invalid --max-errors --batch --chunk-size --dry-run --force --json --config --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --env)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --appid)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --format)
+                    COMPREPLY=($(compgen -W "csv jsonl" -- "${cur}"))
+                    return 0
+                    ;;
+                --max-errors)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --batch)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --chunk-size)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

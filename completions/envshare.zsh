@@ -443,6 +443,41 @@ _arguments "${_arguments_options[@]}" : \
 '--help[Print help]' \
 && ret=0
 ;;
+(unshare)
+_arguments "${_arguments_options[@]}" : \
+'--env=[The cloud environment to unshare (with --appid)]:ENV:_default' \
+'*--appid=[The Mini Programs to unshare it from (with --env; repeat the flag or give several values)]:APPID:_default' \
+'--format=[The input format of FILE (default\: from the extension, else from the first line)]:FORMAT:((csv\:"CSV with a header naming \`env\` and \`appid\`"
+jsonl\:"One JSON object per line\: \`{"env","appid"}\` or \`{"env","appids"\:\[…\]}\`"))' \
+'--max-errors=[Invalid lines to list before summing up the rest]:N:_default' \
+'--batch=[The batch id to enqueue into (default\: a new \`b-<ULID>\`)]:ID:_default' \
+'--chunk-size=[Appids per job (default\: ENVSHARE_CHUNK_SIZE, 10)]:N:_default' \
+'--config=[A TOML settings file (same names as the environment variables, lower-case, no prefix)]:FILE:_files' \
+'--skip-invalid[Enqueue the valid rows of FILE and report the invalid ones instead of enqueueing nothing]' \
+'--dry-run[Show what would be enqueued; touch nothing]' \
+'--force[Enqueue pairs even if an unshare of them is already queued within the dedupe window]' \
+'--json[Print one JSON summary object instead of text]' \
+'-h[Print help (see more with '\''--help'\'')]' \
+'--help[Print help (see more with '\''--help'\'')]' \
+'::file -- A file of pairs to unshare (CSV `env,appid` or JSONL, as for `import`), or `-` for standard input; or give --env and --appid instead:_files' \
+&& ret=0
+;;
+(sync)
+_arguments "${_arguments_options[@]}" : \
+'--format=[The input format (default\: from the extension, else from the first line)]:FORMAT:((csv\:"CSV with a header naming \`env\` and \`appid\`"
+jsonl\:"One JSON object per line\: \`{"env","appid"}\` or \`{"env","appids"\:\[…\]}\`"))' \
+'--batch=[The batch id to enqueue into (default\: a new \`b-<ULID>\`)]:ID:_default' \
+'--chunk-size=[Appids per job (default\: ENVSHARE_CHUNK_SIZE, 10)]:N:_default' \
+'--config=[A TOML settings file (same names as the environment variables, lower-case, no prefix)]:FILE:_files' \
+'--prune[Also plan to unshare the bindings of the file'\''s envs that the file does not list]' \
+'--apply[Enqueue the plan as one batch (without it, only print the plan)]' \
+'--yes[With --apply --prune\: do not ask before unsharing (required when not on a terminal)]' \
+'--json[Print one JSON object (the plan, and what was enqueued) instead of text]' \
+'-h[Print help (see more with '\''--help'\'')]' \
+'--help[Print help (see more with '\''--help'\'')]' \
+':file -- The desired (env, appid) pairs\: CSV `env,appid` or JSONL, as for `import`, or `-` for standard input:_files' \
+&& ret=0
+;;
 (demo)
 _arguments "${_arguments_options[@]}" : \
 '--pairs=[How many (env, appid) pairs to generate and import]:N:_default' \
@@ -633,6 +668,14 @@ _arguments "${_arguments_options[@]}" : \
 _arguments "${_arguments_options[@]}" : \
 && ret=0
 ;;
+(unshare)
+_arguments "${_arguments_options[@]}" : \
+&& ret=0
+;;
+(sync)
+_arguments "${_arguments_options[@]}" : \
+&& ret=0
+;;
 (demo)
 _arguments "${_arguments_options[@]}" : \
 && ret=0
@@ -676,6 +719,8 @@ _envshare_commands() {
 'find:Every share of one appid still on record, newest batch first' \
 'pause:Pause the queue\: workers take no new job until \`envshare resume\` (or the end of --for)' \
 'resume:End the pause in force now, a manual one or an automatic one (quota spent, token misconfigured)' \
+'unshare:Remove env bindings from Mini Programs (batchunshareenv), through the queue with the same retries and events as shares (\`share.unshared\`). Input as for \`import\`, or \`--env ENV --appid APPID…\`' \
+'sync:Make the bindings match a file of desired (env, appid) pairs\: print the plan (to share, already bound, awaiting confirmation, to unshare with --prune), and with --apply enqueue it as one batch. Running it again enqueues nothing new' \
 'demo:Run the whole pipeline on this machine\: a fake WeChat API with faults, a worker, an import of generated pairs, live progress and a summary of the events' \
 'sandbox:Run the fake WeChat API (for tests and demos) until Ctrl-C' \
 'completions:Print a shell completion script to standard output (e.g. \`envshare completions bash > /usr/share/bash-completion/completions/envshare\`)' \
@@ -871,6 +916,8 @@ _envshare__subcmd__help_commands() {
 'find:Every share of one appid still on record, newest batch first' \
 'pause:Pause the queue\: workers take no new job until \`envshare resume\` (or the end of --for)' \
 'resume:End the pause in force now, a manual one or an automatic one (quota spent, token misconfigured)' \
+'unshare:Remove env bindings from Mini Programs (batchunshareenv), through the queue with the same retries and events as shares (\`share.unshared\`). Input as for \`import\`, or \`--env ENV --appid APPID…\`' \
+'sync:Make the bindings match a file of desired (env, appid) pairs\: print the plan (to share, already bound, awaiting confirmation, to unshare with --prune), and with --apply enqueue it as one batch. Running it again enqueues nothing new' \
 'demo:Run the whole pipeline on this machine\: a fake WeChat API with faults, a worker, an import of generated pairs, live progress and a summary of the events' \
 'sandbox:Run the fake WeChat API (for tests and demos) until Ctrl-C' \
 'completions:Print a shell completion script to standard output (e.g. \`envshare completions bash > /usr/share/bash-completion/completions/envshare\`)' \
@@ -1012,6 +1059,11 @@ _envshare__subcmd__help__subcmd__status_commands() {
     local commands; commands=()
     _describe -t commands 'envshare help status commands' commands "$@"
 }
+(( $+functions[_envshare__subcmd__help__subcmd__sync_commands] )) ||
+_envshare__subcmd__help__subcmd__sync_commands() {
+    local commands; commands=()
+    _describe -t commands 'envshare help sync commands' commands "$@"
+}
 (( $+functions[_envshare__subcmd__help__subcmd__ticket_commands] )) ||
 _envshare__subcmd__help__subcmd__ticket_commands() {
     local commands; commands=(
@@ -1023,6 +1075,11 @@ _envshare__subcmd__help__subcmd__ticket_commands() {
 _envshare__subcmd__help__subcmd__ticket__subcmd__set_commands() {
     local commands; commands=()
     _describe -t commands 'envshare help ticket set commands' commands "$@"
+}
+(( $+functions[_envshare__subcmd__help__subcmd__unshare_commands] )) ||
+_envshare__subcmd__help__subcmd__unshare_commands() {
+    local commands; commands=()
+    _describe -t commands 'envshare help unshare commands' commands "$@"
 }
 (( $+functions[_envshare__subcmd__import_commands] )) ||
 _envshare__subcmd__import_commands() {
@@ -1085,6 +1142,11 @@ _envshare__subcmd__status_commands() {
     local commands; commands=()
     _describe -t commands 'envshare status commands' commands "$@"
 }
+(( $+functions[_envshare__subcmd__sync_commands] )) ||
+_envshare__subcmd__sync_commands() {
+    local commands; commands=()
+    _describe -t commands 'envshare sync commands' commands "$@"
+}
 (( $+functions[_envshare__subcmd__ticket_commands] )) ||
 _envshare__subcmd__ticket_commands() {
     local commands; commands=(
@@ -1115,6 +1177,11 @@ _envshare__subcmd__ticket__subcmd__help__subcmd__set_commands() {
 _envshare__subcmd__ticket__subcmd__set_commands() {
     local commands; commands=()
     _describe -t commands 'envshare ticket set commands' commands "$@"
+}
+(( $+functions[_envshare__subcmd__unshare_commands] )) ||
+_envshare__subcmd__unshare_commands() {
+    local commands; commands=()
+    _describe -t commands 'envshare unshare commands' commands "$@"
 }
 
 if [ "$funcstack[1]" = "_envshare" ]; then

@@ -77,6 +77,14 @@ pub enum Command {
     /// End the pause in force now, a manual one or an automatic one (quota spent, token
     /// misconfigured).
     Resume(JsonArgs),
+    /// Remove env bindings from Mini Programs (batchunshareenv), through the queue with the
+    /// same retries and events as shares (`share.unshared`). Input as for `import`, or
+    /// `--env ENV --appid APPID…`.
+    Unshare(UnshareArgs),
+    /// Make the bindings match a file of desired (env, appid) pairs: print the plan (to share,
+    /// already bound, awaiting confirmation, to unshare with --prune), and with --apply enqueue
+    /// it as one batch. Running it again enqueues nothing new.
+    Sync(SyncArgs),
     /// Run the whole pipeline on this machine: a fake WeChat API with faults, a worker, an
     /// import of generated pairs, live progress and a summary of the events.
     Demo(DemoArgs),
@@ -226,6 +234,94 @@ pub struct EnqueueArgs {
     /// Flags shared with `import`.
     #[command(flatten)]
     pub common: EnqueueFlags,
+}
+
+/// `envshare unshare`.
+#[derive(Debug, Args)]
+pub struct UnshareArgs {
+    /// A file of pairs to unshare (CSV `env,appid` or JSONL, as for `import`), or `-` for
+    /// standard input; or give --env and --appid instead.
+    #[arg(value_name = "FILE|-", conflicts_with_all = ["env", "appid"], required_unless_present = "env")]
+    pub file: Option<PathBuf>,
+
+    /// The cloud environment to unshare (with --appid).
+    #[arg(long, value_name = "ENV", requires = "appid")]
+    pub env: Option<String>,
+
+    /// The Mini Programs to unshare it from (with --env; repeat the flag or give several
+    /// values).
+    #[arg(long, value_name = "APPID", num_args = 1.., requires = "env")]
+    pub appid: Vec<String>,
+
+    /// The input format of FILE (default: from the extension, else from the first line).
+    #[arg(long, value_enum)]
+    pub format: Option<FormatArg>,
+
+    /// Enqueue the valid rows of FILE and report the invalid ones instead of enqueueing
+    /// nothing.
+    #[arg(long)]
+    pub skip_invalid: bool,
+
+    /// Invalid lines to list before summing up the rest.
+    #[arg(long, value_name = "N", default_value_t = envshare::import::DEFAULT_MAX_REPORTED)]
+    pub max_errors: usize,
+
+    /// The batch id to enqueue into (default: a new `b-<ULID>`).
+    #[arg(long, value_name = "ID")]
+    pub batch: Option<String>,
+
+    /// Appids per job (default: ENVSHARE_CHUNK_SIZE, 10).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub chunk_size: Option<u32>,
+
+    /// Show what would be enqueued; touch nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Enqueue pairs even if an unshare of them is already queued within the dedupe window.
+    #[arg(long)]
+    pub force: bool,
+
+    /// Print one JSON summary object instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `envshare sync`.
+#[derive(Debug, Args)]
+pub struct SyncArgs {
+    /// The desired (env, appid) pairs: CSV `env,appid` or JSONL, as for `import`, or `-` for
+    /// standard input.
+    #[arg(value_name = "FILE|-")]
+    pub file: PathBuf,
+
+    /// The input format (default: from the extension, else from the first line).
+    #[arg(long, value_enum)]
+    pub format: Option<FormatArg>,
+
+    /// Also plan to unshare the bindings of the file's envs that the file does not list.
+    #[arg(long)]
+    pub prune: bool,
+
+    /// Enqueue the plan as one batch (without it, only print the plan).
+    #[arg(long)]
+    pub apply: bool,
+
+    /// With --apply --prune: do not ask before unsharing (required when not on a terminal).
+    #[arg(long)]
+    pub yes: bool,
+
+    /// The batch id to enqueue into (default: a new `b-<ULID>`).
+    #[arg(long, value_name = "ID")]
+    pub batch: Option<String>,
+
+    /// Appids per job (default: ENVSHARE_CHUNK_SIZE, 10).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub chunk_size: Option<u32>,
+
+    /// Print one JSON object (the plan, and what was enqueued) instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `envshare status`.

@@ -18,7 +18,7 @@ use envshare::confirm::BindingChecker;
 use envshare::import::{
     self, EnqueueError, Enqueued, MakeChecker, Observer, Options, Pass, RunError, Source, Summary,
 };
-use envshare::store::Queue;
+use envshare::store::{JobOp, Queue};
 use envshare::throttle::RateLimiter;
 use envshare::wechat::WechatClient;
 use envshare::{AppId, BatchId, EnvId};
@@ -35,7 +35,7 @@ const MAX_ENVS_SHOWN: usize = 50;
 const MAX_BOUND_SHOWN: usize = 20;
 
 /// Opens the input: a file, or standard input spooled to a temporary file.
-fn open(path: &Path) -> anyhow::Result<Source> {
+pub fn open(path: &Path) -> anyhow::Result<Source> {
     if path.as_os_str() == "-" {
         let mut spool = tempfile::tempfile()
             .context("creating a temporary file to hold standard input failed (set TMPDIR to a writable directory)")?;
@@ -69,7 +69,7 @@ fn open(path: &Path) -> anyhow::Result<Source> {
 
 /// A binding checker from the settings: the WeChat client, the token of the configured mode and
 /// the global rate limit.
-fn checker(ctx: &Ctx, queue: &Queue) -> anyhow::Result<BindingChecker> {
+pub fn checker(ctx: &Ctx, queue: &Queue) -> anyhow::Result<BindingChecker> {
     let s = &ctx.settings;
     let client = WechatClient::new(&s.wechat_base_url, s.request_timeout)
         .context("fix ENVSHARE_WECHAT_BASE_URL")?;
@@ -80,9 +80,9 @@ fn checker(ctx: &Ctx, queue: &Queue) -> anyhow::Result<BindingChecker> {
         client.clone(),
     ) else {
         bad_input!(
-            "--skip-bound asks WeChat which pairs are bound and needs a token: set \
-             ENVSHARE_ACCESS_TOKEN, or ENVSHARE_COMPONENT_APPID and ENVSHARE_COMPONENT_APPSECRET \
-             (with a ticket stored by `envshare ticket set`)"
+            "asking WeChat which pairs are bound (batchgetenvid: --skip-bound, sync) needs a \
+             token: set ENVSHARE_ACCESS_TOKEN, or ENVSHARE_COMPONENT_APPID and \
+             ENVSHARE_COMPONENT_APPSECRET (with a ticket stored by `envshare ticket set`)"
         );
     };
     let limiter = Arc::new(RateLimiter::new(
@@ -123,7 +123,7 @@ impl fmt::Display for Carried {
 
 impl Error for Carried {}
 
-fn batch_id(given: Option<&str>) -> anyhow::Result<BatchId> {
+pub fn batch_id(given: Option<&str>) -> anyhow::Result<BatchId> {
     match given {
         None => Ok(BatchId::generate()),
         Some(s) => BatchId::parse(s)
@@ -133,7 +133,7 @@ fn batch_id(given: Option<&str>) -> anyhow::Result<BatchId> {
 
 /// Shows an import's progress on stderr: a bar per pass over a file, the invalid lines, a
 /// plain line now and then while enqueueing.
-struct Shown {
+pub struct Shown {
     progress: Progress,
     /// How messages name the input.
     name: String,
@@ -145,7 +145,7 @@ struct Shown {
 }
 
 impl Shown {
-    fn new(progress: Progress, name: &str, started: Instant, passes: bool) -> Arc<Self> {
+    pub fn new(progress: Progress, name: &str, started: Instant, passes: bool) -> Arc<Self> {
         Arc::new(Self {
             progress,
             name: name.to_owned(),
@@ -230,6 +230,11 @@ impl Observer for Shown {
 
 /// `envshare import FILE|-`.
 pub async fn import(ctx: &Ctx, args: ImportArgs) -> anyhow::Result<()> {
+    import_as(ctx, args, JobOp::Share).await
+}
+
+/// An import of `op` jobs (`envshare import`, `envshare unshare FILE`).
+pub async fn import_as(ctx: &Ctx, args: ImportArgs, op: JobOp) -> anyhow::Result<()> {
     let started = Instant::now();
     let flags = &args.common;
     let chunk_size = flags.chunk_size.map_or(ctx.chunk_size, |n| n as usize);
@@ -251,6 +256,7 @@ pub async fn import(ctx: &Ctx, args: ImportArgs) -> anyhow::Result<()> {
         force: flags.force,
         skip_invalid: args.skip_invalid,
         max_errors: args.max_errors,
+        op,
         ..Options::new(batch, chunk_size)
     };
     let shown = Shown::new(progress, &name, started, true);
@@ -267,6 +273,11 @@ pub async fn import(ctx: &Ctx, args: ImportArgs) -> anyhow::Result<()> {
 
 /// `envshare enqueue --env ENV --appid APPID…`.
 pub async fn pairs(ctx: &Ctx, args: EnqueueArgs) -> anyhow::Result<()> {
+    pairs_as(ctx, args, JobOp::Share).await
+}
+
+/// A few pairs as `op` jobs (`envshare enqueue`, `envshare unshare --env … --appid …`).
+pub async fn pairs_as(ctx: &Ctx, args: EnqueueArgs, op: JobOp) -> anyhow::Result<()> {
     let started = Instant::now();
     let flags = &args.common;
     let chunk_size = flags.chunk_size.map_or(ctx.chunk_size, |n| n as usize);
@@ -293,6 +304,7 @@ pub async fn pairs(ctx: &Ctx, args: EnqueueArgs) -> anyhow::Result<()> {
     let name = "<arguments>";
     let options = Options {
         force: flags.force,
+        op,
         ..Options::new(batch, chunk_size)
     };
     let shown = Shown::new(progress, name, started, false);
@@ -309,7 +321,7 @@ pub async fn pairs(ctx: &Ctx, args: EnqueueArgs) -> anyhow::Result<()> {
 
 /// Prints the summary of a finished import, or turns why it stopped into an error that says
 /// what to do.
-fn finish(
+pub fn finish(
     result: Result<Summary, RunError>,
     name: &str,
     batch: &BatchId,
@@ -381,7 +393,7 @@ fn finish(
     }
 }
 
-fn plural(n: u64) -> &'static str {
+pub fn plural(n: u64) -> &'static str {
     if n == 1 { "" } else { "s" }
 }
 

@@ -20,6 +20,7 @@ mod pause;
 mod progress;
 mod sandbox_cmd;
 mod status;
+mod sync;
 mod table;
 mod ticket;
 
@@ -121,6 +122,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Find(args) => find::run(&ctx, &args.appid, args.json).await,
         Command::Pause(args) => pause::pause(&ctx, args.reason, args.for_, args.json).await,
         Command::Resume(args) => pause::resume(&ctx, args.json).await,
+        Command::Unshare(args) => sync::unshare(&ctx, args).await,
+        Command::Sync(args) => sync::run(&ctx, args).await,
         Command::Demo(args) => demo::run(&settings, args).await,
         Command::Sandbox(args) => sandbox_cmd::run(args).await,
         Command::Completions(args) => manual::print_completions(args.shell),

@@ -12,8 +12,9 @@
 //! - Storage: [`store`] owns every Redis key, Lua script and command: the queue, batches, the
 //!   events stream, the confirmation schedule, the token cache and ticket, the rate limit.
 //! - Domain: [`wechat`] (the API client and errcode table), [`token`], [`throttle`],
-//!   [`confirm`] (confirmation tracking) and [`import`] (the import flow: read and validate the
-//!   input, skip bound pairs, plan jobs, enqueue, seal the batch).
+//!   [`confirm`] (confirmation tracking), [`import`] (the import flow: read and validate the
+//!   input, skip bound pairs, plan jobs, enqueue, seal the batch) and [`sync`] (desired-state
+//!   plans: what to share and unshare).
 //! - Service: [`worker`] (the apalis worker, its backend and HTTP endpoints) and `sandbox`
 //!   (feature `sandbox`: a fake WeChat API and a local redis-server for tests and the demo).
 #![deny(missing_docs)]
@@ -31,6 +32,7 @@ pub mod redis_url;
 pub mod sandbox;
 pub mod schedule;
 pub mod store;
+pub mod sync;
 pub mod telemetry;
 pub mod throttle;
 pub mod token;

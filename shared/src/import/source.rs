@@ -231,6 +231,23 @@ impl Source {
         }
     }
 
+    /// The distinct valid pairs of the input, in input order, held in memory (for an input
+    /// that is a set to compare, such as the desired state of `envshare sync`; an import
+    /// streams instead). Invalid rows are left out: validate with [`run`](super::run) to
+    /// report them. Call after [`Source::check`].
+    pub fn distinct_pairs(&self) -> Result<Vec<Pair>, ImportError> {
+        let mut seen = std::collections::HashSet::new();
+        let mut out = Vec::new();
+        for record in self.rows(None)? {
+            for pair in record?.pairs.unwrap_or_default() {
+                if seen.insert(pair.clone()) {
+                    out.push(pair);
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// The rows from the start, after [`Source::check`]; each read is reported to `observer`.
     pub(super) fn rows(&self, observer: Option<Arc<dyn Observer>>) -> Result<Rows, ImportError> {
         let format = match (&self.data, self.format) {

@@ -310,7 +310,7 @@ async fn a_lapsed_lease_writes_share_failed_and_batch_completed_as_serde_does() 
     .expect("connect")
     .with_clock(Arc::new(clock.clone()));
     let job = NewJob {
-        op: envshare::store::JobOp::Share,
+        op: JobOp::Share,
         env: EnvId::parse(ENV).unwrap(),
         appids: vec![appid(APPIDS + 10), appid(APPIDS + 11)],
         batch: BatchId::parse("b-events-lapsed").unwrap(),

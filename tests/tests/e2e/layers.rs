@@ -25,7 +25,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("storage", &["store"]),
     (
         "domain",
-        &["wechat", "throttle", "token", "confirm", "import"],
+        &["wechat", "throttle", "token", "confirm", "import", "sync"],
     ),
     ("service", &["worker", "sandbox"]),
 ];

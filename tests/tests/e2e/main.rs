@@ -18,5 +18,6 @@ mod queue;
 mod reliability;
 mod results;
 mod share;
+mod sync;
 mod wechat;
 mod worker;
