@@ -21,10 +21,14 @@ pub async fn show(ctx: &Ctx, id: &str, json: bool) -> anyhow::Result<()> {
         .context("fix the job id (`envshare dead list` and the events show job ids)")?;
     let queue = ctx.queue().await?;
     let Some(info) = queue.job(&id).await.context("reading the job failed")? else {
+        let created = ulid_time_ms(id.as_str())
+            .filter(|ms| *ms <= queue.now_ms() + 86_400_000)
+            .map(|ms| format!(" (its id says it was created at {})", time(ms)))
+            .unwrap_or_default();
         bad_input!(
-            "queue {} holds no job {id}: it finished (finished jobs are removed; see each appid's \
-             outcome with `envshare batch results BATCH` or `envshare find APPID`), was purged, or \
-             never existed; `envshare batch list` shows the batches on record",
+            "queue {} holds no job {id}{created}: it finished (finished jobs are removed; see each \
+             appid's outcome with `envshare batch results BATCH` or `envshare find APPID`), was \
+             purged, or never existed; `envshare batch list` shows the batches on record",
             ctx.queue
         );
     };
@@ -34,6 +38,22 @@ pub async fn show(ctx: &Ctx, id: &str, json: bool) -> anyhow::Result<()> {
     }
     print_text(&info, queue.now_ms());
     Ok(())
+}
+
+/// The creation time (ms) a generated job id (a ULID: 26 Crockford base32 characters, the first
+/// 10 the time in ms) carries; `None` for an id of another shape.
+fn ulid_time_ms(id: &str) -> Option<u64> {
+    const ALPHABET: &[u8] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+    if id.len() != 26 {
+        return None;
+    }
+    let mut ms: u64 = 0;
+    for b in id.bytes().take(10) {
+        let digit = ALPHABET.iter().position(|a| *a == b.to_ascii_uppercase())?;
+        ms = ms.checked_mul(32)?.checked_add(digit as u64)?;
+    }
+    // 10 characters hold 50 bits; a ULID's time is 48.
+    (ms < 1 << 48).then_some(ms)
 }
 
 /// Where the job is, in words.
@@ -89,5 +109,29 @@ fn print_text(info: &JobInfo, now: u64) {
             d.attempts,
             clip(&d.errmsg, ERRMSG_WIDTH)
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_generated_job_id_tells_when_it_was_created() {
+        let id = JobId::generate();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
+        let ms = ulid_time_ms(id.as_str()).unwrap();
+        assert!(ms <= now && now - ms < 60_000, "{id}: {ms} vs {now}");
+        assert_eq!(
+            ulid_time_ms("01M8XMSZCVFYYVYHAZMR7ZRYVY")
+                .map(time)
+                .as_deref(),
+            Some("2026-12-03T09:47:11Z")
+        );
+        assert_eq!(ulid_time_ms("not-a-ulid"), None);
+        assert_eq!(ulid_time_ms("ZZZZZZZZZZZZZZZZZZZZZZZZZZ"), None);
     }
 }

@@ -582,6 +582,12 @@ async fn job_show_describes_a_waiting_then_dead_job_and_names_a_missing_one() {
         "RFC 4180 quoting: {csv}"
     );
 
+    let gone = envshare::JobId::generate();
+    let e = fails(&s, &["job", "show", gone.as_str()], 2).await;
+    assert!(
+        e.contains(gone.as_str()) && e.contains("its id says it was created at"),
+        "{e}"
+    );
     let e = fails(&s, &["job", "show", "01NOSUCHJOB0000000000000000"], 2).await;
     assert!(e.contains("01NOSUCHJOB0000000000000000"), "{e}");
     assert!(
