@@ -14,7 +14,8 @@ pub const VERSION: &str = concat!(
     ")"
 );
 
-/// The envshare operator's tool: import share requests, watch the queue, handle dead jobs.
+/// The envshare operator's tool: import share requests, follow batches and their per-appid
+/// results, pause the queue, handle dead jobs.
 ///
 /// Settings come from the environment (`ENVSHARE_REDIS_URL`, `ENVSHARE_QUEUE`,
 /// `ENVSHARE_CHUNK_SIZE`, …) and an optional TOML file (`--config`).
