@@ -16,6 +16,9 @@ _envshare() {
             ",$1")
                 cmd="envshare"
                 ;;
+            envshare,batch)
+                cmd="envshare__subcmd__batch"
+                ;;
             envshare,completions)
                 cmd="envshare__subcmd__completions"
                 ;;
@@ -31,14 +34,26 @@ _envshare() {
             envshare,events)
                 cmd="envshare__subcmd__events"
                 ;;
+            envshare,find)
+                cmd="envshare__subcmd__find"
+                ;;
             envshare,help)
                 cmd="envshare__subcmd__help"
                 ;;
             envshare,import)
                 cmd="envshare__subcmd__import"
                 ;;
+            envshare,job)
+                cmd="envshare__subcmd__job"
+                ;;
             envshare,man)
                 cmd="envshare__subcmd__man"
+                ;;
+            envshare,pause)
+                cmd="envshare__subcmd__pause"
+                ;;
+            envshare,resume)
+                cmd="envshare__subcmd__resume"
                 ;;
             envshare,sandbox)
                 cmd="envshare__subcmd__sandbox"
@@ -60,6 +75,36 @@ _envshare() {
                 ;;
             envshare,webhooks)
                 cmd="envshare__subcmd__webhooks"
+                ;;
+            envshare__subcmd__batch,cancel)
+                cmd="envshare__subcmd__batch__subcmd__cancel"
+                ;;
+            envshare__subcmd__batch,help)
+                cmd="envshare__subcmd__batch__subcmd__help"
+                ;;
+            envshare__subcmd__batch,list)
+                cmd="envshare__subcmd__batch__subcmd__list"
+                ;;
+            envshare__subcmd__batch,results)
+                cmd="envshare__subcmd__batch__subcmd__results"
+                ;;
+            envshare__subcmd__batch,show)
+                cmd="envshare__subcmd__batch__subcmd__show"
+                ;;
+            envshare__subcmd__batch__subcmd__help,cancel)
+                cmd="envshare__subcmd__batch__subcmd__help__subcmd__cancel"
+                ;;
+            envshare__subcmd__batch__subcmd__help,help)
+                cmd="envshare__subcmd__batch__subcmd__help__subcmd__help"
+                ;;
+            envshare__subcmd__batch__subcmd__help,list)
+                cmd="envshare__subcmd__batch__subcmd__help__subcmd__list"
+                ;;
+            envshare__subcmd__batch__subcmd__help,results)
+                cmd="envshare__subcmd__batch__subcmd__help__subcmd__results"
+                ;;
+            envshare__subcmd__batch__subcmd__help,show)
+                cmd="envshare__subcmd__batch__subcmd__help__subcmd__show"
                 ;;
             envshare__subcmd__dead,help)
                 cmd="envshare__subcmd__dead__subcmd__help"
@@ -97,6 +142,9 @@ _envshare() {
             envshare__subcmd__events__subcmd__help,tail)
                 cmd="envshare__subcmd__events__subcmd__help__subcmd__tail"
                 ;;
+            envshare__subcmd__help,batch)
+                cmd="envshare__subcmd__help__subcmd__batch"
+                ;;
             envshare__subcmd__help,completions)
                 cmd="envshare__subcmd__help__subcmd__completions"
                 ;;
@@ -112,14 +160,26 @@ _envshare() {
             envshare__subcmd__help,events)
                 cmd="envshare__subcmd__help__subcmd__events"
                 ;;
+            envshare__subcmd__help,find)
+                cmd="envshare__subcmd__help__subcmd__find"
+                ;;
             envshare__subcmd__help,help)
                 cmd="envshare__subcmd__help__subcmd__help"
                 ;;
             envshare__subcmd__help,import)
                 cmd="envshare__subcmd__help__subcmd__import"
                 ;;
+            envshare__subcmd__help,job)
+                cmd="envshare__subcmd__help__subcmd__job"
+                ;;
             envshare__subcmd__help,man)
                 cmd="envshare__subcmd__help__subcmd__man"
+                ;;
+            envshare__subcmd__help,pause)
+                cmd="envshare__subcmd__help__subcmd__pause"
+                ;;
+            envshare__subcmd__help,resume)
+                cmd="envshare__subcmd__help__subcmd__resume"
                 ;;
             envshare__subcmd__help,sandbox)
                 cmd="envshare__subcmd__help__subcmd__sandbox"
@@ -142,6 +202,18 @@ _envshare() {
             envshare__subcmd__help,webhooks)
                 cmd="envshare__subcmd__help__subcmd__webhooks"
                 ;;
+            envshare__subcmd__help__subcmd__batch,cancel)
+                cmd="envshare__subcmd__help__subcmd__batch__subcmd__cancel"
+                ;;
+            envshare__subcmd__help__subcmd__batch,list)
+                cmd="envshare__subcmd__help__subcmd__batch__subcmd__list"
+                ;;
+            envshare__subcmd__help__subcmd__batch,results)
+                cmd="envshare__subcmd__help__subcmd__batch__subcmd__results"
+                ;;
+            envshare__subcmd__help__subcmd__batch,show)
+                cmd="envshare__subcmd__help__subcmd__batch__subcmd__show"
+                ;;
             envshare__subcmd__help__subcmd__dead,list)
                 cmd="envshare__subcmd__help__subcmd__dead__subcmd__list"
                 ;;
@@ -153,6 +225,9 @@ _envshare() {
                 ;;
             envshare__subcmd__help__subcmd__events,tail)
                 cmd="envshare__subcmd__help__subcmd__events__subcmd__tail"
+                ;;
+            envshare__subcmd__help__subcmd__job,show)
+                cmd="envshare__subcmd__help__subcmd__job__subcmd__show"
                 ;;
             envshare__subcmd__help__subcmd__ticket,request)
                 cmd="envshare__subcmd__help__subcmd__ticket__subcmd__request"
@@ -174,6 +249,18 @@ _envshare() {
                 ;;
             envshare__subcmd__help__subcmd__webhooks__subcmd__dead,retry)
                 cmd="envshare__subcmd__help__subcmd__webhooks__subcmd__dead__subcmd__retry"
+                ;;
+            envshare__subcmd__job,help)
+                cmd="envshare__subcmd__job__subcmd__help"
+                ;;
+            envshare__subcmd__job,show)
+                cmd="envshare__subcmd__job__subcmd__show"
+                ;;
+            envshare__subcmd__job__subcmd__help,help)
+                cmd="envshare__subcmd__job__subcmd__help__subcmd__help"
+                ;;
+            envshare__subcmd__job__subcmd__help,show)
+                cmd="envshare__subcmd__job__subcmd__help__subcmd__show"
                 ;;
             envshare__subcmd__ticket,help)
                 cmd="envshare__subcmd__ticket__subcmd__help"
@@ -248,8 +335,206 @@ _envshare() {
 
     case "${cmd}" in
         envshare)
-            opts="-h -V --config --help --version import enqueue status dead events webhooks ticket serve unshare sync demo sandbox completions man help"
+            opts="-h -V --config --help --version import enqueue status dead events webhooks ticket serve batch job find pause resume unshare sync demo sandbox completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        envshare__subcmd__batch)
+            opts="-h --config --help list show results cancel help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        envshare__subcmd__batch__subcmd__cancel)
+            opts="-h --json --config --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        envshare__subcmd__batch__subcmd__help)
+            opts="list show results cancel help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        envshare__subcmd__batch__subcmd__help__subcmd__cancel)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        envshare__subcmd__batch__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        envshare__subcmd__batch__subcmd__help__subcmd__list)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        envshare__subcmd__batch__subcmd__help__subcmd__results)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        envshare__subcmd__batch__subcmd__help__subcmd__show)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        envshare__subcmd__batch__subcmd__list)
+            opts="-h --limit --offset --json --config --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --limit)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --offset)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        envshare__subcmd__batch__subcmd__results)
+            opts="-o -h --format --state --out --bom --json --config --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --format)
+                    COMPREPLY=($(compgen -W "csv jsonl" -- "${cur}"))
+                    return 0
+                    ;;
+                --state)
+                    COMPREPLY=($(compgen -W "pending accepted failed bound unconfirmed cancelled unshared" -- "${cur}"))
+                    return 0
+                    ;;
+                --out)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -o)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        envshare__subcmd__batch__subcmd__show)
+            opts="-h --json --config --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -579,9 +864,97 @@ _envshare() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        envshare__subcmd__help)
-            opts="import enqueue status dead events webhooks ticket serve unshare sync demo sandbox completions man help"
+        envshare__subcmd__find)
+            opts="-h --json --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        envshare__subcmd__help)
+            opts="import enqueue status dead events webhooks ticket serve batch job find pause resume unshare sync demo sandbox completions man help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        envshare__subcmd__help__subcmd__batch)
+            opts="list show results cancel"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        envshare__subcmd__help__subcmd__batch__subcmd__cancel)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        envshare__subcmd__help__subcmd__batch__subcmd__list)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        envshare__subcmd__help__subcmd__batch__subcmd__results)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        envshare__subcmd__help__subcmd__batch__subcmd__show)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -719,6 +1092,20 @@ _envshare() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        envshare__subcmd__help__subcmd__find)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         envshare__subcmd__help__subcmd__help)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -747,7 +1134,63 @@ _envshare() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        envshare__subcmd__help__subcmd__job)
+            opts="show"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        envshare__subcmd__help__subcmd__job__subcmd__show)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         envshare__subcmd__help__subcmd__man)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        envshare__subcmd__help__subcmd__pause)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        envshare__subcmd__help__subcmd__resume)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -991,6 +1434,84 @@ _envshare() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        envshare__subcmd__job)
+            opts="-h --config --help show help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        envshare__subcmd__job__subcmd__help)
+            opts="show help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        envshare__subcmd__job__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        envshare__subcmd__job__subcmd__help__subcmd__show)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        envshare__subcmd__job__subcmd__show)
+            opts="-h --json --config --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         envshare__subcmd__man)
             opts="-h --out-dir --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -1002,6 +1523,50 @@ _envshare() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        envshare__subcmd__pause)
+            opts="-h --reason --for --json --config --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --reason)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --for)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        envshare__subcmd__resume)
+            opts="-h --json --config --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
                 --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

@@ -438,6 +438,189 @@ _arguments "${_arguments_options[@]}" : \
 '--help[Print help]' \
 && ret=0
 ;;
+(batch)
+_arguments "${_arguments_options[@]}" : \
+'--config=[A TOML settings file (same names as the environment variables, lower-case, no prefix)]:FILE:_files' \
+'-h[Print help]' \
+'--help[Print help]' \
+":: :_envshare__subcmd__batch_commands" \
+"*::: :->batch" \
+&& ret=0
+
+    case $state in
+    (batch)
+        words=($line[1] "${words[@]}")
+        (( CURRENT += 1 ))
+        curcontext="${curcontext%:*:*}:envshare-batch-command-$line[1]:"
+        case $line[1] in
+            (list)
+_arguments "${_arguments_options[@]}" : \
+'--limit=[Show at most this many]:N:_default' \
+'--offset=[Skip this many of the newest first]:N:_default' \
+'--config=[A TOML settings file (same names as the environment variables, lower-case, no prefix)]:FILE:_files' \
+'--json[Print one JSON array instead of a table]' \
+'-h[Print help]' \
+'--help[Print help]' \
+&& ret=0
+;;
+(show)
+_arguments "${_arguments_options[@]}" : \
+'--config=[A TOML settings file (same names as the environment variables, lower-case, no prefix)]:FILE:_files' \
+'--json[Print one JSON object instead of text]' \
+'-h[Print help]' \
+'--help[Print help]' \
+':id -- The batch id (`envshare batch list` shows them):_default' \
+&& ret=0
+;;
+(results)
+_arguments "${_arguments_options[@]}" : \
+'--format=[The output format]:FORMAT:((csv\:"CSV with a header row (RFC 4180\: CRLF line ends, quoted where needed), UTF-8"
+jsonl\:"One JSON object per line, with the CSV'\''s columns as keys"))' \
+'--state=[Only the appids in this state]:STATE:((pending\:"Not answered by WeChat yet (waiting, running or retrying)"
+accepted\:"Shared; waiting for the administrator to open the confirmation URL"
+failed\:"Failed for good"
+bound\:"Confirmed\: the binding is live"
+unconfirmed\:"The confirmation window ended without the binding"
+cancelled\:"Cancelled before it ran"
+unshared\:"The binding was removed"))' \
+'-o+[Write to this file instead of standard output (replaced whole, only once complete)]:FILE:_files' \
+'--out=[Write to this file instead of standard output (replaced whole, only once complete)]:FILE:_files' \
+'--config=[A TOML settings file (same names as the environment variables, lower-case, no prefix)]:FILE:_files' \
+'--bom[Start a CSV with a UTF-8 byte order mark, so Excel reads it as UTF-8]' \
+'(--format)--json[The same as \`--format jsonl\`]' \
+'-h[Print help (see more with '\''--help'\'')]' \
+'--help[Print help (see more with '\''--help'\'')]' \
+':id -- The batch id (`envshare batch list` shows them):_default' \
+&& ret=0
+;;
+(cancel)
+_arguments "${_arguments_options[@]}" : \
+'--config=[A TOML settings file (same names as the environment variables, lower-case, no prefix)]:FILE:_files' \
+'--json[Print one JSON object instead of text]' \
+'-h[Print help]' \
+'--help[Print help]' \
+':id -- The batch id (`envshare batch list` shows them):_default' \
+&& ret=0
+;;
+(help)
+_arguments "${_arguments_options[@]}" : \
+":: :_envshare__subcmd__batch__subcmd__help_commands" \
+"*::: :->help" \
+&& ret=0
+
+    case $state in
+    (help)
+        words=($line[1] "${words[@]}")
+        (( CURRENT += 1 ))
+        curcontext="${curcontext%:*:*}:envshare-batch-help-command-$line[1]:"
+        case $line[1] in
+            (list)
+_arguments "${_arguments_options[@]}" : \
+&& ret=0
+;;
+(show)
+_arguments "${_arguments_options[@]}" : \
+&& ret=0
+;;
+(results)
+_arguments "${_arguments_options[@]}" : \
+&& ret=0
+;;
+(cancel)
+_arguments "${_arguments_options[@]}" : \
+&& ret=0
+;;
+(help)
+_arguments "${_arguments_options[@]}" : \
+&& ret=0
+;;
+        esac
+    ;;
+esac
+;;
+        esac
+    ;;
+esac
+;;
+(job)
+_arguments "${_arguments_options[@]}" : \
+'--config=[A TOML settings file (same names as the environment variables, lower-case, no prefix)]:FILE:_files' \
+'-h[Print help]' \
+'--help[Print help]' \
+":: :_envshare__subcmd__job_commands" \
+"*::: :->job" \
+&& ret=0
+
+    case $state in
+    (job)
+        words=($line[1] "${words[@]}")
+        (( CURRENT += 1 ))
+        curcontext="${curcontext%:*:*}:envshare-job-command-$line[1]:"
+        case $line[1] in
+            (show)
+_arguments "${_arguments_options[@]}" : \
+'--config=[A TOML settings file (same names as the environment variables, lower-case, no prefix)]:FILE:_files' \
+'--json[Print one JSON object instead of text]' \
+'-h[Print help]' \
+'--help[Print help]' \
+':id -- The job id (from the events, `envshare dead list` or `envshare batch results`):_default' \
+&& ret=0
+;;
+(help)
+_arguments "${_arguments_options[@]}" : \
+":: :_envshare__subcmd__job__subcmd__help_commands" \
+"*::: :->help" \
+&& ret=0
+
+    case $state in
+    (help)
+        words=($line[1] "${words[@]}")
+        (( CURRENT += 1 ))
+        curcontext="${curcontext%:*:*}:envshare-job-help-command-$line[1]:"
+        case $line[1] in
+            (show)
+_arguments "${_arguments_options[@]}" : \
+&& ret=0
+;;
+(help)
+_arguments "${_arguments_options[@]}" : \
+&& ret=0
+;;
+        esac
+    ;;
+esac
+;;
+        esac
+    ;;
+esac
+;;
+(find)
+_arguments "${_arguments_options[@]}" : \
+'--config=[A TOML settings file (same names as the environment variables, lower-case, no prefix)]:FILE:_files' \
+'--json[Print the rows as one JSON array instead of a table]' \
+'-h[Print help]' \
+'--help[Print help]' \
+':appid -- The Mini Program'\''s appid (`wx` + 16 lowercase hex digits):_default' \
+&& ret=0
+;;
+(pause)
+_arguments "${_arguments_options[@]}" : \
+'--reason=[Why (shown by \`status\`, the workers'\'' /readyz and their logs)]:TEXT:_default' \
+'--for=[How long (\`30m\`, \`2h\`, \`1d\`, \`1h 30m\`); without it the pause lasts until \`envshare resume\`]:DURATION:_default' \
+'--config=[A TOML settings file (same names as the environment variables, lower-case, no prefix)]:FILE:_files' \
+'--json[Print one JSON object instead of text]' \
+'-h[Print help]' \
+'--help[Print help]' \
+&& ret=0
+;;
+(resume)
+_arguments "${_arguments_options[@]}" : \
+'--config=[A TOML settings file (same names as the environment variables, lower-case, no prefix)]:FILE:_files' \
+'--json[Print one JSON object instead of text]' \
+'-h[Print help]' \
+'--help[Print help]' \
+&& ret=0
+;;
 (unshare)
 _arguments "${_arguments_options[@]}" : \
 '--env=[The cloud environment to unshare (with --appid)]:ENV:_default' \
@@ -655,6 +838,70 @@ esac
 _arguments "${_arguments_options[@]}" : \
 && ret=0
 ;;
+(batch)
+_arguments "${_arguments_options[@]}" : \
+":: :_envshare__subcmd__help__subcmd__batch_commands" \
+"*::: :->batch" \
+&& ret=0
+
+    case $state in
+    (batch)
+        words=($line[1] "${words[@]}")
+        (( CURRENT += 1 ))
+        curcontext="${curcontext%:*:*}:envshare-help-batch-command-$line[1]:"
+        case $line[1] in
+            (list)
+_arguments "${_arguments_options[@]}" : \
+&& ret=0
+;;
+(show)
+_arguments "${_arguments_options[@]}" : \
+&& ret=0
+;;
+(results)
+_arguments "${_arguments_options[@]}" : \
+&& ret=0
+;;
+(cancel)
+_arguments "${_arguments_options[@]}" : \
+&& ret=0
+;;
+        esac
+    ;;
+esac
+;;
+(job)
+_arguments "${_arguments_options[@]}" : \
+":: :_envshare__subcmd__help__subcmd__job_commands" \
+"*::: :->job" \
+&& ret=0
+
+    case $state in
+    (job)
+        words=($line[1] "${words[@]}")
+        (( CURRENT += 1 ))
+        curcontext="${curcontext%:*:*}:envshare-help-job-command-$line[1]:"
+        case $line[1] in
+            (show)
+_arguments "${_arguments_options[@]}" : \
+&& ret=0
+;;
+        esac
+    ;;
+esac
+;;
+(find)
+_arguments "${_arguments_options[@]}" : \
+&& ret=0
+;;
+(pause)
+_arguments "${_arguments_options[@]}" : \
+&& ret=0
+;;
+(resume)
+_arguments "${_arguments_options[@]}" : \
+&& ret=0
+;;
 (unshare)
 _arguments "${_arguments_options[@]}" : \
 && ret=0
@@ -703,6 +950,11 @@ _envshare_commands() {
 'webhooks:Webhook deliveries\: per-endpoint status, dead deliveries, signature checks' \
 'ticket:Manage the component verify ticket' \
 'serve:Serve HTTP until SIGTERM/SIGINT\: the WeChat callback (verify tickets and authorization events at POST /wechat/callback), /healthz, /readyz and /metrics' \
+'batch:Batches\: list them, show one'\''s progress, write its per-appid results, cancel it' \
+'job:Look up a job by id' \
+'find:Every share of one appid still on record, newest batch first' \
+'pause:Pause the queue\: workers take no new job until \`envshare resume\` (or the end of --for)' \
+'resume:End the pause in force now, a manual one or an automatic one (quota spent, token misconfigured)' \
 'unshare:Remove env bindings from Mini Programs (batchunshareenv), through the queue with the same retries and events as shares (\`share.unshared\`). Input as for \`import\`, or \`--env ENV --appid APPID…\`' \
 'sync:Make the bindings match a file of desired (env, appid) pairs\: print the plan (to share, already bound, awaiting confirmation, to unshare with --prune), and with --apply enqueue it as one batch. Running it again enqueues nothing new' \
 'demo:Run the whole pipeline on this machine\: a fake WeChat API with faults, a worker, an import of generated pairs, live progress and a summary of the events' \
@@ -712,6 +964,73 @@ _envshare_commands() {
 'help:Print this message or the help of the given subcommand(s)' \
     )
     _describe -t commands 'envshare commands' commands "$@"
+}
+(( $+functions[_envshare__subcmd__batch_commands] )) ||
+_envshare__subcmd__batch_commands() {
+    local commands; commands=(
+'list:List batches on record, newest first, with their progress' \
+'show:Show one batch\: progress, confirmation, appids per result state' \
+'results:Write a batch'\''s per-appid results (confirmation URLs, failures) as CSV or JSONL' \
+'cancel:Cancel a batch\: its waiting jobs leave the queue and their appids end \`cancelled\`; running jobs finish. A batch that already completed is left as it is' \
+'help:Print this message or the help of the given subcommand(s)' \
+    )
+    _describe -t commands 'envshare batch commands' commands "$@"
+}
+(( $+functions[_envshare__subcmd__batch__subcmd__cancel_commands] )) ||
+_envshare__subcmd__batch__subcmd__cancel_commands() {
+    local commands; commands=()
+    _describe -t commands 'envshare batch cancel commands' commands "$@"
+}
+(( $+functions[_envshare__subcmd__batch__subcmd__help_commands] )) ||
+_envshare__subcmd__batch__subcmd__help_commands() {
+    local commands; commands=(
+'list:List batches on record, newest first, with their progress' \
+'show:Show one batch\: progress, confirmation, appids per result state' \
+'results:Write a batch'\''s per-appid results (confirmation URLs, failures) as CSV or JSONL' \
+'cancel:Cancel a batch\: its waiting jobs leave the queue and their appids end \`cancelled\`; running jobs finish. A batch that already completed is left as it is' \
+'help:Print this message or the help of the given subcommand(s)' \
+    )
+    _describe -t commands 'envshare batch help commands' commands "$@"
+}
+(( $+functions[_envshare__subcmd__batch__subcmd__help__subcmd__cancel_commands] )) ||
+_envshare__subcmd__batch__subcmd__help__subcmd__cancel_commands() {
+    local commands; commands=()
+    _describe -t commands 'envshare batch help cancel commands' commands "$@"
+}
+(( $+functions[_envshare__subcmd__batch__subcmd__help__subcmd__help_commands] )) ||
+_envshare__subcmd__batch__subcmd__help__subcmd__help_commands() {
+    local commands; commands=()
+    _describe -t commands 'envshare batch help help commands' commands "$@"
+}
+(( $+functions[_envshare__subcmd__batch__subcmd__help__subcmd__list_commands] )) ||
+_envshare__subcmd__batch__subcmd__help__subcmd__list_commands() {
+    local commands; commands=()
+    _describe -t commands 'envshare batch help list commands' commands "$@"
+}
+(( $+functions[_envshare__subcmd__batch__subcmd__help__subcmd__results_commands] )) ||
+_envshare__subcmd__batch__subcmd__help__subcmd__results_commands() {
+    local commands; commands=()
+    _describe -t commands 'envshare batch help results commands' commands "$@"
+}
+(( $+functions[_envshare__subcmd__batch__subcmd__help__subcmd__show_commands] )) ||
+_envshare__subcmd__batch__subcmd__help__subcmd__show_commands() {
+    local commands; commands=()
+    _describe -t commands 'envshare batch help show commands' commands "$@"
+}
+(( $+functions[_envshare__subcmd__batch__subcmd__list_commands] )) ||
+_envshare__subcmd__batch__subcmd__list_commands() {
+    local commands; commands=()
+    _describe -t commands 'envshare batch list commands' commands "$@"
+}
+(( $+functions[_envshare__subcmd__batch__subcmd__results_commands] )) ||
+_envshare__subcmd__batch__subcmd__results_commands() {
+    local commands; commands=()
+    _describe -t commands 'envshare batch results commands' commands "$@"
+}
+(( $+functions[_envshare__subcmd__batch__subcmd__show_commands] )) ||
+_envshare__subcmd__batch__subcmd__show_commands() {
+    local commands; commands=()
+    _describe -t commands 'envshare batch show commands' commands "$@"
 }
 (( $+functions[_envshare__subcmd__completions_commands] )) ||
 _envshare__subcmd__completions_commands() {
@@ -814,6 +1133,11 @@ _envshare__subcmd__events__subcmd__tail_commands() {
     local commands; commands=()
     _describe -t commands 'envshare events tail commands' commands "$@"
 }
+(( $+functions[_envshare__subcmd__find_commands] )) ||
+_envshare__subcmd__find_commands() {
+    local commands; commands=()
+    _describe -t commands 'envshare find commands' commands "$@"
+}
 (( $+functions[_envshare__subcmd__help_commands] )) ||
 _envshare__subcmd__help_commands() {
     local commands; commands=(
@@ -825,6 +1149,11 @@ _envshare__subcmd__help_commands() {
 'webhooks:Webhook deliveries\: per-endpoint status, dead deliveries, signature checks' \
 'ticket:Manage the component verify ticket' \
 'serve:Serve HTTP until SIGTERM/SIGINT\: the WeChat callback (verify tickets and authorization events at POST /wechat/callback), /healthz, /readyz and /metrics' \
+'batch:Batches\: list them, show one'\''s progress, write its per-appid results, cancel it' \
+'job:Look up a job by id' \
+'find:Every share of one appid still on record, newest batch first' \
+'pause:Pause the queue\: workers take no new job until \`envshare resume\` (or the end of --for)' \
+'resume:End the pause in force now, a manual one or an automatic one (quota spent, token misconfigured)' \
 'unshare:Remove env bindings from Mini Programs (batchunshareenv), through the queue with the same retries and events as shares (\`share.unshared\`). Input as for \`import\`, or \`--env ENV --appid APPID…\`' \
 'sync:Make the bindings match a file of desired (env, appid) pairs\: print the plan (to share, already bound, awaiting confirmation, to unshare with --prune), and with --apply enqueue it as one batch. Running it again enqueues nothing new' \
 'demo:Run the whole pipeline on this machine\: a fake WeChat API with faults, a worker, an import of generated pairs, live progress and a summary of the events' \
@@ -834,6 +1163,36 @@ _envshare__subcmd__help_commands() {
 'help:Print this message or the help of the given subcommand(s)' \
     )
     _describe -t commands 'envshare help commands' commands "$@"
+}
+(( $+functions[_envshare__subcmd__help__subcmd__batch_commands] )) ||
+_envshare__subcmd__help__subcmd__batch_commands() {
+    local commands; commands=(
+'list:List batches on record, newest first, with their progress' \
+'show:Show one batch\: progress, confirmation, appids per result state' \
+'results:Write a batch'\''s per-appid results (confirmation URLs, failures) as CSV or JSONL' \
+'cancel:Cancel a batch\: its waiting jobs leave the queue and their appids end \`cancelled\`; running jobs finish. A batch that already completed is left as it is' \
+    )
+    _describe -t commands 'envshare help batch commands' commands "$@"
+}
+(( $+functions[_envshare__subcmd__help__subcmd__batch__subcmd__cancel_commands] )) ||
+_envshare__subcmd__help__subcmd__batch__subcmd__cancel_commands() {
+    local commands; commands=()
+    _describe -t commands 'envshare help batch cancel commands' commands "$@"
+}
+(( $+functions[_envshare__subcmd__help__subcmd__batch__subcmd__list_commands] )) ||
+_envshare__subcmd__help__subcmd__batch__subcmd__list_commands() {
+    local commands; commands=()
+    _describe -t commands 'envshare help batch list commands' commands "$@"
+}
+(( $+functions[_envshare__subcmd__help__subcmd__batch__subcmd__results_commands] )) ||
+_envshare__subcmd__help__subcmd__batch__subcmd__results_commands() {
+    local commands; commands=()
+    _describe -t commands 'envshare help batch results commands' commands "$@"
+}
+(( $+functions[_envshare__subcmd__help__subcmd__batch__subcmd__show_commands] )) ||
+_envshare__subcmd__help__subcmd__batch__subcmd__show_commands() {
+    local commands; commands=()
+    _describe -t commands 'envshare help batch show commands' commands "$@"
 }
 (( $+functions[_envshare__subcmd__help__subcmd__completions_commands] )) ||
 _envshare__subcmd__help__subcmd__completions_commands() {
@@ -886,6 +1245,11 @@ _envshare__subcmd__help__subcmd__events__subcmd__tail_commands() {
     local commands; commands=()
     _describe -t commands 'envshare help events tail commands' commands "$@"
 }
+(( $+functions[_envshare__subcmd__help__subcmd__find_commands] )) ||
+_envshare__subcmd__help__subcmd__find_commands() {
+    local commands; commands=()
+    _describe -t commands 'envshare help find commands' commands "$@"
+}
 (( $+functions[_envshare__subcmd__help__subcmd__help_commands] )) ||
 _envshare__subcmd__help__subcmd__help_commands() {
     local commands; commands=()
@@ -896,10 +1260,32 @@ _envshare__subcmd__help__subcmd__import_commands() {
     local commands; commands=()
     _describe -t commands 'envshare help import commands' commands "$@"
 }
+(( $+functions[_envshare__subcmd__help__subcmd__job_commands] )) ||
+_envshare__subcmd__help__subcmd__job_commands() {
+    local commands; commands=(
+'show:Show a job the queue holds\: env, appids, batch, state, attempts, why it died' \
+    )
+    _describe -t commands 'envshare help job commands' commands "$@"
+}
+(( $+functions[_envshare__subcmd__help__subcmd__job__subcmd__show_commands] )) ||
+_envshare__subcmd__help__subcmd__job__subcmd__show_commands() {
+    local commands; commands=()
+    _describe -t commands 'envshare help job show commands' commands "$@"
+}
 (( $+functions[_envshare__subcmd__help__subcmd__man_commands] )) ||
 _envshare__subcmd__help__subcmd__man_commands() {
     local commands; commands=()
     _describe -t commands 'envshare help man commands' commands "$@"
+}
+(( $+functions[_envshare__subcmd__help__subcmd__pause_commands] )) ||
+_envshare__subcmd__help__subcmd__pause_commands() {
+    local commands; commands=()
+    _describe -t commands 'envshare help pause commands' commands "$@"
+}
+(( $+functions[_envshare__subcmd__help__subcmd__resume_commands] )) ||
+_envshare__subcmd__help__subcmd__resume_commands() {
+    local commands; commands=()
+    _describe -t commands 'envshare help resume commands' commands "$@"
 }
 (( $+functions[_envshare__subcmd__help__subcmd__sandbox_commands] )) ||
 _envshare__subcmd__help__subcmd__sandbox_commands() {
@@ -986,10 +1372,51 @@ _envshare__subcmd__import_commands() {
     local commands; commands=()
     _describe -t commands 'envshare import commands' commands "$@"
 }
+(( $+functions[_envshare__subcmd__job_commands] )) ||
+_envshare__subcmd__job_commands() {
+    local commands; commands=(
+'show:Show a job the queue holds\: env, appids, batch, state, attempts, why it died' \
+'help:Print this message or the help of the given subcommand(s)' \
+    )
+    _describe -t commands 'envshare job commands' commands "$@"
+}
+(( $+functions[_envshare__subcmd__job__subcmd__help_commands] )) ||
+_envshare__subcmd__job__subcmd__help_commands() {
+    local commands; commands=(
+'show:Show a job the queue holds\: env, appids, batch, state, attempts, why it died' \
+'help:Print this message or the help of the given subcommand(s)' \
+    )
+    _describe -t commands 'envshare job help commands' commands "$@"
+}
+(( $+functions[_envshare__subcmd__job__subcmd__help__subcmd__help_commands] )) ||
+_envshare__subcmd__job__subcmd__help__subcmd__help_commands() {
+    local commands; commands=()
+    _describe -t commands 'envshare job help help commands' commands "$@"
+}
+(( $+functions[_envshare__subcmd__job__subcmd__help__subcmd__show_commands] )) ||
+_envshare__subcmd__job__subcmd__help__subcmd__show_commands() {
+    local commands; commands=()
+    _describe -t commands 'envshare job help show commands' commands "$@"
+}
+(( $+functions[_envshare__subcmd__job__subcmd__show_commands] )) ||
+_envshare__subcmd__job__subcmd__show_commands() {
+    local commands; commands=()
+    _describe -t commands 'envshare job show commands' commands "$@"
+}
 (( $+functions[_envshare__subcmd__man_commands] )) ||
 _envshare__subcmd__man_commands() {
     local commands; commands=()
     _describe -t commands 'envshare man commands' commands "$@"
+}
+(( $+functions[_envshare__subcmd__pause_commands] )) ||
+_envshare__subcmd__pause_commands() {
+    local commands; commands=()
+    _describe -t commands 'envshare pause commands' commands "$@"
+}
+(( $+functions[_envshare__subcmd__resume_commands] )) ||
+_envshare__subcmd__resume_commands() {
+    local commands; commands=()
+    _describe -t commands 'envshare resume commands' commands "$@"
 }
 (( $+functions[_envshare__subcmd__sandbox_commands] )) ||
 _envshare__subcmd__sandbox_commands() {

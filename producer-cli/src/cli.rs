@@ -14,7 +14,8 @@ pub const VERSION: &str = concat!(
     ")"
 );
 
-/// The envshare operator's tool: import share requests, watch the queue, handle dead jobs.
+/// The envshare operator's tool: import share requests, follow batches and their per-appid
+/// results, pause the queue, handle dead jobs.
 ///
 /// Settings come from the environment (`ENVSHARE_REDIS_URL`, `ENVSHARE_QUEUE`,
 /// `ENVSHARE_CHUNK_SIZE`, …) and an optional TOML file (`--config`).
@@ -67,6 +68,25 @@ pub enum Command {
     /// Serve HTTP until SIGTERM/SIGINT: the WeChat callback (verify tickets and authorization
     /// events at POST /wechat/callback), /healthz, /readyz and /metrics.
     Serve(ServeArgs),
+    /// Batches: list them, show one's progress, write its per-appid results, cancel it.
+    Batch {
+        /// What to do with batches.
+        #[command(subcommand)]
+        command: BatchCommand,
+    },
+    /// Look up a job by id.
+    Job {
+        /// What to do with the job.
+        #[command(subcommand)]
+        command: JobCommand,
+    },
+    /// Every share of one appid still on record, newest batch first.
+    Find(FindArgs),
+    /// Pause the queue: workers take no new job until `envshare resume` (or the end of --for).
+    Pause(PauseArgs),
+    /// End the pause in force now, a manual one or an automatic one (quota spent, token
+    /// misconfigured).
+    Resume(JsonArgs),
     /// Remove env bindings from Mini Programs (batchunshareenv), through the queue with the
     /// same retries and events as shares (`share.unshared`). Input as for `import`, or
     /// `--env ENV --appid APPID…`.
@@ -493,6 +513,153 @@ pub enum TicketCommand {
     /// (api_start_push_ticket, with ENVSHARE_COMPONENT_APPID and ENVSHARE_COMPONENT_APPSECRET).
     /// At most once per 10 minutes, shared with the workers' own requests.
     Request,
+}
+
+/// Just `--json`.
+#[derive(Debug, Args)]
+pub struct JsonArgs {
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `envshare pause`.
+#[derive(Debug, Args)]
+pub struct PauseArgs {
+    /// Why (shown by `status`, the workers' /readyz and their logs).
+    #[arg(long, value_name = "TEXT")]
+    pub reason: Option<String>,
+
+    /// How long (`30m`, `2h`, `1d`, `1h 30m`); without it the pause lasts until `envshare
+    /// resume`.
+    #[arg(long = "for", value_name = "DURATION")]
+    pub for_: Option<String>,
+
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `envshare find`.
+#[derive(Debug, Args)]
+pub struct FindArgs {
+    /// The Mini Program's appid (`wx` + 16 lowercase hex digits).
+    #[arg(value_name = "APPID")]
+    pub appid: String,
+
+    /// Print the rows as one JSON array instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `envshare job …`.
+#[derive(Debug, Subcommand)]
+pub enum JobCommand {
+    /// Show a job the queue holds: env, appids, batch, state, attempts, why it died.
+    Show {
+        /// The job id (from the events, `envshare dead list` or `envshare batch results`).
+        #[arg(value_name = "ID")]
+        id: String,
+        /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `envshare batch …`.
+#[derive(Debug, Subcommand)]
+pub enum BatchCommand {
+    /// List batches on record, newest first, with their progress.
+    List {
+        /// Show at most this many.
+        #[arg(long, value_name = "N", default_value_t = 20,
+              value_parser = clap::value_parser!(u32).range(1..=10_000))]
+        limit: u32,
+        /// Skip this many of the newest first.
+        #[arg(long, value_name = "N", default_value_t = 0)]
+        offset: usize,
+        /// Print one JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one batch: progress, confirmation, appids per result state.
+    Show {
+        /// The batch id (`envshare batch list` shows them).
+        #[arg(value_name = "ID")]
+        id: String,
+        /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write a batch's per-appid results (confirmation URLs, failures) as CSV or JSONL.
+    Results(ResultsArgs),
+    /// Cancel a batch: its waiting jobs leave the queue and their appids end `cancelled`;
+    /// running jobs finish. A batch that already completed is left as it is.
+    Cancel {
+        /// The batch id (`envshare batch list` shows them).
+        #[arg(value_name = "ID")]
+        id: String,
+        /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `envshare batch results`.
+#[derive(Debug, Args)]
+pub struct ResultsArgs {
+    /// The batch id (`envshare batch list` shows them).
+    #[arg(value_name = "ID")]
+    pub id: String,
+
+    /// The output format.
+    #[arg(long, value_enum, default_value_t = ResultsFormat::Csv)]
+    pub format: ResultsFormat,
+
+    /// Only the appids in this state.
+    #[arg(long, value_enum, value_name = "STATE")]
+    pub state: Option<StateArg>,
+
+    /// Write to this file instead of standard output (replaced whole, only once complete).
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub out: Option<PathBuf>,
+
+    /// Start a CSV with a UTF-8 byte order mark, so Excel reads it as UTF-8.
+    #[arg(long)]
+    pub bom: bool,
+
+    /// The same as `--format jsonl`.
+    #[arg(long, conflicts_with = "format")]
+    pub json: bool,
+}
+
+/// An output format of `batch results`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ResultsFormat {
+    /// CSV with a header row (RFC 4180: CRLF line ends, quoted where needed), UTF-8.
+    Csv,
+    /// One JSON object per line, with the CSV's columns as keys.
+    #[value(alias = "ndjson")]
+    Jsonl,
+}
+
+/// A per-appid result state, for `--state`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StateArg {
+    /// Not answered by WeChat yet (waiting, running or retrying).
+    Pending,
+    /// Shared; waiting for the administrator to open the confirmation URL.
+    Accepted,
+    /// Failed for good.
+    Failed,
+    /// Confirmed: the binding is live.
+    Bound,
+    /// The confirmation window ended without the binding.
+    Unconfirmed,
+    /// Cancelled before it ran.
+    Cancelled,
+    /// The binding was removed.
+    Unshared,
 }
 
 #[cfg(test)]

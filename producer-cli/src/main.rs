@@ -5,6 +5,7 @@
 //! Exit codes: 0 ok, 2 bad input or usage (clap's own usage errors are 2 as well), 1 anything
 //! else. Errors print as `error: …` with their causes, each saying what to fix.
 
+mod batch;
 mod cli;
 mod ctx;
 mod dead;
@@ -12,12 +13,16 @@ mod demo;
 mod enqueue;
 mod events;
 mod fail;
+mod find;
+mod job;
 mod manual;
+mod pause;
 mod progress;
 mod sandbox_cmd;
 mod serve;
 mod status;
 mod sync;
+mod table;
 mod ticket;
 mod webhooks;
 
@@ -25,7 +30,8 @@ use anyhow::Context as _;
 use clap::Parser as _;
 
 use cli::{
-    Cli, Command, DeadCommand, EventsCommand, TicketCommand, WebhooksCommand, WebhooksDeadCommand,
+    BatchCommand, Cli, Command, DeadCommand, EventsCommand, JobCommand, TicketCommand,
+    WebhooksCommand, WebhooksDeadCommand,
 };
 use envshare::config::Settings;
 
@@ -118,6 +124,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             TicketCommand::Request => ticket::request(&ctx).await,
         },
         Command::Serve(args) => serve::run(settings, args).await,
+        Command::Batch { command } => match command {
+            BatchCommand::List {
+                limit,
+                offset,
+                json,
+            } => batch::list(&ctx, limit, offset, json).await,
+            BatchCommand::Show { id, json } => batch::show(&ctx, &id, json).await,
+            BatchCommand::Results(args) => batch::results(&ctx, args).await,
+            BatchCommand::Cancel { id, json } => batch::cancel(&ctx, &id, json).await,
+        },
+        Command::Job { command } => match command {
+            JobCommand::Show { id, json } => job::show(&ctx, &id, json).await,
+        },
+        Command::Find(args) => find::run(&ctx, &args.appid, args.json).await,
+        Command::Pause(args) => pause::pause(&ctx, args.reason, args.for_, args.json).await,
+        Command::Resume(args) => pause::resume(&ctx, args.json).await,
         Command::Unshare(args) => sync::unshare(&ctx, args).await,
         Command::Sync(args) => sync::run(&ctx, args).await,
         Command::Webhooks { command } => match command {

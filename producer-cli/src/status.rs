@@ -295,8 +295,8 @@ fn print_text(s: &Status) {
     println!("  live workers: {}", st.live_workers);
     match &st.paused {
         Some(p) => println!(
-            "  paused for {} more: {}",
-            age(p.until_ms.saturating_sub(s.read_at_ms)),
+            "  paused {}: {}",
+            crate::pause::describe_until(p.until_ms, s.read_at_ms),
             p.reason
         ),
         None => println!("  not paused"),

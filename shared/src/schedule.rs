@@ -12,6 +12,12 @@ pub const SHANGHAI_OFFSET_MS: u64 = 8 * 3_600_000;
 
 const DAY_MS: i64 = 86_400_000;
 
+/// The end of a pause that lasts until it is lifted (`envshare pause` without `--for`):
+/// 9999-12-31T23:59:59.999Z, later than any pause with an end, and exact as a Lua number
+/// (below 2^53) in the scripts that compare pause ends.
+pub const PAUSE_UNTIL_RESUMED_MS: u64 = 253_402_300_799_999;
+const _: () = assert!(PAUSE_UNTIL_RESUMED_MS < 1 << 53, "Lua numbers are doubles");
+
 /// Appids per `batchgetenvid` call by default (`ENVSHARE_CONFIRM_BATCH`).
 pub const DEFAULT_CONFIRM_BATCH: usize = 100;
 

@@ -15,6 +15,7 @@
 //! the rollout that fixes a bad secret, and would count every pod as disrupted. The pause is
 //! reported instead: the `pause` check is always ok and its detail is `paused: REASON (…)` or
 //! `not paused`; `envshare_queue_paused` and the alerts built on it are what page.
+//! A pause set by `envshare pause` without `--for` reads `paused until resumed: REASON`.
 //!
 //! The answer is JSON: `{"ready":bool,"checks":{"redis":{"ok","detail"},…}}`, HTTP 200 or 503.
 
@@ -30,6 +31,7 @@ use tracing::warn;
 
 use super::handler::ShareContext;
 use super::metrics::MetricsRegistry;
+use crate::schedule::PAUSE_UNTIL_RESUMED_MS;
 use crate::store::{Queue, ServerCheck};
 
 #[derive(Clone)]
@@ -134,21 +136,23 @@ async fn readyz(State(s): State<HttpState>) -> Response {
     (status, axum::Json(body)).into_response()
 }
 
-/// The pause in force, if any: informational, always ok (see the module documentation).
+/// The pause in force, whoever set it (`envshare pause`, a spent quota, a token
+/// misconfiguration): informational, always ok (see the module documentation).
 async fn pause_check(s: &HttpState) -> Value {
     let now = s.queue.now_ms();
-    match s.queue.stats().await {
-        Ok(stats) => match stats.paused.filter(|p| p.until_ms > now) {
-            Some(p) => check(
-                true,
-                format!(
-                    "paused: {} (for {} s more)",
-                    p.reason,
-                    (p.until_ms - now).div_ceil(1000)
-                ),
+    match s.queue.pause_in_force().await {
+        Ok(None) => check(true, "not paused"),
+        Ok(Some(p)) if p.until_ms >= PAUSE_UNTIL_RESUMED_MS => {
+            check(true, format!("paused until resumed: {}", p.reason))
+        }
+        Ok(Some(p)) => check(
+            true,
+            format!(
+                "paused: {} (for {} s more)",
+                p.reason,
+                p.until_ms.saturating_sub(now).div_ceil(1000)
             ),
-            None => check(true, "not paused"),
-        },
+        ),
         Err(e) => check(true, format!("unknown: cannot read the pause: {e}")),
     }
 }

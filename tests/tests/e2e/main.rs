@@ -14,6 +14,7 @@ mod events;
 mod fuzz;
 mod import;
 mod layers;
+mod operator;
 mod ops;
 mod queue;
 mod reliability;
