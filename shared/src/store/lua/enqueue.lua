@@ -15,11 +15,11 @@
 --         jobs J, then per job: id, number of appids A, A appids
 --         (ids, envs, batch ids and appids are validated in Rust: no characters needing JSON
 --         escapes, so the payload is built by concatenation instead of cjson)
--- Each created pair gets its row number (a seq record; its row is written when it leaves
--- pending); a job's payload names the
--- row number of its first appid ("row", the others follow in order) and the job's index in the
--- batch ("ji", its place in the batch's jobs string; job ids are 26-character ULIDs). An unshare job's payload
--- has "op":"unshare" and its dedupe members are "u:env/appid".
+-- Each created pair gets its row number (a seq record; its result row is written when it
+-- leaves pending). A job's payload names the row number of its first appid ("row"; the others
+-- follow in order) and the job's index in the batch ("ji": its place in the batch's jobs
+-- string; job ids are 26-character ULIDs). An unshare job's payload has "op":"unshare" and its
+-- dedupe members are "u:env/appid".
 -- returns: {jobs created, appids enqueued, pairs skipped, {1-based indexes (over all jobs of
 --          this call) of jobs not created because every pair was a duplicate}}
 -- Cost: O(log n) per pair; the caller keeps a slice to a few hundred jobs.
