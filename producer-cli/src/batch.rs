@@ -478,10 +478,7 @@ pub async fn cancel(ctx: &Ctx, id: &str, json: bool) -> anyhow::Result<()> {
     else {
         return unknown_batch(ctx, &id);
     };
-    // The sweep runs in slices: when the slice that cancels the last waiting job completes the
-    // batch, the next slice finds it completed. Only a call that cancelled nothing found a
-    // batch that had completed before.
-    let already_completed = r.already_completed && r.cancelled_jobs == 0;
+    let already_completed = r.already_completed;
     if json {
         let out = CancelOut {
             batch: id.to_string(),

@@ -43,7 +43,8 @@ pub async fn run(ctx: &Ctx, appid: &str, json: bool) -> anyhow::Result<()> {
     if rows.is_empty() {
         println!(
             "no share of {appid} on record in queue {} (batches are kept for \
-             ENVSHARE_RESULTS_TTL after they finish)",
+             ENVSHARE_RESULTS_TTL after they finish; a pair still waiting for WeChat's answer \
+             shows once it has one)",
             ctx.queue
         );
         return Ok(());
