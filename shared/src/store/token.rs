@@ -109,15 +109,27 @@ impl TokenStore {
 
     /// Takes the fetch lock for `owner` for `ttl_ms` if nobody holds it.
     pub async fn try_lock(&self, owner: &str, ttl_ms: u64) -> Result<bool, StoreError> {
+        self.set_nx_px(&self.lock, owner, ttl_ms, "lock token")
+            .await
+    }
+
+    /// `SET key owner NX PX ttl_ms`: whether this call took `key` (nobody held it).
+    async fn set_nx_px(
+        &self,
+        key: &str,
+        owner: &str,
+        ttl_ms: u64,
+        op: &'static str,
+    ) -> Result<bool, StoreError> {
         let set: Option<String> = redis::cmd("SET")
-            .arg(&self.lock)
+            .arg(key)
             .arg(owner)
             .arg("NX")
             .arg("PX")
             .arg(ttl_ms.max(1))
             .query_async(&mut self.conn.clone())
             .await
-            .map_err(StoreError::redis("lock token"))?;
+            .map_err(StoreError::redis(op))?;
         Ok(set.is_some())
     }
 
@@ -210,16 +222,8 @@ impl TokenStore {
     /// Claims the right to ask WeChat for a ticket push for `ttl_ms` (`SET NX PX`): `true` for
     /// exactly one caller per period, across processes.
     pub async fn claim_ticket_request(&self, owner: &str, ttl_ms: u64) -> Result<bool, StoreError> {
-        let set: Option<String> = redis::cmd("SET")
-            .arg(&self.ticket_request)
-            .arg(owner)
-            .arg("NX")
-            .arg("PX")
-            .arg(ttl_ms.max(1))
-            .query_async(&mut self.conn.clone())
+        self.set_nx_px(&self.ticket_request, owner, ttl_ms, "claim ticket request")
             .await
-            .map_err(StoreError::redis("claim ticket request"))?;
-        Ok(set.is_some())
     }
 
     /// How long until another ticket push may be asked for (ms); `None` when it may be now.
