@@ -11,7 +11,8 @@ use std::path::Path;
 
 use anyhow::Context as _;
 use envshare::BatchId;
-use envshare::store::{BatchProgress, Queue, ResultRow, RowState};
+use envshare::export::{ExportFormat, ResultsWriter};
+use envshare::store::{BatchProgress, Queue, RowState};
 use serde::Serialize;
 
 use crate::cli::{ResultsArgs, ResultsFormat, StateArg};
@@ -22,20 +23,14 @@ use crate::table::{Align, Table, count, time};
 /// Rows per `results_page` call (the store's maximum).
 const PAGE: usize = 1000;
 
-/// The columns of `batch results`, in order (CSV header and JSONL keys).
-pub const COLUMNS: [&str; 11] = [
-    "batch_id",
-    "env",
-    "appid",
-    "state",
-    "confirm_url",
-    "errcode",
-    "errmsg",
-    "reason",
-    "attempts",
-    "job_id",
-    "updated_at",
-];
+impl From<ResultsFormat> for ExportFormat {
+    fn from(f: ResultsFormat) -> Self {
+        match f {
+            ResultsFormat::Csv => Self::Csv,
+            ResultsFormat::Jsonl => Self::Jsonl,
+        }
+    }
+}
 
 impl From<StateArg> for RowState {
     fn from(s: StateArg) -> Self {
@@ -246,120 +241,13 @@ pub async fn show(ctx: &Ctx, id: &str, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// One row as `batch results` writes it: the CSV's columns, in order.
-#[derive(Debug, Serialize)]
-struct OutRow<'a> {
-    batch_id: &'a str,
-    env: &'a str,
-    appid: &'a str,
-    state: RowState,
-    confirm_url: Option<&'a str>,
-    errcode: Option<i64>,
-    errmsg: Option<&'a str>,
-    reason: Option<&'a str>,
-    attempts: u32,
-    job_id: &'a str,
-    /// RFC 3339 UTC, to the second.
-    updated_at: Option<String>,
-}
-
-impl<'a> OutRow<'a> {
-    fn of(r: &'a ResultRow) -> Self {
-        Self {
-            batch_id: r.batch_id.as_str(),
-            env: r.env.as_str(),
-            appid: r.appid.as_str(),
-            state: r.state,
-            confirm_url: r.confirm_url.as_deref(),
-            errcode: r.errcode,
-            errmsg: r.errmsg.as_deref(),
-            reason: r.reason.as_deref(),
-            attempts: r.attempts,
-            job_id: r.job_id.as_str(),
-            updated_at: (r.updated_at_ms > 0).then(|| time(r.updated_at_ms)),
-        }
-    }
-}
-
-/// A text cell a spreadsheet would take for a formula (`=`, `+`, `-`, `@`, tab, carriage
-/// return first) gets a leading `'`, which spreadsheets show as text and do not run.
-fn cell(s: &str) -> std::borrow::Cow<'_, str> {
-    match s.as_bytes().first() {
-        Some(b'=' | b'+' | b'-' | b'@' | b'\t' | b'\r') => format!("'{s}").into(),
-        _ => s.into(),
-    }
-}
-
-/// Writes rows in one format.
-enum Sink<W: Write> {
-    Csv(Box<csv::Writer<W>>),
-    Jsonl(W),
-}
-
-impl<W: Write> Sink<W> {
-    fn new(format: ResultsFormat, mut out: W, bom: bool) -> io::Result<Self> {
-        Ok(match format {
-            ResultsFormat::Csv => {
-                if bom {
-                    out.write_all("\u{feff}".as_bytes())?;
-                }
-                let mut w = csv::WriterBuilder::new()
-                    .terminator(csv::Terminator::CRLF)
-                    .from_writer(out);
-                w.write_record(COLUMNS)?;
-                Sink::Csv(Box::new(w))
-            }
-            ResultsFormat::Jsonl => Sink::Jsonl(out),
-        })
-    }
-
-    fn row(&mut self, r: &ResultRow) -> io::Result<()> {
-        let o = OutRow::of(r);
-        match self {
-            Sink::Csv(w) => {
-                let errcode = o.errcode.map(|c| c.to_string()).unwrap_or_default();
-                let attempts = o.attempts.to_string();
-                let updated = o.updated_at.unwrap_or_default();
-                w.write_record([
-                    &*cell(o.batch_id),
-                    &*cell(o.env),
-                    o.appid,
-                    o.state.as_str(),
-                    &*cell(o.confirm_url.unwrap_or_default()),
-                    errcode.as_str(),
-                    &*cell(o.errmsg.unwrap_or_default()),
-                    &*cell(o.reason.unwrap_or_default()),
-                    attempts.as_str(),
-                    &*cell(o.job_id),
-                    updated.as_str(),
-                ])?;
-            }
-            Sink::Jsonl(w) => {
-                serde_json::to_writer(&mut *w, &o)?;
-                w.write_all(b"\n")?;
-            }
-        }
-        Ok(())
-    }
-
-    fn finish(self) -> io::Result<W> {
-        match self {
-            Sink::Csv(w) => w.into_inner().map_err(|e| e.into_error()),
-            Sink::Jsonl(mut w) => {
-                w.flush()?;
-                Ok(w)
-            }
-        }
-    }
-}
-
 /// Streams every row of `id` (in `state`, if given) into `sink`, a page at a time; returns how
 /// many were written.
 async fn stream_rows<W: Write>(
     queue: &Queue,
     id: &BatchId,
     state: Option<RowState>,
-    sink: &mut Sink<W>,
+    sink: &mut ResultsWriter<W>,
 ) -> anyhow::Result<u64> {
     let mut cursor = 0;
     let mut n = 0;
@@ -396,7 +284,7 @@ pub async fn results(ctx: &Ctx, args: ResultsArgs) -> anyhow::Result<()> {
     let written = match &args.out {
         None => {
             let stdout = io::stdout().lock();
-            let mut sink = Sink::new(format, io::BufWriter::new(stdout), args.bom)
+            let mut sink = ResultsWriter::new(format.into(), io::BufWriter::new(stdout), args.bom)
                 .context("writing to standard output failed")?;
             let n = stream_rows(&queue, &id, state, &mut sink).await?;
             sink.finish().context("writing to standard output failed")?;
@@ -441,7 +329,7 @@ async fn write_file(
             path.display()
         ),
     };
-    let mut sink = Sink::new(format, io::BufWriter::new(tmp), bom)
+    let mut sink = ResultsWriter::new(format.into(), io::BufWriter::new(tmp), bom)
         .with_context(|| format!("writing {} failed", path.display()))?;
     let n = stream_rows(queue, id, state, &mut sink).await?;
     let tmp = sink
@@ -512,18 +400,6 @@ pub async fn cancel(ctx: &Ctx, id: &str, json: bool) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_cell_a_spreadsheet_would_run_is_kept_as_text() {
-        assert_eq!(cell("=HYPERLINK(\"x\")"), "'=HYPERLINK(\"x\")");
-        assert_eq!(cell("-1 system error"), "'-1 system error");
-        assert_eq!(cell("@x"), "'@x");
-        assert_eq!(
-            cell("https://example.com/c?a=1"),
-            "https://example.com/c?a=1"
-        );
-        assert_eq!(cell(""), "");
-    }
 
     #[test]
     fn every_state_has_a_flag_value() {

@@ -14,8 +14,8 @@
 //! - Domain: [`wechat`] (the API client and errcode table), [`token`], [`throttle`],
 //!   [`confirm`] (confirmation tracking), [`webhook`] (signatures and the webhook schedule's
 //!   operator view), [`import`] (the import flow: read and validate the input, skip bound
-//!   pairs, plan jobs, enqueue, seal the batch) and [`sync`] (desired-state plans: what to
-//!   share and unshare).
+//!   pairs, plan jobs, enqueue, seal the batch) [`sync`] (desired-state plans: what to
+//!   share and unshare) and [`export`] (per-appid results as CSV or JSONL).
 //! - Service: [`worker`] (the apalis worker, its backend and HTTP endpoints), [`serve`] (`envshare
 //!   serve`: the producer's HTTP face, with the WeChat callback) and `sandbox` (feature
 //!   `sandbox`: a fake WeChat API and a local redis-server for tests and the demo).
@@ -27,6 +27,7 @@ pub mod clock;
 pub mod config;
 pub mod confirm;
 pub mod events;
+pub mod export;
 mod ids;
 pub mod import;
 pub mod redis_url;

@@ -26,7 +26,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     (
         "domain",
         &[
-            "wechat", "throttle", "token", "confirm", "import", "webhook", "sync",
+            "wechat", "throttle", "token", "confirm", "import", "webhook", "sync", "export",
         ],
     ),
     ("service", &["worker", "serve", "sandbox"]),
