@@ -2,11 +2,19 @@
 //! `../shared/peer-bench` can run it beside BullMQ, Sidekiq and arq (see BENCHMARKS.md).
 //!
 //! - `envshare-bench enqueue N CHUNK`: bulk-enqueue N one-appid jobs, CHUNK per call.
-//! - `envshare-bench work N CONCURRENCY`: run N queued jobs through the apalis worker with a
-//!   no-op handler (events included).
+//! - `envshare-bench work N CONCURRENCY [JOB_MS]`: run N queued jobs through the apalis worker
+//!   with a no-op handler (events included) that first waits JOB_MS (or `$JOB_MS`; default 0),
+//!   as a job waiting on the WeChat API would.
 //! - `envshare-bench claim BACKLOG`: time of one claim of 100 jobs at a backlog of BACKLOG.
 //! - `envshare-bench suite [N]`: the whole queue benchmark on a private queue, with Redis CPU and
 //!   commands per job read from `INFO`, as a table.
+//! - `envshare-bench waiting [N] [JOB_MS] [CONCURRENCY]`: the regime users run: N one-appid jobs
+//!   enqueued as an import does, then worked by one worker whose jobs each wait JOB_MS (default
+//!   20,000 jobs, 50 ms, c = 64); Redis CPU, commands and script calls per job.
+//! - `envshare-bench idle [SECONDS] [WORKERS]`: Redis CPU of WORKERS idle worker services (the
+//!   code `envshare-worker` runs, every loop included) on an empty queue, per worker.
+//! - `envshare-bench wake [SAMPLES]`: how long a job enqueued into an idle queue waits before its
+//!   handler starts (p50, p99, max).
 //! - `envshare-bench share N CONCURRENCY [LATENCY_MS]`: the full share path against the sandbox.
 //! - `envshare-bench webhooks N [CONCURRENCY] [ENDPOINTS]`: webhook deliveries per second to
 //!   local endpoints, and Redis CPU per delivery.
@@ -17,10 +25,11 @@
 //! `ENVSHARE_QUEUE` says otherwise. Every command clears its queue's keys first (and only them).
 
 mod callback;
+mod idle;
 mod share;
 mod webhooks;
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -50,8 +59,18 @@ async fn main() -> anyhow::Result<()> {
         }
         Some("work") => {
             let b = Bench::connect().await?;
+            set_job_ms(match args.get(3) {
+                Some(_) => arg(3, 0)?,
+                None => env_job_ms()?,
+            });
             b.work(arg(1, 100_000)?, arg(2, 64)? as usize).await?
         }
+        Some("waiting") => {
+            set_job_ms(arg(2, 50)?);
+            waiting(arg(1, 20_000)?, arg(3, 64)? as usize).await?
+        }
+        Some("idle") => idle::idle(&redis_url(), arg(1, 30)?, arg(2, 4)? as usize).await?,
+        Some("wake") => idle::wake(&redis_url(), arg(1, 200)? as usize).await?,
         Some("claim") => {
             let b = Bench::connect().await?;
             b.claim_latency(arg(1, 100_000)?).await?
@@ -63,6 +82,7 @@ async fn main() -> anyhow::Result<()> {
                 arg(1, 50_000)?,
                 arg(2, 256)? as usize,
                 arg(3, 0)?,
+                arg(4, 10)?,
             )
             .await?
         }
@@ -73,7 +93,7 @@ async fn main() -> anyhow::Result<()> {
             callback::run(&redis_url(), arg(1, 20_000)?, arg(2, 32)? as usize).await?
         }
         _ => bail!(
-            "usage: envshare-bench enqueue N CHUNK | work N CONCURRENCY | claim BACKLOG | suite [N] | share N CONCURRENCY [LATENCY_MS] | callback N CONCURRENCY | webhooks N [CONCURRENCY] [ENDPOINTS]"
+            "usage: envshare-bench enqueue N CHUNK | work N CONCURRENCY [JOB_MS] | claim BACKLOG | suite [N] | waiting [N] [JOB_MS] [CONCURRENCY] | idle [SECONDS] [WORKERS] | wake [SAMPLES] | share N CONCURRENCY [LATENCY_MS] [CHUNK] | callback N CONCURRENCY | webhooks N [CONCURRENCY] [ENDPOINTS]"
         ),
     };
     println!("{out}");
@@ -95,7 +115,7 @@ pub fn max_rss_mb() -> f64 {
         .unwrap_or(0.0)
 }
 
-struct Bench {
+pub(crate) struct Bench {
     queue: Queue,
     redis: redis::aio::MultiplexedConnection,
 }
@@ -229,13 +249,7 @@ impl Bench {
     }
 
     async fn info(&self) -> anyhow::Result<RedisInfo> {
-        let mut conn = self.redis.clone();
-        let cpu: String = redis::cmd("INFO").arg("cpu").query_async(&mut conn).await?;
-        let stats: String = redis::cmd("INFO")
-            .arg("commandstats")
-            .query_async(&mut conn)
-            .await?;
-        Ok(RedisInfo::parse(&cpu, &stats))
+        RedisInfo::read(&mut self.redis.clone()).await
     }
 
     async fn reset_stats(&self) -> anyhow::Result<()> {
@@ -250,13 +264,40 @@ impl Bench {
 
 /// Redis CPU seconds (user + sys) and commands executed, from `INFO`.
 #[derive(Debug, Default, Clone, Copy)]
-struct RedisInfo {
+pub(crate) struct RedisInfo {
     cpu_s: f64,
     calls: u64,
     script_calls: u64,
 }
 
 impl RedisInfo {
+    /// Reads Redis's CPU time and command counts over `conn`.
+    pub(crate) async fn read(
+        conn: &mut (impl redis::aio::ConnectionLike + Send),
+    ) -> anyhow::Result<Self> {
+        let cpu: String = redis::cmd("INFO").arg("cpu").query_async(conn).await?;
+        let stats: String = redis::cmd("INFO")
+            .arg("commandstats")
+            .query_async(conn)
+            .await?;
+        Ok(Self::parse(&cpu, &stats))
+    }
+
+    /// Redis CPU seconds (user + sys) since it started.
+    pub(crate) fn cpu_s(&self) -> f64 {
+        self.cpu_s
+    }
+
+    /// Commands executed (scripts' inner commands included), harness's INFO/CONFIG left out.
+    pub(crate) fn calls(&self) -> u64 {
+        self.calls
+    }
+
+    /// Script calls (EVALSHA, EVAL, FCALL).
+    pub(crate) fn script_calls(&self) -> u64 {
+        self.script_calls
+    }
+
     fn parse(cpu: &str, stats: &str) -> Self {
         let mut info = Self::default();
         for line in cpu.lines() {
@@ -335,7 +376,7 @@ pub fn appid(k: u64) -> AppId {
     AppId::parse(&format!("wx{k:016x}")).expect("16 hex digits")
 }
 
-fn accept_all(job: &ShareJob) -> Vec<AppResult> {
+pub(crate) fn accept_all(job: &ShareJob) -> Vec<AppResult> {
     job.appids
         .iter()
         .map(|a| AppResult::Accepted {
@@ -345,6 +386,57 @@ fn accept_all(job: &ShareJob) -> Vec<AppResult> {
         .collect()
 }
 
+/// How long every job of `work` waits before it answers (ms).
+static JOB_MS: AtomicU64 = AtomicU64::new(0);
+
+fn set_job_ms(ms: u64) {
+    JOB_MS.store(ms, Ordering::Relaxed);
+}
+
+/// `$JOB_MS`, the wait `../shared/peer-bench` gives every system's jobs.
+fn env_job_ms() -> anyhow::Result<u64> {
+    match std::env::var("JOB_MS") {
+        Ok(v) if !v.is_empty() => v
+            .parse()
+            .with_context(|| format!("JOB_MS={v:?} must be a whole number of milliseconds")),
+        _ => Ok(0),
+    }
+}
+
 async fn noop(job: ShareJob) -> JobOutcome {
+    let ms = JOB_MS.load(Ordering::Relaxed);
+    if ms > 0 {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
     JobOutcome::Done(accept_all(&job))
+}
+
+/// `waiting N CONCURRENCY` (the wait set by the caller): enqueue as an import does (one call per
+/// 500 jobs, each job one appid), then work with one worker; Redis CPU per job of each phase.
+async fn waiting(n: u64, concurrency: usize) -> anyhow::Result<serde_json::Value> {
+    let b = Bench::connect().await?;
+    b.clear().await?;
+    b.reset_stats().await?;
+    let before = b.info().await?;
+    let enq = b.enqueue(n, 500).await?;
+    let mid = b.info().await?;
+    let work = b.work(n, concurrency).await?;
+    let after = b.info().await?;
+    b.clear().await?;
+    let per_job = |a: RedisInfo, z: RedisInfo| {
+        json!({
+            "redis_cpu_us_per_job": (z.cpu_s - a.cpu_s) * 1e6 / n as f64,
+            "redis_cmds_per_job": (z.calls - a.calls) as f64 / n as f64,
+            "script_calls_per_job": (z.script_calls - a.script_calls) as f64 / n as f64,
+        })
+    };
+    Ok(json!({
+        "command": "waiting", "n": n, "job_ms": JOB_MS.load(Ordering::Relaxed),
+        "concurrency": concurrency,
+        "enqueue": enq, "work": work,
+        "redis_enqueue": per_job(before, mid),
+        "redis_work": per_job(mid, after),
+        "redis_end_to_end": per_job(before, after),
+        "jobs_per_s": work["jobs_per_s"], "max_rss_mb": max_rss_mb(),
+    }))
 }

@@ -1,14 +1,17 @@
-//! `envshare-bench share N CONCURRENCY [LATENCY_MS]`: the full share path.
+//! `envshare-bench share N CONCURRENCY [LATENCY_MS] [CHUNK]`: the full share path.
 //!
 //! An in-process sandbox (the given latency, no faults, a static token) and a private queue;
-//! N appids are enqueued in jobs of 10 (N/10 jobs, one sealed batch), then the worker service
+//! N appids are enqueued in jobs of CHUNK (default 10; N/CHUNK jobs, one sealed batch), then the
+//! worker service
 //! (`envshare::worker::Application`, the code `envshare-worker` runs) works them off with
 //! events, and the run is timed from the worker's start to the last outcome written.
 //!
 //! The sandbox runs on a thread of its own (a current-thread runtime), so its CPU time can be
 //! read from that thread's `/proc` entry and left out of the worker's: `worker_cpu_us_per_call`
 //! is the process's CPU time minus the sandbox thread's, per WeChat call. Redis runs in its own
-//! process and is not counted.
+//! process: its CPU time (`INFO cpu`) is read around the enqueue and around the work, so
+//! `redis_cpu_us_per_job` covers the whole path (enqueue, claims, outcomes, events, result
+//! rows, confirmation intake) of the worker `envshare-worker` runs.
 
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -26,7 +29,6 @@ use serde_json::json;
 use crate::{appid, max_rss_mb};
 
 const TOKEN: &str = "bench-static-token";
-const CHUNK: u64 = 10;
 
 /// Clock ticks per second of `/proc/*/stat` times (USER_HZ, 100 on Linux).
 const TICKS_PER_S: f64 = 100.0;
@@ -106,7 +108,7 @@ fn start_sandbox(latency_ms: u64) -> anyhow::Result<SandboxThread> {
 }
 
 /// Deletes the keys of `queue` (and only them).
-async fn clear(queue: &Queue) -> anyhow::Result<()> {
+pub(crate) async fn clear(queue: &Queue) -> anyhow::Result<()> {
     let mut conn = queue.connection();
     let keys: Vec<String> = redis::cmd("KEYS")
         .arg(format!("{}*", queue.keys().prefix()))
@@ -124,10 +126,19 @@ pub async fn run(
     n: u64,
     concurrency: usize,
     latency_ms: u64,
+    chunk: u64,
 ) -> anyhow::Result<serde_json::Value> {
-    if n < CHUNK {
-        bail!("N must be at least {CHUNK} (appids are sent {CHUNK} per call)");
+    if !(1..=100).contains(&chunk) {
+        bail!("CHUNK must be 1 to 100 (appids per WeChat call)");
     }
+    if n < chunk {
+        bail!("N must be at least CHUNK ({chunk}): appids are sent {chunk} per call");
+    }
+    let client = redis::Client::open(redis_url)?;
+    let mut info_conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .context("connecting to Redis (set REDIS_URL)")?;
     let sandbox = start_sandbox(latency_ms)?;
     let name = QueueName::parse(&format!("bench-share-{:08x}", rand_u32()))?;
     let queue = Queue::connect(redis_url, &name, QueueSettings::default())
@@ -137,7 +148,8 @@ pub async fn run(
     // Enqueue N appids, CHUNK per job, 1,000 jobs per call.
     let batch = BatchId::generate();
     let env = EnvId::parse("bench-env")?;
-    let jobs = n / CHUNK;
+    let jobs = n / chunk;
+    let redis_start = crate::RedisInfo::read(&mut info_conn).await?;
     let started = Instant::now();
     let mut next = 0u64;
     while next < jobs {
@@ -146,7 +158,7 @@ pub async fn run(
             .map(|j| NewJob {
                 op: envshare::store::JobOp::Share,
                 env: env.clone(),
-                appids: (j * CHUNK..(j + 1) * CHUNK).map(appid).collect(),
+                appids: (j * chunk..(j + 1) * chunk).map(appid).collect(),
                 batch: batch.clone(),
                 run_at_ms: None,
             })
@@ -163,6 +175,7 @@ pub async fn run(
         next = end;
     }
     let enqueue_s = started.elapsed().as_secs_f64();
+    let redis_enqueued = crate::RedisInfo::read(&mut info_conn).await?;
 
     let mut settings = Settings::defaults();
     settings.redis_url = redis_url.to_owned();
@@ -172,15 +185,10 @@ pub async fn run(
     settings.concurrency = concurrency.max(1);
     settings.http_addr = "127.0.0.1:0".parse()?;
     settings.events_maxlen = n + 1_000;
-    let app = Application::build_with(
-        settings,
-        WorkerOptions {
-            idle_poll: Duration::from_millis(5),
-            ..WorkerOptions::default()
-        },
-    )
-    .await
-    .context("starting the worker")?;
+    // The worker's own defaults, as `envshare-worker` runs.
+    let app = Application::build_with(settings, WorkerOptions::default())
+        .await
+        .context("starting the worker")?;
     let handle = app.handle();
 
     let cpu_before = cpu_seconds("/proc/self/stat");
@@ -197,6 +205,7 @@ pub async fn run(
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     let secs = started.elapsed().as_secs_f64();
+    let redis_worked = crate::RedisInfo::read(&mut info_conn).await?;
     let cpu = cpu_seconds("/proc/self/stat") - cpu_before;
     let sandbox_cpu = cpu_seconds(&sandbox.stat_path) - sandbox_cpu_before;
     let _ = stop.send(());
@@ -215,11 +224,22 @@ pub async fn run(
     clear(&queue).await?;
 
     let worker_cpu = (cpu - sandbox_cpu).max(0.0);
+    let redis = |a: &crate::RedisInfo, z: &crate::RedisInfo| {
+        json!({
+            "redis_cpu_us_per_job": (z.cpu_s() - a.cpu_s()) * 1e6 / jobs as f64,
+            "redis_cmds_per_job": (z.calls() - a.calls()) as f64 / jobs as f64,
+            "script_calls_per_job": (z.script_calls() - a.script_calls()) as f64 / jobs as f64,
+        })
+    };
     Ok(json!({
-        "command": "share", "n_appids": jobs * CHUNK, "jobs": jobs, "chunk": CHUNK,
+        "command": "share", "n_appids": jobs * chunk, "jobs": jobs, "chunk": chunk,
+        "redis_enqueue": redis(&redis_start, &redis_enqueued),
+        "redis_work": redis(&redis_enqueued, &redis_worked),
+        "redis_end_to_end": redis(&redis_start, &redis_worked),
+        "redis_cpu_us_per_job": (redis_worked.cpu_s() - redis_start.cpu_s()) * 1e6 / jobs as f64,
         "concurrency": concurrency, "latency_ms": latency_ms,
         "seconds": secs, "enqueue_seconds": enqueue_s,
-        "appids_per_s": (jobs * CHUNK) as f64 / secs,
+        "appids_per_s": (jobs * chunk) as f64 / secs,
         "jobs_per_s": jobs as f64 / secs,
         "calls_per_s": calls as f64 / secs,
         "api_calls": calls,

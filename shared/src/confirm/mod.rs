@@ -460,7 +460,10 @@ impl Watcher {
                 },
             )
             .collect();
-        let (added, confirmed) = self.queue.confirm_intake(CONFIRM_GROUP, &items).await?;
+        let (added, confirmed) = self
+            .queue
+            .confirm_intake(CONFIRM_GROUP, &self.consumer, &items)
+            .await?;
         for batch in confirmed {
             info!(batch_id = %batch, "batch confirmed");
         }

@@ -113,18 +113,20 @@ impl Queue {
         inv
     }
 
-    /// Schedules the `Accepted` entries and acks every entry for `group`, in one script.
-    /// Returns the entries added to the schedule and the batches confirmed now.
+    /// Schedules the `Accepted` entries and acks every entry still pending for `consumer` of
+    /// `group`, in one script (entries in stream order, at most 1,000). Returns the entries
+    /// added to the schedule and the batches confirmed now.
     pub(crate) async fn confirm_intake(
         &self,
         group: &str,
+        consumer: &str,
         entries: &[Intake<'_>],
     ) -> Result<(u64, Vec<String>), StoreError> {
         if entries.is_empty() {
             return Ok((0, Vec::new()));
         }
         let mut inv = self.confirm_invocation(&SCRIPTS.intake, self.now_ms());
-        inv.arg(group).arg(entries.len());
+        inv.arg(group).arg(consumer).arg(entries.len());
         for e in entries {
             match e {
                 Intake::Accepted {

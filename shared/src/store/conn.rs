@@ -166,6 +166,13 @@ impl SentinelConn {
         (current.0.clone(), current.1)
     }
 
+    /// A client for the master as last learned from the Sentinels (for connections of its own,
+    /// such as a pub/sub subscription).
+    pub fn master_client(&self) -> Result<redis::Client, RedisError> {
+        let (host, port) = self.master_address();
+        redis::Client::open(self.inner.target.master_url(&host, port).as_str())
+    }
+
     fn manager(&self) -> ConnectionManager {
         self.inner
             .current

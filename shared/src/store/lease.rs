@@ -6,8 +6,8 @@ use serde::Serialize;
 
 use super::types::Payload;
 use super::{
-    Ack, AckReport, AppResult, Claim, JobOp, Lease, LeaseRef, Outcome, Queue, ReapReport, RowState,
-    SCRIPTS, SLICE, StoreError, WorkerId, parse_ids, render_row,
+    Ack, AckReport, AppResult, Claim, ClaimReply, JobOp, Lease, LeaseRef, Outcome, Queue,
+    ReapReport, RowState, SCRIPTS, SLICE, StoreError, WorkerId, parse_ids, render_row,
 };
 use crate::events::{EVENT_VERSION, Event, EventKind, FailReason};
 use crate::ids::{AppId, JobId};
@@ -358,6 +358,19 @@ impl Queue {
     /// token and its attempt counted. Also records `worker` as alive. Returns
     /// [`Claim::Paused`] while the queue is paused.
     pub async fn claim(&self, worker: &WorkerId, max: usize) -> Result<Claim, StoreError> {
+        Ok(self.claim_with(worker, max, true).await?.claim)
+    }
+
+    /// [`Queue::claim`], with the housekeeping (recording the worker as alive, reaping expired
+    /// leases, promoting due jobs) only when `housekeep` is set: a worker claiming many times a
+    /// second runs it on a timer instead, since each Redis command inside a script costs a few
+    /// µs whatever it does. The reply also says when an idle worker must look again.
+    pub async fn claim_with(
+        &self,
+        worker: &WorkerId,
+        max: usize,
+        housekeep: bool,
+    ) -> Result<ClaimReply, StoreError> {
         let op = "claim";
         let s = &self.settings;
         let mut inv = self.invocation(&SCRIPTS.claim, self.clock.now_ms());
@@ -366,17 +379,26 @@ impl Queue {
             .arg(s.lease.as_millis() as u64)
             .arg(s.max_attempts.max(1))
             .arg(s.promote_slice.clamp(1, 1000))
-            .arg(s.reap_slice.clamp(1, 1000));
+            .arg(s.reap_slice.clamp(1, 1000))
+            .arg(if housekeep { "1" } else { "0" });
         let reply: Vec<Value> = self.run(op, &inv).await?;
         let status = reply.first().and_then(as_str).unwrap_or_default();
         match (status.as_str(), reply.as_slice()) {
-            ("paused", [_, until, reason, ..]) => Ok(Claim::Paused {
-                until_ms: as_str(until)
-                    .and_then(|u| u.parse().ok())
-                    .ok_or_else(|| StoreError::reply(op, "pause end is not a number"))?,
-                reason: as_str(reason).unwrap_or_default(),
+            ("paused", [_, until, reason, ..]) => Ok(ClaimReply {
+                claim: Claim::Paused {
+                    until_ms: as_str(until)
+                        .and_then(|u| u.parse().ok())
+                        .ok_or_else(|| StoreError::reply(op, "pause end is not a number"))?,
+                    reason: as_str(reason).unwrap_or_default(),
+                },
+                next_due_ms: None,
             }),
-            ("jobs", [_, Value::Array(flat), ..]) => {
+            ("jobs", [_, Value::Array(flat), rest @ ..]) => {
+                // -1: the claim was full; 0: nothing scheduled or leased.
+                let next_due_ms = match rest.get(1) {
+                    Some(Value::Int(n)) if *n > 0 => Some(*n as u64),
+                    _ => None,
+                };
                 let mut leases = Vec::with_capacity(flat.len() / 5);
                 for rec in flat.chunks_exact(5) {
                     let field = |i: usize| {
@@ -401,7 +423,10 @@ impl Queue {
                         }
                     }
                 }
-                Ok(Claim::Jobs(leases))
+                Ok(ClaimReply {
+                    claim: Claim::Jobs(leases),
+                    next_due_ms,
+                })
             }
             _ => Err(StoreError::reply(
                 op,

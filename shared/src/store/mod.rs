@@ -81,8 +81,8 @@ pub use results::{
 pub use stream::{EventError, EventReader, StartFrom, StreamEvent, read_all};
 pub use token::{ExternalTokenKey, ExternalTokenValue, StoredTicket, TokenMeta, TokenStore};
 pub use types::{
-    Ack, AckReport, AppResult, Claim, EnqueueOptions, EnqueueReport, JobOp, Lease, LeaseRef,
-    NewJob, Outcome, ReapReport, ShareJob, WorkerId,
+    Ack, AckReport, AppResult, Claim, ClaimReply, EnqueueOptions, EnqueueReport, JobOp, Lease,
+    LeaseRef, NewJob, Outcome, ReapReport, ShareJob, WorkerId,
 };
 pub use webhook::{WebhookEndpointStats, WebhookIntake, WebhookSettle};
 
@@ -326,6 +326,17 @@ impl Queue {
     /// [`conn::connect_with`] makes such connections.
     pub fn client(&self) -> Option<&redis::Client> {
         self.client.as_ref()
+    }
+
+    /// A client for a connection of its own to the server this queue writes to (the master,
+    /// under Sentinel), for the subscription to [`Keys::wake`]; `None` on Redis Cluster, where
+    /// workers poll instead.
+    pub fn wake_client(&self) -> Option<redis::Client> {
+        match &self.conn {
+            RedisConn::Single(_) => self.client.clone(),
+            RedisConn::Sentinel(s) => s.master_client().ok(),
+            RedisConn::Cluster(_) => None,
+        }
     }
 
     /// After an acknowledged write batch: `WAIT` for [`QueueSettings::wait_replicas`] replicas

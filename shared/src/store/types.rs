@@ -209,6 +209,19 @@ pub enum Claim {
     },
 }
 
+/// What [`Queue::claim_with`](super::Queue::claim_with) answers: the claim, and when an idle
+/// worker must look again.
+#[derive(Debug, Clone)]
+pub struct ClaimReply {
+    /// The leased jobs, or the pause.
+    pub claim: Claim,
+    /// When fewer jobs than asked for were ready: the earliest time (ms) a scheduled job falls
+    /// due or a lease runs out, `None` if nothing is scheduled or leased (or the claim was
+    /// full, or paused). Until then only an enqueue, a release or a retry (all published on the
+    /// wake channel) can make work.
+    pub next_due_ms: Option<u64>,
+}
+
 /// How a leased job ended, with the lease it ran under.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ack {

@@ -4,9 +4,16 @@
 //! stopped through the shared shutdown signal):
 //!
 //! - the **fetcher** claims jobs in batches, never more than there are free slots
-//!   (`concurrency`), so a claimed job starts at once and its lease clock is honest;
+//!   (`concurrency`), so a claimed job starts at once and its lease clock is honest. While jobs
+//!   run, a claim lingers a few milliseconds for more slots to free (a claim's cost is mostly
+//!   per call, not per job); the housekeeping (worker liveness, reaping expired leases,
+//!   promoting due retries) rides along at most every `housekeep_every`. On an empty queue it
+//!   sleeps until a message on the queue's wake channel (published whenever jobs become
+//!   ready), the next due retry or lease deadline, or `idle_max`, whichever comes first;
+//! - the **waker** holds the subscription to the wake channel (reconnecting after errors; while
+//!   it is down, and on Redis Cluster, the fetcher polls every `idle_poll` instead);
 //! - the **acker** collects handler outcomes and writes them with the batched, fenced ack
-//!   scripts, one call for many jobs;
+//!   scripts, one call for many jobs, lingering a few milliseconds for more outcomes;
 //! - the **heartbeat** extends the leases of the jobs still held.
 //!
 //! A Redis error never stops a loop: it logs, backs off and tries again. Outcomes wait in the
@@ -16,10 +23,10 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use apalis_core::backend::finalize::Ephemeral;
 use apalis_core::backend::{Backend, BackendConfig};
@@ -31,8 +38,9 @@ use apalis_core::task::into_response::IntoResponse;
 use apalis_core::task::task_id::TaskId;
 use apalis_core::worker::context::WorkerContext;
 use backon::BackoffBuilder;
+use futures::StreamExt as _;
 use rand::Rng;
-use tokio::sync::{Semaphore, mpsc, oneshot, watch};
+use tokio::sync::{Notify, Semaphore, mpsc, oneshot, watch};
 use tracing::{debug, info, warn};
 
 use crate::config::Settings;
@@ -175,8 +183,21 @@ pub struct BackendSettings {
     pub concurrency: usize,
     /// Most jobs claimed in one call.
     pub fetch_batch: usize,
-    /// How long to wait before asking again when the queue was empty.
+    /// How long to wait before asking again when the queue was empty and no wake subscription
+    /// is up (Redis Cluster, or while it reconnects).
     pub idle_poll: Duration,
+    /// With the wake subscription up: the longest an idle fetcher sleeps without a message
+    /// (a safety net; wake messages and due times end the sleep sooner).
+    pub idle_max: Duration,
+    /// How often claims also record the worker as alive, reap expired leases and promote due
+    /// jobs.
+    pub housekeep_every: Duration,
+    /// While jobs run: how long a claim waits for more slots to free before it asks for fewer
+    /// than `concurrency / 4` jobs. Zero: claim at once.
+    pub claim_linger: Duration,
+    /// How long the acker waits for more outcomes before it writes fewer than `ack_batch`.
+    /// Zero: write at once.
+    pub ack_linger: Duration,
     /// How often leases are extended (keep well under the lease).
     pub heartbeat_every: Duration,
     /// Most outcomes written in one call.
@@ -191,6 +212,10 @@ impl Default for BackendSettings {
             concurrency: 32,
             fetch_batch: 256,
             idle_poll: Duration::from_millis(50),
+            idle_max: Duration::from_secs(5),
+            housekeep_every: Duration::from_millis(250),
+            claim_linger: Duration::from_millis(5),
+            ack_linger: Duration::from_millis(10),
             heartbeat_every: Duration::from_secs(10),
             ack_batch: 500,
             retry: RetryPolicy::default(),
@@ -247,6 +272,10 @@ struct Shared {
     /// Stops the heartbeat, once every held lease is acked or released: leases of jobs still
     /// running during a graceful shutdown keep being extended.
     closed: watch::Sender<bool>,
+    /// Signalled by the waker when jobs may have become ready.
+    wake: Notify,
+    /// Whether the wake subscription is up (else the fetcher polls).
+    wake_live: AtomicBool,
 }
 
 impl Shared {
@@ -367,6 +396,8 @@ impl RedisBackend {
                 counters: BackendCounters::default(),
                 shutdown,
                 closed,
+                wake: Notify::new(),
+                wake_live: AtomicBool::new(false),
             }),
             tasks_tx: Some(tasks_tx),
             tasks_rx,
@@ -391,6 +422,7 @@ impl RedisBackend {
         self.started = true;
         let tx = self.tasks_tx.take().expect("started once");
         tokio::spawn(fetch_loop(self.shared.clone(), tx));
+        tokio::spawn(wake_loop(self.shared.clone()));
         let rx = self.ack_rx.take().expect("started once");
         tokio::spawn(ack_loop(self.shared.clone(), rx));
         tokio::spawn(heartbeat_loop(self.shared.clone()));
@@ -415,9 +447,45 @@ fn redis_backoff(failures: u32) -> Duration {
     Duration::from_millis((50u64 << failures.min(5)).min(1_000))
 }
 
+/// Waits `d`, a wake signal or shutdown; returns true when shutting down.
+async fn idle_wait(shared: &Shared, shutdown: &mut watch::Receiver<bool>, d: Duration) -> bool {
+    if *shutdown.borrow() {
+        return true;
+    }
+    tokio::select! {
+        _ = tokio::time::sleep(d) => *shutdown.borrow(),
+        _ = shared.wake.notified() => *shutdown.borrow(),
+        _ = shutdown.changed() => true,
+    }
+}
+
+/// How long an idle fetcher sleeps: until the next due time the claim reported, at most
+/// `idle_max` with the wake subscription up (a message ends the sleep sooner), `idle_poll`
+/// without it.
+fn idle_sleep(shared: &Shared, next_due_ms: Option<u64>) -> Duration {
+    let s = &shared.settings;
+    let cap = if shared.wake_live.load(Ordering::Acquire) {
+        s.idle_max.max(s.idle_poll)
+    } else {
+        s.idle_poll
+    };
+    match next_due_ms {
+        Some(due) => {
+            let now = shared.queue.now_ms();
+            // A due time already passed (clock skew between hosts): look again soon, not at once.
+            Duration::from_millis(due.saturating_sub(now).max(5)).min(cap)
+        }
+        None => cap,
+    }
+}
+
 async fn fetch_loop(shared: Arc<Shared>, tx: mpsc::Sender<Lease>) {
     let mut shutdown = shared.shutdown.subscribe();
     let mut failures = 0u32;
+    let concurrency = shared.settings.concurrency.max(1);
+    // A claim of at least this many jobs goes at once; a smaller one lingers while jobs run.
+    let enough = (concurrency / 4).max(1);
+    let mut last_housekeep: Option<Instant> = None;
     loop {
         // Wait for at least one free slot, then claim as many as are free.
         let first = tokio::select! {
@@ -428,6 +496,22 @@ async fn fetch_loop(shared: Arc<Shared>, tx: mpsc::Sender<Lease>) {
             break;
         }
         first.forget();
+        let linger = shared.settings.claim_linger;
+        let free = 1 + shared.slots.available_permits();
+        if !linger.is_zero() && free < enough {
+            // Jobs still run and few slots are free: more free within milliseconds, and one
+            // claim for several jobs costs Redis about what one for a single job does. Wait
+            // until `enough` are free (given straight back: counted below) or the linger ends.
+            let more = shared.slots.acquire_many((enough - free) as u32);
+            tokio::select! {
+                permits = tokio::time::timeout(linger, more) => drop(permits),
+                _ = shutdown.changed() => {}
+            }
+            if *shutdown.borrow() {
+                shared.slots.add_permits(1);
+                break;
+            }
+        }
         let free = 1 + shared.slots.available_permits();
         let want = free.min(shared.settings.fetch_batch.max(1));
         if want > 1 {
@@ -438,35 +522,53 @@ async fn fetch_loop(shared: Arc<Shared>, tx: mpsc::Sender<Lease>) {
                 .expect("permits were available");
             extra.forget();
         }
-        match shared.queue.claim(&shared.worker, want).await {
-            Ok(Claim::Jobs(leases)) => {
-                failures = 0;
-                let got = leases.len();
-                shared.slots.add_permits(want - got);
-                shared
-                    .counters
-                    .claimed
-                    .fetch_add(got as u64, Ordering::Relaxed);
-                for lease in leases {
-                    shared.hold(&lease);
-                    if tx.send(lease).await.is_err() {
-                        return;
+        let housekeep =
+            last_housekeep.is_none_or(|t| t.elapsed() >= shared.settings.housekeep_every);
+        match shared
+            .queue
+            .claim_with(&shared.worker, want, housekeep)
+            .await
+        {
+            Ok(reply) => match reply.claim {
+                Claim::Jobs(leases) => {
+                    failures = 0;
+                    if housekeep {
+                        last_housekeep = Some(Instant::now());
+                    }
+                    let got = leases.len();
+                    shared.slots.add_permits(want - got);
+                    shared
+                        .counters
+                        .claimed
+                        .fetch_add(got as u64, Ordering::Relaxed);
+                    for lease in leases {
+                        shared.hold(&lease);
+                        if tx.send(lease).await.is_err() {
+                            return;
+                        }
+                    }
+                    // Fewer than asked for: the queue is drained for now. Sleep until a wake
+                    // message, the next due time or the cap; the claim after it housekeeps.
+                    if got < want {
+                        let wait = idle_sleep(&shared, reply.next_due_ms);
+                        if idle_wait(&shared, &mut shutdown, wait).await {
+                            break;
+                        }
+                        last_housekeep = None;
                     }
                 }
-                if got == 0 && pause_or_shutdown(&mut shutdown, shared.settings.idle_poll).await {
-                    break;
+                Claim::Paused { until_ms, reason } => {
+                    failures = 0;
+                    shared.slots.add_permits(want);
+                    let now = shared.queue.now_ms();
+                    let wait = Duration::from_millis(until_ms.saturating_sub(now).clamp(50, 1_000));
+                    debug!(%reason, until_ms, "queue paused");
+                    // A resume publishes on the wake channel.
+                    if idle_wait(&shared, &mut shutdown, wait).await {
+                        break;
+                    }
                 }
-            }
-            Ok(Claim::Paused { until_ms, reason }) => {
-                failures = 0;
-                shared.slots.add_permits(want);
-                let now = shared.queue.now_ms();
-                let wait = Duration::from_millis(until_ms.saturating_sub(now).clamp(50, 1_000));
-                debug!(%reason, until_ms, "queue paused");
-                if pause_or_shutdown(&mut shutdown, wait).await {
-                    break;
-                }
-            }
+            },
             Err(e) => {
                 shared.slots.add_permits(want);
                 shared.counters.redis_errors.fetch_add(1, Ordering::Relaxed);
@@ -482,19 +584,87 @@ async fn fetch_loop(shared: Arc<Shared>, tx: mpsc::Sender<Lease>) {
     debug!("fetcher stopped");
 }
 
+/// Keeps a subscription to the queue's wake channel and signals the fetcher on every message,
+/// and each time the subscription comes up (what was published while it was down is not
+/// replayed, so the fetcher looks once). Returns at once on Redis Cluster (the fetcher polls).
+async fn wake_loop(shared: Arc<Shared>) {
+    let mut shutdown = shared.shutdown.subscribe();
+    let channel = shared.queue.keys().wake();
+    let mut failures = 0u32;
+    loop {
+        let Some(client) = shared.queue.wake_client() else {
+            return;
+        };
+        let subscribed = async {
+            let mut pubsub = client.get_async_pubsub().await?;
+            pubsub.subscribe(&channel).await?;
+            Ok::<_, redis::RedisError>(pubsub)
+        };
+        let pubsub = tokio::select! {
+            r = subscribed => r,
+            _ = shutdown.changed() => return,
+        };
+        match pubsub {
+            Ok(pubsub) => {
+                failures = 0;
+                shared.wake_live.store(true, Ordering::Release);
+                shared.wake.notify_one();
+                let mut messages = pubsub.into_on_message();
+                loop {
+                    tokio::select! {
+                        m = messages.next() => match m {
+                            Some(_) => shared.wake.notify_one(),
+                            None => break,
+                        },
+                        _ = shutdown.changed() => {
+                            shared.wake_live.store(false, Ordering::Release);
+                            return;
+                        }
+                    }
+                }
+                shared.wake_live.store(false, Ordering::Release);
+                // Back to polling at once, not after the sleep the fetcher is in.
+                shared.wake.notify_one();
+                debug!("wake subscription lost; polling until it is back");
+            }
+            Err(e) => {
+                let wait = redis_backoff(failures);
+                failures += 1;
+                debug!(error = %e, retry_in_ms = wait.as_millis() as u64, "subscribing to the wake channel failed; polling meanwhile");
+                if pause_or_shutdown(&mut shutdown, wait).await {
+                    return;
+                }
+            }
+        }
+    }
+}
+
 async fn ack_loop(shared: Arc<Shared>, mut rx: mpsc::Receiver<AckMsg>) {
     let max = shared.settings.ack_batch.max(1);
+    let linger = shared.settings.ack_linger;
     let mut batch: Vec<Ack> = Vec::with_capacity(max);
     let mut waiters: Vec<oneshot::Sender<()>> = Vec::new();
     while let Some(msg) = rx.recv().await {
+        // Outcomes that arrive within `linger` of the first go in the same call; a flush
+        // request (shutdown, tests) writes at once.
+        let deadline = tokio::time::Instant::now() + linger;
         let mut next = Some(msg);
-        while let Some(msg) = next.take() {
-            match msg {
-                AckMsg::Ack(a) => batch.push(a),
-                AckMsg::Flush(w) => waiters.push(w),
+        loop {
+            while let Some(msg) = next.take() {
+                match msg {
+                    AckMsg::Ack(a) => batch.push(a),
+                    AckMsg::Flush(w) => waiters.push(w),
+                }
+                if batch.len() < max {
+                    next = rx.try_recv().ok();
+                }
             }
-            if batch.len() < max {
-                next = rx.try_recv().ok();
+            if !waiters.is_empty() || batch.len() >= max || linger.is_zero() {
+                break;
+            }
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some(msg)) => next = Some(msg),
+                Ok(None) | Err(_) => break,
             }
         }
         if !batch.is_empty() {

@@ -2,35 +2,100 @@
 -- and ack them in the same script, so an event is scheduled exactly when its ack is applied.
 -- KEYS[1..5] see confirm_lib.lua
 -- ARGV[1..4] now (ms), now ISO-8601, key prefix, events MAXLEN (see prelude.lua)
--- ARGV[5] consumer group   ARGV[6] number of entries, then per entry:
+-- ARGV[5] consumer group   ARGV[6] consumer   ARGV[7] number of entries (<= 1000), then per
+--         entry:
 --         stream entry id, kind, and
 --           kind "a" (share.accepted): schedule entry id, first check ms, info JSON
 --           kind "c" (batch.completed): batch id
 --           kind "-" (anything else): nothing
--- An entry whose XACK acks nothing was already taken in by another consumer (claimed from a
--- stalled one): it is skipped, so a slow consumer cannot schedule it twice.
+-- Only entries still pending for this consumer are taken in: one another consumer claimed
+-- from this one (thinking it stalled) is left to that one, so a slow consumer cannot schedule
+-- it twice; and an entry already in the schedule is not scheduled again.
 -- returns: {entries scheduled, {batch ids confirmed by this call}}
--- Cost: per entry one XACK, plus HSETNX + ZADD per accepted appid.
-local group = ARGV[5]
-local n = tonumber(ARGV[6])
-local i = 7
-local added, confirmed = 0, {}
-for _ = 1, n do
-  local entry, kind = ARGV[i], ARGV[i + 1]
-  local mine = redis.call('XACK', K_EVENTS, group, entry) == 1
+-- Cost: a fixed number of commands per call (XPENDING, XACK, HMGET, HSET, ZADD), whatever the
+-- number of entries, plus one HMGET per batch.completed entry.
+local group, consumer = ARGV[5], ARGV[6]
+local n = tonumber(ARGV[7])
+if n == 0 then
+  return { 0, {} }
+end
+-- Stream entry ids "ms-seq" compared as numbers.
+local function split(id)
+  local ms, seq = string.match(id, '^(%d+)-(%d+)$')
+  return tonumber(ms) or 0, tonumber(seq) or 0
+end
+local function before(a, b)
+  local am, as = split(a)
+  local bm, bs = split(b)
+  return am < bm or (am == bm and as < bs)
+end
+local first, last = ARGV[8], ARGV[8]
+local pos = {}
+local i = 8
+for r = 1, n do
+  pos[r] = i
+  local entry = ARGV[i]
+  if before(entry, first) then
+    first = entry
+  elseif before(last, entry) then
+    last = entry
+  end
+  local kind = ARGV[i + 1]
   if kind == 'a' then
-    if mine and redis.call('HSETNX', K_INFO, ARGV[i + 2], ARGV[i + 4]) == 1 then
-      redis.call('ZADD', K_CONFIRM, ARGV[i + 3], ARGV[i + 2])
-      added = added + 1
-    end
     i = i + 5
   elseif kind == 'c' then
-    if mine and maybe_confirm(ARGV[i + 2]) then
-      confirmed[#confirmed + 1] = ARGV[i + 2]
-    end
     i = i + 3
   else
     i = i + 2
+  end
+end
+local mine = {}
+for _, p in ipairs(redis.call('XPENDING', K_EVENTS, group, first, last, 10000, consumer)) do
+  mine[p[1]] = true
+end
+local acks, sids, infos, dues = {}, {}, {}, {}
+local completed = {}
+for r = 1, n do
+  local at = pos[r]
+  local entry, kind = ARGV[at], ARGV[at + 1]
+  if mine[entry] then
+    mine[entry] = nil
+    acks[#acks + 1] = entry
+    if kind == 'a' then
+      sids[#sids + 1] = ARGV[at + 2]
+      dues[#dues + 1] = ARGV[at + 3]
+      infos[#infos + 1] = ARGV[at + 4]
+    elseif kind == 'c' then
+      completed[#completed + 1] = ARGV[at + 2]
+    end
+  end
+end
+local added, confirmed = 0, {}
+if #acks > 0 then
+  redis.call('XACK', K_EVENTS, group, unpack(acks))
+end
+if #sids > 0 then
+  local known = redis.call('HMGET', K_INFO, unpack(sids))
+  local fields, sched, seen = {}, {}, {}
+  for r = 1, #sids do
+    local sid = sids[r]
+    if not known[r] and not seen[sid] then
+      seen[sid] = true
+      fields[#fields + 1] = sid
+      fields[#fields + 1] = infos[r]
+      sched[#sched + 1] = dues[r]
+      sched[#sched + 1] = sid
+    end
+  end
+  if #fields > 0 then
+    redis.call('HSET', K_INFO, unpack(fields))
+    redis.call('ZADD', K_CONFIRM, unpack(sched))
+    added = #sched / 2
+  end
+end
+for _, id in ipairs(completed) do
+  if maybe_confirm(id) then
+    confirmed[#confirmed + 1] = id
   end
 end
 trim_events()

@@ -53,20 +53,24 @@ local function batch_key(id)
 end
 
 -- The writers of the events stream `key`: xadd(type, json) appends one entry with the fields
--- `type` and `event`; trim_events() trims the stream if this call appended anything. Events go
--- in without MAXLEN and the stream is trimmed once per script call: the same approximate trim,
--- without three extra arguments on every XADD. Every script that may add events ends with
--- trim_events (directly or through its lib).
+-- `type` and `event`; trim_events() writes what xadd still holds and trims the stream. The
+-- stream is trimmed once per script call, by the call's last XADD (MAXLEN ~ on that one only):
+-- the same approximate trim without an XTRIM call (each redis.call costs a few µs whatever it
+-- does) and without three extra arguments on every XADD. So xadd holds its entry until the
+-- next xadd or trim_events: every script that may add events MUST end with trim_events
+-- (directly or through its lib's flush), or its last event is not written.
 local function event_stream(key)
-  local added = false
+  local held_kind, held_json = nil, nil
   local function xadd(kind, json)
-    redis.call('XADD', key, '*', 'type', kind, 'event', json)
-    added = true
+    if held_kind then
+      redis.call('XADD', key, '*', 'type', held_kind, 'event', held_json)
+    end
+    held_kind, held_json = kind, json
   end
   local function trim_events()
-    if added then
-      redis.call('XTRIM', key, 'MAXLEN', '~', MAXLEN)
-      added = false
+    if held_kind then
+      redis.call('XADD', key, 'MAXLEN', '~', MAXLEN, '*', 'type', held_kind, 'event', held_json)
+      held_kind, held_json = nil, nil
     end
   end
   return xadd, trim_events

@@ -1,6 +1,7 @@
 -- retry.lua: put leased jobs back in scheduled to run again at a given time. A transient
 -- failure keeps the attempt counted; a deferral (quota pause, token misconfiguration: the job
--- never ran) refunds it. No events: a retry is not a result.
+-- never ran) refunds it. No events: a retry is not a result. Publishes on the wake channel, so
+-- idle workers learn the new due time.
 -- Fenced: a job whose current fencing token differs is stale and nothing is written for it.
 -- KEYS[1..15] the queue's keys, see lib.lua
 -- ARGV[1] now (ms)   ARGV[2] now ISO-8601   ARGV[3] key prefix   ARGV[4] events MAXLEN
@@ -39,5 +40,8 @@ if #moved > 0 then
   if deferred > 0 then
     redis.call('HINCRBY', K_STATS, 'deferred', deferred)
   end
+  -- Idle workers sleep until the earliest due time they last saw: a retry due earlier than
+  -- that must make them look again.
+  redis.call('PUBLISH', K_WAKE, '1')
 end
 return { #moved, stale }
