@@ -24,6 +24,7 @@ mod share;
 mod sync;
 mod tls;
 mod tokensrc;
+mod wake;
 mod webhooks;
 mod wechat;
 mod worker;
