@@ -50,6 +50,8 @@ pub const CONFIRM_GROUP: &str = "envshare-confirm";
 
 /// Stream entries read per intake call.
 const READ_COUNT: usize = 200;
+/// The longest idle sleep of the watcher, in multiples of [`ConfirmSettings::poll`].
+pub const IDLE_BACKOFF: u32 = 8;
 /// Schedule entries leased per claim.
 const CLAIM_SLICE: usize = 500;
 /// How often a watcher reads the intake lag (two `XINFO` calls).
@@ -66,7 +68,9 @@ pub struct ConfirmSettings {
     pub batch: usize,
     /// How long a claimed entry is held before another watcher may check it.
     pub lease: Duration,
-    /// How long the loop sleeps when there is nothing to do.
+    /// How long the loop sleeps when there is nothing to do. Rounds that keep finding nothing
+    /// sleep longer, doubling up to [`IDLE_BACKOFF`] times this, so an idle fleet costs Redis
+    /// next to nothing; the first round that finds work returns to this.
     pub poll: Duration,
     /// Stream entries delivered to a consumer and not acked for this long are taken over.
     pub claim_idle: Duration,
@@ -304,21 +308,31 @@ impl Watcher {
         let (stop, mut stopped) = watch::channel(false);
         let task = tokio::spawn(async move {
             info!(consumer = %self.consumer, "confirmation watcher started");
+            let poll = self.settings.poll;
+            let mut wait = poll;
             loop {
                 if *stopped.borrow() {
                     break;
                 }
-                let busy = match self.round(&stopped).await {
-                    Ok(r) => r.read >= READ_COUNT || r.checked >= CLAIM_SLICE,
+                let (busy, idle) = match self.round(&stopped).await {
+                    Ok(r) => (
+                        r.read >= READ_COUNT || r.checked >= CLAIM_SLICE,
+                        r.read == 0 && r.checked == 0,
+                    ),
                     Err(e) => {
                         warn!(error = %e, "confirmation watcher round failed; retrying");
-                        false
+                        (false, false)
                     }
+                };
+                wait = if idle {
+                    (wait * 2).min(poll * IDLE_BACKOFF)
+                } else {
+                    poll
                 };
                 if !busy {
                     tokio::select! {
                         _ = stopped.changed() => {}
-                        () = tokio::time::sleep(self.settings.poll) => {}
+                        () = tokio::time::sleep(wait) => {}
                     }
                 }
             }

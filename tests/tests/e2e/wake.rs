@@ -53,7 +53,9 @@ async fn done(stack: &TestStack, n: u64) -> bool {
             queue
                 .stats()
                 .await
-                .map(|s| s.jobs == 0 && s.counters.get("completed").copied().unwrap_or(0) >= n as i64)
+                .map(|s| {
+                    s.jobs == 0 && s.counters.get("completed").copied().unwrap_or(0) >= n as i64
+                })
                 .unwrap_or(false)
         }
     })
@@ -76,7 +78,10 @@ async fn a_job_enqueued_into_an_idle_queue_starts_on_the_wake_message() {
     // A second job after another idle spell: the subscription stays up.
     tokio::time::sleep(Duration::from_millis(300)).await;
     stack.enqueue("prod", &[vec![appid(2)]]).await;
-    assert!(done(&stack, 2).await, "the second job ran on its wake message");
+    assert!(
+        done(&stack, 2).await,
+        "the second job ran on its wake message"
+    );
     worker.stop().await;
 }
 
@@ -93,7 +98,11 @@ async fn a_retry_runs_when_it_falls_due_while_the_worker_sleeps() {
         done(&stack, 1).await,
         "the retries ran at their due times, not at the next poll"
     );
-    assert_eq!(stack.sandbox.calls(Endpoint::ShareEnv), 3, "two busy answers, then the share");
+    assert_eq!(
+        stack.sandbox.calls(Endpoint::ShareEnv),
+        3,
+        "two busy answers, then the share"
+    );
     let stats = stack.queue.stats().await.expect("stats");
     assert_eq!(stats.counters.get("retries").copied(), Some(2));
     worker.stop().await;
