@@ -191,11 +191,18 @@ impl Bench {
 
     async fn work(&self, n: u64, concurrency: usize) -> anyhow::Result<serde_json::Value> {
         let started = Instant::now();
-        let settings = BackendSettings {
+        let mut settings = BackendSettings {
             concurrency,
             fetch_batch: concurrency.clamp(1, 512),
             ..BackendSettings::default()
         };
+        // Experiments with the fetcher's and acker's lingering (ms), e.g. `CLAIM_LINGER_MS=0`.
+        if let Some(ms) = env_ms("CLAIM_LINGER_MS")? {
+            settings.claim_linger = Duration::from_millis(ms);
+        }
+        if let Some(ms) = env_ms("ACK_LINGER_MS")? {
+            settings.ack_linger = Duration::from_millis(ms);
+        }
         let backend = RedisBackend::new(self.queue.clone(), WorkerId::generate(), settings);
         let handle = backend.handle();
         let worker = WorkerBuilder::new("envshare-bench")
@@ -391,6 +398,18 @@ static JOB_MS: AtomicU64 = AtomicU64::new(0);
 
 fn set_job_ms(ms: u64) {
     JOB_MS.store(ms, Ordering::Relaxed);
+}
+
+/// A whole number of milliseconds from the environment variable `name`, if set.
+fn env_ms(name: &str) -> anyhow::Result<Option<u64>> {
+    match std::env::var(name) {
+        Ok(v) if !v.is_empty() => {
+            Ok(Some(v.parse().with_context(|| {
+                format!("{name}={v:?} must be a whole number of milliseconds")
+            })?))
+        }
+        _ => Ok(None),
+    }
 }
 
 /// `$JOB_MS`, the wait `../shared/peer-bench` gives every system's jobs.
