@@ -290,19 +290,19 @@ impl RedisInfo {
         Ok(Self::parse(&cpu, &stats))
     }
 
+    /// Redis CPU µs, commands and script calls per job between `a` and `z`, for `n` jobs.
+    pub(crate) fn per_job(a: &Self, z: &Self, n: u64) -> serde_json::Value {
+        let n = n.max(1) as f64;
+        json!({
+            "redis_cpu_us_per_job": (z.cpu_s - a.cpu_s) * 1e6 / n,
+            "redis_cmds_per_job": (z.calls - a.calls) as f64 / n,
+            "script_calls_per_job": (z.script_calls - a.script_calls) as f64 / n,
+        })
+    }
+
     /// Redis CPU seconds (user + sys) since it started.
     pub(crate) fn cpu_s(&self) -> f64 {
         self.cpu_s
-    }
-
-    /// Commands executed (scripts' inner commands included), harness's INFO/CONFIG left out.
-    pub(crate) fn calls(&self) -> u64 {
-        self.calls
-    }
-
-    /// Script calls (EVALSHA, EVAL, FCALL).
-    pub(crate) fn script_calls(&self) -> u64 {
-        self.script_calls
     }
 
     fn parse(cpu: &str, stats: &str) -> Self {
@@ -349,13 +349,6 @@ async fn suite(n: u64) -> anyhow::Result<serde_json::Value> {
     let mid = b.info().await?;
     let work = b.work(n, 256).await?;
     let after = b.info().await?;
-    let per_job = |a: RedisInfo, z: RedisInfo| {
-        json!({
-            "redis_cpu_us_per_job": (z.cpu_s - a.cpu_s) * 1e6 / n as f64,
-            "redis_cmds_per_job": (z.calls - a.calls) as f64 / n as f64,
-            "script_calls_per_job": (z.script_calls - a.script_calls) as f64 / n as f64,
-        })
-    };
     let mut concurrency = Vec::new();
     for c in [1usize, 32, 256] {
         let jobs = if c == 1 { n / 10 } else { n };
@@ -369,9 +362,9 @@ async fn suite(n: u64) -> anyhow::Result<serde_json::Value> {
     Ok(json!({
         "command": "suite", "n": n,
         "enqueue": enq, "work": work,
-        "redis_enqueue": per_job(before, mid),
-        "redis_work": per_job(mid, after),
-        "redis_end_to_end": per_job(before, after),
+        "redis_enqueue": RedisInfo::per_job(&before, &mid, n),
+        "redis_work": RedisInfo::per_job(&mid, &after, n),
+        "redis_end_to_end": RedisInfo::per_job(&before, &after, n),
         "by_concurrency": concurrency,
         "claim_1k": small, "claim_100k": big,
         "jobs_per_s": work["jobs_per_s"], "max_rss_mb": max_rss_mb(),
@@ -442,20 +435,13 @@ async fn waiting(n: u64, concurrency: usize) -> anyhow::Result<serde_json::Value
     let work = b.work(n, concurrency).await?;
     let after = b.info().await?;
     b.clear().await?;
-    let per_job = |a: RedisInfo, z: RedisInfo| {
-        json!({
-            "redis_cpu_us_per_job": (z.cpu_s - a.cpu_s) * 1e6 / n as f64,
-            "redis_cmds_per_job": (z.calls - a.calls) as f64 / n as f64,
-            "script_calls_per_job": (z.script_calls - a.script_calls) as f64 / n as f64,
-        })
-    };
     Ok(json!({
         "command": "waiting", "n": n, "job_ms": JOB_MS.load(Ordering::Relaxed),
         "concurrency": concurrency,
         "enqueue": enq, "work": work,
-        "redis_enqueue": per_job(before, mid),
-        "redis_work": per_job(mid, after),
-        "redis_end_to_end": per_job(before, after),
+        "redis_enqueue": RedisInfo::per_job(&before, &mid, n),
+        "redis_work": RedisInfo::per_job(&mid, &after, n),
+        "redis_end_to_end": RedisInfo::per_job(&before, &after, n),
         "jobs_per_s": work["jobs_per_s"], "max_rss_mb": max_rss_mb(),
     }))
 }

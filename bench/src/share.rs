@@ -224,13 +224,7 @@ pub async fn run(
     clear(&queue).await?;
 
     let worker_cpu = (cpu - sandbox_cpu).max(0.0);
-    let redis = |a: &crate::RedisInfo, z: &crate::RedisInfo| {
-        json!({
-            "redis_cpu_us_per_job": (z.cpu_s() - a.cpu_s()) * 1e6 / jobs as f64,
-            "redis_cmds_per_job": (z.calls() - a.calls()) as f64 / jobs as f64,
-            "script_calls_per_job": (z.script_calls() - a.script_calls()) as f64 / jobs as f64,
-        })
-    };
+    let redis = |a, z| crate::RedisInfo::per_job(a, z, jobs);
     Ok(json!({
         "command": "share", "n_appids": jobs * chunk, "jobs": jobs, "chunk": chunk,
         "redis_enqueue": redis(&redis_start, &redis_enqueued),
