@@ -48,6 +48,7 @@ pub(crate) struct CreateBatch {
 
 /// One pair of `POST /batches`.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 #[allow(dead_code)] // The schema of `pairs`; each pair is read as JSON and checked by hand.
 pub(crate) struct PairIn {
     /// The cloud environment: 1 to 64 of `A-Z a-z 0-9 _ -`.
@@ -250,16 +251,16 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     path = "/api/v1/batches",
     tag = "batches",
     request_body = CreateBatch,
-    params(("Idempotency-Key" = Option<String>, Header,
+    params(("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]{1,255}$",
         description = "The same key and body within 24 h get the first answer again and enqueue nothing")),
     responses(
         (status = 201, description = "Enqueued: the import summary", body = Summary),
         (status = 400, description = "Bad Idempotency-Key", body = super::error::ErrorBody),
         (status = 401, description = "Missing or wrong token", body = super::error::ErrorBody),
-        (status = 409, description = "A request with this Idempotency-Key is being answered", body = super::error::ErrorBody),
+        (status = 409, description = "The Idempotency-Key was used with another body, or a request with it is being answered", body = super::error::ErrorBody),
         (status = 413, description = "Body over the cap", body = super::error::ErrorBody),
         (status = 415, description = "Body not JSON", body = super::error::ErrorBody),
-        (status = 422, description = "Body not the schema, invalid pairs (every one listed), or an Idempotency-Key reused with another body", body = super::error::ErrorBody),
+        (status = 422, description = "Body not the schema, or invalid pairs (every one listed)", body = super::error::ErrorBody),
         (status = 503, description = "Redis failed; send it again", body = super::error::ErrorBody),
     )
 )]
@@ -336,7 +337,7 @@ pub(crate) async fn create(
 
 fn reused() -> ApiError {
     ApiError::new(
-        StatusCode::UNPROCESSABLE_ENTITY,
+        StatusCode::CONFLICT,
         "idempotency_key_reused",
         "this Idempotency-Key was used within 24 h with another body: use a new key for a new \
          request",
@@ -349,6 +350,7 @@ fn reused() -> ApiError {
 #[into_params(parameter_in = Query)]
 pub(crate) struct Paging {
     /// Items to skip (default 0).
+    #[param(minimum = 0, maximum = 1099511627776_u64)]
     offset: Option<usize>,
     /// Items per page, 1 to 1,000 (default 100).
     #[param(minimum = 1, maximum = 1000)]
@@ -462,6 +464,7 @@ pub(crate) struct ResultsQuery {
     #[param(value_type = Option<RowState>)]
     state: Option<String>,
     /// For `json`: the `next_cursor` of the previous page (default 0, the start).
+    #[param(minimum = 0, maximum = 1099511627776_u64)]
     cursor: Option<u64>,
     /// For `json`: rows per page, 1 to 1,000 (default 100).
     #[param(minimum = 1, maximum = 1000)]
@@ -496,6 +499,7 @@ pub(crate) struct ResultsPage<'a> {
         (status = 401, body = super::error::ErrorBody),
         (status = 404, body = super::error::ErrorBody),
         (status = 422, body = super::error::ErrorBody),
+        (status = 503, description = "Redis failed; try again", body = super::error::ErrorBody),
     )
 )]
 pub(crate) async fn results(
@@ -538,10 +542,15 @@ pub(crate) async fn results(
                     format!("limit {limit} is not between 1 and {MAX_PAGE}"),
                 ));
             }
-            let page = parts
-                .queue
-                .results_page(&id, state, q.cursor.unwrap_or(0), limit)
-                .await?;
+            let cursor = q.cursor.unwrap_or(0);
+            if cursor > 1 << 40 {
+                return Err(ApiError::invalid(
+                    "invalid_parameter",
+                    "cursor",
+                    "cursor is too large: pass the next_cursor of the previous page",
+                ));
+            }
+            let page = parts.queue.results_page(&id, state, cursor, limit).await?;
             let out = ResultsPage {
                 rows: page.rows.iter().map(ExportRow::of).collect(),
                 next_cursor: page.next,

@@ -161,7 +161,10 @@ pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiErro
             .and_then(|rest| rest.split_once('`'))
             .map(|(name, _)| name.to_owned());
         let root = path == "." || path.is_empty();
+        let unknown = text.starts_with("unknown field `");
         let field = match (named, root) {
+            // An unknown field's path already ends with it.
+            (Some(_), false) if unknown => path,
             (Some(name), true) => name,
             (Some(name), false) => format!("{path}.{name}"),
             (None, true) => "body".to_owned(),

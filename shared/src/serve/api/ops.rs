@@ -120,14 +120,41 @@ pub(crate) async fn dead_list(
     Ok(axum::Json(DeadPage { jobs, next_offset }).into_response())
 }
 
-/// Which dead jobs: `{"ids":[…]}` or `{"all":true}`.
+/// Which dead jobs: `{"ids":[…]}` or `{"all":true}` (read as [`DeadRequest`]).
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)] // The schema only.
+pub(crate) enum DeadSelectionBody {
+    /// These dead jobs (ids that are not dead are counted in `not_dead`).
+    Ids(DeadIds),
+    /// Every dead job (`false`: none).
+    All(DeadAll),
+}
+
+/// Dead jobs by id.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct DeadRequest {
-    /// These dead jobs (ids that are not dead are counted in `not_dead`).
-    #[schema(value_type = Option<Vec<JobId>>, max_items = 1000)]
+#[allow(dead_code)] // The schema only.
+pub(crate) struct DeadIds {
+    /// 1 to 1,000 job ids.
+    #[schema(min_items = 1, max_items = 1000)]
+    ids: Vec<JobId>,
+}
+
+/// Every dead job.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)] // The schema only.
+pub(crate) struct DeadAll {
+    /// `true`: every dead job; `false`: none.
+    all: bool,
+}
+
+/// The body of `POST /dead/retry` and `POST /dead/purge`, as read.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeadRequest {
     ids: Option<Vec<String>>,
-    /// Every dead job.
     all: Option<bool>,
 }
 
@@ -141,15 +168,17 @@ pub(crate) struct DeadOutcome {
     not_dead: Option<usize>,
 }
 
-async fn dead_selection(request: Request) -> Result<(DeadSelection, Option<usize>), ApiError> {
+async fn dead_selection(
+    request: Request,
+) -> Result<(Option<DeadSelection>, Option<usize>), ApiError> {
     let (head, body) = request.into_parts();
     let body = read_body(&head.headers, body).await?;
     let req: DeadRequest = parse_json(&body)?;
     match (req.ids, req.all) {
-        (Some(_), Some(true)) => Err(ApiError::invalid(
+        (Some(_), Some(_)) => Err(ApiError::invalid(
             "invalid_body",
             "all",
-            "give either \"ids\" or \"all\":true, not both",
+            "give either \"ids\" or \"all\", not both",
         )),
         (Some(ids), _) => {
             if ids.is_empty() || ids.len() > 1000 {
@@ -166,9 +195,10 @@ async fn dead_selection(request: Request) -> Result<(DeadSelection, Option<usize
                 })?);
             }
             let n = parsed.len();
-            Ok((DeadSelection::Ids(parsed), Some(n)))
+            Ok((Some(DeadSelection::Ids(parsed)), Some(n)))
         }
-        (None, Some(true)) => Ok((DeadSelection::All, None)),
+        (None, Some(true)) => Ok((Some(DeadSelection::All), None)),
+        (None, Some(false)) => Ok((None, None)),
         (None, _) => Err(ApiError::invalid(
             "invalid_body",
             "ids",
@@ -190,7 +220,7 @@ fn outcome(count: usize, asked: Option<usize>) -> Response {
     post,
     path = "/api/v1/dead/retry",
     tag = "operations",
-    request_body = DeadRequest,
+    request_body = DeadSelectionBody,
     responses(
         (status = 200, description = "Dead jobs put back in ready", body = DeadOutcome),
         (status = 401, body = ErrorBody),
@@ -205,7 +235,10 @@ pub(crate) async fn dead_retry(
     request: Request,
 ) -> Result<Response, ApiError> {
     let (select, asked) = dead_selection(request).await?;
-    let n = parts.queue.dead_retry(select).await?;
+    let n = match select {
+        Some(s) => parts.queue.dead_retry(s).await?,
+        None => 0,
+    };
     info!(count = n, "dead jobs retried through the API");
     Ok(outcome(n, asked))
 }
@@ -215,7 +248,7 @@ pub(crate) async fn dead_retry(
     post,
     path = "/api/v1/dead/purge",
     tag = "operations",
-    request_body = DeadRequest,
+    request_body = DeadSelectionBody,
     responses(
         (status = 200, description = "Dead jobs deleted for good", body = DeadOutcome),
         (status = 401, body = ErrorBody),
@@ -230,7 +263,10 @@ pub(crate) async fn dead_purge(
     request: Request,
 ) -> Result<Response, ApiError> {
     let (select, asked) = dead_selection(request).await?;
-    let n = parts.queue.dead_purge(select).await?;
+    let n = match select {
+        Some(s) => parts.queue.dead_purge(s).await?,
+        None => 0,
+    };
     info!(count = n, "dead jobs purged through the API");
     Ok(outcome(n, asked))
 }
@@ -239,11 +275,17 @@ pub(crate) async fn dead_purge(
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct PauseRequest {
-    /// Why (one line, at most 500 characters); shown by `envshare status` and the console.
-    #[schema(min_length = 1, max_length = 500)]
+    /// Why (one line, at most 500 characters, not blank); shown by `envshare status` and the
+    /// console.
+    #[schema(
+        min_length = 1,
+        max_length = 500,
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*[^\\s\\u0000-\\u001f\\u007f-\\u009f][^\\u0000-\\u001f\\u007f-\\u009f]*$"
+    )]
     reason: String,
     /// When the pause ends, RFC 3339 (`2026-12-03T10:00:00Z`); until `POST /resume` without it.
-    #[schema(format = DateTime)]
+    /// A time already past pauses nothing (the answer's `paused` is the pause in force).
+    #[schema(format = DateTime, pattern = "^(19[7-9][0-9]|[2-9][0-9]{3})-")]
     until: Option<String>,
 }
 
@@ -271,7 +313,6 @@ pub(crate) async fn pause(
     let req: PauseRequest = parse_json(&body)?;
     let reason = inspect::check_reason(Some(&req.reason))
         .map_err(|e| ApiError::invalid("invalid_body", "reason", e.to_string()))?;
-    let now = parts.queue.now_ms();
     let until = match req.until.as_deref() {
         None => inspect::UNTIL_RESUMED_MS,
         Some(s) => {
@@ -287,14 +328,8 @@ pub(crate) async fn pause(
                 .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
                 .unwrap_or(0)
                 .min(inspect::UNTIL_RESUMED_MS);
-            if ms <= now {
-                return Err(ApiError::invalid(
-                    "invalid_body",
-                    "until",
-                    format!("until {s:?} is not in the future"),
-                ));
-            }
-            ms
+            // A time already past is stored as it is: the pause is over before it starts.
+            ms.max(1)
         }
     };
     let report = inspect::pause(&parts.queue, until, reason).await?;
