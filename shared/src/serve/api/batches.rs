@@ -38,8 +38,8 @@ pub(crate) struct CreateBatch {
     #[schema(pattern = "^[A-Za-z0-9_.-]{1,64}$")]
     batch: Option<String>,
     /// Appids per job, 1 to 10,000 (default: `ENVSHARE_CHUNK_SIZE`).
-    #[schema(minimum = 1, maximum = 10000)]
-    chunk_size: Option<u64>,
+    #[schema(value_type = Option<u64>, minimum = 1, maximum = 10000)]
+    chunk_size: Option<serde_json::Number>,
     /// The pairs to share; each `{"env","appid"}`. Every invalid pair is listed in a 422 and
     /// nothing is enqueued.
     #[schema(value_type = Vec<PairIn>, min_items = 1)]
@@ -163,10 +163,27 @@ async fn enqueue(parts: &ServeParts, body: &[u8]) -> Result<Answer, ApiError> {
             }
         },
     };
-    let chunk_size = match req.chunk_size {
+    // A JSON integer may be written 10.0.
+    let chunk = req.chunk_size.as_ref().map(|n| {
+        n.as_u64().or_else(|| {
+            n.as_f64()
+                .filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f <= MAX_CHUNK_SIZE as f64)
+                .map(|f| f as u64)
+        })
+    });
+    let chunk_size = match chunk {
         None => parts.settings.chunk_size.max(1),
-        Some(n @ 1..=MAX_CHUNK_SIZE) => n as usize,
+        Some(Some(n @ 1..=MAX_CHUNK_SIZE)) => n as usize,
         Some(n) => {
+            let n = n.map_or_else(
+                || {
+                    req.chunk_size
+                        .as_ref()
+                        .map(ToString::to_string)
+                        .unwrap_or_default()
+                },
+                |n| n.to_string(),
+            );
             return Ok(Answer::error(&ApiError::invalid(
                 "invalid_body",
                 "chunk_size",
@@ -529,27 +546,27 @@ pub(crate) async fn results(
                 .map_err(|e| ApiError::invalid("invalid_parameter", "state", e.to_string()))?,
         ),
     };
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ApiError::invalid(
+            "invalid_parameter",
+            "limit",
+            format!("limit {limit} is not between 1 and {MAX_PAGE}"),
+        ));
+    }
+    let cursor = q.cursor.unwrap_or(0);
+    if cursor > 1 << 40 {
+        return Err(ApiError::invalid(
+            "invalid_parameter",
+            "cursor",
+            "cursor is too large: pass the next_cursor of the previous page",
+        ));
+    }
     if parts.queue.batch(&id).await?.is_none() {
         return Err(no_batch(&id));
     }
     match format {
         None => {
-            let limit = q.limit.unwrap_or(100);
-            if !(1..=MAX_PAGE).contains(&limit) {
-                return Err(ApiError::invalid(
-                    "invalid_parameter",
-                    "limit",
-                    format!("limit {limit} is not between 1 and {MAX_PAGE}"),
-                ));
-            }
-            let cursor = q.cursor.unwrap_or(0);
-            if cursor > 1 << 40 {
-                return Err(ApiError::invalid(
-                    "invalid_parameter",
-                    "cursor",
-                    "cursor is too large: pass the next_cursor of the previous page",
-                ));
-            }
             let page = parts.queue.results_page(&id, state, cursor, limit).await?;
             let out = ResultsPage {
                 rows: page.rows.iter().map(ExportRow::of).collect(),

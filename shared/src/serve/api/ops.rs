@@ -316,17 +316,17 @@ pub(crate) async fn pause(
     let until = match req.until.as_deref() {
         None => inspect::UNTIL_RESUMED_MS,
         Some(s) => {
-            let t = humantime::parse_rfc3339_weak(s.trim()).map_err(|e| {
-                ApiError::invalid(
-                    "invalid_body",
-                    "until",
-                    format!("until {s:?} is not an RFC 3339 time ({e}), e.g. 2026-12-03T10:00:00Z"),
-                )
-            })?;
-            let ms = t
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-                .unwrap_or(0)
+            let ms = rfc3339_ms(s.trim())
+                .ok_or_else(|| {
+                    ApiError::invalid(
+                        "invalid_body",
+                        "until",
+                        format!(
+                            "until {s:?} is not an RFC 3339 time after 1970, e.g. \
+                             2026-12-03T10:00:00Z or 2026-12-03T18:00:00+08:00"
+                        ),
+                    )
+                })?
                 .min(inspect::UNTIL_RESUMED_MS);
             // A time already past is stored as it is: the pause is over before it starts.
             ms.max(1)
@@ -335,6 +335,35 @@ pub(crate) async fn pause(
     let report = inspect::pause(&parts.queue, until, reason).await?;
     info!(until_ms = until, "queue paused through the API");
     Ok(axum::Json(report).into_response())
+}
+
+/// An RFC 3339 time (`Z` or a `±HH:MM` offset) as ms since the epoch; `None` if it is not one
+/// or lies before 1970.
+fn rfc3339_ms(s: &str) -> Option<u64> {
+    let (local, offset_s): (String, i64) = match s.as_bytes().last()? {
+        b'Z' | b'z' => (s.to_owned(), 0),
+        _ => {
+            let at = s.len().checked_sub(6)?;
+            let (base, off) = (s.get(..at)?, s.get(at..)?);
+            let sign = match off.as_bytes()[0] {
+                b'+' => 1,
+                b'-' => -1,
+                _ => return None,
+            };
+            let (h, m) = off[1..].split_once(':')?;
+            if h.len() != 2 || m.len() != 2 {
+                return None;
+            }
+            let (h, m): (i64, i64) = (h.parse().ok()?, m.parse().ok()?);
+            if !(0..24).contains(&h) || !(0..60).contains(&m) {
+                return None;
+            }
+            (format!("{base}Z"), sign * (h * 3600 + m * 60))
+        }
+    };
+    let t = humantime::parse_rfc3339_weak(&local).ok()?;
+    let ms = i128::try_from(t.duration_since(std::time::UNIX_EPOCH).ok()?.as_millis()).ok()?;
+    u64::try_from(ms - i128::from(offset_s) * 1000).ok()
 }
 
 /// `POST /api/v1/resume`.
@@ -402,5 +431,27 @@ pub(crate) async fn status(
             "not_found",
             format!("no batch {id} on record"),
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rfc3339_ms;
+
+    #[test]
+    fn an_rfc_3339_time_with_any_offset_reads_as_utc() {
+        assert_eq!(rfc3339_ms("1970-01-01T00:00:01Z"), Some(1000));
+        assert_eq!(rfc3339_ms("1970-01-01T08:00:01+08:00"), Some(1000));
+        assert_eq!(rfc3339_ms("1970-01-01T00:00:01.5-00:30"), Some(1_801_500));
+        assert_eq!(rfc3339_ms("1970-01-01T00:00:00+00:01"), None);
+        for bad in [
+            "",
+            "tomorrow",
+            "2026-12-03",
+            "2026-12-03T10:00:00+25:00",
+            "1969-12-31T23:59:59Z",
+        ] {
+            assert_eq!(rfc3339_ms(bad), None, "{bad}");
+        }
     }
 }
