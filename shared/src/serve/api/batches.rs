@@ -252,7 +252,6 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
         return Ok(None);
     };
     let s = v.to_str().unwrap_or_default();
-    let s = s.trim_matches('"');
     if s.is_empty() || s.len() > 255 || !s.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(ApiError::bad_request(
             "Idempotency-Key must be 1 to 255 visible ASCII characters (a UUID is a good key)",
