@@ -7,8 +7,9 @@
 //! plan, enqueue in pipelined slices with the dedupe window, seal) and the 201 with the summary.
 //! The body is serialized before the clock starts.
 //!
-//! Reported: each round's time, the median and the best, and the serve thread's CPU time per
-//! request (from its `/proc` entry).
+//! Reported: each round's time, the median and the best, and the serve runtime thread's CPU time
+//! per request (from its `/proc` entry; the import's validating pass runs on tokio's blocking
+//! pool and is not in it).
 
 use std::time::Instant;
 
