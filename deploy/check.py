@@ -34,6 +34,7 @@ CONFIG_DOC = ROOT / "docs" / "configuration.md"
 # The default of ENVSHARE_SHUTDOWN_TIMEOUT_MS in docs/configuration.md.
 DEFAULT_SHUTDOWN_TIMEOUT_MS = 30_000
 HTTP_PORT = 9464
+SERVE_PORT = 8080
 APPID = re.compile(r"^wx[0-9a-f]{16}$")
 ENV = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
@@ -113,6 +114,7 @@ def check_k8s(known: set[str]) -> None:
         problem(K8S, "no manifests")
         return
     by_kind: dict[str, list[tuple[Path, dict]]] = {}
+    serve_objects: dict[str, list[tuple[Path, dict]]] = {}
     kustomization = None
     for path in files:
         for doc in load_yaml(path):
@@ -130,6 +132,10 @@ def check_k8s(known: set[str]) -> None:
                 problem(path, f"{kind}: missing metadata.name")
             if dig(doc, "metadata", "labels", "app.kubernetes.io/name") != "envshare":
                 problem(path, f"{kind}: label app.kubernetes.io/name should be envshare")
+            # `envshare serve` (component serve) is checked on its own, in check_serve.
+            if dig(doc, "metadata", "labels", "app.kubernetes.io/component") == "serve":
+                serve_objects.setdefault(kind, []).append((path, doc))
+                continue
             by_kind.setdefault(kind, []).append((path, doc))
 
     for kind in ("Deployment", "ConfigMap", "Secret", "Service", "PodDisruptionBudget"):
@@ -255,6 +261,8 @@ def check_k8s(known: set[str]) -> None:
         if ps["minAvailable"] >= (spec.get("replicas") or 1):
             problem(pdb_path, "minAvailable >= replicas blocks every node drain")
 
+    check_serve(serve_objects, cm, sec, known)
+
     # Kustomization: lists every manifest but never the example Secret.
     if kustomization:
         kpath, kdoc = kustomization
@@ -290,11 +298,100 @@ def k8s_docs(path: Path) -> list[dict]:
     return docs
 
 
+def check_serve(objs: dict, cm: dict, sec: dict, known: set[str]) -> None:
+    """`envshare serve`: its own Deployment, Service, PodDisruptionBudget and Ingress."""
+    for kind in ("Deployment", "Service", "PodDisruptionBudget", "Ingress"):
+        if len(objs.get(kind, [])) != 1:
+            problem(K8S, f"expected exactly one serve {kind}, found {len(objs.get(kind, []))}")
+            return
+    dep_path, dep = objs["Deployment"][0]
+    svc_path, svc = objs["Service"][0]
+    pdb_path, pdb = objs["PodDisruptionBudget"][0]
+    ing_path, ing = objs["Ingress"][0]
+    spec = dep.get("spec") or {}
+    pod = dig(spec, "template", "spec", default={})
+    labels = dig(spec, "template", "metadata", "labels", default={})
+    selector = dig(spec, "selector", "matchLabels", default={})
+    if not selector or any(labels.get(k) != v for k, v in selector.items()):
+        problem(dep_path, "spec.selector.matchLabels does not match the pod template's labels")
+    if (spec.get("replicas") or 1) < 2:
+        problem(dep_path, "replicas should be at least 2")
+    sc = pod.get("securityContext") or {}
+    if sc.get("runAsNonRoot") is not True or sc.get("runAsUser") in (None, 0):
+        problem(dep_path, "the pod must set runAsNonRoot: true and a non-zero runAsUser")
+    containers = pod.get("containers") or []
+    if len(containers) != 1:
+        problem(dep_path, "expected one container")
+        return
+    c = containers[0]
+    if c.get("command") != ["envshare", "serve"]:
+        problem(dep_path, "the container must run `envshare serve`")
+    refs = {(next(iter(e)), dig(e, next(iter(e)), "name")) for e in c.get("envFrom") or []}
+    if ("configMapRef", dig(cm, "metadata", "name")) not in refs:
+        problem(dep_path, "envFrom does not reference the ConfigMap")
+    if ("secretRef", dig(sec, "metadata", "name")) not in refs:
+        problem(dep_path, "envFrom does not reference the Secret")
+    env = {e.get("name", ""): e.get("value") for e in c.get("env") or []}
+    check_setting_names(dep_path, env, known)
+    addr = env.get("ENVSHARE_SERVE_ADDR") or ""
+    host, _, port_s = addr.rpartition(":")
+    if host not in ("0.0.0.0", "[::]") or port_s != str(SERVE_PORT):
+        problem(dep_path, f"ENVSHARE_SERVE_ADDR={addr!r}: should be 0.0.0.0:{SERVE_PORT}")
+    if "ENVSHARE_API_TOKEN" not in (sec.get("stringData") or {}):
+        problem(dep_path, "the Secret has no ENVSHARE_API_TOKEN: serve refuses a non-loopback address without it")
+    ports = {p.get("name"): p.get("containerPort") for p in c.get("ports") or []}
+    if SERVE_PORT not in ports.values():
+        problem(dep_path, f"no containerPort {SERVE_PORT}")
+    for probe_name, path in (("readinessProbe", "/readyz"), ("livenessProbe", "/healthz")):
+        get = dig(c, probe_name, "httpGet", default={})
+        target = get.get("port")
+        resolved = ports.get(target) if isinstance(target, str) else target
+        if get.get("path") != path or resolved != SERVE_PORT:
+            problem(dep_path, f"{probe_name} should GET {path} on port {SERVE_PORT}")
+    if not dig(c, "resources", "limits", "memory") or not dig(c, "resources", "requests", "cpu"):
+        problem(dep_path, "resources.limits.memory and resources.requests.cpu must be set")
+    if dig(c, "securityContext", "allowPrivilegeEscalation") is not False:
+        problem(dep_path, "container securityContext.allowPrivilegeEscalation should be false")
+
+    sel = dig(svc, "spec", "selector", default={})
+    if not sel or any(labels.get(k) != v for k, v in sel.items()):
+        problem(svc_path, "spec.selector does not select the serve pods")
+    svc_ports = {p.get("name"): p for p in dig(svc, "spec", "ports", default=[])}
+    targets = [p.get("targetPort") for p in svc_ports.values()]
+    if not any((ports.get(t) if isinstance(t, str) else t) == SERVE_PORT for t in targets):
+        problem(svc_path, f"no port targets the serve container's port {SERVE_PORT}")
+    psel = dig(pdb, "spec", "selector", "matchLabels", default={})
+    if not psel or any(labels.get(k) != v for k, v in psel.items()):
+        problem(pdb_path, "spec.selector does not select the serve pods")
+
+    # The Ingress routes the API and the callback to the Service, nothing else.
+    routed = set()
+    for rule in dig(ing, "spec", "rules", default=[]):
+        for p in dig(rule, "http", "paths", default=[]):
+            backend = dig(p, "backend", "service", default={})
+            if backend.get("name") != dig(svc, "metadata", "name"):
+                problem(ing_path, f"path {p.get('path')} does not go to the serve Service")
+            port = dig(backend, "port", default={})
+            if port.get("name") not in svc_ports and port.get("number") not in [
+                q.get("port") for q in svc_ports.values()
+            ]:
+                problem(ing_path, f"path {p.get('path')} names no port of the serve Service")
+            routed.add(p.get("path"))
+    for want in ("/api/v1", "/wechat/callback"):
+        if want not in routed:
+            problem(ing_path, f"{want} is not routed")
+    for private in ("/metrics", "/", "/healthz", "/readyz"):
+        if private in routed:
+            problem(ing_path, f"{private} must not be public")
+
+
 def worker_objects() -> tuple[dict, dict]:
-    """The Deployment and the Service of deploy/k8s."""
+    """The worker's Deployment and Service in deploy/k8s."""
     dep = svc = {}
     for path in sorted(K8S.glob("*.yaml")):
         for doc in k8s_docs(path):
+            if dig(doc, "metadata", "labels", "app.kubernetes.io/component") == "serve":
+                continue
             if doc.get("kind") == "Deployment":
                 dep = doc
             elif doc.get("kind") == "Service":
@@ -570,6 +667,35 @@ def check_compose(known: set[str]) -> None:
         problem(COMPOSE, f"worker: stop_grace_period must exceed ENVSHARE_SHUTDOWN_TIMEOUT_MS={shutdown_ms} ms")
     if dig(worker, "depends_on", "redis", "condition") != "service_healthy":
         problem(COMPOSE, "worker should wait for redis to be healthy")
+
+    # `envshare serve`, behind the ingress.
+    serve = services.get("serve")
+    if not serve:
+        problem(COMPOSE, "missing service serve")
+    else:
+        senv = serve.get("environment") or {}
+        if serve.get("profiles"):
+            problem(COMPOSE, "serve must run without a profile")
+        if serve.get("command") != ["serve"] or serve.get("entrypoint") != ["envshare"]:
+            problem(COMPOSE, "serve must run `envshare serve`")
+        if senv.get("ENVSHARE_SERVE_ADDR") != f"0.0.0.0:{SERVE_PORT}":
+            problem(COMPOSE, f"serve: ENVSHARE_SERVE_ADDR should be 0.0.0.0:{SERVE_PORT}")
+        if not senv.get("ENVSHARE_API_TOKEN"):
+            problem(COMPOSE, "serve: a non-loopback address needs ENVSHARE_API_TOKEN")
+        if serve.get("ports"):
+            problem(COMPOSE, "serve: reach it through the ingress, do not publish it")
+        if str(SERVE_PORT) not in str(dig(serve, "healthcheck", "test", default="")):
+            problem(COMPOSE, f"serve: the healthcheck should probe port {SERVE_PORT}")
+        ingress = services.get("ingress") or {}
+        if "serve" not in (ingress.get("depends_on") or {}):
+            problem(COMPOSE, "missing an ingress service in front of serve")
+        caddyfile = DEPLOY / "Caddyfile"
+        text = caddyfile.read_text() if caddyfile.exists() else ""
+        if f"serve:{SERVE_PORT}" not in text or "/api/v1" not in text or "/wechat/callback" not in text:
+            problem(caddyfile, f"should route /api/v1 and /wechat/callback to serve:{SERVE_PORT}")
+        body = "\n".join(l for l in text.splitlines() if not l.strip().startswith("#"))
+        if "/metrics" in body:
+            problem(caddyfile, "/metrics must not be routed")
 
     for name in ("sandbox", "import", "events"):
         if "demo" not in (services[name].get("profiles") or []):

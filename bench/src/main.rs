@@ -21,9 +21,13 @@
 //! - `envshare-bench callback N CONCURRENCY`: the WeChat callback receiver of `envshare serve` on
 //!   one core (signature, decryption, the Redis write), N verify-ticket pushes.
 //!
+//! - `envshare-bench api N [ROUNDS]`: `POST /api/v1/batches` of N pairs against `envshare serve`
+//!   (its time per request; target < 300 ms for 10,000 pairs).
+//!
 //! Redis comes from `REDIS_URL` (default `redis://127.0.0.1:6379`); the queue is `bench` unless
 //! `ENVSHARE_QUEUE` says otherwise. Every command clears its queue's keys first (and only them).
 
+mod api;
 mod callback;
 mod idle;
 mod share;
@@ -89,11 +93,12 @@ async fn main() -> anyhow::Result<()> {
         Some("webhooks") => {
             webhooks::run(arg(1, 50_000)?, arg(2, 64)? as usize, arg(3, 1)? as usize).await?
         }
+        Some("api") => api::run(&redis_url(), arg(1, 10_000)?, arg(2, 5)?).await?,
         Some("callback") => {
             callback::run(&redis_url(), arg(1, 20_000)?, arg(2, 32)? as usize).await?
         }
         _ => bail!(
-            "usage: envshare-bench enqueue N CHUNK | work N CONCURRENCY [JOB_MS] | claim BACKLOG | suite [N] | waiting [N] [JOB_MS] [CONCURRENCY] | idle [SECONDS] [WORKERS] | wake [SAMPLES] | share N CONCURRENCY [LATENCY_MS] [CHUNK] | callback N CONCURRENCY | webhooks N [CONCURRENCY] [ENDPOINTS]"
+            "usage: envshare-bench enqueue N CHUNK | work N CONCURRENCY [JOB_MS] | claim BACKLOG | suite [N] | waiting [N] [JOB_MS] [CONCURRENCY] | idle [SECONDS] [WORKERS] | wake [SAMPLES] | share N CONCURRENCY [LATENCY_MS] [CHUNK] | callback N CONCURRENCY | api N [ROUNDS] | webhooks N [CONCURRENCY] [ENDPOINTS]"
         ),
     };
     println!("{out}");

@@ -5,20 +5,20 @@
 //! (`BITCOUNT`), and the results a page of rows at a time (`Queue::results_page`), so a
 //! 100,000-appid batch streams out in flat memory.
 
-use std::collections::BTreeMap;
 use std::io::{self, Write};
 use std::path::Path;
 
 use anyhow::Context as _;
 use envshare::BatchId;
 use envshare::export::{ExportFormat, ResultsWriter};
+use envshare::inspect::BatchView;
 use envshare::store::{BatchProgress, Queue, RowState};
 use serde::Serialize;
 
 use crate::cli::{ResultsArgs, ResultsFormat, StateArg};
 use crate::ctx::Ctx;
 use crate::fail::bad_input;
-use crate::table::{Align, Table, count, time};
+use crate::table::{Align, Table, count};
 
 /// Rows per `results_page` call (the store's maximum).
 const PAGE: usize = 1000;
@@ -67,73 +67,6 @@ fn unknown_batch<T>(ctx: &Ctx, id: &BatchId) -> anyhow::Result<T> {
     )
 }
 
-/// Where a batch is, in one word: `enqueuing`, `running`, `completed`, `confirmed` (every
-/// accepted appid bound or unconfirmed), or `cancelled` (completed with cancelled appids).
-fn phase(p: &BatchProgress, confirmed: bool, cancelled: bool) -> &'static str {
-    match (p.sealed, p.completed, confirmed) {
-        (false, false, _) => "enqueuing",
-        (_, false, _) => "running",
-        _ if cancelled => "cancelled",
-        (_, true, false) => "completed",
-        (_, true, true) => "confirmed",
-    }
-}
-
-/// One batch as `batch list` and `batch show` print it.
-#[derive(Debug, Serialize)]
-struct BatchView {
-    #[serde(flatten)]
-    progress: BatchProgress,
-    /// When the batch was created (RFC 3339).
-    created_at: String,
-    /// `enqueuing`, `running`, `completed`, `confirmed` or `cancelled`.
-    phase: &'static str,
-    /// Appids neither accepted nor failed yet.
-    pending: u64,
-    /// Accepted appids whose binding was confirmed.
-    bound: u64,
-    /// Accepted appids whose confirmation window ended first.
-    unconfirmed: u64,
-    /// Appids per result state; `None` for a batch enqueued before per-appid results existed.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    results: Option<BTreeMap<RowState, u64>>,
-}
-
-impl BatchView {
-    async fn read(queue: &Queue, id: &BatchId, p: BatchProgress) -> anyhow::Result<Self> {
-        let c = queue
-            .batch_confirmation(id)
-            .await
-            .context("reading the batch's confirmation counters failed")?;
-        let counts = queue
-            .results_counts(id)
-            .await
-            .context("counting the batch's results failed")?;
-        let results = (counts.values().sum::<u64>() > 0).then_some(counts);
-        let cancelled = results
-            .as_ref()
-            .and_then(|c| c.get(&RowState::Cancelled))
-            .is_some_and(|n| *n > 0);
-        Ok(Self {
-            created_at: time(p.created_at_ms),
-            phase: phase(&p, c.confirmed, cancelled),
-            pending: p.appids.saturating_sub(p.accepted + p.failed),
-            bound: c.bound,
-            unconfirmed: c.unconfirmed,
-            results,
-            progress: p,
-        })
-    }
-
-    fn id(&self) -> String {
-        self.progress
-            .id
-            .as_ref()
-            .map(ToString::to_string)
-            .unwrap_or_default()
-    }
-}
-
 /// `envshare batch list [--limit N] [--offset N] [--json]`.
 pub async fn list(ctx: &Ctx, limit: u32, offset: usize, json: bool) -> anyhow::Result<()> {
     let queue = ctx.queue().await?;
@@ -144,8 +77,11 @@ pub async fn list(ctx: &Ctx, limit: u32, offset: usize, json: bool) -> anyhow::R
     let mut views = Vec::with_capacity(ids.len());
     for id in &ids {
         // A batch whose record expired (ENVSHARE_RESULTS_TTL) between the two reads is skipped.
-        if let Some(p) = queue.batch(id).await.context("reading a batch failed")? {
-            views.push(BatchView::read(&queue, id, p).await?);
+        if let Some(v) = BatchView::get(&queue, id)
+            .await
+            .context("reading a batch failed")?
+        {
+            views.push(v);
         }
     }
     if json {
@@ -199,7 +135,9 @@ pub async fn show(ctx: &Ctx, id: &str, json: bool) -> anyhow::Result<()> {
     let id = batch_id(id)?;
     let queue = ctx.queue().await?;
     let p = progress(ctx, &queue, &id).await?;
-    let v = BatchView::read(&queue, &id, p).await?;
+    let v = BatchView::read(&queue, &id, p)
+        .await
+        .context("reading the batch's counters failed")?;
     if json {
         println!("{}", serde_json::to_string(&v)?);
         return Ok(());

@@ -7,45 +7,12 @@
 //! Pausing never shortens a longer pause already in force; `resume` ends any pause at once,
 //! an automatic one included.
 
-use std::time::Duration;
-
 use anyhow::Context as _;
-use envshare::store::Pause;
-use serde::Serialize;
+use envshare::inspect::{self, ReasonError, UNTIL_RESUMED_MS};
 
 use crate::ctx::Ctx;
 use crate::fail::bad_input;
 use crate::table::{span, time};
-
-/// The end of a pause "until resumed" (far beyond any automatic pause).
-pub const UNTIL_RESUMED_MS: u64 = envshare::schedule::PAUSE_UNTIL_RESUMED_MS;
-
-/// The reason stored when `--reason` is not given.
-pub const DEFAULT_REASON: &str = "paused by an operator (envshare pause)";
-
-/// The longest `--reason` accepted.
-const MAX_REASON_LEN: usize = 500;
-
-/// What `pause --json` and `resume --json` print about a pause.
-#[derive(Debug, Serialize)]
-pub struct PauseView {
-    /// End of the pause (ms since the epoch).
-    pub until_ms: u64,
-    /// The pause lasts until `envshare resume` (`until_ms` is [`UNTIL_RESUMED_MS`]).
-    pub until_resumed: bool,
-    /// Why.
-    pub reason: String,
-}
-
-impl PauseView {
-    fn of(p: &Pause) -> Self {
-        Self {
-            until_ms: p.until_ms,
-            until_resumed: p.until_ms >= UNTIL_RESUMED_MS,
-            reason: p.reason.clone(),
-        }
-    }
-}
 
 /// How long a pause lasts from `now_ms`: `until resumed`, or `until 2026-12-03T10:00:00Z (for
 /// 30m00s more)`.
@@ -61,17 +28,6 @@ pub fn describe_until(until_ms: u64, now_ms: u64) -> String {
     }
 }
 
-#[derive(Debug, Serialize)]
-struct PauseReport {
-    queue: String,
-    /// The pause asked for.
-    requested: PauseView,
-    /// The pause in force after the call (a longer one already in force is kept).
-    paused: Option<PauseView>,
-    /// A longer pause was already in force and was kept as it was.
-    kept_longer: bool,
-}
-
 /// `envshare pause [--reason TEXT] [--for DURATION]`.
 pub async fn pause(
     ctx: &Ctx,
@@ -79,19 +35,15 @@ pub async fn pause(
     for_: Option<String>,
     json: bool,
 ) -> anyhow::Result<()> {
-    let reason = reason.map(|r| r.trim().to_owned());
-    let reason = match reason {
-        Some(r) if r.is_empty() => {
+    let reason = match inspect::check_reason(reason.as_deref()) {
+        Ok(r) => r,
+        Err(ReasonError::Empty) => {
             bad_input!("--reason is empty: say why the queue is paused, or leave the flag out")
         }
-        Some(r) if r.chars().count() > MAX_REASON_LEN || r.chars().any(char::is_control) => {
-            bad_input!(
-                "--reason must be one line of at most {MAX_REASON_LEN} characters without \
-                 control characters"
-            )
-        }
-        Some(r) => r,
-        None => DEFAULT_REASON.to_owned(),
+        Err(ReasonError::Shape) => bad_input!(
+            "--reason must be one line of at most {} characters without control characters",
+            inspect::MAX_REASON_LEN
+        ),
     };
     let length = match for_.as_deref() {
         None => None,
@@ -106,31 +58,16 @@ pub async fn pause(
     };
     let queue = ctx.queue().await?;
     let now = queue.now_ms();
-    let until = pause_end(now, length);
-    queue
-        .pause_until(until, &reason)
+    let until = inspect::pause_end(now, length);
+    let report = inspect::pause(&queue, until, reason)
         .await
         .context("pausing the queue failed")?;
-    let in_force = queue
-        .pause_in_force()
-        .await
-        .context("reading the pause back failed")?;
-    let kept_longer = in_force.as_ref().is_some_and(|p| p.until_ms > until);
-    let report = PauseReport {
-        queue: ctx.queue.to_string(),
-        requested: PauseView {
-            until_ms: until,
-            until_resumed: until >= UNTIL_RESUMED_MS,
-            reason,
-        },
-        paused: in_force.as_ref().map(PauseView::of),
-        kept_longer,
-    };
     if json {
         println!("{}", serde_json::to_string(&report)?);
         return Ok(());
     }
-    match &in_force {
+    let kept_longer = report.kept_longer;
+    match &report.paused {
         Some(p) if kept_longer => println!(
             "queue {} was already paused for longer, {}: {}\n(pausing never shortens a pause; \
              `envshare resume` ends it, then pause again for a shorter time)",
@@ -154,31 +91,18 @@ pub async fn pause(
     Ok(())
 }
 
-#[derive(Debug, Serialize)]
-struct ResumeReport {
-    queue: String,
-    /// The pause that was lifted, if there was one.
-    lifted: Option<PauseView>,
-}
-
 /// `envshare resume`: ends the pause in force, whoever set it.
 pub async fn resume(ctx: &Ctx, json: bool) -> anyhow::Result<()> {
     let queue = ctx.queue().await?;
-    let before = queue
-        .pause_in_force()
+    let report = inspect::resume(&queue)
         .await
-        .context("reading the pause failed")?;
-    queue.resume().await.context("resuming the queue failed")?;
+        .context("resuming the queue failed")?;
     let now = queue.now_ms();
     if json {
-        let report = ResumeReport {
-            queue: ctx.queue.to_string(),
-            lifted: before.as_ref().map(PauseView::of),
-        };
         println!("{}", serde_json::to_string(&report)?);
         return Ok(());
     }
-    match before {
+    match report.lifted {
         Some(p) => println!(
             "queue {} resumed: workers take jobs again at their next poll\n(lifted the pause \
              that would have lasted {}: {})",
@@ -191,27 +115,9 @@ pub async fn resume(ctx: &Ctx, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The end of a pause starting at `now` that lasts `length` (`None`: until resumed).
-fn pause_end(now: u64, length: Option<Duration>) -> u64 {
-    match length {
-        None => UNTIL_RESUMED_MS,
-        Some(d) => now
-            .saturating_add(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-            .min(UNTIL_RESUMED_MS),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn until_resumed_is_exact_in_lua_and_far_beyond_any_automatic_pause() {
-        assert_eq!(time(UNTIL_RESUMED_MS), "9999-12-31T23:59:59Z");
-        assert_eq!(pause_end(1, Some(Duration::MAX)), UNTIL_RESUMED_MS);
-        assert_eq!(pause_end(1, None), UNTIL_RESUMED_MS);
-        assert_eq!(pause_end(1_000, Some(Duration::from_secs(60))), 61_000);
-    }
 
     #[test]
     fn a_pause_reads_as_its_end_and_what_is_left() {

@@ -7,176 +7,26 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use envshare::BatchId;
-use envshare::store::{BatchProgress, Queue, QueueStats};
-use serde::Serialize;
+use envshare::inspect::{self, Status, StatusError, TICKET_LIFE_MS};
+use envshare::store::Queue;
 
 use crate::cli::StatusArgs;
 use crate::ctx::Ctx;
 use crate::fail::bad_input;
 use crate::progress::Progress;
 
-/// A verify ticket lives 12 hours.
-const TICKET_LIFE_MS: u64 = 12 * 3600 * 1000;
-
-/// What `status --json` prints.
-#[derive(Debug, Serialize)]
-struct Status {
-    queue: String,
-    #[serde(flatten)]
-    stats: QueueStats,
-    token: TokenInfo,
-    ticket: TicketInfo,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    batch: Option<BatchInfo>,
-    /// When this was read (the queue's clock, ms), for the ages printed.
-    #[serde(skip)]
-    read_at_ms: u64,
-}
-
-/// The token, without its value.
-#[derive(Debug, Serialize)]
-struct TokenInfo {
-    /// Where workers take it from: `component`, `fixed`, `redis`, `http`, or `none` (no token
-    /// settings given to this command).
-    source: &'static str,
-    /// A token is cached in Redis (`component`), or present at the source (`redis`, `http`).
-    cached: bool,
-    /// Time until it expires (ms), when cached with an expiry.
-    expires_in_ms: Option<u64>,
-    /// Why the source could not be read (`redis`, `http`), if it could not.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    error: Option<String>,
-}
-
-/// The verify ticket, without its value.
-#[derive(Debug, Serialize)]
-struct TicketInfo {
-    /// A ticket is stored.
-    stored: bool,
-    /// When it was stored (ms since the epoch).
-    set_at_ms: Option<u64>,
-    /// Its age (ms).
-    age_ms: Option<u64>,
-}
-
-#[derive(Debug, Serialize)]
-struct BatchInfo {
-    #[serde(flatten)]
-    progress: BatchProgress,
-    /// Appids neither accepted nor failed yet.
-    pending: u64,
-    /// Accepted appids whose binding `batchgetenvid` showed confirmed (`share.bound`).
-    bound: u64,
-    /// Accepted appids whose confirmation window ended first (`share.unconfirmed`).
-    unconfirmed: u64,
-    /// Accepted appids still being checked.
-    awaiting_confirmation: u64,
-    /// `batch.confirmed` was emitted.
-    confirmed: bool,
-}
-
-impl BatchInfo {
-    /// The batch's progress plus its confirmation counters (fields of the batch hash written by
-    /// the confirmation watcher).
-    async fn read(queue: &Queue, progress: BatchProgress) -> anyhow::Result<Self> {
-        let pending = progress
-            .appids
-            .saturating_sub(progress.accepted + progress.failed);
-        let Some(id) = &progress.id else {
-            return Err(anyhow::anyhow!("a batch without an id"));
-        };
-        let c = queue
-            .batch_confirmation(id)
-            .await
-            .context("reading the batch's confirmation counters failed")?;
-        let (bound, unconfirmed, confirmed) = (c.bound, c.unconfirmed, c.confirmed);
-        Ok(Self {
-            pending,
-            bound,
-            unconfirmed,
-            awaiting_confirmation: progress.accepted.saturating_sub(bound + unconfirmed),
-            confirmed,
-            progress,
-        })
-    }
-}
-
-/// The token of a `redis` or `http` source, asked from the source itself.
-async fn external_token(ctx: &Ctx, queue: &Queue, source: &'static str) -> TokenInfo {
-    let s = &ctx.settings;
-    let status = async {
-        let client = envshare::wechat::WechatClient::from_settings(s).map_err(|e| e.to_string())?;
-        let provider = envshare::token::provider_for(s, queue.connection(), queue.keys(), client)
-            .map_err(|e| e.to_string())?;
-        provider.status().await.map_err(|e| e.to_string())
-    };
-    match status.await {
-        Ok(st) => TokenInfo {
-            source,
-            cached: st.cached,
-            expires_in_ms: st.expires_at_ms.map(|e| e.saturating_sub(queue.now_ms())),
-            error: None,
-        },
-        Err(error) => TokenInfo {
-            source,
-            cached: false,
-            expires_in_ms: None,
-            error: Some(error),
-        },
-    }
-}
-
-async fn token_and_ticket(ctx: &Ctx, queue: &Queue) -> anyhow::Result<(TokenInfo, TicketInfo)> {
-    let meta = queue
-        .token_store()
-        .meta()
-        .await
-        .context("reading the token and ticket metadata failed")?;
-    let source = ctx.settings.token_mode().name();
-    let token = match source {
-        "redis" | "http" => external_token(ctx, queue, source).await,
-        _ => TokenInfo {
-            source,
-            cached: meta.token_cached,
-            expires_in_ms: meta.token_ttl_ms,
-            error: None,
-        },
-    };
-    let ticket = TicketInfo {
-        stored: meta.ticket_stored,
-        set_at_ms: meta.ticket_set_at_ms,
-        age_ms: meta
-            .ticket_set_at_ms
-            .map(|s| queue.now_ms().saturating_sub(s)),
-    };
-    Ok((token, ticket))
-}
-
 async fn gather(ctx: &Ctx, queue: &Queue, batch: Option<&BatchId>) -> anyhow::Result<Status> {
-    let stats = queue
-        .stats()
-        .await
-        .context("reading the queue counts failed")?;
-    let (token, ticket) = token_and_ticket(ctx, queue).await?;
-    let batch = match batch {
-        None => None,
-        Some(id) => match queue.batch(id).await.context("reading the batch failed")? {
-            Some(p) => Some(BatchInfo::read(queue, p).await?),
-            None => bad_input!(
-                "queue {} has no batch {id}: check the id `envshare import` printed (and \
-                 ENVSHARE_QUEUE)",
-                ctx.queue
-            ),
-        },
-    };
-    Ok(Status {
-        queue: ctx.queue.to_string(),
-        stats,
-        token,
-        ticket,
-        batch,
-        read_at_ms: queue.now_ms(),
-    })
+    match inspect::status(&ctx.settings, queue, batch).await {
+        Ok(s) => Ok(s),
+        Err(StatusError::UnknownBatch(id)) => bad_input!(
+            "queue {} has no batch {id}: check the id `envshare import` printed (and \
+             ENVSHARE_QUEUE)",
+            ctx.queue
+        ),
+        Err(StatusError::Store(e)) => {
+            Err(anyhow::Error::new(e).context("reading the queue's status failed"))
+        }
+    }
 }
 
 /// `envshare status`.

@@ -202,7 +202,7 @@ impl EventKind {
 }
 
 /// Why a share failed (`reason` of `share.failed`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum FailReason {
     /// WeChat listed the appid in `err_list`.

@@ -61,7 +61,7 @@ impl ExportFormat {
 }
 
 /// One row as a results file holds it: the columns of [`COLUMNS`], in order.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ExportRow<'a> {
     /// The batch.
     pub batch_id: &'a str,
@@ -188,6 +188,14 @@ impl<W: Write> ResultsWriter<W> {
             }
         }
         Ok(())
+    }
+
+    /// Writes out what is buffered (a response streamed a page at a time sends each page).
+    pub fn flush(&mut self) -> io::Result<()> {
+        match self {
+            ResultsWriter::Csv(w) => w.flush(),
+            ResultsWriter::Jsonl(w) => w.flush(),
+        }
     }
 
     /// Flushes what is buffered and hands back the output.

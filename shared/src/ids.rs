@@ -27,7 +27,7 @@ impl IdError {
 }
 
 macro_rules! id_type {
-    ($(#[$doc:meta])* $name:ident, $kind:literal, $check:expr) => {
+    ($(#[$doc:meta])* $name:ident, $kind:literal, $check:expr, $pattern:literal) => {
         $(#[$doc])*
         #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
         pub struct $name(String);
@@ -97,6 +97,19 @@ macro_rules! id_type {
                 Self::parse(&s).map_err(serde::de::Error::custom)
             }
         }
+
+        // The API's OpenAPI document: a string of the identifier's shape.
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                utoipa::openapi::ObjectBuilder::new()
+                    .schema_type(utoipa::openapi::schema::Type::String)
+                    .pattern(Some($pattern))
+                    .description(Some(concat!("A ", $kind, ": ", $pattern)))
+                    .into()
+            }
+        }
+
+        impl utoipa::ToSchema for $name {}
     };
 }
 
@@ -147,31 +160,36 @@ id_type!(
     /// A Mini Program's appid: `wx` followed by 16 lowercase hex digits.
     AppId,
     "appid",
-    check_appid
+    check_appid,
+    "^wx[0-9a-f]{16}$"
 );
 id_type!(
     /// A cloud environment id: 1 to 64 of `[A-Za-z0-9_-]`.
     EnvId,
     "env",
-    check_env
+    check_env,
+    "^[A-Za-z0-9_-]{1,64}$"
 );
 id_type!(
     /// A job's id in the queue: 1 to 64 of `[A-Za-z0-9_-]`; generated ids are ULIDs.
     JobId,
     "job id",
-    check_job
+    check_job,
+    "^[A-Za-z0-9_-]{1,64}$"
 );
 id_type!(
     /// A batch (one import): 1 to 64 of `[A-Za-z0-9_.-]`; generated ids are `b-` + a ULID.
     BatchId,
     "batch id",
-    check_batch
+    check_batch,
+    "^[A-Za-z0-9_.-]{1,64}$"
 );
 id_type!(
     /// A queue's name, the `QUEUE` in `envshare:{QUEUE}:…`: 1 to 64 of `[A-Za-z0-9_-]`.
     QueueName,
     "queue name",
-    check_queue
+    check_queue,
+    "^[A-Za-z0-9_-]{1,64}$"
 );
 
 impl JobId {

@@ -15,7 +15,8 @@
 //!   [`confirm`] (confirmation tracking), [`webhook`] (signatures and the webhook schedule's
 //!   operator view), [`import`] (the import flow: read and validate the input, skip bound
 //!   pairs, plan jobs, enqueue, seal the batch) [`sync`] (desired-state plans: what to
-//!   share and unshare) and [`export`] (per-appid results as CSV or JSONL).
+//!   share and unshare) [`export`] (per-appid results as CSV or JSONL) and [`inspect`] (the operator's views of
+//!   batches, status and the pause, shared by the command line and the API).
 //! - Service: [`worker`] (the apalis worker, its backend and HTTP endpoints), [`serve`] (`envshare
 //!   serve`: the producer's HTTP face, with the WeChat callback) and `sandbox` (feature
 //!   `sandbox`: a fake WeChat API and a local redis-server for tests and the demo).
@@ -30,6 +31,7 @@ pub mod events;
 pub mod export;
 mod ids;
 pub mod import;
+pub mod inspect;
 pub mod redis_url;
 #[cfg(feature = "sandbox")]
 pub mod sandbox;

@@ -44,7 +44,7 @@ pub use enqueue::{
     ENQUEUE_IN_FLIGHT, ENQUEUE_SLICE_JOBS, ENQUEUE_SLICE_PAIRS, EnqueueError, Enqueued,
     enqueue_chunks,
 };
-pub use parse::{Record, Records};
+pub use parse::{Record, Records, parse_pair};
 pub use plan::{Chunk, Chunks, Planner, plan_pairs};
 pub use run::{
     BoundPair, MakeChecker, NoProgress, Observer, Options, Pass, RunError, Summary, run,

@@ -251,6 +251,20 @@ fn csv_pair(record: &csv::ByteRecord, env: usize, appid: usize) -> Result<Pair, 
     Ok((env, appid))
 }
 
+/// Checks one pair given as two strings, as a row of an import is checked (the strings are
+/// trimmed): the pair, or why it is invalid (`appid "wx12": must be …`). For inputs that are
+/// neither CSV nor JSONL, such as the pairs of an API request.
+pub fn parse_pair(env: &str, appid: &str) -> Result<Pair, String> {
+    let (env, appid) = (env.trim(), appid.trim());
+    if env.is_empty() {
+        return Err("env is empty".to_owned());
+    }
+    if appid.is_empty() {
+        return Err("appid is empty".to_owned());
+    }
+    Ok((parse_env(env)?, parse_appid(appid)?))
+}
+
 fn parse_env(s: &str) -> Result<EnvId, String> {
     EnvId::parse(s).map_err(|e| e.to_string())
 }

@@ -60,7 +60,7 @@ impl Options {
 
 /// The summary of an import: what the input held and what was enqueued. Its JSON form is what
 /// `envshare import --json` prints.
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Default, Serialize, utoipa::ToSchema)]
 pub struct Summary {
     /// The batch the jobs went into (would go into, for a dry run).
     pub batch: String,
@@ -111,7 +111,7 @@ pub struct Summary {
 }
 
 /// A pair WeChat already lists as bound, skipped.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct BoundPair {
     /// The env.
     pub env: EnvId,

@@ -8,7 +8,7 @@ use super::{Format, ImportError, Record, Records};
 use crate::ids::{AppId, EnvId};
 
 /// One invalid line: where it is and why.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct InvalidLine {
     /// The line number, counted from 1.
     pub line: u64,
@@ -64,7 +64,7 @@ impl PairSet {
 }
 
 /// What one env of an import amounts to.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct EnvCount {
     /// Distinct appids to share with the env.
     pub appids: u64,

@@ -13,6 +13,8 @@
 //! request metrics. Today's parts:
 //!
 //! - `health`: `/healthz`, `/readyz` (Redis answers `PING`), `/metrics` (Prometheus);
+//! - `api`: the JSON API under `/api/v1` (bearer token `ENVSHARE_API_TOKEN`) and its OpenAPI
+//!   document at `/api/v1/openapi.json` (docs/api.md);
 //! - `callback`: `POST /wechat/callback`, the open platform's authorization event URL (verify
 //!   tickets and authorization changes; mounted when `ENVSHARE_CALLBACK_TOKEN` and
 //!   `ENVSHARE_CALLBACK_AES_KEY` are set).
@@ -20,6 +22,7 @@
 //! Every request is counted by route, method and status, and timed by route
 //! (`envshare_http_requests_total`, `envshare_http_request_duration_seconds`).
 
+mod api;
 mod callback;
 mod health;
 mod metrics;
@@ -32,6 +35,7 @@ use std::time::Duration;
 use axum::Router;
 use tracing::{info, warn};
 
+pub use api::{MAX_BODY_BYTES as API_MAX_BODY_BYTES, openapi_document};
 pub use callback::{MAX_BODY_BYTES, TIMESTAMP_WINDOW};
 
 use crate::config::Settings;
@@ -107,6 +111,9 @@ pub struct ServeParts {
     queue: Queue,
     metrics: Arc<metrics::ServeMetrics>,
     callback: Option<Arc<callback::Callback>>,
+    settings: Arc<Settings>,
+    /// Turns true when the server stops, so endless responses (the API's event stream) end.
+    stopping: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 impl std::fmt::Debug for ServeParts {
@@ -146,6 +153,8 @@ impl ServeParts {
             queue,
             metrics: Arc::new(metrics::ServeMetrics::new()),
             callback,
+            settings: Arc::new(settings.clone()),
+            stopping: Arc::new(tokio::sync::watch::channel(false).0),
         })
     }
 
@@ -162,7 +171,7 @@ impl ServeParts {
 
 /// The router of `envshare serve`: every part's routes, with request metrics around them.
 pub fn router(parts: ServeParts) -> Router {
-    let mut app = health::routes();
+    let mut app = health::routes().merge(api::routes());
     if parts.callback.is_some() {
         app = app.merge(callback::routes());
     }
@@ -253,11 +262,12 @@ impl Application {
                  ENVSHARE_CALLBACK_AES_KEY to receive verify tickets and authorization events"
             );
         }
+        let stopping_tx = Arc::clone(&parts.stopping);
+        let mut stopping = stopping_tx.subscribe();
         let app = router(parts);
-        let (stopping_tx, mut stopping) = tokio::sync::watch::channel(false);
         let server = axum::serve(listener, app).with_graceful_shutdown(async move {
             shutdown.await;
-            let _ = stopping_tx.send(true);
+            stopping_tx.send_replace(true);
         });
         tokio::select! {
             served = server.into_future() => served?,

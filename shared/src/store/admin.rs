@@ -16,7 +16,7 @@ use crate::ids::{BatchId, JobId};
 const LIVE_LEASES: u64 = 3;
 
 /// Counts and health of a queue.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct QueueStats {
     /// Jobs waiting to be claimed.
     pub ready: u64,
@@ -41,7 +41,7 @@ pub struct QueueStats {
 }
 
 /// A pause of claims.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Pause {
     /// End of the pause (ms).
     pub until_ms: u64,
@@ -50,7 +50,7 @@ pub struct Pause {
 }
 
 /// Progress of one batch.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct BatchProgress {
     /// The batch.
     pub id: Option<BatchId>,
@@ -73,7 +73,7 @@ pub struct BatchProgress {
 }
 
 /// Where a job is.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum JobState {
     /// Waiting to be claimed since `since_ms`.
@@ -103,7 +103,7 @@ pub enum JobState {
 }
 
 /// Why a job died, as recorded in `dead:info`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DeadInfo {
     /// Why.
     pub reason: FailReason,
@@ -118,7 +118,7 @@ pub struct DeadInfo {
 }
 
 /// A job looked up by id.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct JobInfo {
     /// The job.
     pub job: ShareJob,
@@ -133,7 +133,7 @@ pub struct JobInfo {
 }
 
 /// A dead job, for listing.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct DeadJob {
     /// The job id.
     pub id: JobId,

@@ -25,6 +25,14 @@ impl Keys {
         &self.prefix
     }
 
+    /// The queue's name (`QUEUE` in `envshare:{QUEUE}:`).
+    pub fn queue_name(&self) -> &str {
+        self.prefix
+            .strip_prefix("envshare:{")
+            .and_then(|s| s.strip_suffix("}:"))
+            .unwrap_or(&self.prefix)
+    }
+
     fn key(&self, suffix: &str) -> String {
         format!("{}{suffix}", self.prefix)
     }
@@ -182,6 +190,12 @@ impl Keys {
         self.key(&format!("callback:seen:{id}"))
     }
 
+    /// String: the first answer to a `POST /api/v1/batches` with an `Idempotency-Key` whose
+    /// SHA-256 is `key_hash` (hex, so any key the client sends makes a safe key name).
+    pub fn idempotency(&self, key_hash: &str) -> String {
+        self.key(&format!("idempotency:{key_hash}"))
+    }
+
     /// The KEYS every queue Lua script receives, in the order `lua/lib.lua` documents.
     pub fn script_keys(&self) -> [String; 15] {
         [
@@ -246,6 +260,7 @@ mod tests {
             k.webhook_errors(),
             k.callback_nonce("123"),
             k.callback_seen("app.x"),
+            k.idempotency("00ff"),
         ]
         .into_iter()
         .chain(k.webhook_endpoint("0123456789abcdef"))
@@ -253,5 +268,6 @@ mod tests {
             assert!(key.starts_with("envshare:{share}:"), "{key}");
         }
         assert_eq!(k.events(), "envshare:{share}:events");
+        assert_eq!(k.queue_name(), "share");
     }
 }

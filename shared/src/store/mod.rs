@@ -50,6 +50,7 @@ pub(crate) mod confirm;
 pub mod conn;
 mod error;
 mod health;
+mod idempotency;
 mod keys;
 mod lease;
 mod producer;
@@ -71,6 +72,7 @@ pub use admin::{
 pub use callback::{Applied, CallbackWrite, Replay};
 pub use error::StoreError;
 pub use health::{BatchConfirmation, ServerCheck};
+pub use idempotency::{IdempotencyClaim, StoredAnswer};
 pub use keys::Keys;
 pub use lease::MAX_CLAIM;
 pub use rate::RateStore;

@@ -20,7 +20,7 @@ const CANCEL_SLICE: usize = 500;
 const SEQ_WIDTH: u64 = 22;
 
 /// Where one (env, appid) pair of a batch stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum RowState {
     /// Enqueued; WeChat has not answered for it yet (waiting, running or retrying).
@@ -105,7 +105,7 @@ impl FromStr for RowState {
 }
 
 /// One pair's result row.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct ResultRow {
     /// The row number within the batch (the order its pairs were enqueued, from 0).
     pub seq: u64,

@@ -273,6 +273,60 @@ pub async fn read_all<C: redis::aio::ConnectionLike + Send>(
     }
 }
 
+impl Queue {
+    /// The id of the newest entry of the events stream (`0-0` when it is empty): where a
+    /// reader that wants only new events starts.
+    pub async fn events_last_id(&self) -> Result<String, EventError> {
+        let last: Vec<(String, Vec<String>)> = redis::cmd("XREVRANGE")
+            .arg(self.keys.events())
+            .arg("+")
+            .arg("-")
+            .arg("COUNT")
+            .arg(1)
+            .query_async(&mut self.connection())
+            .await
+            .map_err(|source| EventError::Redis {
+                op: "range",
+                source,
+            })?;
+        Ok(last
+            .into_iter()
+            .next()
+            .map_or_else(|| "0-0".to_owned(), |(id, _)| id))
+    }
+
+    /// Up to `count` events after stream entry `after` (exclusive), oldest first, without
+    /// waiting (`XRANGE (after + COUNT n`): for readers that poll on the queue's shared
+    /// connection, where a blocking read would hold it. `after` is a stream entry id
+    /// (`1764460800000-0`), checked by the caller.
+    pub async fn events_after(
+        &self,
+        after: &str,
+        count: usize,
+    ) -> Result<Vec<StreamEvent>, EventError> {
+        let page: Vec<(String, Vec<String>)> = redis::cmd("XRANGE")
+            .arg(self.keys.events())
+            .arg(format!("({after}"))
+            .arg("+")
+            .arg("COUNT")
+            .arg(count.max(1))
+            .query_async(&mut self.connection())
+            .await
+            .map_err(|source| EventError::Redis {
+                op: "range",
+                source,
+            })?;
+        page.into_iter()
+            .map(|(entry_id, fields)| {
+                Ok(StreamEvent {
+                    event: parse_entry("range", entry_id.clone(), &fields)?,
+                    entry_id,
+                })
+            })
+            .collect()
+    }
+}
+
 /// A stream entry as read by a group operation: its id and its field/value list.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct RawEntry {

@@ -8,7 +8,9 @@ use crate::events::FailReason;
 use crate::ids::{AppId, BatchId, EnvId, JobId};
 
 /// What a job asks of WeChat.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum JobOp {
     /// Share the env with the appids (`batchshareenv`).
@@ -123,7 +125,7 @@ impl fmt::Display for WorkerId {
 }
 
 /// A job as a worker sees it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ShareJob {
     /// The job id.
     pub id: JobId,

@@ -27,6 +27,7 @@ const LAYERS: &[(&str, &[&str])] = &[
         "domain",
         &[
             "wechat", "throttle", "token", "confirm", "import", "webhook", "sync", "export",
+            "inspect",
         ],
     ),
     ("service", &["worker", "serve", "sandbox"]),

@@ -3,6 +3,7 @@
 //! Every test gets a real Redis from [`envshare_tests::TestRedis`] and its own queue name, so the
 //! tests run in parallel.
 
+mod api;
 mod callback;
 mod chaos;
 mod cli;
