@@ -24,6 +24,7 @@ mod share;
 mod sync;
 mod tls;
 mod tokensrc;
+mod traces;
 mod webhooks;
 mod wechat;
 mod worker;
