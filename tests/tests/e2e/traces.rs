@@ -346,6 +346,18 @@ async fn an_import_its_attempts_wechat_calls_and_events_are_one_trace() {
         assert_eq!(e.trace_id.as_deref(), Some(trace.as_str()), "{e:?}");
     }
 
+    // They match their schemas, and the ones Lua wrote (batch.completed) are what serde writes.
+    let raw = crate::events::raw_entries(&stack.queue).await;
+    let seen = crate::events::check_all(
+        &crate::events::validators(),
+        raw.iter()
+            .map(|(t, json)| (Some(t.as_str()), json.as_str())),
+    );
+    assert!(
+        seen.contains("batch.completed") && seen.contains("share.accepted"),
+        "{seen:?}"
+    );
+
     // Nothing secret in any span.
     for s in &spans {
         for (k, v) in &s.attributes {
@@ -418,10 +430,17 @@ async fn without_an_otlp_endpoint_no_traceparent_or_trace_id_is_written() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(receiver.spans().is_empty(), "nothing was exported");
 
-    // A traced import's payloads do carry one.
+    // A traced import's payloads do carry one, and the events the Lua scripts write for its
+    // jobs (here share.failed of a cancelled batch, and its batch.completed) carry its trace id.
     let (ok, out) = envshare(
         &stack,
-        &["import", "--force", &pairs_file(&dir, 10, 1)],
+        &[
+            "import",
+            "--force",
+            "--batch",
+            "traced-cancel",
+            &pairs_file(&dir, 10, 1),
+        ],
         Some(addr),
     )
     .await;
@@ -432,5 +451,28 @@ async fn without_an_otlp_endpoint_no_traceparent_or_trace_id_is_written() {
         .await
         .unwrap();
     assert_eq!(payloads.len(), 1, "{payloads:?}");
-    assert!(payloads[0].contains("\"tp\":\"00-"), "{}", payloads[0]);
+    let payload: serde_json::Value = serde_json::from_str(&payloads[0]).unwrap();
+    let tp = payload["tp"]
+        .as_str()
+        .expect("a traceparent in the payload")
+        .to_owned();
+    assert!(tp.starts_with("00-") && tp.len() == 55, "{tp}");
+    let (ok, out) = envshare(&stack, &["batch", "cancel", "traced-cancel"], None).await;
+    assert!(ok, "{out}");
+    let traced: Vec<Event> = events(&stack)
+        .await
+        .into_iter()
+        .filter(|e| e.trace_id.is_some())
+        .collect();
+    let types: Vec<&str> = traced.iter().map(|e| e.kind.type_name()).collect();
+    assert_eq!(types, ["share.failed", "batch.completed"], "{traced:?}");
+    for e in &traced {
+        assert_eq!(e.trace_id.as_deref(), Some(&tp[3..35]));
+    }
+    let raw = crate::events::raw_entries(&stack.queue).await;
+    crate::events::check_all(
+        &crate::events::validators(),
+        raw.iter()
+            .map(|(t, json)| (Some(t.as_str()), json.as_str())),
+    );
 }
