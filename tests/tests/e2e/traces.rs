@@ -476,3 +476,26 @@ async fn without_an_otlp_endpoint_no_traceparent_or_trace_id_is_written() {
             .map(|(t, json)| (Some(t.as_str()), json.as_str())),
     );
 }
+
+#[tokio::test]
+async fn an_unsupported_otlp_protocol_is_refused_with_exit_code_2_by_both_binaries() {
+    let env = [
+        (
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            "http://127.0.0.1:4317".to_owned(),
+        ),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc".to_owned()),
+        ("ENVSHARE_REDIS_URL", TestRedis::shared().url().to_owned()),
+    ];
+    for bin in ["envshare", "envshare-worker"] {
+        let args: &[&str] = if bin == "envshare" { &["status"] } else { &[] };
+        let mut child = ChildProcess::spawn(&bin_path(bin), args, &env);
+        let status = child.wait_exit(WAIT).await.expect("it exits at once");
+        let (_, stderr) = child.output();
+        assert_eq!(status.code(), Some(2), "{bin}: {stderr}");
+        assert!(
+            stderr.contains("OTEL_EXPORTER_OTLP_PROTOCOL") && stderr.contains("http/protobuf"),
+            "{bin}: {stderr}"
+        );
+    }
+}
