@@ -339,7 +339,8 @@ pub fn init(log: &str, format: LogFormat, service: &str) -> Result<Telemetry, Te
                 .with(
                     tracing_subscriber::fmt::layer()
                         .with_ansi(colour)
-                        .with_writer(std::io::stderr),
+                        .with_writer(std::io::stderr)
+                        .with_filter(filter),
                 )
                 .try_init()
         }

@@ -260,6 +260,15 @@ async fn an_import_its_attempts_wechat_calls_and_events_are_one_trace() {
     let status = worker.wait_exit(WAIT).await.expect("the worker stops");
     let (_, stderr) = worker.output();
     assert_eq!(status.code(), Some(0), "worker stderr:\n{stderr}");
+    // ENVSHARE_LOG (default info) still filters the log lines with the trace layer installed.
+    assert!(
+        stderr.contains(" INFO "),
+        "the worker logs at info:\n{stderr}"
+    );
+    assert!(
+        !stderr.contains(" DEBUG ") && !stderr.contains(" TRACE "),
+        "no debug or trace lines at ENVSHARE_LOG=info:\n{stderr}"
+    );
 
     let spans = receiver.spans();
     assert_eq!(*receiver.bad.lock().unwrap(), 0, "every export decodes");
