@@ -42,10 +42,22 @@ use envshare::store::{AppResult, NewJob, Queue, QueueSettings, ShareJob, WorkerI
 use envshare::worker::{BackendSettings, JobOutcome, RedisBackend};
 use envshare::{AppId, BatchId, EnvId, QueueName};
 use serde_json::json;
+use tracing::Instrument as _;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    // Traces only when the OTEL_ variables ask for them (the "tracing on" figures); otherwise no
+    // subscriber at all, as before traces existed.
+    let _telemetry = if envshare::telemetry::traces_requested(|v| std::env::var(v).ok())? {
+        Some(envshare::telemetry::init(
+            "warn",
+            envshare::telemetry::LogFormat::Text,
+            "envshare-bench",
+        )?)
+    } else {
+        None
+    };
     let arg = |i: usize, default: u64| -> anyhow::Result<u64> {
         match args.get(i) {
             Some(s) => s
@@ -173,6 +185,9 @@ impl Bench {
                     run_at_ms: None,
                 })
                 .collect();
+            // Traced like an import when OTEL_EXPORTER_OTLP_ENDPOINT is set (the jobs then
+            // carry a traceparent and their events a trace id); without it, no subscriber is
+            // installed and the span costs nothing.
             let report = self
                 .queue
                 .enqueue(
@@ -182,6 +197,7 @@ impl Bench {
                         seal: end == n,
                     },
                 )
+                .instrument(tracing::info_span!("envshare.import", batch_id = %batch))
                 .await?;
             enqueued += report.jobs;
             i = end;

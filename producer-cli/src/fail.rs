@@ -33,6 +33,14 @@ pub fn exit_code(err: &anyhow::Error) -> i32 {
             || e.is::<envshare::config::ConfigError>()
             || e.downcast_ref::<ImportError>()
                 .is_some_and(|e| !matches!(e, ImportError::Io(_)))
+            || e.downcast_ref::<envshare::telemetry::TelemetryError>()
+                .is_some_and(|e| {
+                    matches!(
+                        e,
+                        envshare::telemetry::TelemetryError::BadFilter { .. }
+                            | envshare::telemetry::TelemetryError::BadTraceSettings(_)
+                    )
+                })
     });
     if bad { 2 } else { 1 }
 }

@@ -82,8 +82,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         // The worker's info lines would break up the demo's progress bar and summary.
         "warn".clone_into(&mut settings.log);
     }
-    envshare::telemetry::init(&settings.log, settings.log_format)
-        .context("fix ENVSHARE_LOG / ENVSHARE_LOG_FORMAT")?;
+    // Kept to the end of `run`: dropping it exports the spans still buffered (an import's).
+    let _telemetry = envshare::telemetry::init(&settings.log, settings.log_format, "envshare")
+        .context("fix ENVSHARE_LOG / ENVSHARE_LOG_FORMAT or the OTEL_ variables")?;
     for var in settings.unknown_env_vars() {
         tracing::warn!(variable = %var, "ignoring an ENVSHARE_ variable that names no setting");
     }

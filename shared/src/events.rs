@@ -28,6 +28,11 @@ pub struct Event {
     /// What happened; serialized as `type` plus the fields of the variant.
     #[serde(flatten)]
     pub kind: EventKind,
+    /// The OpenTelemetry trace (32 lowercase hex digits) of the import that enqueued the job
+    /// (of the batch for `batch.*` events); absent when that import exported no traces.
+    /// Serialized last.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
 }
 
 /// The kinds of events and their fields.
@@ -302,6 +307,7 @@ mod tests {
                 confirm_url: None,
                 attempts: 1,
             },
+            trace_id: None,
         }
     }
 
@@ -347,6 +353,7 @@ mod tests {
                 errmsg: "system busy".into(),
                 reason: FailReason::RetriesExhausted,
             },
+            trace_id: None,
         };
         let json = e.to_json();
         assert!(json.contains("\"reason\":\"retries_exhausted\""), "{json}");
@@ -376,6 +383,7 @@ mod tests {
             id: Event::app_id(&appid, "authorized", 1_764_745_200),
             at: "2026-12-03T07:00:00.000Z".into(),
             kind: EventKind::AppAuthorized { appid },
+            trace_id: None,
         };
         assert_eq!(
             e.to_json(),

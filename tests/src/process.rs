@@ -84,7 +84,26 @@ pub fn bin_path(name: &str) -> PathBuf {
     if !built.iter().any(|b| b == name) {
         if let Ok(cargo) = std::env::var("CARGO") {
             let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/../Cargo.toml");
-            let status = Command::new(cargo)
+            // Without the variables cargo set for this test (CARGO_MANIFEST_DIR, CARGO_PKG_*,
+            // …): ring's build script reruns when they change, which would rebuild ring and
+            // everything above it here, and again at the next `cargo test`.
+            let mut build = Command::new(cargo);
+            for (key, _) in std::env::vars_os() {
+                let key = key.to_string_lossy();
+                if key.starts_with("CARGO_PKG_")
+                    || key.starts_with("CARGO_MANIFEST_")
+                    || matches!(
+                        key.as_ref(),
+                        "CARGO_CRATE_NAME"
+                            | "CARGO_PRIMARY_PACKAGE"
+                            | "CARGO_TARGET_TMPDIR"
+                            | "OUT_DIR"
+                    )
+                {
+                    build.env_remove(key.as_ref());
+                }
+            }
+            let status = build
                 .args(["build", "-q", "--profile", &profile, "--bin", name])
                 .args(["--manifest-path", manifest])
                 .status()

@@ -63,10 +63,14 @@ fn run(args: Args) -> Result<(), Failure> {
         code: 2,
         error: e.into(),
     })?;
-    envshare::telemetry::init(&settings.log, settings.log_format).map_err(|e| Failure {
-        code: 2,
-        error: e.into(),
-    })?;
+    // Kept to the end of `run`: dropping it exports the spans still buffered.
+    let _telemetry =
+        envshare::telemetry::init(&settings.log, settings.log_format, "envshare-worker").map_err(
+            |e| Failure {
+                code: 2,
+                error: e.into(),
+            },
+        )?;
     for var in settings.unknown_env_vars() {
         tracing::warn!(variable = %var, "unknown ENVSHARE_ variable ignored (a typo?)");
     }

@@ -41,6 +41,7 @@ mod tests {
                 confirm_seconds: 60.5,
                 checks: 2,
             },
+            trace_id: None,
         };
         let json = serde_json::to_string(&e).unwrap();
         assert!(json.contains(r#""type":"share.bound""#), "{json}");

@@ -217,6 +217,9 @@ struct Info {
     accepted_at: u64,
     /// Checks made so far.
     checks: u32,
+    /// The trace id of the `share.accepted` event, carried by the confirmation events.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    trace_id: Option<String>,
 }
 
 /// What a watcher did in one round, for logs and tests.
@@ -456,6 +459,7 @@ impl Watcher {
                             job_id: job_id.clone(),
                             accepted_at,
                             checks: 0,
+                            trace_id: event.as_ref().and_then(|e| e.trace_id.clone()),
                         };
                         Intake::Accepted {
                             entry_id: &entry.id,
@@ -553,6 +557,7 @@ impl Watcher {
             id: String::new(),
             at: iso8601(now),
             kind,
+            trace_id: info.trace_id.clone(),
         };
         if bound {
             let mut e = common(EventKind::ShareBound {

@@ -238,6 +238,22 @@ pub enum RunError {
 ///    chunks as they come ([`enqueue_chunks`]) and seals the batch.
 ///
 /// `observer` follows the passes.
+///
+/// Traced as `envshare.import`: the jobs it enqueues carry its `traceparent`, so each worker
+/// attempt is a child of it.
+#[tracing::instrument(
+    name = "envshare.import",
+    skip_all,
+    fields(
+        batch_id = %options.batch,
+        op = options.op.as_str(),
+        dry_run = queue.is_none(),
+        rows = tracing::field::Empty,
+        jobs = tracing::field::Empty,
+        appids = tracing::field::Empty,
+        skipped_duplicates = tracing::field::Empty,
+    )
+)]
 pub async fn run(
     queue: Option<&Queue>,
     mut source: Source,
@@ -346,6 +362,11 @@ pub async fn run(
     summary.appids = done.appids;
     summary.skipped_already_queued = done.skipped_duplicates;
     summary.elapsed_ms = elapsed_ms(started);
+    tracing::Span::current()
+        .record("rows", summary.rows)
+        .record("jobs", summary.jobs)
+        .record("appids", summary.appids)
+        .record("skipped_duplicates", summary.skipped_already_queued);
     Ok(summary)
 }
 

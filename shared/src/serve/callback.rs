@@ -337,6 +337,9 @@ enum ApplyError {
     Enqueue(#[source] import::RunError),
 }
 
+/// Traced as `envshare.callback`: an automatic share's import is its child, and the `app.*`
+/// event carries its trace id.
+#[tracing::instrument(name = "envshare.callback", skip_all, fields(info_type = push.kind.info_type()))]
 async fn apply_inner(
     parts: &ServeParts,
     cb: &Callback,
@@ -398,6 +401,8 @@ async fn apply_inner(
         id: id.clone(),
         at: iso8601(push.create_time.saturating_mul(1000)),
         kind,
+        // The callback's trace, which holds the automatic share's import.
+        trace_id: crate::telemetry::current_trace_id(),
     };
     let json = event.to_json();
     let applied = queue

@@ -39,6 +39,7 @@ fn accepted(lease: &Lease, at: &str, appid: &AppId, confirm_url: Option<&str>) -
             confirm_url: confirm_url.map(str::to_owned),
             attempts: lease.attempt,
         },
+        trace_id: job.trace_id(),
     }
 }
 
@@ -66,6 +67,7 @@ fn failed(
             errmsg: errmsg.to_owned(),
             reason,
         },
+        trace_id: job.trace_id(),
     }
 }
 
@@ -82,6 +84,7 @@ fn unshared(lease: &Lease, at: &str, appid: &AppId) -> Event {
             appid: appid.clone(),
             attempts: lease.attempt,
         },
+        trace_id: job.trace_id(),
     }
 }
 

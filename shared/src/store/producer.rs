@@ -56,6 +56,9 @@ impl Queue {
         }
 
         let window = self.settings.dedupe_window.as_millis() as u64;
+        // The enqueuing span's W3C traceparent, copied into every job's payload; "" (no field
+        // written) when this process exports no traces.
+        let traceparent = crate::telemetry::current_traceparent().unwrap_or_default();
         let results: Vec<(usize, usize, usize, Vec<usize>)> = futures::stream::iter(slices)
             .map(|range| {
                 let now = self.clock.now_ms();
@@ -83,7 +86,8 @@ impl Queue {
                     .arg(pairs.max(1000))
                     .arg(groups.len())
                     .arg(self.keys.enqueue_receipt(&ulid::Ulid::new().to_string()))
-                    .arg(self.settings.results_ttl.as_millis() as u64);
+                    .arg(self.settings.results_ttl.as_millis() as u64)
+                    .arg(traceparent.as_str());
                 for g in groups {
                     let first = &slice[g.start];
                     inv.arg(first.batch.as_str())

@@ -147,6 +147,11 @@ pub struct ShareJob {
     /// The job's index in its batch (where its id sits in the batch's result keys).
     #[serde(default)]
     pub job_index: Option<u64>,
+    /// The W3C `traceparent` of the span that enqueued the job (an import), when the producer
+    /// exported traces: the worker's attempt span is its child, and the job's events carry its
+    /// trace id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
 }
 
 impl ShareJob {
@@ -155,6 +160,14 @@ impl ShareJob {
         let first = self.row?;
         let i = self.appids.iter().position(|a| a == appid)?;
         Some(first + i as u64)
+    }
+
+    /// The trace id (32 hex digits) of the job's `traceparent`, carried by its events.
+    pub fn trace_id(&self) -> Option<String> {
+        self.traceparent
+            .as_deref()
+            .and_then(crate::telemetry::trace_id_of)
+            .map(str::to_owned)
     }
 
     /// The job's dedupe member of `appid`: `env/appid` for a share, `u:env/appid` for an
@@ -334,6 +347,9 @@ pub(crate) struct Payload {
     pub row: Option<u64>,
     #[serde(default)]
     pub ji: Option<u64>,
+    /// The W3C `traceparent` of the enqueuing span; absent when the producer traced nothing.
+    #[serde(default)]
+    pub tp: Option<String>,
 }
 
 impl Payload {
@@ -361,6 +377,7 @@ impl Payload {
             op: self.op,
             row: self.row,
             job_index: self.ji,
+            traceparent: self.tp,
         }
     }
 }

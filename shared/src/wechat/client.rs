@@ -6,7 +6,8 @@ use std::time::{Duration, Instant};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tracing::{debug, instrument};
+use tracing::field::Empty;
+use tracing::{Instrument as _, debug, info_span, instrument};
 
 use super::error::{Endpoint, WechatError};
 use super::types::{
@@ -191,19 +192,44 @@ impl WechatClient {
 
     /// Sends one POST and reads its answer: status, size-capped body, errcode, then `T`.
     /// Logs the endpoint, the outcome and the elapsed time; never the URL (it holds the token).
+    ///
+    /// Traced as one client span, `POST /{path}`, with the method, the path (never the query,
+    /// which holds the token), the HTTP status, WeChat's errcode and the error class.
     async fn call<B: Serialize, T: DeserializeOwned>(
         &self,
         endpoint: Endpoint,
         token: Option<&SecretString>,
         body: &B,
     ) -> Result<T, WechatError> {
+        let span = info_span!(
+            "wechat.http",
+            otel.kind = "client",
+            otel.name = %format_args!("POST /{}", endpoint.path()),
+            otel.status_code = Empty,
+            http.request.method = "POST",
+            url.path = %format_args!("/{}", endpoint.path()),
+            http.response.status_code = Empty,
+            wechat.errcode = Empty,
+            "error.type" = Empty,
+        );
         let started = Instant::now();
-        let result = self.call_inner(endpoint, token, body).await;
+        let result = self
+            .call_inner(endpoint, token, body)
+            .instrument(span.clone())
+            .await;
         let elapsed_ms = started.elapsed().as_millis() as u64;
         match &result {
-            Ok(_) => debug!(%endpoint, elapsed_ms, "wechat call ok"),
+            Ok(_) => {
+                span.record("wechat.errcode", 0);
+                debug!(parent: &span, %endpoint, elapsed_ms, "wechat call ok")
+            }
             Err(e) => {
-                debug!(%endpoint, elapsed_ms, class = %e.class(), error = %e, "wechat call failed")
+                if let WechatError::Api { errcode, .. } = e {
+                    span.record("wechat.errcode", errcode);
+                }
+                span.record("error.type", e.class().to_string())
+                    .record("otel.status_code", "ERROR");
+                debug!(parent: &span, %endpoint, elapsed_ms, class = %e.class(), error = %e, "wechat call failed")
             }
         }
         result
@@ -228,6 +254,7 @@ impl WechatClient {
             .map_err(|e| self.send_error(endpoint, e))?;
 
         let status = response.status();
+        tracing::Span::current().record("http.response.status_code", status.as_u16());
         if !status.is_success() {
             return Err(WechatError::HttpStatus {
                 endpoint,

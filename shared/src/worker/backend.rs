@@ -253,6 +253,8 @@ pub struct BackendCounters {
     pub redis_errors: AtomicU64,
 }
 
+// Acks outnumber flushes by far: boxing each ack to shrink the rare variant would cost more.
+#[allow(clippy::large_enum_variant)]
 enum AckMsg {
     Ack(Ack),
     Flush(oneshot::Sender<()>),

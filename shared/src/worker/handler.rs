@@ -33,7 +33,8 @@ use std::time::{Duration, Instant};
 
 use apalis_core::task::data::Data;
 use rand::Rng;
-use tracing::{debug, error, info, instrument, warn};
+use tracing::field::Empty;
+use tracing::{Instrument as _, debug, error, info, info_span, warn};
 
 use super::metrics::Metrics;
 use super::{JobOutcome, LeaseInfo};
@@ -86,19 +87,47 @@ impl std::fmt::Debug for ShareContext {
 }
 
 /// The handler the worker runs for every claimed job.
-#[instrument(
-    name = "share_job",
-    skip_all,
-    fields(job_id = %job.id, batch_id = %job.batch, env = %job.env, appids = job.appids.len(), attempt = lease.attempt)
-)]
+///
+/// Each attempt runs in one `share_job` span (its fields also label the attempt's log lines).
+/// When traces are exported, the span is a child of the span that enqueued the job (the job's
+/// `traceparent`: an import), so an import and every attempt of its jobs, with their WeChat
+/// calls, form one trace; the span ends with the attempt's outcome.
 pub async fn share_handler(
     job: ShareJob,
     lease: Data<LeaseInfo>,
     ctx: Data<Arc<ShareContext>>,
 ) -> JobOutcome {
-    let outcome = ctx.run(&job, lease.attempt).await;
+    let span = info_span!(
+        "share_job",
+        otel.kind = "consumer",
+        otel.name = if job.op == JobOp::Unshare { "unshare attempt" } else { "share attempt" },
+        otel.status_code = Empty,
+        job_id = %job.id,
+        batch_id = %job.batch,
+        env = %job.env,
+        appids = job.appids.len(),
+        attempt = lease.attempt,
+        outcome = Empty,
+    );
+    crate::telemetry::set_remote_parent(&span, job.traceparent.as_deref());
+    let outcome = ctx.run(&job, lease.attempt).instrument(span.clone()).await;
+    span.record("outcome", outcome_label(&outcome));
+    if !matches!(outcome, JobOutcome::Done(_) | JobOutcome::Defer { .. }) {
+        span.record("otel.status_code", "ERROR");
+    }
     ctx.record(&outcome, lease.attempt);
     outcome
+}
+
+/// The attempt's outcome as the `outcome` attribute of its span: `done`, `transient`,
+/// `permanent` or `deferred` (the labels of the jobs metric).
+fn outcome_label(outcome: &JobOutcome) -> &'static str {
+    match outcome {
+        JobOutcome::Done(_) => "done",
+        JobOutcome::Transient { .. } => "transient",
+        JobOutcome::Permanent { .. } => "permanent",
+        JobOutcome::Defer { .. } => "deferred",
+    }
 }
 
 /// A job that met a queue-wide pause: it goes back with its attempt refunded, due again in at most
@@ -548,6 +577,7 @@ mod tests {
             op: JobOp::Share,
             row: Some(0),
             job_index: Some(0),
+            traceparent: None,
         }
     }
 

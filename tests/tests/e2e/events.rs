@@ -34,7 +34,7 @@ fn schema_dir() -> PathBuf {
 }
 
 /// Every schema file, by event type (the file name without `.json`).
-fn validators() -> BTreeMap<String, jsonschema::Validator> {
+pub(crate) fn validators() -> BTreeMap<String, jsonschema::Validator> {
     let mut out = BTreeMap::new();
     for entry in std::fs::read_dir(schema_dir()).expect("docs/schema exists") {
         let path = entry.unwrap().path();
@@ -101,7 +101,7 @@ fn check_event(
 }
 
 /// Checks every event, then fails listing every problem.
-fn check_all<'a>(
+pub(crate) fn check_all<'a>(
     validators: &BTreeMap<String, jsonschema::Validator>,
     events: impl IntoIterator<Item = (Option<&'a str>, &'a str)>,
 ) -> BTreeSet<String> {
@@ -120,7 +120,7 @@ fn check_all<'a>(
 }
 
 /// Every entry of `queue`'s events stream, raw: `(type field, event JSON)`.
-async fn raw_entries(queue: &Queue) -> Vec<(String, String)> {
+pub(crate) async fn raw_entries(queue: &Queue) -> Vec<(String, String)> {
     let entries = TestRedis::shared()
         .stream_entries(&queue.keys().events())
         .await;

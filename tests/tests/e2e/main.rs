@@ -25,6 +25,7 @@ mod share;
 mod sync;
 mod tls;
 mod tokensrc;
+mod traces;
 mod wake;
 mod webhooks;
 mod wechat;

@@ -10,7 +10,10 @@
 --         after a lost reply (Redis restarted, connection cut) gets the first call's answer and
 --         writes nothing, so a producer may retry a slice safely, even with force
 -- ARGV[10] how long the batch's record and result rows are kept once it completes (ms)
--- ARGV[11..] per group (consecutive jobs sharing batch, env, operation and run-at):
+-- ARGV[11] the W3C traceparent of the enqueuing span ("" = none): copied into every job's
+--         payload as "tp", and its trace id kept in the batch's record ("trace") the first time,
+--         for batch.completed
+-- ARGV[12..] per group (consecutive jobs sharing batch, env, operation and run-at):
 --         batch id, env, run_at_ms ("0" = now), operation ("s" share, "u" unshare), number of
 --         jobs J, then per job: id, number of appids A, A appids
 --         (ids, envs, batch ids and appids are validated in Rust: no characters needing JSON
@@ -29,6 +32,7 @@ local trim = tonumber(ARGV[7])
 local groups = tonumber(ARGV[8])
 local RECEIPT = ARGV[9]
 local RESULTS_TTL = ARGV[10]
+local TP = ARGV[11]
 
 local done_before = redis.call('GET', RECEIPT)
 if done_before then
@@ -46,7 +50,7 @@ end
 -- Pass 1: the dedupe member of every pair, in ARGV order.
 local pairs_ = {}
 local np = 0
-local i = 11
+local i = 12
 for _ = 1, groups do
   local prefix = ARGV[i + 1] .. '/'
   if ARGV[i + 3] == 'u' then
@@ -95,7 +99,7 @@ local function env_idx(batch, env)
   end
   return idx
 end
-i = 11
+i = 12
 for _ = 1, groups do
   local batch, env, run_at = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
   local unshare = ARGV[i + 3] == 'u'
@@ -121,6 +125,9 @@ for _ = 1, groups do
   end
   local mid = '"],"batch":"' .. batch .. '","gen":0,"row":'
   local tail = ',"created_at":' .. NOW_S .. '}'
+  if TP ~= '' then
+    tail = ',"created_at":' .. NOW_S .. ',"tp":"' .. TP .. '"}'
+  end
   local zset, score = ready, NOW_S
   if run_at > NOW then
     zset, score = sched, int(run_at)
@@ -222,6 +229,9 @@ if created > 0 then
     redis.call('HINCRBY', key, 'appids', batch_appids[b])
     redis.call('HSETNX', key, 'created_at', NOW_S)
     redis.call('HSET', key, 'ttl', RESULTS_TTL)
+    if TP ~= '' then
+      redis.call('HSETNX', key, 'trace', string.sub(TP, 4, 35))
+    end
     redis.call('ZADD', K_BATCHES, 'NX', NOW_S, b)
     redis.call('SETRANGE', results_key(b) .. ':seq', seq_first[b] * SEQ_WIDTH,
       table.concat(seq_recs[b]))

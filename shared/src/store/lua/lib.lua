@@ -150,8 +150,8 @@ end
 
 -- Emits batch.completed if the batch is sealed, every job has ended and it was never emitted,
 -- and from then on lets the batch's record and result rows expire after its `ttl` (ms).
--- `h` is HMGET jobs done_jobs sealed completed appids accepted failed ttl (after this call's
--- deltas).
+-- `h` is HMGET jobs done_jobs sealed completed appids accepted failed ttl trace (after this
+-- call's deltas; trace: the trace id of the import that created the batch, if it was traced).
 local function maybe_complete(id, key, h)
   local jobs, done = tonumber(h[1] or 0) or 0, tonumber(h[2] or 0) or 0
   if h[3] == '1' and h[4] ~= '1' and done >= jobs then
@@ -163,11 +163,16 @@ local function maybe_complete(id, key, h)
         redis.call('PEXPIRE', k, ttl)
       end
     end
-    xadd('batch.completed', json_object({
+    local e = {
       'v', 1, 'id', 'batch.' .. id .. '.completed', 'at', AT, 'type', 'batch.completed',
       'batch_id', id, 'total', tonumber(h[5] or 0) or 0, 'accepted', tonumber(h[6] or 0) or 0,
       'failed', tonumber(h[7] or 0) or 0,
-    }))
+    }
+    if h[9] then
+      e[#e + 1] = 'trace_id'
+      e[#e + 1] = h[9]
+    end
+    xadd('batch.completed', json_object(e))
     return true
   end
   return false
@@ -184,7 +189,7 @@ local function flush_batches()
     local d = batch_delta[id]
     local key = batch_key(id)
     local h = redis.call('HMGET', key, 'jobs', 'done_jobs', 'sealed', 'completed', 'appids',
-      'accepted', 'failed', 'ttl')
+      'accepted', 'failed', 'ttl', 'trace')
     h[2] = (tonumber(h[2] or 0) or 0) + d[1]
     h[6] = (tonumber(h[6] or 0) or 0) + d[2]
     h[7] = (tonumber(h[7] or 0) or 0) + d[3]
@@ -198,13 +203,19 @@ local function flush_batches()
 end
 
 -- The share.failed event of `appid` of job `job_id` (payload `p`, generation `gen`).
+-- A payload with a traceparent ("tp") gives the event its trace id.
 local function share_failed(p, job_id, gen, appid, attempts, errmsg, reason)
-  return json_object({
+  local e = {
     'v', 1, 'id', job_id .. '.' .. int(gen) .. '.' .. appid, 'at', AT, 'type', 'share.failed',
     'job_id', job_id, 'batch_id', p.batch, 'env', p.env, 'appid', appid,
     'confirm_url', cjson.null, 'attempts', attempts, 'errcode', cjson.null, 'errmsg', errmsg,
     'reason', reason,
-  })
+  }
+  if type(p.tp) == 'string' then
+    e[#e + 1] = 'trace_id'
+    e[#e + 1] = string.sub(p.tp, 4, 35)
+  end
+  return json_object(e)
 end
 
 -- Marks the pending rows of the appids of a job (payload `p`, rows from p.row) failed

@@ -10,7 +10,7 @@ redis.call('HSET', key, 'sealed', '1')
 redis.call('HSETNX', key, 'created_at', NOW_S)
 redis.call('ZADD', K_BATCHES, 'NX', NOW_S, id)
 local h = redis.call('HMGET', key, 'jobs', 'done_jobs', 'sealed', 'completed', 'appids',
-  'accepted', 'failed', 'ttl')
+  'accepted', 'failed', 'ttl', 'trace')
 if maybe_complete(id, key, h) then
   trim_events()
   return 1
