@@ -67,18 +67,6 @@ fn unknown_batch<T>(ctx: &Ctx, id: &BatchId) -> anyhow::Result<T> {
     )
 }
 
-/// Where a batch is, in one word: `enqueuing`, `running`, `completed`, `confirmed` (every
-/// accepted appid bound or unconfirmed), or `cancelled` (completed with cancelled appids).
-fn phase(p: &BatchProgress, confirmed: bool, cancelled: bool) -> &'static str {
-    match (p.sealed, p.completed, confirmed) {
-        (false, false, _) => "enqueuing",
-        (_, false, _) => "running",
-        _ if cancelled => "cancelled",
-        (_, true, false) => "completed",
-        (_, true, true) => "confirmed",
-    }
-}
-
 /// One batch as `batch list` and `batch show` print it.
 #[derive(Debug, Serialize)]
 struct BatchView {
@@ -116,8 +104,8 @@ impl BatchView {
             .is_some_and(|n| *n > 0);
         Ok(Self {
             created_at: time(p.created_at_ms),
-            phase: phase(&p, c.confirmed, cancelled),
-            pending: p.appids.saturating_sub(p.accepted + p.failed),
+            phase: p.phase(c.confirmed, cancelled),
+            pending: p.pending(),
             bound: c.bound,
             unconfirmed: c.unconfirmed,
             results,

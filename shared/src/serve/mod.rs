@@ -15,12 +15,14 @@
 //! - `health`: `/healthz`, `/readyz` (Redis answers `PING`), `/metrics` (Prometheus);
 //! - `callback`: `POST /wechat/callback`, the open platform's authorization event URL (verify
 //!   tickets and authorization changes; mounted when `ENVSHARE_CALLBACK_TOKEN` and
-//!   `ENVSHARE_CALLBACK_AES_KEY` are set).
+//!   `ENVSHARE_CALLBACK_AES_KEY` are set);
+//! - `console`: the web console at `/` (HTML pages, its assets and its event feed).
 //!
 //! Every request is counted by route, method and status, and timed by route
 //! (`envshare_http_requests_total`, `envshare_http_request_duration_seconds`).
 
 mod callback;
+mod console;
 mod health;
 mod metrics;
 
@@ -107,6 +109,7 @@ pub struct ServeParts {
     queue: Queue,
     metrics: Arc<metrics::ServeMetrics>,
     callback: Option<Arc<callback::Callback>>,
+    console: Arc<console::Console>,
 }
 
 impl std::fmt::Debug for ServeParts {
@@ -146,6 +149,7 @@ impl ServeParts {
             queue,
             metrics: Arc::new(metrics::ServeMetrics::new()),
             callback,
+            console: Arc::new(console::Console::new(settings)),
         })
     }
 
@@ -162,7 +166,7 @@ impl ServeParts {
 
 /// The router of `envshare serve`: every part's routes, with request metrics around them.
 pub fn router(parts: ServeParts) -> Router {
-    let mut app = health::routes();
+    let mut app = health::routes().merge(console::routes());
     if parts.callback.is_some() {
         app = app.merge(callback::routes());
     }

@@ -49,6 +49,7 @@ mod callback;
 pub(crate) mod confirm;
 pub mod conn;
 mod error;
+mod feed;
 mod health;
 mod keys;
 mod lease;
@@ -70,6 +71,7 @@ pub use admin::{
 };
 pub use callback::{Applied, CallbackWrite, Replay};
 pub use error::StoreError;
+pub use feed::FeedEntry;
 pub use health::{BatchConfirmation, ServerCheck};
 pub use keys::Keys;
 pub use lease::MAX_CLAIM;
