@@ -256,6 +256,7 @@ pub(super) async fn overview(session: Session, State(parts): State<ServeParts>) 
                     (true, Some(ms)) => { "cached, expires in " (span(ms)) }
                     (true, None) => "cached, no expiry known",
                     (false, _) if c.token_source == "component" => "none cached",
+                    (false, _) if c.token_source == "fixed" => "fixed (ENVSHARE_ACCESS_TOKEN of the workers)",
                     (false, _) => { "not cached here (source " (c.token_source) ")" }
                 } } }
                 tr { th { "Verify ticket" } td #ticket { @match (meta.ticket_stored, meta.ticket_set_at_ms) {
