@@ -28,14 +28,14 @@ use serde_json::json;
 use crate::share::cpu_seconds;
 
 /// The receiver on its own thread.
-struct ServeThread {
-    addr: std::net::SocketAddr,
+pub(crate) struct ServeThread {
+    pub(crate) addr: std::net::SocketAddr,
     stat_path: String,
-    stop: tokio::sync::oneshot::Sender<()>,
-    thread: std::thread::JoinHandle<()>,
+    pub(crate) stop: tokio::sync::oneshot::Sender<()>,
+    pub(crate) thread: std::thread::JoinHandle<()>,
 }
 
-fn start_serve(settings: Settings) -> anyhow::Result<ServeThread> {
+pub(crate) fn start_serve(settings: Settings) -> anyhow::Result<ServeThread> {
     let (ready_tx, ready_rx) =
         std::sync::mpsc::channel::<anyhow::Result<(std::net::SocketAddr, String)>>();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

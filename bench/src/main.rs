@@ -12,11 +12,14 @@
 //!   local endpoints, and Redis CPU per delivery.
 //! - `envshare-bench callback N CONCURRENCY`: the WeChat callback receiver of `envshare serve` on
 //!   one core (signature, decryption, the Redis write), N verify-ticket pushes.
+//! - `envshare-bench console [APPIDS] [BATCHES]`: the web console's page times with a batch of
+//!   APPIDS appids and BATCHES batches on record.
 //!
 //! Redis comes from `REDIS_URL` (default `redis://127.0.0.1:6379`); the queue is `bench` unless
 //! `ENVSHARE_QUEUE` says otherwise. Every command clears its queue's keys first (and only them).
 
 mod callback;
+mod console;
 mod share;
 mod webhooks;
 
@@ -69,11 +72,12 @@ async fn main() -> anyhow::Result<()> {
         Some("webhooks") => {
             webhooks::run(arg(1, 50_000)?, arg(2, 64)? as usize, arg(3, 1)? as usize).await?
         }
+        Some("console") => console::run(&redis_url(), arg(1, 100_000)?, arg(2, 1_000)?).await?,
         Some("callback") => {
             callback::run(&redis_url(), arg(1, 20_000)?, arg(2, 32)? as usize).await?
         }
         _ => bail!(
-            "usage: envshare-bench enqueue N CHUNK | work N CONCURRENCY | claim BACKLOG | suite [N] | share N CONCURRENCY [LATENCY_MS] | callback N CONCURRENCY | webhooks N [CONCURRENCY] [ENDPOINTS]"
+            "usage: envshare-bench enqueue N CHUNK | work N CONCURRENCY | claim BACKLOG | suite [N] | share N CONCURRENCY [LATENCY_MS] | callback N CONCURRENCY | console [APPIDS] [BATCHES] | webhooks N [CONCURRENCY] [ENDPOINTS]"
         ),
     };
     println!("{out}");

@@ -15,6 +15,15 @@ pub struct FeedEntry {
     pub json: String,
 }
 
+/// Events per minute lately ([`Queue::events_per_minute`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventRate {
+    /// Events in the last minute, or the recent rate scaled to a minute.
+    pub per_minute: u64,
+    /// Scaled from the newest entries (more were written in the last minute than sampled).
+    pub estimated: bool,
+}
+
 type Range = Vec<(String, Vec<(String, String)>)>;
 
 fn entries(range: Range) -> Vec<FeedEntry> {
@@ -76,21 +85,38 @@ impl Queue {
         Ok(entries(range))
     }
 
-    /// How many entries the stream got in the `window_ms` before now, counting at most `cap`
-    /// (the count is then `cap`, read as "at least"). The entry ids carry their time, so this
-    /// is one bounded `XRANGE`.
-    pub async fn events_in_last(&self, window_ms: u64, cap: usize) -> Result<u64, StoreError> {
-        let from = self.now_ms().saturating_sub(window_ms);
-        let ids: Range = redis::cmd("XRANGE")
+    /// Events per minute lately, from the newest `sample` entries' ids (which carry their time):
+    /// when some of them are older than a minute, the exact count of the last minute; when all
+    /// `sample` are newer, the rate they were written at, scaled to a minute (`estimated`).
+    /// One bounded `XREVRANGE`, whatever the stream's length or rate.
+    pub async fn events_per_minute(&self, sample: usize) -> Result<EventRate, StoreError> {
+        let sample = sample.max(2);
+        let newest: Range = redis::cmd("XREVRANGE")
             .arg(self.keys().events())
-            .arg(from)
             .arg("+")
+            .arg("-")
             .arg("COUNT")
-            .arg(cap.max(1))
+            .arg(sample)
             .query_async(&mut self.connection())
             .await
-            .map_err(StoreError::redis("events in last"))?;
-        Ok(ids.len() as u64)
+            .map_err(StoreError::redis("events per minute"))?;
+        let now = self.now_ms();
+        let times: Vec<u64> = newest
+            .iter()
+            .filter_map(|(id, _)| id.split_once('-').and_then(|(ms, _)| ms.parse().ok()))
+            .collect();
+        let from = now.saturating_sub(60_000);
+        let within = times.iter().filter(|t| **t >= from).count() as u64;
+        Ok(match times.last() {
+            Some(oldest) if times.len() == sample && *oldest >= from => EventRate {
+                per_minute: within * 60_000 / now.saturating_sub(*oldest).max(1),
+                estimated: true,
+            },
+            _ => EventRate {
+                per_minute: within,
+                estimated: false,
+            },
+        })
     }
 }
 

@@ -71,7 +71,7 @@ pub use admin::{
 };
 pub use callback::{Applied, CallbackWrite, Replay};
 pub use error::StoreError;
-pub use feed::FeedEntry;
+pub use feed::{EventRate, FeedEntry};
 pub use health::{BatchConfirmation, ServerCheck};
 pub use keys::Keys;
 pub use lease::MAX_CLAIM;

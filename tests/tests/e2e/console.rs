@@ -289,11 +289,9 @@ async fn an_operator_follows_a_batch_retries_a_dead_job_and_pauses_in_the_browse
         .await
         .unwrap();
     assert_eq!(b.h1().await, format!("Batch {batch}"));
-    assert!(
-        b.text("#batch-progress").await.contains("0 %"),
-        "{}",
-        b.text("#batch-progress").await
-    );
+    assert_eq!(b.text("#batch-done").await, "0", "no worker runs yet");
+    assert!(b.text("#batch-progress").await.starts_with("0 %"));
+    assert_eq!(b.text("#batch-phase").await, "running");
     let worker = worker(&stack);
     let reached = wait_until(Duration::from_secs(30), || async {
         b.driver.refresh().await.is_ok()

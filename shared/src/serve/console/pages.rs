@@ -187,7 +187,7 @@ pub(super) async fn overview(session: Session, State(parts): State<ServeParts>) 
     let q = &parts.queue;
     let tokens = q.token_store();
     let (stats, meta, last_minute) =
-        tokio::try_join!(q.stats(), tokens.meta(), q.events_in_last(60_000, 10_000))?;
+        tokio::try_join!(q.stats(), tokens.meta(), q.events_per_minute(200))?;
     let now = q.now_ms();
     let c = &parts.console;
     let counter = |k: &str| stats.counters.get(k).copied().unwrap_or(0);
@@ -201,7 +201,10 @@ pub(super) async fn overview(session: Session, State(parts): State<ServeParts>) 
         section {
             h2 { "Throughput" }
             table.kv {
-                tr { th { "Events in the last minute" } td #rate { (num(last_minute)) } }
+                tr { th { "Events per minute" } td #rate {
+                    @if last_minute.estimated { "≈ " } (num(last_minute.per_minute))
+                    @if last_minute.estimated { " (from the newest 200)" } @else { " (last minute)" }
+                } }
                 tr { th { "Rate limit" } td { @match c.rate_limit {
                     Some(r) => { (r) " calls/s (all workers)" }
                     None => "none (ENVSHARE_RATE_LIMIT)",
