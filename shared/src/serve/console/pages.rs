@@ -34,6 +34,8 @@ const DEAD_PAGE: usize = 50;
 const MAX_REASON_LEN: usize = 500;
 /// The reason stored when the form leaves it empty.
 const DEFAULT_REASON: &str = "paused from the console";
+/// How long a wrong API token waits for its answer.
+const WRONG_TOKEN_DELAY: std::time::Duration = std::time::Duration::from_millis(500);
 /// A verify ticket lives 12 hours.
 const TICKET_LIFE_MS: u64 = 12 * 3600 * 1000;
 
@@ -150,6 +152,8 @@ pub(super) async fn login(
     let auth = &parts.console.auth;
     let given = field(&form, "token").unwrap_or_default();
     if !auth.token_matches(given) {
+        // Slows guessing down; a long random token is what keeps it out of reach.
+        tokio::time::sleep(WRONG_TOKEN_DELAY).await;
         return login_page(
             StatusCode::UNAUTHORIZED,
             Some("That is not the API token. Try again."),
