@@ -657,3 +657,67 @@ async fn console_responses_carry_the_security_headers_and_hide_everything_before
     assert!(js.text().await.unwrap().contains("EventSource"));
     stop(serve).await;
 }
+
+#[tokio::test]
+async fn without_an_api_token_the_loopback_console_opens_without_asking_but_keeps_csrf() {
+    let stack = TestStack::start("console-open", SandboxConfig::default(), |s| {
+        s.api_token = None;
+        s.serve_addr = "127.0.0.1:0".parse().unwrap();
+    })
+    .await;
+    let app = envshare::serve::Application::build(stack.settings.clone())
+        .await
+        .expect("serve starts on loopback without a token");
+    let base = format!("http://{}", app.addr());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(app.run_until_stopped(async move {
+        let _ = stopped.await;
+    }));
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    // Pages still need a session, which /login hands out without a form.
+    let res = client.get(format!("{base}/")).send().await.unwrap();
+    assert_eq!(res.status(), 303);
+    let res = client.get(format!("{base}/login")).send().await.unwrap();
+    assert_eq!(res.status(), 303);
+    assert_eq!(res.headers()["location"], "/");
+    let cookie = res.headers()["set-cookie"].to_str().unwrap();
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"));
+    let session = cookie.split(';').next().unwrap().to_owned();
+    let page = client
+        .get(format!("{base}/"))
+        .header("cookie", &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.unwrap();
+    // Forms still need the session's CSRF token.
+    let res = client
+        .post(format!("{base}/pause"))
+        .header("cookie", &session)
+        .form(&[("reason", "no token")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 403);
+    assert!(stack.stats().await.paused.is_none());
+    let csrf = html
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .expect("the overview's forms carry a CSRF token");
+    let res = client
+        .post(format!("{base}/pause"))
+        .header("cookie", &session)
+        .form(&[("reason", "with the token"), ("csrf", csrf)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303);
+    assert_eq!(stack.stats().await.paused.unwrap().reason, "with the token");
+    let _ = stop.send(());
+    task.await.unwrap().unwrap();
+}
