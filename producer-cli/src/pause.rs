@@ -7,8 +7,6 @@
 //! Pausing never shortens a longer pause already in force; `resume` ends any pause at once,
 //! an automatic one included.
 
-use std::time::Duration;
-
 use anyhow::Context as _;
 use envshare::store::Pause;
 use serde::Serialize;
@@ -24,7 +22,7 @@ pub const UNTIL_RESUMED_MS: u64 = envshare::schedule::PAUSE_UNTIL_RESUMED_MS;
 pub const DEFAULT_REASON: &str = "paused by an operator (envshare pause)";
 
 /// The longest `--reason` accepted.
-const MAX_REASON_LEN: usize = 500;
+const MAX_REASON_LEN: usize = envshare::schedule::MAX_PAUSE_REASON_LEN;
 
 /// What `pause --json` and `resume --json` print about a pause.
 #[derive(Debug, Serialize)]
@@ -84,7 +82,7 @@ pub async fn pause(
         Some(r) if r.is_empty() => {
             bad_input!("--reason is empty: say why the queue is paused, or leave the flag out")
         }
-        Some(r) if r.chars().count() > MAX_REASON_LEN || r.chars().any(char::is_control) => {
+        Some(r) if !envshare::schedule::pause_reason_ok(&r) => {
             bad_input!(
                 "--reason must be one line of at most {MAX_REASON_LEN} characters without \
                  control characters"
@@ -106,7 +104,7 @@ pub async fn pause(
     };
     let queue = ctx.queue().await?;
     let now = queue.now_ms();
-    let until = pause_end(now, length);
+    let until = envshare::schedule::pause_end(now, length);
     queue
         .pause_until(until, &reason)
         .await
@@ -191,19 +189,11 @@ pub async fn resume(ctx: &Ctx, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The end of a pause starting at `now` that lasts `length` (`None`: until resumed).
-fn pause_end(now: u64, length: Option<Duration>) -> u64 {
-    match length {
-        None => UNTIL_RESUMED_MS,
-        Some(d) => now
-            .saturating_add(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-            .min(UNTIL_RESUMED_MS),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use envshare::schedule::pause_end;
+    use std::time::Duration;
 
     #[test]
     fn until_resumed_is_exact_in_lua_and_far_beyond_any_automatic_pause() {

@@ -31,7 +31,7 @@ const ROWS_PAGE: usize = 100;
 /// Dead jobs per page of `/dead`.
 const DEAD_PAGE: usize = 50;
 /// The longest pause reason accepted (as `envshare pause --reason`).
-const MAX_REASON_LEN: usize = 500;
+const MAX_REASON_LEN: usize = crate::schedule::MAX_PAUSE_REASON_LEN;
 /// The reason stored when the form leaves it empty.
 const DEFAULT_REASON: &str = "paused from the console";
 /// How long a wrong API token waits for its answer.
@@ -296,7 +296,7 @@ pub(super) async fn pause(
     } else {
         reason
     };
-    if reason.chars().count() > MAX_REASON_LEN || reason.chars().any(char::is_control) {
+    if !crate::schedule::pause_reason_ok(reason) {
         return Err(PageError::BadInput(format!(
             "The reason must be one line of at most {MAX_REASON_LEN} characters."
         )));
@@ -305,9 +305,7 @@ pub(super) async fn pause(
     let until = match field(&form, "for").map(str::trim).filter(|s| !s.is_empty()) {
         None => PAUSE_UNTIL_RESUMED_MS,
         Some(s) => match crate::schedule::parse_duration(s) {
-            Ok(d) if !d.is_zero() => now
-                .saturating_add(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-                .min(PAUSE_UNTIL_RESUMED_MS),
+            Ok(d) if !d.is_zero() => crate::schedule::pause_end(now, Some(d)),
             Ok(_) => {
                 return Err(PageError::BadInput(
                     "“for” is zero: give how long to pause (30m, 2h, 1d), or leave it empty to \
