@@ -20,6 +20,8 @@
 //!   local endpoints, and Redis CPU per delivery.
 //! - `envshare-bench callback N CONCURRENCY`: the WeChat callback receiver of `envshare serve` on
 //!   one core (signature, decryption, the Redis write), N verify-ticket pushes.
+//! - `envshare-bench console [APPIDS] [BATCHES]`: the web console's page times with a batch of
+//!   APPIDS appids and BATCHES batches on record.
 //!
 //! - `envshare-bench api N [ROUNDS]`: `POST /api/v1/batches` of N pairs against `envshare serve`
 //!   (its time per request; target < 300 ms for 10,000 pairs).
@@ -29,6 +31,7 @@
 
 mod api;
 mod callback;
+mod console;
 mod idle;
 mod share;
 mod webhooks;
@@ -106,11 +109,12 @@ async fn main() -> anyhow::Result<()> {
             webhooks::run(arg(1, 50_000)?, arg(2, 64)? as usize, arg(3, 1)? as usize).await?
         }
         Some("api") => api::run(&redis_url(), arg(1, 10_000)?, arg(2, 5)?).await?,
+        Some("console") => console::run(&redis_url(), arg(1, 100_000)?, arg(2, 1_000)?).await?,
         Some("callback") => {
             callback::run(&redis_url(), arg(1, 20_000)?, arg(2, 32)? as usize).await?
         }
         _ => bail!(
-            "usage: envshare-bench enqueue N CHUNK | work N CONCURRENCY [JOB_MS] | claim BACKLOG | suite [N] | waiting [N] [JOB_MS] [CONCURRENCY] | idle [SECONDS] [WORKERS] | wake [SAMPLES] | share N CONCURRENCY [LATENCY_MS] [CHUNK] | callback N CONCURRENCY | api N [ROUNDS] | webhooks N [CONCURRENCY] [ENDPOINTS]"
+            "usage: envshare-bench enqueue N CHUNK | work N CONCURRENCY [JOB_MS] | claim BACKLOG | suite [N] | waiting [N] [JOB_MS] [CONCURRENCY] | idle [SECONDS] [WORKERS] | wake [SAMPLES] | share N CONCURRENCY [LATENCY_MS] [CHUNK] | callback N CONCURRENCY | api N [ROUNDS] | console [APPIDS] [BATCHES] | webhooks N [CONCURRENCY] [ENDPOINTS]"
         ),
     };
     println!("{out}");

@@ -92,12 +92,7 @@ pub fn time(ms: u64) -> String {
     if ms == 0 {
         return "-".to_owned();
     }
-    let iso = envshare::clock::iso8601(ms);
-    // `…T09:28:31.000Z` → `…T09:28:31Z`: the tables need no milliseconds.
-    match iso.split_once('.') {
-        Some((secs, _)) => format!("{secs}Z"),
-        None => iso,
-    }
+    envshare::clock::iso8601_seconds(ms)
 }
 
 /// `s` cut to `max` characters, with `…` when something was cut.

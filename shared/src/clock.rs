@@ -63,6 +63,16 @@ impl Clock for ManualClock {
     }
 }
 
+/// `ms` as RFC 3339 UTC to the second, without milliseconds: `2026-11-30T02:00:00Z` (tables,
+/// files and pages that people read).
+pub fn iso8601_seconds(ms: u64) -> String {
+    let iso = iso8601(ms);
+    match iso.split_once('.') {
+        Some((secs, _)) => format!("{secs}Z"),
+        None => iso,
+    }
+}
+
 /// `ms` since the Unix epoch as ISO-8601 UTC with milliseconds: `2026-11-30T02:00:00.000Z`.
 ///
 /// Written out (Howard Hinnant's `civil_from_days`) rather than pulling a date crate in: this is

@@ -101,17 +101,8 @@ impl<'a> ExportRow<'a> {
             reason: r.reason.as_deref(),
             attempts: r.attempts,
             job_id: r.job_id.as_str(),
-            updated_at: (r.updated_at_ms > 0).then(|| seconds(r.updated_at_ms)),
+            updated_at: (r.updated_at_ms > 0).then(|| clock::iso8601_seconds(r.updated_at_ms)),
         }
-    }
-}
-
-/// `ms` as RFC 3339 UTC to the second: `2026-11-30T02:00:00Z`.
-fn seconds(ms: u64) -> String {
-    let iso = clock::iso8601(ms);
-    match iso.split_once('.') {
-        Some((secs, _)) => format!("{secs}Z"),
-        None => iso,
     }
 }
 

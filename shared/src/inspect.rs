@@ -10,7 +10,6 @@
 //! Everything is read with O(1) commands and per-batch bitmaps; nothing scans keys.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use serde::Serialize;
 
@@ -18,28 +17,12 @@ use crate::config::Settings;
 use crate::ids::BatchId;
 use crate::store::{BatchProgress, Pause, Queue, QueueStats, RowState, StoreError};
 
-/// Where a batch is, in one word: `enqueuing`, `running`, `completed`, `confirmed` (every
-/// accepted appid bound or unconfirmed), or `cancelled` (completed with cancelled appids).
-pub fn phase(p: &BatchProgress, confirmed: bool, cancelled: bool) -> &'static str {
-    match (p.sealed, p.completed, confirmed) {
-        (false, false, _) => "enqueuing",
-        (_, false, _) => "running",
-        _ if cancelled => "cancelled",
-        (_, true, false) => "completed",
-        (_, true, true) => "confirmed",
-    }
-}
-
 /// `ms` as RFC 3339 UTC to the second (`2026-12-03T09:28:31Z`); `-` for 0 (unknown).
 pub fn seconds(ms: u64) -> String {
     if ms == 0 {
         return "-".to_owned();
     }
-    let iso = crate::clock::iso8601(ms);
-    match iso.split_once('.') {
-        Some((secs, _)) => format!("{secs}Z"),
-        None => iso,
-    }
+    crate::clock::iso8601_seconds(ms)
 }
 
 /// One batch as `envshare batch list|show --json` and `GET /api/v1/batches[/{id}]` show it.
@@ -75,8 +58,8 @@ impl BatchView {
             .is_some_and(|n| *n > 0);
         Ok(Self {
             created_at: seconds(p.created_at_ms),
-            phase: phase(&p, c.confirmed, cancelled),
-            pending: p.appids.saturating_sub(p.accepted + p.failed),
+            phase: p.phase(c.confirmed, cancelled),
+            pending: p.pending(),
             bound: c.bound,
             unconfirmed: c.unconfirmed,
             results,
@@ -187,9 +170,7 @@ impl BatchInfo {
         id: &BatchId,
         progress: BatchProgress,
     ) -> Result<Self, StoreError> {
-        let pending = progress
-            .appids
-            .saturating_sub(progress.accepted + progress.failed);
+        let pending = progress.pending();
         let c = queue.batch_confirmation(id).await?;
         let (bound, unconfirmed, confirmed) = (c.bound, c.unconfirmed, c.confirmed);
         Ok(Self {
@@ -291,7 +272,7 @@ pub const UNTIL_RESUMED_MS: u64 = crate::schedule::PAUSE_UNTIL_RESUMED_MS;
 pub const DEFAULT_REASON: &str = "paused by an operator (envshare pause)";
 
 /// The longest pause reason accepted, in characters.
-pub const MAX_REASON_LEN: usize = 500;
+pub const MAX_REASON_LEN: usize = crate::schedule::MAX_PAUSE_REASON_LEN;
 
 /// A pause as `pause`/`resume` report it.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -356,22 +337,12 @@ pub fn check_reason(reason: Option<&str>) -> Result<String, ReasonError> {
     match reason.map(str::trim) {
         None => Ok(DEFAULT_REASON.to_owned()),
         Some("") => Err(ReasonError::Empty),
-        Some(r) if r.chars().count() > MAX_REASON_LEN || r.chars().any(char::is_control) => {
-            Err(ReasonError::Shape)
-        }
+        Some(r) if !crate::schedule::pause_reason_ok(r) => Err(ReasonError::Shape),
         Some(r) => Ok(r.to_owned()),
     }
 }
 
-/// The end of a pause starting at `now` that lasts `length` (`None`: until resumed).
-pub fn pause_end(now: u64, length: Option<Duration>) -> u64 {
-    match length {
-        None => UNTIL_RESUMED_MS,
-        Some(d) => now
-            .saturating_add(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-            .min(UNTIL_RESUMED_MS),
-    }
-}
+pub use crate::schedule::pause_end;
 
 /// Pauses the queue until `until_ms` with `reason` (checked with [`check_reason`] by the
 /// caller). Pausing never shortens a longer pause already in force.
@@ -412,9 +383,15 @@ mod tests {
     #[test]
     fn until_resumed_is_exact_in_lua_and_far_beyond_any_automatic_pause() {
         assert_eq!(seconds(UNTIL_RESUMED_MS), "9999-12-31T23:59:59Z");
-        assert_eq!(pause_end(1, Some(Duration::MAX)), UNTIL_RESUMED_MS);
+        assert_eq!(
+            pause_end(1, Some(std::time::Duration::MAX)),
+            UNTIL_RESUMED_MS
+        );
         assert_eq!(pause_end(1, None), UNTIL_RESUMED_MS);
-        assert_eq!(pause_end(1_000, Some(Duration::from_secs(60))), 61_000);
+        assert_eq!(
+            pause_end(1_000, Some(std::time::Duration::from_secs(60))),
+            61_000
+        );
     }
 
     #[test]

@@ -18,6 +18,26 @@ const DAY_MS: i64 = 86_400_000;
 pub const PAUSE_UNTIL_RESUMED_MS: u64 = 253_402_300_799_999;
 const _: () = assert!(PAUSE_UNTIL_RESUMED_MS < 1 << 53, "Lua numbers are doubles");
 
+/// The longest pause reason an operator may give (`envshare pause --reason`, the console).
+pub const MAX_PAUSE_REASON_LEN: usize = 500;
+
+/// The end of a pause starting at `now_ms` that lasts `length` (`None`: until resumed), never
+/// past [`PAUSE_UNTIL_RESUMED_MS`].
+pub fn pause_end(now_ms: u64, length: Option<Duration>) -> u64 {
+    match length {
+        None => PAUSE_UNTIL_RESUMED_MS,
+        Some(d) => now_ms
+            .saturating_add(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+            .min(PAUSE_UNTIL_RESUMED_MS),
+    }
+}
+
+/// Whether `reason` (trimmed) can be stored as a pause reason: one line of at most
+/// [`MAX_PAUSE_REASON_LEN`] characters without control characters.
+pub fn pause_reason_ok(reason: &str) -> bool {
+    reason.chars().count() <= MAX_PAUSE_REASON_LEN && !reason.chars().any(char::is_control)
+}
+
 /// Appids per `batchgetenvid` call by default (`ENVSHARE_CONFIRM_BATCH`).
 pub const DEFAULT_CONFIRM_BATCH: usize = 100;
 

@@ -17,13 +17,15 @@
 //!   document at `/api/v1/openapi.json` (docs/api.md);
 //! - `callback`: `POST /wechat/callback`, the open platform's authorization event URL (verify
 //!   tickets and authorization changes; mounted when `ENVSHARE_CALLBACK_TOKEN` and
-//!   `ENVSHARE_CALLBACK_AES_KEY` are set).
+//!   `ENVSHARE_CALLBACK_AES_KEY` are set);
+//! - `console`: the web console at `/` (HTML pages, its assets and its event feed).
 //!
 //! Every request is counted by route, method and status, and timed by route
 //! (`envshare_http_requests_total`, `envshare_http_request_duration_seconds`).
 
 mod api;
 mod callback;
+mod console;
 mod health;
 mod metrics;
 
@@ -114,6 +116,7 @@ pub struct ServeParts {
     settings: Arc<Settings>,
     /// Turns true when the server stops, so endless responses (the API's event stream) end.
     stopping: Arc<tokio::sync::watch::Sender<bool>>,
+    console: Arc<console::Console>,
 }
 
 impl std::fmt::Debug for ServeParts {
@@ -155,6 +158,7 @@ impl ServeParts {
             callback,
             settings: Arc::new(settings.clone()),
             stopping: Arc::new(tokio::sync::watch::channel(false).0),
+            console: Arc::new(console::Console::new(settings)),
         })
     }
 
@@ -171,7 +175,9 @@ impl ServeParts {
 
 /// The router of `envshare serve`: every part's routes, with request metrics around them.
 pub fn router(parts: ServeParts) -> Router {
-    let mut app = health::routes().merge(api::routes());
+    let mut app = health::routes()
+        .merge(api::routes())
+        .merge(console::routes());
     if parts.callback.is_some() {
         app = app.merge(callback::routes());
     }

@@ -72,6 +72,26 @@ pub struct BatchProgress {
     pub created_at_ms: u64,
 }
 
+impl BatchProgress {
+    /// Appids neither accepted nor failed yet.
+    pub fn pending(&self) -> u64 {
+        self.appids.saturating_sub(self.accepted + self.failed)
+    }
+
+    /// Where the batch is, in one word: `enqueuing`, `running`, `completed`, `confirmed` (every
+    /// accepted appid bound or unconfirmed: `confirmed` from [`Queue::batch_confirmation`]), or
+    /// `cancelled` (completed with cancelled appids). The CLI and the console say the same.
+    pub fn phase(&self, confirmed: bool, cancelled: bool) -> &'static str {
+        match (self.sealed, self.completed, confirmed) {
+            (false, false, _) => "enqueuing",
+            (_, false, _) => "running",
+            _ if cancelled => "cancelled",
+            (_, true, false) => "completed",
+            (_, true, true) => "confirmed",
+        }
+    }
+}
+
 /// Where a job is.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(tag = "state", rename_all = "snake_case")]

@@ -49,6 +49,7 @@ mod callback;
 pub(crate) mod confirm;
 pub mod conn;
 mod error;
+mod feed;
 mod health;
 mod idempotency;
 mod keys;
@@ -71,6 +72,7 @@ pub use admin::{
 };
 pub use callback::{Applied, CallbackWrite, Replay};
 pub use error::StoreError;
+pub use feed::{EventRate, FeedEntry};
 pub use health::{BatchConfirmation, ServerCheck};
 pub use idempotency::{IdempotencyClaim, StoredAnswer};
 pub use keys::Keys;

@@ -278,6 +278,28 @@ struct Shared {
     wake: Notify,
     /// Whether the wake subscription is up (else the fetcher polls).
     wake_live: AtomicBool,
+    /// How long handlers take, a moving average (µs): lingering pays only for jobs that wait
+    /// (on the API); fast jobs batch by themselves.
+    run_avg_us: AtomicU64,
+}
+
+/// Jobs faster than this on average (µs) make the fetcher and the acker skip their lingering:
+/// slots and outcomes then come back faster than a linger would wait.
+const LINGER_FROM_US: u64 = 5_000;
+
+impl Shared {
+    /// Whether jobs take long enough for lingering to pay.
+    fn slow_jobs(&self) -> bool {
+        self.run_avg_us.load(Ordering::Relaxed) >= LINGER_FROM_US
+    }
+
+    /// Folds one handler's run time into the moving average (weight 1/8).
+    fn record_run(&self, took: Duration) {
+        let us = took.as_micros().min(u128::from(u64::MAX / 8)) as u64;
+        let old = self.run_avg_us.load(Ordering::Relaxed);
+        self.run_avg_us
+            .store(old - old / 8 + us / 8, Ordering::Relaxed);
+    }
 }
 
 impl Shared {
@@ -400,6 +422,7 @@ impl RedisBackend {
                 closed,
                 wake: Notify::new(),
                 wake_live: AtomicBool::new(false),
+                run_avg_us: AtomicU64::new(0),
             }),
             tasks_tx: Some(tasks_tx),
             tasks_rx,
@@ -500,7 +523,7 @@ async fn fetch_loop(shared: Arc<Shared>, tx: mpsc::Sender<Lease>) {
         first.forget();
         let linger = shared.settings.claim_linger;
         let free = 1 + shared.slots.available_permits();
-        if !linger.is_zero() && free < enough {
+        if !linger.is_zero() && free < enough && shared.slow_jobs() {
             // Jobs still run and few slots are free: more free within milliseconds, and one
             // claim for several jobs costs Redis about what one for a single job does. Wait
             // until `enough` are free (given straight back: counted below) or the linger ends.
@@ -661,7 +684,8 @@ async fn ack_loop(shared: Arc<Shared>, mut rx: mpsc::Receiver<AckMsg>) {
                     next = rx.try_recv().ok();
                 }
             }
-            if !waiters.is_empty() || batch.len() >= max || linger.is_zero() {
+            if !waiters.is_empty() || batch.len() >= max || linger.is_zero() || !shared.slow_jobs()
+            {
                 break;
             }
             match tokio::time::timeout_at(deadline, rx.recv()).await {
@@ -899,7 +923,9 @@ where
         let shared = self.shared.clone();
         let ack_tx = self.ack_tx.clone();
         Box::pin(async move {
+            let started = Instant::now();
             let result = fut.await;
+            shared.record_run(started.elapsed());
             let info = info.ok_or("task without a lease: not from RedisBackend")?;
             let outcome = match result {
                 Ok(outcome) => outcome,

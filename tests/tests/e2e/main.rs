@@ -10,6 +10,7 @@ mod cli;
 mod cluster;
 mod config;
 mod confirm;
+mod console;
 mod conventions;
 mod events;
 mod fuzz;
