@@ -364,8 +364,11 @@ def check_serve(objs: dict, cm: dict, sec: dict, known: set[str]) -> None:
     if not psel or any(labels.get(k) != v for k, v in psel.items()):
         problem(pdb_path, "spec.selector does not select the serve pods")
 
-    # The Ingress routes the API and the callback to the Service, nothing else.
+    # The Ingress routes the API, the console and the callback to the Service; never /metrics,
+    # /healthz or /readyz, and "/" only as an exact path (the console's overview), never as a
+    # prefix that would make everything public.
     routed = set()
+    prefixes = set()
     for rule in dig(ing, "spec", "rules", default=[]):
         for p in dig(rule, "http", "paths", default=[]):
             backend = dig(p, "backend", "service", default={})
@@ -377,12 +380,16 @@ def check_serve(objs: dict, cm: dict, sec: dict, known: set[str]) -> None:
             ]:
                 problem(ing_path, f"path {p.get('path')} names no port of the serve Service")
             routed.add(p.get("path"))
-    for want in ("/api/v1", "/wechat/callback"):
+            if p.get("pathType") != "Exact":
+                prefixes.add(p.get("path"))
+    for want in ("/api/v1", "/wechat/callback", "/", "/login", "/batches"):
         if want not in routed:
             problem(ing_path, f"{want} is not routed")
-    for private in ("/metrics", "/", "/healthz", "/readyz"):
-        if private in routed:
+    for private in ("/metrics", "/healthz", "/readyz"):
+        if private in routed or any(private.startswith(x.rstrip("/") + "/") for x in prefixes):
             problem(ing_path, f"{private} must not be public")
+    if "/" in prefixes:
+        problem(ing_path, "/ must be an Exact path: a prefix / would make /metrics public")
 
 
 def worker_objects() -> tuple[dict, dict]:
