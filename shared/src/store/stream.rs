@@ -274,27 +274,6 @@ pub async fn read_all<C: redis::aio::ConnectionLike + Send>(
 }
 
 impl Queue {
-    /// The id of the newest entry of the events stream (`0-0` when it is empty): where a
-    /// reader that wants only new events starts.
-    pub async fn events_last_id(&self) -> Result<String, EventError> {
-        let last: Vec<(String, Vec<String>)> = redis::cmd("XREVRANGE")
-            .arg(self.keys.events())
-            .arg("+")
-            .arg("-")
-            .arg("COUNT")
-            .arg(1)
-            .query_async(&mut self.connection())
-            .await
-            .map_err(|source| EventError::Redis {
-                op: "range",
-                source,
-            })?;
-        Ok(last
-            .into_iter()
-            .next()
-            .map_or_else(|| "0-0".to_owned(), |(id, _)| id))
-    }
-
     /// Up to `count` events after stream entry `after` (exclusive), oldest first, without
     /// waiting (`XRANGE (after + COUNT n`): for readers that poll on the queue's shared
     /// connection, where a blocking read would hold it. `after` is a stream entry id

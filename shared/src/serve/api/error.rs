@@ -6,7 +6,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use tracing::warn;
 
-use crate::store::{EventError, StoreError};
+use crate::store::StoreError;
 
 /// An error answer.
 #[derive(Debug)]
@@ -126,15 +126,6 @@ impl ApiError {
             StatusCode::SERVICE_UNAVAILABLE,
             "unavailable",
             "the queue's Redis could not answer; try again shortly",
-        )
-    }
-
-    pub(crate) fn events(e: &EventError) -> Self {
-        warn!(error = %e, "an API request failed reading the events stream");
-        Self::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "unavailable",
-            "the queue's events stream could not be read; try again shortly",
         )
     }
 

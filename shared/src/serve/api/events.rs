@@ -98,11 +98,7 @@ pub(crate) async fn stream(
             })?
             .to_owned(),
         (None, None, Some("start")) => "0-0".to_owned(),
-        (None, None, None | Some("now")) => parts
-            .queue
-            .events_last_id()
-            .await
-            .map_err(|e| ApiError::events(&e))?,
+        (None, None, None | Some("now")) => parts.queue.events_tail().await?,
         (None, None, Some(other)) => {
             return Err(ApiError::invalid(
                 "invalid_parameter",
