@@ -4,7 +4,8 @@
 //!
 //! Each SSE message is one event's JSON with its stream entry id as the SSE id, so a browser
 //! that reconnects (`EventSource` does so by itself) resumes after the last one it got
-//! (`Last-Event-ID`). A connection lasts at most [`STREAM_LIFE`]; the browser reconnects.
+//! (`Last-Event-ID`). A connection lasts at most [`STREAM_LIFE`]; the browser reconnects. The
+//! stream ends when serve stops, so an open console never holds a shutdown.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -67,6 +68,8 @@ struct Follow {
     last: String,
     buf: VecDeque<FeedEntry>,
     until: tokio::time::Instant,
+    /// Set when serve stops: the stream ends so the connection closes and shutdown is not held.
+    stopping: tokio::sync::watch::Receiver<bool>,
 }
 
 fn follow(f: Follow) -> impl Stream<Item = Result<Event, Infallible>> {
@@ -76,7 +79,7 @@ fn follow(f: Follow) -> impl Stream<Item = Result<Event, Infallible>> {
                 let ev = Event::default().id(e.entry_id).data(e.json);
                 return Some((Ok(ev), f));
             }
-            if tokio::time::Instant::now() >= f.until {
+            if tokio::time::Instant::now() >= f.until || *f.stopping.borrow() {
                 return None;
             }
             match f.queue.feed_after(&f.last, BATCH).await {
@@ -86,10 +89,18 @@ fn follow(f: Follow) -> impl Stream<Item = Result<Event, Infallible>> {
                     }
                     f.buf.extend(v);
                 }
-                Ok(_) => tokio::time::sleep(POLL).await,
+                Ok(_) => {
+                    tokio::select! {
+                        () = tokio::time::sleep(POLL) => {}
+                        _ = f.stopping.wait_for(|s| *s) => return None,
+                    }
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "the console's event feed could not read Redis");
-                    tokio::time::sleep(POLL * 4).await;
+                    tokio::select! {
+                        () = tokio::time::sleep(POLL * 4) => {}
+                        _ = f.stopping.wait_for(|s| *s) => return None,
+                    }
                 }
             }
         }
@@ -116,6 +127,7 @@ pub(super) async fn stream(
         last,
         buf: VecDeque::new(),
         until: tokio::time::Instant::now() + STREAM_LIFE,
+        stopping: parts.stopping.subscribe(),
     };
     Ok(Sse::new(follow(f))
         .keep_alive(KeepAlive::default())
