@@ -193,7 +193,8 @@ impl Queue {
         let mut pipe = redis::pipe();
         pipe.cmd("ZCARD").arg(k.ready());
         pipe.cmd("ZCARD").arg(k.scheduled());
-        pipe.cmd("ZCARD").arg(k.running());
+        // Below +inf: the set's pin member (lua/lib.lua, pin_state) is no lease.
+        pipe.cmd("ZCOUNT").arg(k.running()).arg("-inf").arg("(+inf");
         pipe.cmd("ZCARD").arg(k.dead());
         pipe.cmd("HLEN").arg(k.jobs());
         pipe.cmd("ZRANGE")

@@ -2,13 +2,17 @@
 //! enqueued into an idle queue, a retry falling due and a resume each start work long before
 //! the (here very long) poll interval would. And the claim's housekeeping flag: reaping and
 //! promoting happen only when asked for, and an under-filled claim reports the next due time.
+//! And the running set stays a skip list however few leases it holds, invisible to counts,
+//! reaps and due times.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use envshare::clock::{Clock, ManualClock};
 use envshare::sandbox::{Fault, SandboxConfig};
-use envshare::store::{Claim, EnqueueOptions, NewJob, Queue, QueueSettings, WorkerId};
+use envshare::store::{
+    Ack, AppResult, Claim, EnqueueOptions, NewJob, Outcome, Queue, QueueSettings, WorkerId,
+};
 use envshare::wechat::Endpoint;
 use envshare::worker::WorkerOptions;
 use envshare::{BatchId, EnvId};
@@ -200,4 +204,68 @@ async fn claims_reap_and_promote_only_when_asked_and_report_the_next_due_time() 
         Some(clock.now_ms() + 1_000),
         "the new leases' deadline"
     );
+}
+
+/// A housekeeping claim turns even a small running set into a skip list (a listpack makes
+/// every ZADD and ZREM walk it), and the pin member that keeps it one is no lease: not counted,
+/// never reaped, no due time, and the set stays pinned when the last lease ends.
+#[tokio::test]
+async fn the_running_set_stays_a_skip_list_and_its_pin_is_no_lease() {
+    let (q, clock) = manual_queue("wake-pin").await;
+    let w = WorkerId::generate();
+    q.enqueue((1..=3).map(|n| job(n, None)).collect(), FORCE)
+        .await
+        .expect("enqueue");
+    let r = q.claim_with(&w, 10, true).await.expect("claim");
+    let Claim::Jobs(leases) = r.claim else {
+        panic!("not paused")
+    };
+    assert_eq!(leases.len(), 3);
+    let mut conn = TestRedis::shared().conn().await;
+    let running = q.keys().running();
+    let encoding = || {
+        let mut conn = conn.clone();
+        let running = running.clone();
+        async move {
+            redis::cmd("OBJECT")
+                .arg("ENCODING")
+                .arg(&running)
+                .query_async::<String>(&mut conn)
+                .await
+                .expect("OBJECT ENCODING")
+        }
+    };
+    assert_eq!(encoding().await, "skiplist", "3 leases, yet no listpack");
+    assert_eq!(q.stats().await.expect("stats").running, 3);
+
+    let acks = leases
+        .into_iter()
+        .map(|l| {
+            let done = l
+                .job
+                .appids
+                .iter()
+                .map(|a| AppResult::Accepted {
+                    appid: a.clone(),
+                    confirm_url: None,
+                })
+                .collect();
+            Ack::new(l, Outcome::Done(done))
+        })
+        .collect();
+    q.complete(acks).await.expect("complete");
+    // Long past any lease: a housekeeping claim reaps nothing and names no due time.
+    clock.advance(Duration::from_secs(3_600));
+    let r = q.claim_with(&w, 10, true).await.expect("claim");
+    assert!(matches!(r.claim, Claim::Jobs(ref l) if l.is_empty()));
+    assert_eq!(r.next_due_ms, None, "the pin is not a lease running out");
+    let stats = q.stats().await.expect("stats");
+    assert_eq!((stats.running, stats.ready, stats.jobs), (0, 0, 0));
+    assert_eq!(encoding().await, "skiplist", "kept for the next leases");
+    let members: u64 = redis::cmd("ZCARD")
+        .arg(&running)
+        .query_async(&mut conn)
+        .await
+        .expect("ZCARD");
+    assert_eq!(members, 1, "only the pin is left");
 }

@@ -18,7 +18,7 @@
 --          falls due or a lease runs out, 0 if none: the time an idle worker must look again
 --          even if no wake message comes; -1 when max jobs were leased)
 -- Cost: O(log n) per job; at most max + promote + reap slice jobs touched. Every redis.call
--- costs a few µs whatever it does, so a claim without housekeeping makes 9 calls, not 13.
+-- costs a few µs whatever it does, so a claim without housekeeping makes 9 calls, not 15.
 local worker, max, lease = ARGV[5], tonumber(ARGV[6]), tonumber(ARGV[7])
 local completed = {}
 if ARGV[11] ~= '0' then
@@ -38,27 +38,21 @@ local function next_due()
   local s = redis.call('ZRANGE', K_SCHED, 0, 0, 'WITHSCORES')[2]
   local r = redis.call('ZRANGE', K_RUNNING, 0, 0, 'WITHSCORES')[2]
   s, r = tonumber(s), tonumber(r)
+  if r == math.huge then
+    -- Only the pin (pin_state): no lease runs out.
+    r = nil
+  end
   if s and r then
     return math.min(s, r)
   end
   return s or r or 0
 end
 
--- Small claims (the usual case when jobs wait on the API) pop with ZPOPMIN: one call. Big
--- ones use ZRANGE + ZREMRANGEBYRANK: the same O(log n + m) removal of the m oldest, without
--- formatting every score into a reply string that is thrown away.
-local ids
-if max <= 64 then
-  local popped = redis.call('ZPOPMIN', K_READY, max)
-  ids = {}
-  for i = 1, #popped, 2 do
-    ids[#ids + 1] = popped[i]
-  end
-else
-  ids = redis.call('ZRANGE', K_READY, 0, max - 1)
-  if #ids > 0 then
-    redis.call('ZREMRANGEBYRANK', K_READY, 0, #ids - 1)
-  end
+-- The m oldest: ZRANGE + ZREMRANGEBYRANK, O(log n + m). Not ZPOPMIN: its reply formats every
+-- score as a double, which for 29 jobs cost 60 µs against 16 µs for these two calls.
+local ids = redis.call('ZRANGE', K_READY, 0, max - 1)
+if #ids > 0 then
+  redis.call('ZREMRANGEBYRANK', K_READY, 0, #ids - 1)
 end
 local n = #ids
 if n == 0 then
@@ -72,13 +66,7 @@ local states = redis.call('HMGET', K_STATE, unpack(ids))
 local payloads = redis.call('HMGET', K_JOBS, unpack(ids))
 local deadline = int(NOW + lease)
 local suffix = ':' .. worker
--- Decimal fence strings without a sprintf per job (a sprintf costs more than the rest of the
--- job's claim): fence = hundreds .. two digits, the hundreds formatted once per 100 fences.
-local D2 = {}
-for d = 0, 99 do
-  D2[d] = DIGITS[(d - d % 10) / 10] .. DIGITS[d % 10]
-end
-local cur_hi, hi_s = -1, ''
+local fence_str = decimal()
 local sset, run, out, orphans = {}, {}, {}, {}
 local k, o = 0, 0
 for i = 1, n do
@@ -92,12 +80,7 @@ for i = 1, n do
       a, g = sa + 1, sg or 0
     end
     local f = last - n + i
-    local lo = f % 100
-    local hi = (f - lo) / 100
-    if hi ~= cur_hi then
-      cur_hi, hi_s = hi, int(hi)
-    end
-    local fs = hi > 0 and hi_s .. D2[lo] or int(f)
+    local fs = fence_str(f)
     sset[k + 1] = id
     if g > 0 then
       sset[k + 2] = fs .. ':' .. small(a) .. '/' .. int(g) .. suffix

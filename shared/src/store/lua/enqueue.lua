@@ -84,6 +84,18 @@ local p, j = 0, 0
 -- of this call (contiguous from its first row number).
 local next_row, env_index, seq_recs, seq_first = {}, {}, {}, {}
 local next_job, job_recs, job_first = {}, {}, {}
+local row_str, job_str = decimal(), decimal()
+-- The job index as 4 bytes big-endian: the first three change once per 256 jobs.
+local jb_hi_n, jb_hi = -1, ''
+local function job_bytes(jn)
+  local lo = jn % 256
+  local hi = (jn - lo) / 256
+  if hi ~= jb_hi_n then
+    jb_hi_n = hi
+    jb_hi = string.char(math.floor(hi / 65536) % 256, math.floor(hi / 256) % 256, hi % 256)
+  end
+  return jb_hi .. string.char(lo)
+end
 local function env_idx(batch, env)
   local k = batch .. '/' .. env
   local idx = env_index[k]
@@ -172,9 +184,8 @@ for _ = 1, groups do
       local jn = next_job[batch]
       next_job[batch] = jn + 1
       jrecs[#jrecs + 1] = id
-      -- The seq record's tail: the job index, 4 bytes big-endian.
-      local jb = string.char(math.floor(jn / 16777216) % 256, math.floor(jn / 65536) % 256,
-        math.floor(jn / 256) % 256, jn % 256)
+      -- The seq record's tail: the job index.
+      local jb = job_bytes(jn)
       if nk == 1 then
         recs[#recs + 1] = eidx .. string.sub(single, 3) .. jb
       else
@@ -182,12 +193,12 @@ for _ = 1, groups do
           recs[#recs + 1] = eidx .. string.sub(kept[x], 3) .. jb
         end
       end
-      local ids = ',"ji":' .. int(jn) .. tail
       hset[nh + 1] = id
       if nk == 1 then
-        hset[nh + 2] = head .. single .. mid .. int(first) .. ids
+        hset[nh + 2] = head .. single .. mid .. row_str(first) .. ',"ji":' .. job_str(jn) .. tail
       else
-        hset[nh + 2] = head .. table.concat(kept, '","') .. mid .. int(first) .. ids
+        hset[nh + 2] = head .. table.concat(kept, '","') .. mid .. row_str(first) .. ',"ji":'
+          .. job_str(jn) .. tail
       end
       nh = nh + 2
       if zset == ready then

@@ -195,21 +195,41 @@ local function push(map, order, key, a, b)
   end
 end
 
+-- Per batch, its results key and its state bitmaps' keys by state code, built once per call
+-- (a concatenation per row costs as much as the row's bit).
+local row_keys = {}
+local function keys_of(b)
+  local k = row_keys[b]
+  if not k then
+    k = { key = results_key(b) }
+    row_keys[b] = k
+  end
+  return k
+end
+local function state_key(k, code)
+  local v = k[code]
+  if not v then
+    v = k.key .. ':' .. STATES[code]
+    k[code] = v
+  end
+  return v
+end
+
 -- Writes row `r` (number `seq`, a string) of pair `field` in batch `b`, moving it from state
 -- code `from` to `to`; moving to pending ('p') removes the row.
 local function put_row(b, field, seq, from, to, r)
-  local key = results_key(b)
+  local k = keys_of(b)
   if to == 'p' then
-    push(res_del, res_del_order, key, field)
+    push(res_del, res_del_order, k.key, field)
   else
-    push(res_rows, res_row_order, key, field, r)
+    push(res_rows, res_row_order, k.key, field, r)
   end
   if from ~= to then
     if from ~= 'p' then
-      set_bit(key .. ':' .. STATES[from], seq, '0')
+      set_bit(state_key(k, from), seq, '0')
     end
     if to ~= 'p' then
-      set_bit(key .. ':' .. STATES[to], seq, '1')
+      set_bit(state_key(k, to), seq, '1')
     end
   end
 end
