@@ -138,6 +138,7 @@ pub struct ResultRow {
 impl ResultRow {
     /// Parses `env/appid|S|SEQ|UPDATED|ATTEMPTS|ERRCODE|REASON|JOB|URL|ERRMSG` (JOB is the job's
     /// index in the batch; the scripts send its id, `job`, beside the row).
+    #[cfg(test)]
     fn parse(batch: &BatchId, raw: &str, job: &str) -> Result<Self, String> {
         Self::parse_or_pending(batch, raw, job, 0)
     }
@@ -374,18 +375,24 @@ impl Queue {
         Ok(sizes.iter().filter_map(int).map(|n| n.max(0) as u64).sum())
     }
 
-    /// The rows of `appid` in every batch on record, newest batch first.
+    /// The rows of `appid` in every batch on record, newest batch first, its pending pairs
+    /// (queued, running or waiting for a retry: no row yet) included.
     pub async fn find_appid(&self, appid: &AppId) -> Result<Vec<ResultRow>, StoreError> {
         let op = "find appid";
         let mut inv = self.invocation(&SCRIPTS.results_find, self.now_ms());
         inv.arg(appid.as_str());
         let reply: Vec<String> = self.run(op, &inv).await?;
         let mut rows = Vec::new();
-        for rec in reply.chunks_exact(3) {
+        for rec in reply.chunks_exact(5) {
             let batch = BatchId::parse(&rec[0]).map_err(|e| StoreError::reply(op, e))?;
-            rows.push(
-                ResultRow::parse(&batch, &rec[1], &rec[2]).map_err(|e| StoreError::reply(op, e))?,
-            );
+            let created_ms = rec[3].parse().unwrap_or(0);
+            let mut row = ResultRow::parse_or_pending(&batch, &rec[1], &rec[2], created_ms)
+                .map_err(|e| StoreError::reply(op, e))?;
+            // A pending pair's row number comes beside it (a row carries its own).
+            if let Ok(seq) = rec[4].parse() {
+                row.seq = seq;
+            }
+            rows.push(row);
         }
         Ok(rows)
     }

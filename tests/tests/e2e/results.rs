@@ -379,7 +379,7 @@ async fn a_cancelled_batch_ends_its_waiting_appids_cancelled_and_completes_once(
 }
 
 #[tokio::test]
-async fn find_shows_an_appid_in_every_batch_on_record_newest_first() {
+async fn find_shows_an_appid_in_every_batch_on_record_newest_first_pending_pairs_too() {
     let s = start_stack("results-find", SandboxConfig::default()).await;
     let a = appid(APPIDS + 1);
     let (first, _) = s.enqueue(ENV, &[vec![a.clone(), appid(APPIDS + 2)]]).await;
@@ -389,6 +389,15 @@ async fn find_shows_an_appid_in_every_batch_on_record_newest_first() {
     let (second, _) = s.enqueue("prod-other", &[vec![a.clone()]]).await;
     wait_completed(&s, &second, Duration::from_secs(10)).await;
     w.stop().await;
+    // With no worker running, a third batch's pair stays pending: found with its job and row
+    // number (the third pair of the batch, in its second job).
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let (third, jobs) = s
+        .enqueue(
+            ENV,
+            &[vec![appid(APPIDS + 3)], vec![appid(APPIDS + 4), a.clone()]],
+        )
+        .await;
 
     let found = s.queue.find_appid(&a).await.unwrap();
     let batches: Vec<_> = found
@@ -397,10 +406,19 @@ async fn find_shows_an_appid_in_every_batch_on_record_newest_first() {
         .collect();
     assert_eq!(
         batches,
-        [(second, "prod-other".to_owned()), (first, ENV.to_owned())]
+        [
+            (third, ENV.to_owned()),
+            (second, "prod-other".to_owned()),
+            (first, ENV.to_owned())
+        ]
+    );
+    let pending = &found[0];
+    assert_eq!(
+        (pending.state, pending.seq, &pending.job_id, &pending.appid),
+        (RowState::Pending, 2, &jobs[1], &a)
     );
     assert!(
-        found
+        found[1..]
             .iter()
             .all(|r| r.state == RowState::Accepted && r.appid == a)
     );
