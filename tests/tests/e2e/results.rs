@@ -438,6 +438,17 @@ async fn confirmation_moves_accepted_rows_to_bound_or_unconfirmed_as_the_events_
     s.settings.confirm_window = Duration::from_millis(1_500);
     let (a, b) = (appid(APPIDS + 1), appid(APPIDS + 2));
     let (batch, _) = s.enqueue(ENV, &[vec![a.clone(), b.clone()]]).await;
+    // As a traced import records its trace id in the batch (enqueue.lua): the batch events
+    // the scripts write carry it.
+    let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let mut conn = envshare_tests::TestRedis::shared().conn().await;
+    let _: () = redis::cmd("HSET")
+        .arg(s.queue.keys().batch(&batch))
+        .arg("trace")
+        .arg(trace)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
     let options = WorkerOptions {
         confirm_poll: Duration::from_millis(30),
         confirm_lease: Duration::from_secs(1),
@@ -463,6 +474,26 @@ async fn confirmation_moves_accepted_rows_to_bound_or_unconfirmed_as_the_events_
     assert!(
         by_appid[&b].confirm_url.is_some(),
         "an unconfirmed row keeps its URL to resend"
+    );
+    let events = envshare::store::read_all(&mut conn, s.queue.keys())
+        .await
+        .unwrap();
+    let batch_events: Vec<_> = events
+        .iter()
+        .filter(|e| {
+            matches!(
+                e.event.kind,
+                EventKind::BatchCompleted { .. } | EventKind::BatchConfirmed { .. }
+            )
+        })
+        .map(|e| (e.event.kind.type_name(), e.event.trace_id.as_deref()))
+        .collect();
+    assert_eq!(
+        batch_events,
+        [
+            ("batch.completed", Some(trace)),
+            ("batch.confirmed", Some(trace))
+        ]
     );
 }
 

@@ -16,10 +16,12 @@ local K_EVENTS, K_CONFIRM, K_INFO, K_LEASE, K_FENCE = KEYS[1], KEYS[2], KEYS[3],
 local xadd, trim_events = event_stream(K_EVENTS)
 
 -- Emits batch.confirmed (once: the `confirmed` field guards it) when the batch has completed
--- (every share request ended) and each accepted appid is bound or unconfirmed.
+-- (every share request ended) and each accepted appid is bound or unconfirmed. Like
+-- batch.completed, it carries the trace id of the import that created the batch, if traced.
 local function maybe_confirm(id)
   local key = batch_key(id)
-  local h = redis.call('HMGET', key, 'completed', 'confirmed', 'accepted', 'bound', 'unconfirmed')
+  local h = redis.call('HMGET', key, 'completed', 'confirmed', 'accepted', 'bound', 'unconfirmed',
+    'trace')
   if h[1] ~= '1' or h[2] == '1' then
     return false
   end
@@ -30,9 +32,14 @@ local function maybe_confirm(id)
     return false
   end
   redis.call('HSET', key, 'confirmed', '1', 'confirmed_at', NOW_S)
-  xadd('batch.confirmed', json_object({
+  local e = {
     'v', 1, 'id', 'batch.' .. id .. '.confirmed', 'at', AT, 'type', 'batch.confirmed',
     'batch_id', id, 'accepted', acc, 'bound', b, 'unconfirmed', u,
-  }))
+  }
+  if h[6] then
+    e[#e + 1] = 'trace_id'
+    e[#e + 1] = h[6]
+  end
+  xadd('batch.confirmed', json_object(e))
   return true
 end
