@@ -66,7 +66,7 @@ local states = redis.call('HMGET', K_STATE, unpack(ids))
 local payloads = redis.call('HMGET', K_JOBS, unpack(ids))
 local deadline = int(NOW + lease)
 local suffix = ':' .. worker
-local fence_str = decimal()
+local fence_digits = digits()
 local sset, run, out, orphans = {}, {}, {}, {}
 local k, o = 0, 0
 for i = 1, n do
@@ -80,12 +80,12 @@ for i = 1, n do
       a, g = sa + 1, sg or 0
     end
     local f = last - n + i
-    local fs = fence_str(f)
+    local fh, fl = fence_digits(f)
     sset[k + 1] = id
     if g > 0 then
-      sset[k + 2] = fs .. ':' .. small(a) .. '/' .. int(g) .. suffix
+      sset[k + 2] = fh .. fl .. ':' .. small(a) .. '/' .. int(g) .. suffix
     else
-      sset[k + 2] = fs .. ':' .. small(a) .. suffix
+      sset[k + 2] = fh .. fl .. ':' .. small(a) .. suffix
     end
     run[k + 1] = deadline
     run[k + 2] = id

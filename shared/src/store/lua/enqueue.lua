@@ -84,18 +84,9 @@ local p, j = 0, 0
 -- of this call (contiguous from its first row number).
 local next_row, env_index, seq_recs, seq_first = {}, {}, {}, {}
 local next_job, job_recs, job_first = {}, {}, {}
-local row_str, job_str = decimal(), decimal()
--- The job index as 4 bytes big-endian: the first three change once per 256 jobs.
+local row_digits, job_digits = digits(), digits()
+-- The job index in a seq record, 4 bytes big-endian: the first three change once per 256 jobs.
 local jb_hi_n, jb_hi = -1, ''
-local function job_bytes(jn)
-  local lo = jn % 256
-  local hi = (jn - lo) / 256
-  if hi ~= jb_hi_n then
-    jb_hi_n = hi
-    jb_hi = string.char(math.floor(hi / 65536) % 256, math.floor(hi / 256) % 256, hi % 256)
-  end
-  return jb_hi .. string.char(lo)
-end
 local function env_idx(batch, env)
   local k = batch .. '/' .. env
   local idx = env_index[k]
@@ -184,21 +175,38 @@ for _ = 1, groups do
       local jn = next_job[batch]
       next_job[batch] = jn + 1
       jrecs[#jrecs + 1] = id
-      -- The seq record's tail: the job index.
-      local jb = job_bytes(jn)
+      -- Each seq record goes into recs as its parts (env index, appid digits, job index), which
+      -- one table.concat joins: no string is built per record.
+      local lo = jn % 256
+      local hi = (jn - lo) / 256
+      if hi ~= jb_hi_n then
+        jb_hi_n = hi
+        jb_hi = string.char(math.floor(hi / 65536) % 256, math.floor(hi / 256) % 256, hi % 256)
+      end
+      local jb_lo = string.char(lo)
+      local nrec = #recs
       if nk == 1 then
-        recs[#recs + 1] = eidx .. string.sub(single, 3) .. jb
+        recs[nrec + 1] = eidx
+        recs[nrec + 2] = string.sub(single, 3)
+        recs[nrec + 3] = jb_hi
+        recs[nrec + 4] = jb_lo
       else
         for x = 1, nk do
-          recs[#recs + 1] = eidx .. string.sub(kept[x], 3) .. jb
+          recs[nrec + 1] = eidx
+          recs[nrec + 2] = string.sub(kept[x], 3)
+          recs[nrec + 3] = jb_hi
+          recs[nrec + 4] = jb_lo
+          nrec = nrec + 4
         end
       end
       hset[nh + 1] = id
+      local rh, rl = row_digits(first)
+      local jh, jl = job_digits(jn)
       if nk == 1 then
-        hset[nh + 2] = head .. single .. mid .. row_str(first) .. ',"ji":' .. job_str(jn) .. tail
+        hset[nh + 2] = head .. single .. mid .. rh .. rl .. ',"ji":' .. jh .. jl .. tail
       else
-        hset[nh + 2] = head .. table.concat(kept, '","') .. mid .. row_str(first) .. ',"ji":'
-          .. job_str(jn) .. tail
+        hset[nh + 2] = head .. table.concat(kept, '","') .. mid .. rh .. rl .. ',"ji":' .. jh .. jl
+          .. tail
       end
       nh = nh + 2
       if zset == ready then

@@ -118,21 +118,24 @@ end
 -- "00" to "99" back to back: a substring of it is a number's last two digits.
 local TWO = '0001020304050607080910111213141516171819202122232425262728293031323334353637383940414243444546474849'
   .. '5051525354555657585960616263646566676869707172737475767778798081828384858687888990919293949596979899'
--- A formatter of whole numbers >= 0 that mostly rise one by one (fences, row numbers, job
--- indexes) without a sprintf per number (one costs ~0.7 µs in Redis's Lua, as much as the
--- rest of a job's claim): the digits above the last two are formatted once per hundred.
-local function decimal()
+-- Decimal digits without a sprintf per number (one costs ~0.7 µs in Redis's Lua, as much as the
+-- rest of a job's claim) for whole numbers >= 0 that mostly rise one by one (fences, row
+-- numbers, job indexes). digits() makes a formatter; formatter(n) returns n's digits as two
+-- strings to put side by side in a concatenation: the digits above the last two (formatted once
+-- per hundred) and the last two ("" and n itself below 100). No string is built for n, so a
+-- concatenation that takes both parts builds only its own result.
+local function digits()
   local hi_n, hi_s = 0, ''
   return function(n)
     local lo = n % 100
     local hi = (n - lo) / 100
     if hi == 0 then
-      return SMALL[lo] or string.sub(TWO, 2 * lo + 1, 2 * lo + 2)
+      return '', SMALL[lo] or string.sub(TWO, 2 * lo + 1, 2 * lo + 2)
     end
     if hi ~= hi_n then
       hi_n, hi_s = hi, int(hi)
     end
-    return hi_s .. string.sub(TWO, 2 * lo + 1, 2 * lo + 2)
+    return hi_s, string.sub(TWO, 2 * lo + 1, 2 * lo + 2)
   end
 end
 -- The reverse: ARGV counts (mostly 0 or 1) without strtod.
