@@ -117,8 +117,39 @@ impl Browser {
             .expect("text")
     }
 
+    /// The text of `css`, or `None` if it is not on the page (now).
+    async fn try_text(&self, css: &str) -> Option<String> {
+        self.driver.find(By::Css(css)).await.ok()?.text().await.ok()
+    }
+
     async fn h1(&self) -> String {
         self.text("h1").await
+    }
+
+    /// Clicks `css` (a link or a form's button) and waits until the page it leads to has
+    /// loaded: the old page's window is gone and the new document is complete. Reading the page
+    /// right after a plain click can still find the old one, or none, while the browser
+    /// navigates (more so on a loaded machine).
+    async fn click_to_next_page(&self, css: &str) {
+        self.driver
+            .execute("window.__envshareOldPage = true;", Vec::new())
+            .await
+            .expect("mark the current page");
+        self.click(css).await;
+        let loaded = wait_until(Duration::from_secs(20), || async {
+            self.driver
+                .execute(
+                    "return window.__envshareOldPage === undefined \
+                     && document.readyState === 'complete';",
+                    Vec::new(),
+                )
+                .await
+                .ok()
+                .and_then(|r| r.json().as_bool())
+                .unwrap_or(false)
+        })
+        .await;
+        assert!(loaded, "clicking {css} did not lead to a new page");
     }
 
     async fn click(&self, css: &str) {
@@ -244,7 +275,7 @@ async fn log_in(b: &Browser, base: &str) {
     );
     let token = b.driver.find(By::Css("#token")).await.unwrap();
     token.send_keys(API_TOKEN).await.unwrap();
-    b.click("form.login button").await;
+    b.click_to_next_page("form.login button").await;
     assert_eq!(b.h1().await, "Overview");
 }
 
@@ -274,7 +305,7 @@ async fn an_operator_follows_a_batch_retries_a_dead_job_and_pauses_in_the_browse
         .send_keys("not-the-token")
         .await
         .unwrap();
-    b.click("form.login button").await;
+    b.click_to_next_page("form.login button").await;
     assert_eq!(b.h1().await, "Sign in");
     assert!(b.text(".error").await.contains("not the API token"));
     assert_eq!(b.count("header a[href='/batches']").await, 0);
@@ -294,14 +325,14 @@ async fn an_operator_follows_a_batch_retries_a_dead_job_and_pauses_in_the_browse
     assert_eq!(b.text("#batch-phase").await, "running");
     let worker = worker(&stack);
     let reached = wait_until(Duration::from_secs(30), || async {
+        // The page also reloads itself while the batch runs: read without panicking.
         b.driver.refresh().await.is_ok()
-            && b.driver
-                .find(By::Css("#batch-progress"))
+            && b.try_text("#batch-progress")
                 .await
-                .ok()
-                .is_some()
-            && b.text("#batch-progress").await.contains("100 %")
-            && b.text("#batch-phase").await != "running"
+                .is_some_and(|t| t.contains("100 %"))
+            && b.try_text("#batch-phase")
+                .await
+                .is_some_and(|t| t != "running")
     })
     .await;
     assert!(reached, "the batch page never showed 100 %");
@@ -310,7 +341,8 @@ async fn an_operator_follows_a_batch_retries_a_dead_job_and_pauses_in_the_browse
     b.screenshot("console-batch.png").await;
 
     // Its failures only.
-    b.click("nav.filters a[data-state='failed']").await;
+    b.click_to_next_page("nav.filters a[data-state='failed']")
+        .await;
     let failed_rows = b.count("table.results tbody tr").await;
     assert_eq!(failed_rows, 8, "every fifth appid was refused");
     assert_eq!(
@@ -365,7 +397,7 @@ async fn an_operator_follows_a_batch_retries_a_dead_job_and_pauses_in_the_browse
     let row = format!("tr[data-job='{dead_id}']");
     assert_eq!(b.count(&row).await, 1, "the dead job is listed");
     b.click(&format!("{row} input[type='checkbox']")).await;
-    b.click("#retry-selected").await;
+    b.click_to_next_page("#retry-selected").await;
     assert!(b.text("#notice").await.contains("1 dead job(s) put back"));
     assert_eq!(b.count(&row).await, 0, "the retried job left the dead list");
     assert!(
@@ -386,7 +418,7 @@ async fn an_operator_follows_a_batch_retries_a_dead_job_and_pauses_in_the_browse
         .send_keys("maintenance window")
         .await
         .unwrap();
-    b.click("#pause-button").await;
+    b.click_to_next_page("#pause-button").await;
     assert!(
         b.text("#pause-state")
             .await
@@ -396,7 +428,7 @@ async fn an_operator_follows_a_batch_retries_a_dead_job_and_pauses_in_the_browse
     let paused = stack.stats().await.paused.expect("the queue is paused");
     assert_eq!(paused.reason, "maintenance window");
     b.screenshot("console-overview.png").await;
-    b.click("#resume").await;
+    b.click_to_next_page("#resume").await;
     assert!(b.text("#pause-state").await.starts_with("Running"));
     assert!(stack.stats().await.paused.is_none());
 
