@@ -352,7 +352,7 @@ settings! {
     /// `ENVSHARE_API_TOKEN`: the bearer token of `envshare serve`; without it, `serve` listens
     /// on loopback addresses only.
     api_token: Option<SecretString> = None,
-        key "api_token", Secret, parse |s| parse_secret(s).map(Some);
+        key "api_token", Secret, parse |s| parse_api_token(s).map(Some);
     /// `ENVSHARE_CALLBACK_TOKEN`: the message-check Token set on the open platform.
     callback_token: Option<SecretString> = None,
         key "callback_token", Secret, parse |s| parse_secret(s).map(Some);
@@ -1152,6 +1152,25 @@ fn parse_secret(s: &str) -> Result<SecretString, Problem> {
     Ok(SecretString::from(s))
 }
 
+/// The fewest characters an API token may have: it guards enqueueing, dead-job purges and the
+/// console, and nothing limits how often it is guessed.
+const MIN_API_TOKEN_CHARS: usize = 20;
+
+fn parse_api_token(s: &str) -> Result<SecretString, Problem> {
+    let token = parse_secret(s)?;
+    let n = s.chars().count();
+    if n < MIN_API_TOKEN_CHARS {
+        return Err(Problem::new(
+            format!("is {n} characters: too short to guard the API and the console"),
+            format!(
+                "at least {MIN_API_TOKEN_CHARS} characters, e.g. the output of \
+                 `openssl rand -hex 32`"
+            ),
+        ));
+    }
+    Ok(token)
+}
+
 fn parse_sentinels(s: &str) -> Result<Vec<String>, Problem> {
     const EXPECTED: &str = "comma-separated host:port of the Sentinels, e.g. \
                             10.0.0.1:26379,10.0.0.2:26379,10.0.0.3:26379";
@@ -1918,7 +1937,7 @@ mod tests {
                     "prod-1a2b, staging-3c4d,prod-1a2b",
                 ),
                 ("ENVSHARE_SERVE_ADDR", "0.0.0.0:8443"),
-                ("ENVSHARE_API_TOKEN", "api-token-value"),
+                ("ENVSHARE_API_TOKEN", "api-token-value-long-enough"),
             ],
             None,
         )
@@ -1932,7 +1951,7 @@ mod tests {
         );
         assert_eq!(s.serve_addr.to_string(), "0.0.0.0:8443");
         let debug = format!("{s:?}");
-        for secret in ["cb-token-value", key, "api-token-value"] {
+        for secret in ["cb-token-value", key, "api-token-value-long-enough"] {
             assert!(!debug.contains(secret), "{debug}");
         }
 
@@ -2005,6 +2024,19 @@ mod tests {
                 "{var}: documented default {default:?}"
             );
         }
+    }
+
+    #[test]
+    fn an_api_token_needs_twenty_characters_and_a_short_one_is_not_shown() {
+        let e = one_error(&[("ENVSHARE_API_TOKEN", "hunter2hunter2")], None);
+        assert!(
+            e.contains("ENVSHARE_API_TOKEN") && e.contains("is 14 characters"),
+            "{e}"
+        );
+        assert!(e.contains("openssl rand -hex 32"), "{e}");
+        assert!(!e.contains("hunter2"), "{e}");
+        let s = load(&[("ENVSHARE_API_TOKEN", "twenty-characters-ok")], None).unwrap();
+        assert!(s.api_token.is_some());
     }
 
     #[test]
