@@ -108,6 +108,32 @@ def duration_s(value) -> float | None:
 # --- Kubernetes ------------------------------------------------------------------------------
 
 
+def check_pod_template(dep_path: Path, dep: dict, replicas_why: str) -> tuple[dict, dict, dict]:
+    """The checks every envshare Deployment shares: the selector matches the pod's labels, at
+    least two replicas, a non-root pod. Returns (spec, pod spec, pod labels)."""
+    spec = dep.get("spec") or {}
+    pod = dig(spec, "template", "spec", default={})
+    labels = dig(spec, "template", "metadata", "labels", default={})
+    selector = dig(spec, "selector", "matchLabels", default={})
+    if not selector or any(labels.get(k) != v for k, v in selector.items()):
+        problem(dep_path, "spec.selector.matchLabels does not match the pod template's labels")
+    if (spec.get("replicas") or 1) < 2:
+        problem(dep_path, f"replicas should be at least 2{replicas_why}")
+    sc = pod.get("securityContext") or {}
+    if sc.get("runAsNonRoot") is not True or sc.get("runAsUser") in (None, 0):
+        problem(dep_path, "the pod must set runAsNonRoot: true and a non-zero runAsUser")
+    return spec, pod, labels
+
+
+def check_env_from(dep_path: Path, container: dict, cm: dict, sec: dict) -> None:
+    """The container takes its settings from the ConfigMap and the Secret."""
+    refs = {(next(iter(e)), dig(e, next(iter(e)), "name")) for e in container.get("envFrom") or []}
+    if ("configMapRef", dig(cm, "metadata", "name")) not in refs:
+        problem(dep_path, "envFrom does not reference the ConfigMap")
+    if ("secretRef", dig(sec, "metadata", "name")) not in refs:
+        problem(dep_path, "envFrom does not reference the Secret")
+
+
 def check_k8s(known: set[str]) -> None:
     files = sorted(K8S.glob("*.yaml")) + sorted(K8S.glob("*.yml"))
     if not files:
@@ -174,23 +200,15 @@ def check_k8s(known: set[str]) -> None:
             problem(cm_path, f"{key} is a secret: it belongs in the Secret")
 
     # Deployment.
-    spec = dep.get("spec") or {}
-    pod = dig(spec, "template", "spec", default={})
-    labels = dig(spec, "template", "metadata", "labels", default={})
-    selector = dig(spec, "selector", "matchLabels", default={})
-    if not selector or any(labels.get(k) != v for k, v in selector.items()):
-        problem(dep_path, "spec.selector.matchLabels does not match the pod template's labels")
-    if (spec.get("replicas") or 1) < 2:
-        problem(dep_path, "replicas should be at least 2 (one node's loss must not stop the queue)")
+    spec, pod, labels = check_pod_template(
+        dep_path, dep, " (one node's loss must not stop the queue)"
+    )
     grace = pod.get("terminationGracePeriodSeconds", 30)
     if grace * 1000 <= shutdown_ms:
         problem(
             dep_path,
             f"terminationGracePeriodSeconds={grace} must exceed ENVSHARE_SHUTDOWN_TIMEOUT_MS={shutdown_ms} ms",
         )
-    sc = pod.get("securityContext") or {}
-    if sc.get("runAsNonRoot") is not True or sc.get("runAsUser") in (None, 0):
-        problem(dep_path, "the pod must set runAsNonRoot: true and a non-zero runAsUser")
     containers = pod.get("containers") or []
     if len(containers) != 1:
         problem(dep_path, "expected one container")
@@ -198,11 +216,7 @@ def check_k8s(known: set[str]) -> None:
     c = containers[0]
     if "envshare" not in str(c.get("image", "")):
         problem(dep_path, f"image {c.get('image')!r} is not the envshare image")
-    refs = {(next(iter(e)), dig(e, next(iter(e)), "name")) for e in c.get("envFrom") or []}
-    if ("configMapRef", dig(cm, "metadata", "name")) not in refs:
-        problem(dep_path, "envFrom does not reference the ConfigMap")
-    if ("secretRef", dig(sec, "metadata", "name")) not in refs:
-        problem(dep_path, "envFrom does not reference the Secret")
+    check_env_from(dep_path, c, cm, sec)
     check_setting_names(dep_path, [e.get("name", "") for e in c.get("env") or []], known)
     ports = {p.get("name"): p.get("containerPort") for p in c.get("ports") or []}
     if port is not None and port not in ports.values():
@@ -308,17 +322,7 @@ def check_serve(objs: dict, cm: dict, sec: dict, known: set[str]) -> None:
     svc_path, svc = objs["Service"][0]
     pdb_path, pdb = objs["PodDisruptionBudget"][0]
     ing_path, ing = objs["Ingress"][0]
-    spec = dep.get("spec") or {}
-    pod = dig(spec, "template", "spec", default={})
-    labels = dig(spec, "template", "metadata", "labels", default={})
-    selector = dig(spec, "selector", "matchLabels", default={})
-    if not selector or any(labels.get(k) != v for k, v in selector.items()):
-        problem(dep_path, "spec.selector.matchLabels does not match the pod template's labels")
-    if (spec.get("replicas") or 1) < 2:
-        problem(dep_path, "replicas should be at least 2")
-    sc = pod.get("securityContext") or {}
-    if sc.get("runAsNonRoot") is not True or sc.get("runAsUser") in (None, 0):
-        problem(dep_path, "the pod must set runAsNonRoot: true and a non-zero runAsUser")
+    _, pod, labels = check_pod_template(dep_path, dep, "")
     containers = pod.get("containers") or []
     if len(containers) != 1:
         problem(dep_path, "expected one container")
@@ -326,11 +330,7 @@ def check_serve(objs: dict, cm: dict, sec: dict, known: set[str]) -> None:
     c = containers[0]
     if c.get("command") != ["envshare", "serve"]:
         problem(dep_path, "the container must run `envshare serve`")
-    refs = {(next(iter(e)), dig(e, next(iter(e)), "name")) for e in c.get("envFrom") or []}
-    if ("configMapRef", dig(cm, "metadata", "name")) not in refs:
-        problem(dep_path, "envFrom does not reference the ConfigMap")
-    if ("secretRef", dig(sec, "metadata", "name")) not in refs:
-        problem(dep_path, "envFrom does not reference the Secret")
+    check_env_from(dep_path, c, cm, sec)
     env = {e.get("name", ""): e.get("value") for e in c.get("env") or []}
     check_setting_names(dep_path, env, known)
     addr = env.get("ENVSHARE_SERVE_ADDR") or ""

@@ -61,6 +61,29 @@ fn set_parent_death_signal(_cmd: &mut Command) {
     // leave its shared redis-server behind.
 }
 
+/// Runs `envshare ARGS` on queue `queue` of the shared test Redis, with `env` on top (the
+/// sandbox's URL, a token, …), to the end, on a blocking thread so that servers running in the
+/// test (the sandbox) keep answering. `REDIS_URL` and `ENVSHARE_CHUNK_SIZE` from the test's own
+/// environment are removed, stdin is empty, and the CLI logs at `warn`.
+pub async fn run_envshare(
+    queue: &str,
+    args: &[&str],
+    env: &[(&str, String)],
+) -> std::process::Output {
+    let mut cmd = Command::new(bin_path("envshare"));
+    cmd.args(args)
+        .env_remove("REDIS_URL")
+        .env_remove("ENVSHARE_CHUNK_SIZE")
+        .env("ENVSHARE_REDIS_URL", crate::TestRedis::shared().url())
+        .env("ENVSHARE_QUEUE", queue)
+        .env("ENVSHARE_LOG", "warn")
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .stdin(Stdio::null());
+    tokio::task::spawn_blocking(move || cmd.output().expect("envshare runs"))
+        .await
+        .expect("the envshare runner thread")
+}
+
 /// The path of the workspace binary `name` (`envshare-worker`, `envshare`), freshly built in
 /// the profile the tests run in.
 ///

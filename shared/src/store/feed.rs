@@ -73,7 +73,40 @@ impl Queue {
         after: &str,
         count: usize,
     ) -> Result<Vec<FeedEntry>, StoreError> {
-        let range: Range = redis::cmd("XRANGE")
+        let range = self
+            .range_after(after, count)
+            .await
+            .map_err(StoreError::redis("events after"))?;
+        Ok(range
+            .into_iter()
+            .map(|(entry_id, fields)| {
+                let mut entry = FeedEntry {
+                    entry_id,
+                    kind: String::new(),
+                    json: String::new(),
+                };
+                for pair in fields.chunks_exact(2) {
+                    match pair[0].as_str() {
+                        "type" => entry.kind.clone_from(&pair[1]),
+                        "event" => entry.json.clone_from(&pair[1]),
+                        _ => {}
+                    }
+                }
+                entry
+            })
+            .collect())
+    }
+
+    /// The one read of entries after `after` (exclusive), oldest first, at most `count`, each
+    /// with its flat field/value list: `XRANGE (after + COUNT n`, which never blocks, so
+    /// readers that poll may use the queue's shared connection. Behind [`Queue::feed_after`]
+    /// (raw entries) and [`Queue::events_after`] (parsed events).
+    pub(crate) async fn range_after(
+        &self,
+        after: &str,
+        count: usize,
+    ) -> redis::RedisResult<Vec<(String, Vec<String>)>> {
+        redis::cmd("XRANGE")
             .arg(self.keys().events())
             .arg(format!("({after}"))
             .arg("+")
@@ -81,8 +114,6 @@ impl Queue {
             .arg(count.max(1))
             .query_async(&mut self.connection())
             .await
-            .map_err(StoreError::redis("events after"))?;
-        Ok(entries(range))
     }
 
     /// Events per minute lately, from the newest `sample` entries' ids (which carry their time):

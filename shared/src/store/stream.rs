@@ -283,13 +283,8 @@ impl Queue {
         after: &str,
         count: usize,
     ) -> Result<Vec<StreamEvent>, EventError> {
-        let page: Vec<(String, Vec<String>)> = redis::cmd("XRANGE")
-            .arg(self.keys.events())
-            .arg(format!("({after}"))
-            .arg("+")
-            .arg("COUNT")
-            .arg(count.max(1))
-            .query_async(&mut self.connection())
+        let page = self
+            .range_after(after, count)
             .await
             .map_err(|source| EventError::Redis {
                 op: "range",

@@ -14,7 +14,7 @@ use envshare::sandbox::SandboxConfig;
 use envshare::serve::Application;
 use envshare::store::{Ack, Claim, Outcome, WorkerId};
 use envshare::{AppId, BatchId};
-use envshare_tests::{TestRedis, TestStack, appid, bin_path, wait_until};
+use envshare_tests::{TestStack, appid, run_envshare, wait_until};
 use reqwest::StatusCode;
 use secrecy::SecretString;
 use serde_json::{Value, json};
@@ -115,17 +115,7 @@ fn pairs(appids: &[AppId]) -> Value {
 
 /// `envshare ARGS` on the stack's queue, off the runtime's threads.
 async fn envshare(s: &TestStack, args: &[&str]) -> Output {
-    let mut cmd = std::process::Command::new(bin_path("envshare"));
-    cmd.env_remove("REDIS_URL")
-        .env_remove("ENVSHARE_CHUNK_SIZE")
-        .env("ENVSHARE_REDIS_URL", TestRedis::shared().url())
-        .env("ENVSHARE_QUEUE", s.name().as_str())
-        .env("ENVSHARE_LOG", "warn")
-        .args(args);
-    tokio::task::spawn_blocking(move || cmd.output())
-        .await
-        .unwrap()
-        .expect("envshare runs")
+    run_envshare(s.name().as_str(), args, &[]).await
 }
 
 async fn wait_completed(s: &TestStack, batch: &str) {

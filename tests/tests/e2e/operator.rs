@@ -9,7 +9,7 @@ use envshare::events::{EventKind, FailReason};
 use envshare::sandbox::SandboxConfig;
 use envshare::store::{Ack, Claim, Outcome, WorkerId};
 use envshare::{AppId, BatchId};
-use envshare_tests::{TestRedis, TestStack, appid, bin_path, wait_until};
+use envshare_tests::{TestStack, appid, run_envshare, wait_until};
 
 /// The fixed token the sandbox accepts.
 const TOKEN: &str = "operator-static-token";
@@ -34,22 +34,14 @@ fn ids(from: u64, n: u64) -> Vec<AppId> {
     (from..from + n).map(|i| appid(BASE + i)).collect()
 }
 
-/// `envshare ARGS` on the stack's queue, run off the runtime's threads (the sandbox and the
-/// workers keep running meanwhile).
+/// `envshare ARGS` on the stack's queue and sandbox, run off the runtime's threads (the sandbox
+/// and the workers keep running meanwhile).
 async fn envshare(s: &TestStack, args: &[&str]) -> Output {
-    let mut cmd = std::process::Command::new(bin_path("envshare"));
-    cmd.env_remove("REDIS_URL")
-        .env_remove("ENVSHARE_CHUNK_SIZE")
-        .env("ENVSHARE_REDIS_URL", TestRedis::shared().url())
-        .env("ENVSHARE_QUEUE", s.name().as_str())
-        .env("ENVSHARE_WECHAT_BASE_URL", s.sandbox.url())
-        .env("ENVSHARE_ACCESS_TOKEN", TOKEN)
-        .env("ENVSHARE_LOG", "warn")
-        .args(args);
-    tokio::task::spawn_blocking(move || cmd.output())
-        .await
-        .unwrap()
-        .expect("envshare runs")
+    let env = [
+        ("ENVSHARE_WECHAT_BASE_URL", s.sandbox.url().to_owned()),
+        ("ENVSHARE_ACCESS_TOKEN", TOKEN.to_owned()),
+    ];
+    run_envshare(s.name().as_str(), args, &env).await
 }
 
 fn stdout(o: &Output) -> String {

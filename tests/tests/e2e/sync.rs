@@ -3,7 +3,7 @@
 //! (`batchgetenvid` lists confirmed ones, `batchunshareenv` removes them).
 
 use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::Duration;
 
 use envshare::events::EventKind;
@@ -11,7 +11,9 @@ use envshare::sandbox::{Sandbox, SandboxConfig, SandboxHandle};
 use envshare::store::{Queue, QueueSettings, RowState};
 use envshare::wechat::Endpoint;
 use envshare::{AppId, BatchId, QueueName};
-use envshare_tests::{ChildProcess, TestRedis, appid, bin_path, unique_queue, wait_until};
+use envshare_tests::{
+    ChildProcess, TestRedis, appid, bin_path, run_envshare, unique_queue, wait_until,
+};
 use serde_json::Value;
 
 const TOKEN: &str = "sync-static-token";
@@ -60,19 +62,11 @@ impl Setup {
 
     /// Runs `envshare ARGS` on a blocking thread, so the in-process sandbox keeps answering.
     async fn envshare(&self, args: &[&str]) -> Output {
-        let mut cmd = Command::new(bin_path("envshare"));
-        cmd.args(args)
-            .env_remove("REDIS_URL")
-            .env_remove("ENVSHARE_CHUNK_SIZE")
-            .env("ENVSHARE_REDIS_URL", TestRedis::shared().url())
-            .env("ENVSHARE_QUEUE", self.name.as_str())
-            .env("ENVSHARE_WECHAT_BASE_URL", self.sandbox.url())
-            .env("ENVSHARE_ACCESS_TOKEN", TOKEN)
-            .env("ENVSHARE_LOG", "warn")
-            .stdin(std::process::Stdio::null());
-        tokio::task::spawn_blocking(move || cmd.output().expect("envshare runs"))
-            .await
-            .unwrap()
+        let env = [
+            ("ENVSHARE_WECHAT_BASE_URL", self.sandbox.url().to_owned()),
+            ("ENVSHARE_ACCESS_TOKEN", TOKEN.to_owned()),
+        ];
+        run_envshare(self.name.as_str(), args, &env).await
     }
 
     fn csv(&self, name: &str, appids: &[u64]) -> PathBuf {
