@@ -188,12 +188,12 @@ complete -c envshare -n "__fish_envshare_using_subcommand batch; and __fish_seen
 complete -c envshare -n "__fish_envshare_using_subcommand batch; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c envshare -n "__fish_envshare_using_subcommand job; and not __fish_seen_subcommand_from show help" -l config -d 'A TOML settings file (same names as the environment variables, lower-case, no prefix)' -r -F
 complete -c envshare -n "__fish_envshare_using_subcommand job; and not __fish_seen_subcommand_from show help" -s h -l help -d 'Print help'
-complete -c envshare -n "__fish_envshare_using_subcommand job; and not __fish_seen_subcommand_from show help" -f -a "show" -d 'Show a job the queue holds: env, appids, batch, state, attempts, why it died'
+complete -c envshare -n "__fish_envshare_using_subcommand job; and not __fish_seen_subcommand_from show help" -f -a "show" -d 'Show a job: env, appids, batch, state, attempts, why it died; once it finished, its batch and each of its appids\' outcome'
 complete -c envshare -n "__fish_envshare_using_subcommand job; and not __fish_seen_subcommand_from show help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c envshare -n "__fish_envshare_using_subcommand job; and __fish_seen_subcommand_from show" -l config -d 'A TOML settings file (same names as the environment variables, lower-case, no prefix)' -r -F
 complete -c envshare -n "__fish_envshare_using_subcommand job; and __fish_seen_subcommand_from show" -l json -d 'Print one JSON object instead of text'
 complete -c envshare -n "__fish_envshare_using_subcommand job; and __fish_seen_subcommand_from show" -s h -l help -d 'Print help'
-complete -c envshare -n "__fish_envshare_using_subcommand job; and __fish_seen_subcommand_from help" -f -a "show" -d 'Show a job the queue holds: env, appids, batch, state, attempts, why it died'
+complete -c envshare -n "__fish_envshare_using_subcommand job; and __fish_seen_subcommand_from help" -f -a "show" -d 'Show a job: env, appids, batch, state, attempts, why it died; once it finished, its batch and each of its appids\' outcome'
 complete -c envshare -n "__fish_envshare_using_subcommand job; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c envshare -n "__fish_envshare_using_subcommand find" -l config -d 'A TOML settings file (same names as the environment variables, lower-case, no prefix)' -r -F
 complete -c envshare -n "__fish_envshare_using_subcommand find" -l json -d 'Print the rows as one JSON array instead of a table'
@@ -275,4 +275,4 @@ complete -c envshare -n "__fish_envshare_using_subcommand help; and __fish_seen_
 complete -c envshare -n "__fish_envshare_using_subcommand help; and __fish_seen_subcommand_from batch" -f -a "show" -d 'Show one batch: progress, confirmation, appids per result state'
 complete -c envshare -n "__fish_envshare_using_subcommand help; and __fish_seen_subcommand_from batch" -f -a "results" -d 'Write a batch\'s per-appid results (confirmation URLs, failures) as CSV or JSONL'
 complete -c envshare -n "__fish_envshare_using_subcommand help; and __fish_seen_subcommand_from batch" -f -a "cancel" -d 'Cancel a batch: its waiting jobs leave the queue and their appids end `cancelled`; running jobs finish. A batch that already completed is left as it is'
-complete -c envshare -n "__fish_envshare_using_subcommand help; and __fish_seen_subcommand_from job" -f -a "show" -d 'Show a job the queue holds: env, appids, batch, state, attempts, why it died'
+complete -c envshare -n "__fish_envshare_using_subcommand help; and __fish_seen_subcommand_from job" -f -a "show" -d 'Show a job: env, appids, batch, state, attempts, why it died; once it finished, its batch and each of its appids\' outcome'

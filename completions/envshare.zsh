@@ -1263,7 +1263,7 @@ _envshare__subcmd__help__subcmd__import_commands() {
 (( $+functions[_envshare__subcmd__help__subcmd__job_commands] )) ||
 _envshare__subcmd__help__subcmd__job_commands() {
     local commands; commands=(
-'show:Show a job the queue holds\: env, appids, batch, state, attempts, why it died' \
+'show:Show a job\: env, appids, batch, state, attempts, why it died; once it finished, its batch and each of its appids'\'' outcome' \
     )
     _describe -t commands 'envshare help job commands' commands "$@"
 }
@@ -1375,7 +1375,7 @@ _envshare__subcmd__import_commands() {
 (( $+functions[_envshare__subcmd__job_commands] )) ||
 _envshare__subcmd__job_commands() {
     local commands; commands=(
-'show:Show a job the queue holds\: env, appids, batch, state, attempts, why it died' \
+'show:Show a job\: env, appids, batch, state, attempts, why it died; once it finished, its batch and each of its appids'\'' outcome' \
 'help:Print this message or the help of the given subcommand(s)' \
     )
     _describe -t commands 'envshare job commands' commands "$@"
@@ -1383,7 +1383,7 @@ _envshare__subcmd__job_commands() {
 (( $+functions[_envshare__subcmd__job__subcmd__help_commands] )) ||
 _envshare__subcmd__job__subcmd__help_commands() {
     local commands; commands=(
-'show:Show a job the queue holds\: env, appids, batch, state, attempts, why it died' \
+'show:Show a job\: env, appids, batch, state, attempts, why it died; once it finished, its batch and each of its appids'\'' outcome' \
 'help:Print this message or the help of the given subcommand(s)' \
     )
     _describe -t commands 'envshare job help commands' commands "$@"

@@ -555,7 +555,8 @@ pub struct FindArgs {
 /// `envshare job …`.
 #[derive(Debug, Subcommand)]
 pub enum JobCommand {
-    /// Show a job the queue holds: env, appids, batch, state, attempts, why it died.
+    /// Show a job: env, appids, batch, state, attempts, why it died; once it finished, its
+    /// batch and each of its appids' outcome.
     Show {
         /// The job id (from the events, `envshare dead list` or `envshare batch results`).
         #[arg(value_name = "ID")]

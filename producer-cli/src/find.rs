@@ -59,15 +59,6 @@ pub async fn run(ctx: &Ctx, appid: &str, json: bool) -> anyhow::Result<()> {
         ("confirm_url / error", Align::Left),
     ]);
     for r in &rows {
-        let detail = match (&r.confirm_url, &r.errmsg) {
-            (Some(url), _) => url.clone(),
-            (None, Some(msg)) => {
-                let reason = r.reason.as_deref().unwrap_or("error");
-                let code = r.errcode.map(|c| format!(" {c}")).unwrap_or_default();
-                format!("{reason}{code}: {}", clip(msg, ERRMSG_WIDTH))
-            }
-            (None, None) => r.reason.clone().unwrap_or_default(),
-        };
         t.row(vec![
             r.batch_id.to_string(),
             r.env.to_string(),
@@ -75,9 +66,23 @@ pub async fn run(ctx: &Ctx, appid: &str, json: bool) -> anyhow::Result<()> {
             time(r.updated_at_ms),
             r.attempts.to_string(),
             r.job_id.to_string(),
-            detail,
+            detail(r),
         ]);
     }
     t.print();
     Ok(())
+}
+
+/// The last column of a row in a table: its confirmation URL, else what failed, else why it
+/// ended.
+pub(crate) fn detail(r: &ResultRow) -> String {
+    match (&r.confirm_url, &r.errmsg) {
+        (Some(url), _) => url.clone(),
+        (None, Some(msg)) => {
+            let reason = r.reason.as_deref().unwrap_or("error");
+            let code = r.errcode.map(|c| format!(" {c}")).unwrap_or_default();
+            format!("{reason}{code}: {}", clip(msg, ERRMSG_WIDTH))
+        }
+        (None, None) => r.reason.clone().unwrap_or_default(),
+    }
 }

@@ -1,16 +1,17 @@
 //! `envshare job show ID`: one job as the queue holds it: its env, appids and batch, where it
 //! is (ready, scheduled, running, dead), its attempts and, when dead, why.
 //!
-//! A job that finished is removed from the queue (the events and the batch's per-appid results
-//! are its record), so a job id the queue does not hold is either finished, purged or unknown.
+//! A job that finished is removed from the queue; while its batch is on record, its batch's
+//! per-appid results still name it, so `job show` finds it there and shows each of its pairs'
+//! outcome. A job id found in neither is purged, expired with its batch, or unknown.
 
 use anyhow::Context as _;
 use envshare::JobId;
-use envshare::store::{JobInfo, JobState};
+use envshare::store::{FinishedJob, JobInfo, JobState};
 
 use crate::ctx::Ctx;
 use crate::fail::bad_input;
-use crate::table::{clip, span, time};
+use crate::table::{Align, Table, clip, span, time};
 
 /// The longest errmsg shown in the text output.
 const ERRMSG_WIDTH: usize = 200;
@@ -20,40 +21,69 @@ pub async fn show(ctx: &Ctx, id: &str, json: bool) -> anyhow::Result<()> {
     let id = JobId::parse(id)
         .context("fix the job id (`envshare dead list` and the events show job ids)")?;
     let queue = ctx.queue().await?;
-    let Some(info) = queue.job(&id).await.context("reading the job failed")? else {
-        let created = ulid_time_ms(id.as_str())
+    if let Some(info) = queue.job(&id).await.context("reading the job failed")? {
+        if json {
+            println!("{}", serde_json::to_string(&info)?);
+        } else {
+            print_text(&info, queue.now_ms());
+        }
+        return Ok(());
+    }
+    let Some(done) = queue
+        .finished_job(&id)
+        .await
+        .context("looking the job up in the batches' results failed")?
+    else {
+        let created = id
+            .created_ms()
             .filter(|ms| *ms <= queue.now_ms() + 86_400_000)
             .map(|ms| format!(" (its id says it was created at {})", time(ms)))
             .unwrap_or_default();
         bad_input!(
-            "queue {} holds no job {id}{created}: it finished (finished jobs are removed; see each \
-             appid's outcome with `envshare batch results BATCH` or `envshare find APPID`), was \
-             purged, or never existed; `envshare batch list` shows the batches on record",
+            "queue {} holds no job {id}{created}, and no batch on record names it: it was \
+             purged, its batch's results expired (ENVSHARE_RESULTS_TTL), or it never existed; \
+             `envshare batch list` shows the batches on record",
             ctx.queue
         );
     };
     if json {
-        println!("{}", serde_json::to_string(&info)?);
-        return Ok(());
+        println!("{}", serde_json::to_string(&done)?);
+    } else {
+        print_finished(&done);
     }
-    print_text(&info, queue.now_ms());
     Ok(())
 }
 
-/// The creation time (ms) a generated job id (a ULID: 26 Crockford base32 characters, the first
-/// 10 the time in ms) carries; `None` for an id of another shape.
-fn ulid_time_ms(id: &str) -> Option<u64> {
-    const ALPHABET: &[u8] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
-    if id.len() != 26 {
-        return None;
+/// A job that left the queue, from its batch's results.
+fn print_finished(done: &FinishedJob) {
+    println!("job {} (finished: no longer in the queue)", done.id);
+    println!(
+        "  batch:    {} (its job number {}, counting from 0)",
+        done.batch_id, done.index
+    );
+    if let Some(ms) = done.id.created_ms() {
+        println!("  created:  {}", time(ms));
     }
-    let mut ms: u64 = 0;
-    for b in id.bytes().take(10) {
-        let digit = ALPHABET.iter().position(|a| *a == b.to_ascii_uppercase())?;
-        ms = ms.checked_mul(32)?.checked_add(digit as u64)?;
+    println!("  appids ({}):", done.rows.len());
+    let mut t = Table::new(&[
+        ("env", Align::Left),
+        ("appid", Align::Left),
+        ("state", Align::Left),
+        ("updated", Align::Left),
+        ("attempts", Align::Right),
+        ("confirm_url / error", Align::Left),
+    ]);
+    for r in &done.rows {
+        t.row(vec![
+            r.env.to_string(),
+            r.appid.to_string(),
+            r.state.to_string(),
+            time(r.updated_at_ms),
+            r.attempts.to_string(),
+            crate::find::detail(r),
+        ]);
     }
-    // 10 characters hold 50 bits; a ULID's time is 48.
-    (ms < 1 << 48).then_some(ms)
+    t.print();
 }
 
 /// Where the job is, in words.
@@ -109,29 +139,5 @@ fn print_text(info: &JobInfo, now: u64) {
             d.attempts,
             clip(&d.errmsg, ERRMSG_WIDTH)
         );
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_generated_job_id_tells_when_it_was_created() {
-        let id = JobId::generate();
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_millis() as u64;
-        let ms = ulid_time_ms(id.as_str()).unwrap();
-        assert!(ms <= now && now - ms < 60_000, "{id}: {ms} vs {now}");
-        assert_eq!(
-            ulid_time_ms("01M8XMSZCVFYYVYHAZMR7ZRYVY")
-                .map(time)
-                .as_deref(),
-            Some("2026-12-03T09:47:11Z")
-        );
-        assert_eq!(ulid_time_ms("not-a-ulid"), None);
-        assert_eq!(ulid_time_ms("ZZZZZZZZZZZZZZZZZZZZZZZZZZ"), None);
     }
 }

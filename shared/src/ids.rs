@@ -197,6 +197,18 @@ impl JobId {
     pub fn generate() -> Self {
         Self(ulid::Ulid::new().to_string())
     }
+
+    /// When a generated id was made (ms since the epoch): the time a ULID carries in its first
+    /// 10 characters. `None` for an id that is not a ULID.
+    pub fn created_ms(&self) -> Option<u64> {
+        // A ULID's 26 characters hold 130 bits, its value 128: the first is at most '7'.
+        if !self.0.as_bytes().first().is_some_and(|c| *c <= b'7') {
+            return None;
+        }
+        ulid::Ulid::from_string(&self.0)
+            .ok()
+            .map(|u| u.timestamp_ms())
+    }
 }
 
 impl BatchId {
@@ -272,6 +284,23 @@ mod tests {
         assert_ne!(a, b);
         assert!(JobId::parse(a.as_str()).is_ok());
         assert!(BatchId::parse(BatchId::generate().as_str()).is_ok());
+    }
+
+    #[test]
+    fn a_generated_job_id_tells_when_it_was_created() {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
+        let id = JobId::generate();
+        let ms = id.created_ms().unwrap();
+        assert!(ms.abs_diff(now) < 60_000, "{id}: {ms} vs {now}");
+        let known = |s: &str| JobId::parse(s).unwrap().created_ms();
+        // 2026-12-03T09:47:11.131Z
+        assert_eq!(known("01M8XMSZCVFYYVYHAZMR7ZRYVY"), Some(1_796_291_231_131));
+        assert_eq!(known("01m8xmszcvfyyvyhazmr7zryvy"), Some(1_796_291_231_131));
+        assert_eq!(known("not-a-ulid"), None);
+        assert_eq!(known("ZZZZZZZZZZZZZZZZZZZZZZZZZZ"), None);
     }
 
     #[test]

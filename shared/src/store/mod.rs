@@ -50,6 +50,7 @@ pub(crate) mod confirm;
 pub mod conn;
 mod error;
 mod feed;
+mod finished;
 mod health;
 mod idempotency;
 mod keys;
@@ -73,6 +74,7 @@ pub use admin::{
 pub use callback::{Applied, CallbackWrite, Replay};
 pub use error::StoreError;
 pub use feed::{EventRate, FeedEntry};
+pub use finished::FinishedJob;
 pub use health::{BatchConfirmation, ServerCheck};
 pub use idempotency::{IdempotencyClaim, StoredAnswer};
 pub use keys::Keys;

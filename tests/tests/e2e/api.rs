@@ -380,6 +380,58 @@ async fn an_idempotency_key_replays_the_first_answer_and_enqueues_nothing_more()
     api.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_idempotency_key_sent_at_once_enqueues_the_batch_once() {
+    let api = Api::start("api-idem-race", SandboxConfig::default()).await;
+    // Big enough that the first request is still being answered when the others arrive.
+    let body = json!({"batch": "b-race", "chunk_size": 10, "pairs": pairs(&ids(0x1000, 3000))});
+    let mut sends = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        sends.spawn(
+            api.post("/api/v1/batches", &body)
+                .header("Idempotency-Key", "race-key")
+                .send(),
+        );
+    }
+    let mut first = Vec::new();
+    let mut replayed = Vec::new();
+    while let Some(r) = sends.join_next().await {
+        let r = r.unwrap().expect("serve answers");
+        let status = r.status();
+        let replay = r.headers().contains_key("idempotency-replayed");
+        let b: Value = r.json().await.unwrap();
+        match (status, replay) {
+            (StatusCode::CREATED, false) => first.push(b),
+            (StatusCode::CREATED, true) => replayed.push(b),
+            (StatusCode::CONFLICT, _) => {
+                assert_eq!(b["error"]["code"], "idempotency_key_in_use", "{b}")
+            }
+            _ => panic!("{status}: {b}"),
+        }
+    }
+    assert_eq!(first.len(), 1, "exactly one request enqueues: {first:?}");
+    let first = first.remove(0);
+    assert_eq!(
+        (first["jobs"].as_u64(), first["appids"].as_u64()),
+        (Some(300), Some(3000))
+    );
+    assert!(replayed.iter().all(|b| *b == first), "{replayed:?}");
+    let stats = api.stack.queue.stats().await.unwrap();
+    assert_eq!(stats.jobs, 300, "the batch once, not once per request");
+    assert_eq!(stats.counters.get("enqueued").copied(), Some(300));
+    // Once answered, the key replays the one answer.
+    let again = api
+        .post("/api/v1/batches", &body)
+        .header("Idempotency-Key", "race-key")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), StatusCode::CREATED);
+    assert_eq!(again.headers()["idempotency-replayed"], "true");
+    assert_eq!(again.json::<Value>().await.unwrap(), first);
+    api.stop().await;
+}
+
 /// Sends a request head, then reads whatever the server answers before any body byte is sent.
 fn raw_answer(addr: &str, head: &str) -> String {
     let mut tcp = TcpStream::connect(addr).unwrap();
@@ -658,8 +710,20 @@ async fn dead_jobs_are_listed_retried_and_purged() {
     assert_eq!(out["count"], 2, "{out}");
     let (_, dead) = Api::send(api.get("/api/v1/dead")).await;
     assert_eq!(dead["jobs"].as_array().unwrap().len(), 0, "{dead}");
-    let (status, _) = Api::send(api.get(&format!("/api/v1/jobs/{first}"))).await;
-    assert_eq!(status, StatusCode::NOT_FOUND);
+    // Purged, it is gone from the queue; its batch's results still tell how it ended.
+    let (status, job) = Api::send(api.get(&format!("/api/v1/jobs/{first}"))).await;
+    assert_eq!(status, StatusCode::OK, "{job}");
+    assert_eq!(job["id"], first.as_str(), "{job}");
+    assert!(job.get("job").is_none(), "the finished shape: {job}");
+    let rows = job["rows"].as_array().unwrap();
+    assert!(!rows.is_empty(), "{job}");
+    for r in rows {
+        assert_eq!(
+            (&r["state"], &r["errcode"]),
+            (&json!("failed"), &json!(40097)),
+            "{r}"
+        );
+    }
 
     for (body, field) in [
         (json!({"ids": []}), "ids"),

@@ -506,10 +506,18 @@ async fn an_operator_follows_a_batch_retries_a_dead_job_and_pauses_in_the_browse
         .goto(format!("{base}/lookup?q={dead_id}"))
         .await
         .unwrap();
+    // It finished (retried from dead, then accepted): gone from the queue, its batch's results
+    // still name it, with its appid's row.
+    assert_eq!(b.h1().await, format!("Job {dead_id}"));
+    assert!(b.text("#job-state").await.contains("finished"));
     assert_eq!(
-        b.h1().await,
-        "Not found",
-        "a finished job is gone from the queue"
+        b.count(&format!(
+            "table.results tbody tr[data-appid='{}']",
+            appid(0xdead_0001)
+        ))
+        .await,
+        1,
+        "the finished job's page lists its appid"
     );
 
     // The live feed: a share made now shows up on the open events page (SSE, EventSource).

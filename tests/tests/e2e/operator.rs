@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use envshare::events::{EventKind, FailReason};
 use envshare::sandbox::SandboxConfig;
-use envshare::store::{Ack, Claim, Outcome, WorkerId};
+use envshare::store::{Ack, AppResult, Claim, DeadSelection, Outcome, WorkerId};
 use envshare::{AppId, BatchId};
 use envshare_tests::{TestStack, appid, run_envshare, wait_until};
 
@@ -586,8 +586,101 @@ async fn job_show_describes_a_waiting_then_dead_job_and_names_a_missing_one() {
     let e = fails(&s, &["job", "show", "01NOSUCHJOB0000000000000000"], 2).await;
     assert!(e.contains("01NOSUCHJOB0000000000000000"), "{e}");
     assert!(
-        e.contains("envshare batch list") && e.contains("finished"),
+        e.contains("envshare batch list") && e.contains("no batch on record names it"),
         "{e}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn job_show_finds_a_finished_job_in_its_batch_results() {
+    let s = stack("op-job-done", SandboxConfig::default()).await;
+    // Two batches, the job looked up in the first one, between two other jobs.
+    let (batch, jobs) = s
+        .enqueue(ENV, &[ids(0x90, 2), ids(0x92, 3), ids(0x95, 1)])
+        .await;
+    let (later, _) = s.enqueue(ENV, &[ids(0x96, 2)]).await;
+    assert_ne!(batch, later);
+    // Finish every job: the first ones accepted, the last one of the first batch dead.
+    let worker = WorkerId::new("w-done");
+    let mut acks = Vec::new();
+    while let Claim::Jobs(leases) = s.queue.claim(&worker, 10).await.unwrap() {
+        if leases.is_empty() {
+            break;
+        }
+        for l in leases {
+            let outcome = if l.job.id == jobs[2] {
+                Outcome::Dead {
+                    reason: FailReason::PermanentError,
+                    errcode: Some(40097),
+                    errmsg: "invalid args".into(),
+                }
+            } else {
+                Outcome::Done(
+                    l.job
+                        .appids
+                        .iter()
+                        .map(|a| AppResult::Accepted {
+                            appid: a.clone(),
+                            confirm_url: Some(format!("https://confirm.example/{a}")),
+                        })
+                        .collect(),
+                )
+            };
+            acks.push(Ack::new(l, outcome));
+        }
+    }
+    s.queue.complete(acks).await.unwrap();
+    s.queue.dead_purge(DeadSelection::All).await.unwrap();
+    assert_eq!(
+        s.queue.stats().await.unwrap().jobs,
+        0,
+        "every job left the queue"
+    );
+
+    let id = jobs[1].as_str();
+    let out = json(&s, &["job", "show", id, "--json"]).await;
+    assert_eq!(out["id"], id, "{out}");
+    assert_eq!(out["batch_id"], batch.as_str(), "{out}");
+    assert_eq!(out["index"], 1, "{out}");
+    let rows = out["rows"].as_array().unwrap();
+    let appids: Vec<&str> = rows.iter().map(|r| r["appid"].as_str().unwrap()).collect();
+    let want = ids(0x92, 3);
+    assert_eq!(
+        appids,
+        want.iter().map(|a| a.as_str()).collect::<Vec<_>>(),
+        "{out}"
+    );
+    for (r, a) in rows.iter().zip(&want) {
+        assert_eq!(r["state"], "accepted", "{r}");
+        assert_eq!(r["job_id"], id, "{r}");
+        assert_eq!(
+            r["confirm_url"],
+            format!("https://confirm.example/{a}"),
+            "{r}"
+        );
+    }
+    let text = ok(&s, &["job", "show", id]).await;
+    assert!(
+        text.contains(&format!("job {id} (finished")) && text.contains(batch.as_str()),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("https://confirm.example/{}", want[2])),
+        "{text}"
+    );
+
+    // The dead, purged job: its batch still tells how it ended.
+    let out = json(&s, &["job", "show", jobs[2].as_str(), "--json"]).await;
+    assert_eq!(out["index"], 2, "{out}");
+    assert_eq!(out["rows"][0]["state"], "failed", "{out}");
+    assert_eq!(out["rows"][0]["reason"], "permanent_error", "{out}");
+    assert_eq!(out["rows"][0]["errcode"], 40097, "{out}");
+    assert_eq!(out["rows"].as_array().unwrap().len(), 1, "{out}");
+    // The first job of the first batch.
+    let out = json(&s, &["job", "show", jobs[0].as_str(), "--json"]).await;
+    assert_eq!(
+        (out["index"].as_u64(), out["rows"].as_array().unwrap().len()),
+        (Some(0), 2)
     );
 }
 

@@ -15,7 +15,18 @@ use crate::export::ExportRow;
 use crate::ids::{AppId, BatchId, JobId};
 use crate::inspect::{self, PauseReport, ResumeReport, Status, StatusError};
 use crate::serve::ServeParts;
-use crate::store::{DeadJob, DeadSelection, JobInfo};
+use crate::store::{DeadJob, DeadSelection, FinishedJob, JobInfo};
+
+/// A job looked up by id: as the queue holds it, or, once finished, as its batch's results
+/// remember it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+pub(crate) enum JobLookup {
+    /// In the queue: ready, scheduled, running or dead.
+    Queued(JobInfo),
+    /// Finished and removed from the queue; its batch and the outcome of each of its pairs.
+    Finished(FinishedJob),
+}
 
 /// `GET /api/v1/jobs/{id}`.
 #[utoipa::path(
@@ -24,9 +35,9 @@ use crate::store::{DeadJob, DeadSelection, JobInfo};
     tag = "operations",
     params(("id" = JobId, Path, description = "The job id")),
     responses(
-        (status = 200, description = "The job as the queue holds it", body = JobInfo),
+        (status = 200, description = "The job as the queue holds it or, once it finished, its batch and per-appid rows", body = JobLookup),
         (status = 401, body = ErrorBody),
-        (status = 404, description = "Not in the queue: finished (finished jobs are removed), purged or unknown", body = ErrorBody),
+        (status = 404, description = "Neither in the queue nor in a batch on record: purged, expired with its batch, or unknown", body = ErrorBody),
         (status = 422, body = ErrorBody),
     )
 )]
@@ -36,11 +47,14 @@ pub(crate) async fn job(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let id = JobId::parse(&id).map_err(|e| bad_id("id", &e))?;
-    match parts.queue.job(&id).await? {
-        Some(info) => Ok(axum::Json(info).into_response()),
+    if let Some(info) = parts.queue.job(&id).await? {
+        return Ok(axum::Json(JobLookup::Queued(info)).into_response());
+    }
+    match parts.queue.finished_job(&id).await? {
+        Some(done) => Ok(axum::Json(JobLookup::Finished(done)).into_response()),
         None => Err(ApiError::not_found(format!(
-            "the queue holds no job {id}: it finished (finished jobs are removed; each appid's \
-             outcome is in its batch's results), was purged, or never existed"
+            "the queue holds no job {id}, and no batch on record names it: it was purged, its \
+             batch's results expired, or it never existed"
         ))),
     }
 }

@@ -514,15 +514,7 @@ pub(super) async fn batch(
             }
             a.download #csv href=(csv_href) download { "Download CSV" }
         }
-        table.results {
-            thead { tr {
-                th.num { "#" } th { "Env" } th { "Appid" } th { "State" } th { "Confirm URL" }
-                th { "Error" } th.num { "Attempts" } th { "Updated" } th { "Job" }
-            } }
-            tbody {
-                @for r in &rows.rows { (row(r)) }
-            }
-        }
+        (rows_table(&rows.rows))
         @if rows.rows.is_empty() { p { "No row" @if state.is_some() { " in this state" } "." } }
         nav.pager {
             @if cursor > 0 {
@@ -537,6 +529,21 @@ pub(super) async fn batch(
     let refresh = (!p.completed).then_some(2);
     let title = format!("Batch {}", v.id);
     Ok(page(&title, Nav::Batches, Some(&session.csrf), refresh, body).into_response())
+}
+
+/// A batch's rows as the batch page shows them.
+fn rows_table(rows: &[ResultRow]) -> Markup {
+    html! {
+        table.results {
+            thead { tr {
+                th.num { "#" } th { "Env" } th { "Appid" } th { "State" } th { "Confirm URL" }
+                th { "Error" } th.num { "Attempts" } th { "Updated" } th { "Job" }
+            } }
+            tbody {
+                @for r in rows { (row(r)) }
+            }
+        }
+    }
 }
 
 fn row(r: &ResultRow) -> Markup {
@@ -857,13 +864,31 @@ pub(super) async fn job(
 ) -> PageResult {
     let not_found = || {
         PageError::NotFound(format!(
-            "The queue holds no job {id:?}: it finished (finished jobs are removed; each appid's \
-             outcome is on its batch's page and under lookup), was purged, or never existed."
+            "The queue holds no job {id:?}, and no batch on record names it: it was purged, \
+             its batch's results expired (ENVSHARE_RESULTS_TTL), or it never existed."
         ))
     };
     let jid = JobId::parse(&id).map_err(|_| not_found())?;
     let Some(info) = parts.queue.job(&jid).await? else {
-        return Err(not_found());
+        let Some(done) = parts.queue.finished_job(&jid).await? else {
+            return Err(not_found());
+        };
+        let body = html! {
+            table.kv {
+                tr { th { "State" } td #job-state { "finished (no longer in the queue)" } }
+                tr { th { "Batch" } td {
+                    a href={"/batches/" (done.batch_id)} { (done.batch_id) }
+                    " (its job number " (done.index) ", counting from 0)"
+                } }
+                @if let Some(ms) = jid.created_ms() {
+                    tr { th { "Created" } td { (time(ms)) } }
+                }
+            }
+            h2 { "Its appids" }
+            (rows_table(&done.rows))
+        };
+        let title = format!("Job {jid}");
+        return Ok(page(&title, Nav::Lookup, Some(&session.csrf), None, body).into_response());
     };
     let now = parts.queue.now_ms();
     let j = &info.job;
