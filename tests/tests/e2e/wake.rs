@@ -269,3 +269,59 @@ async fn the_running_set_stays_a_skip_list_and_its_pin_is_no_lease() {
         .expect("ZCARD");
     assert_eq!(members, 1, "only the pin is left");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_import_writes_skip_lists_and_a_row_hash_table_with_no_member_of_its_own() {
+    let (q, _clock) = manual_queue("wake-wide").await;
+    let mut conn = TestRedis::shared().conn().await;
+    // 300 jobs into an empty queue: below the listpack limits, every ZADD into `ready` and
+    // `dedupe` and every row into the batch's hash would scan what came before.
+    q.enqueue(
+        (1..=300).map(|n| job(n, None)).collect(),
+        EnqueueOptions::default(),
+    )
+    .await
+    .expect("enqueue");
+    let batch = BatchId::parse("wake-b").unwrap();
+    let k = q.keys();
+    for (key, want) in [
+        (k.ready(), "skiplist"),
+        (k.dedupe(), "skiplist"),
+        (k.results(&batch), "hashtable"),
+    ] {
+        let enc: String = redis::cmd("OBJECT")
+            .arg("ENCODING")
+            .arg(&key)
+            .query_async(&mut conn)
+            .await
+            .expect("OBJECT ENCODING");
+        assert_eq!(enc, want, "{key}");
+    }
+    let (ready, dedupe): (u64, u64) = redis::pipe()
+        .cmd("ZCARD")
+        .arg(k.ready())
+        .cmd("ZCARD")
+        .arg(k.dedupe())
+        .query_async(&mut conn)
+        .await
+        .expect("ZCARD");
+    assert_eq!(
+        (ready, dedupe),
+        (300, 300),
+        "the widening member is gone again"
+    );
+    assert_eq!(q.stats().await.expect("stats").ready, 300);
+    // The row hash's pin is no row: every pair is still pending, and pages show 300 rows.
+    let counts = q.results_counts(&batch).await.expect("counts");
+    assert_eq!(counts[&envshare::store::RowState::Pending], 300);
+    let page = q
+        .results_page(&batch, None, 0, 1000)
+        .await
+        .expect("results page");
+    assert_eq!(page.rows.len(), 300);
+    assert!(
+        page.rows
+            .iter()
+            .all(|r| r.state == envshare::store::RowState::Pending)
+    );
+}

@@ -47,10 +47,10 @@ if #orphans > 0 then
 end
 if #moved > 0 then
   chunked('HSET', K_STATE, sset, 2)
-  chunked('ZADD', K_READY, ready, 2)
+  zadd(K_READY, ready)
   chunked('ZREM', K_DEAD, moved, 1)
   chunked('HDEL', K_DEAD_INFO, moved, 1)
-  chunked('ZADD', K_DEDUPE, dd, 2)
+  zadd(K_DEDUPE, dd)
   redis.call('HINCRBY', K_STATS, 'dead_retried', #moved)
   flush_batches()
   redis.call('PUBLISH', K_WAKE, '1')

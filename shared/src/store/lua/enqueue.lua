@@ -110,6 +110,10 @@ for _ = 1, groups do
   i = i + 5
   if not next_row[batch] then
     local h = redis.call('HMGET', batch_key(batch), 'appids', 'jobs')
+    -- The row hash, pinned a hash table before its first row (pin_state in lib.lua says why):
+    -- a batch's rows are written into a listpack otherwise, each scanning the rows before it,
+    -- up to hash-max-listpack-entries (512) of them.
+    redis.call('HSETNX', results_key(batch), PIN, PIN_VALUE)
     next_row[batch] = tonumber(h[1] or 0) or 0
     seq_first[batch] = next_row[batch]
     seq_recs[batch] = {}
@@ -236,12 +240,12 @@ end
 if created > 0 then
   chunked('HSET', K_JOBS, hset, 2)
   if nr > 0 then
-    chunked('ZADD', K_READY, ready, 2)
+    zadd(K_READY, ready)
   end
   if ns > 0 then
-    chunked('ZADD', K_SCHED, sched, 2)
+    zadd(K_SCHED, sched)
   end
-  chunked('ZADD', K_DEDUPE, dd, 2)
+  zadd(K_DEDUPE, dd)
   for _, b in ipairs(batch_list) do
     local key = batch_key(b)
     redis.call('HINCRBY', key, 'jobs', batch_jobs[b])

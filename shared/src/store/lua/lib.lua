@@ -39,6 +39,26 @@ local function chunked(cmd, key, items, width)
   end
 end
 
+-- A sorted set of fewer than zset-max-listpack-entries (128) members is a listpack, where each
+-- ZADD scans the entries and parses every score: adding hundreds of members to one (a new or
+-- drained queue, a first import) cost ~20k instructions per member, O(n^2) per call. A member
+-- longer than zset-max-listpack-value (64) turns the set into a skip list first, and it stays
+-- one when that member is removed again in the same call (Redis never converts a sorted set
+-- back), so no reader ever sees the member. zadd(key, items) adds items (score, member, ...)
+-- that way when they are many.
+local WIDE = ':encoding: a member longer than zset-max-listpack-value turns the set into a skip list'
+local WIDE_FROM = 64
+local function zadd(key, items)
+  local wide = #items >= WIDE_FROM
+  if wide then
+    redis.call('ZADD', key, '-inf', WIDE)
+  end
+  chunked('ZADD', key, items, 2)
+  if wide then
+    redis.call('ZREM', key, WIDE)
+  end
+end
+
 -- The `n` ARGV values at first, first + stride, first + 2 * stride, ... (the job ids of a
 -- script whose per-job records are `stride` values long).
 local function argv_ids(first, n, stride)
@@ -303,7 +323,7 @@ local function write_dead(gr)
   end
   chunked('HDEL', K_STATE, gr.drop, 1)
   chunked('HSET', K_STATE, gr.keep, 2)
-  chunked('ZADD', K_DEAD, gr.dead, 2)
+  zadd(K_DEAD, gr.dead)
   chunked('HSET', K_DEAD_INFO, gr.info, 2)
   chunked('ZREM', K_DEDUPE, gr.free, 1)
   redis.call('HINCRBY', K_STATS, 'dead', n)
@@ -314,7 +334,7 @@ end
 -- ZADD pairs `z`, their state records set from the HSET pairs `sset`.
 local function unlease(moved, zset, z, sset)
   chunked('ZREM', K_RUNNING, moved, 1)
-  chunked('ZADD', zset, z, 2)
+  zadd(zset, z)
   chunked('HSET', K_STATE, sset, 2)
 end
 
@@ -361,7 +381,7 @@ local function reap(limit, max_attempts)
   end
   chunked('ZREM', K_RUNNING, ids, 1)
   if #ready > 0 then
-    chunked('ZADD', K_READY, ready, 2)
+    zadd(K_READY, ready)
     chunked('HSET', K_STATE, sset, 2)
     redis.call('HINCRBY', K_STATS, 'reaped', #ready / 2)
   end
@@ -384,7 +404,7 @@ local function promote(limit)
     z[#z + 1] = due[i]
     ids[#ids + 1] = due[i]
   end
-  chunked('ZADD', K_READY, z, 2)
+  zadd(K_READY, z)
   chunked('ZREM', K_SCHED, ids, 1)
   return #ids
 end
