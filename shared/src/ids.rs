@@ -202,7 +202,7 @@ impl JobId {
     /// 10 characters. `None` for an id that is not a ULID.
     pub fn created_ms(&self) -> Option<u64> {
         // A ULID's 26 characters hold 130 bits, its value 128: the first is at most '7'.
-        if !self.0.as_bytes().first().is_some_and(|c| *c <= b'7') {
+        if self.0.as_bytes().first().is_none_or(|c| *c > b'7') {
             return None;
         }
         ulid::Ulid::from_string(&self.0)

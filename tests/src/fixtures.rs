@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
+use envshare::store::{AppResult, Outcome, ShareJob};
 use envshare::{AppId, QueueName};
 
 /// A TCP port on 127.0.0.1 that was free a moment ago (the OS picked it; it is released on
@@ -39,6 +40,20 @@ pub fn unique_queue(prefix: &str) -> QueueName {
 /// in logs) keeps a base of its own and asks for `appid(BASE + i)`, e.g. `0xc0_0000 + i`.
 pub fn appid(i: u64) -> AppId {
     AppId::parse(&format!("wx{i:016x}")).expect("wx and 16 hex digits is a valid appid")
+}
+
+/// The outcome of `job` when WeChat accepts every appid; with `url`, each appid's confirmation
+/// URL is `url` followed by the appid.
+pub fn all_accepted(job: &ShareJob, url: Option<&str>) -> Outcome {
+    Outcome::Done(
+        job.appids
+            .iter()
+            .map(|a| AppResult::Accepted {
+                appid: a.clone(),
+                confirm_url: url.map(|u| format!("{u}{a}")),
+            })
+            .collect(),
+    )
 }
 
 /// Polls `cond` every 20 ms until it returns true (then `true`) or `timeout` passes (then

@@ -51,6 +51,6 @@ mod stack;
 
 pub use self::redis::{TEST_REDIS_MODE_VAR, TEST_REDIS_URL_VAR, TestRedis};
 pub use cluster::TestCluster;
-pub use fixtures::{appid, free_port, unique_queue, wait_until};
+pub use fixtures::{all_accepted, appid, free_port, unique_queue, wait_until};
 pub use process::{ChildProcess, bin_path, run_envshare};
 pub use stack::{RunningWorker, TestStack, is_share};

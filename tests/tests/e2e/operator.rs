@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use envshare::events::{EventKind, FailReason};
 use envshare::sandbox::SandboxConfig;
-use envshare::store::{Ack, AppResult, Claim, DeadSelection, Outcome, WorkerId};
+use envshare::store::{Ack, Claim, DeadSelection, Outcome, WorkerId};
 use envshare::{AppId, BatchId};
-use envshare_tests::{TestStack, appid, run_envshare, wait_until};
+use envshare_tests::{TestStack, all_accepted, appid, run_envshare, wait_until};
 
 /// The fixed token the sandbox accepts.
 const TOKEN: &str = "operator-static-token";
@@ -615,16 +615,7 @@ async fn job_show_finds_a_finished_job_in_its_batch_results() {
                     errmsg: "invalid args".into(),
                 }
             } else {
-                Outcome::Done(
-                    l.job
-                        .appids
-                        .iter()
-                        .map(|a| AppResult::Accepted {
-                            appid: a.clone(),
-                            confirm_url: Some(format!("https://confirm.example/{a}")),
-                        })
-                        .collect(),
-                )
+                all_accepted(&l.job, Some("https://confirm.example/"))
             };
             acks.push(Ack::new(l, outcome));
         }

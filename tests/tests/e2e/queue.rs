@@ -14,7 +14,7 @@ use envshare::store::{
     QueueSettings, WorkerId,
 };
 use envshare::{AppId, BatchId, EnvId, JobId};
-use envshare_tests::{TestRedis, appid, unique_queue};
+use envshare_tests::{TestRedis, all_accepted, appid, unique_queue};
 
 const LEASE_MS: u64 = 1000;
 
@@ -74,23 +74,14 @@ async fn claim(q: &Queue, w: &WorkerId, max: usize) -> Vec<Lease> {
     }
 }
 
-fn all_accepted(l: &Lease) -> Outcome {
-    Outcome::Done(
-        l.job
-            .appids
-            .iter()
-            .map(|a| AppResult::Accepted {
-                appid: a.clone(),
-                confirm_url: Some(format!("https://confirm.invalid/{a}")),
-            })
-            .collect(),
-    )
+fn accepted(l: &Lease) -> Outcome {
+    all_accepted(&l.job, Some("https://confirm.invalid/"))
 }
 
 fn done_acks(leases: &[Lease]) -> Vec<Ack> {
     leases
         .iter()
-        .map(|l| Ack::new(l.clone(), all_accepted(l)))
+        .map(|l| Ack::new(l.clone(), accepted(l)))
         .collect()
 }
 
@@ -197,7 +188,7 @@ async fn a_stale_fencing_token_is_rejected_with_no_partial_write() {
     );
 
     for outcome in [
-        all_accepted(&first),
+        accepted(&first),
         Outcome::Dead {
             reason: FailReason::PermanentError,
             errcode: Some(40097),
@@ -319,7 +310,7 @@ async fn batch_completed_is_emitted_once_under_duplicate_acks_reaps_and_admin_re
     let w = WorkerId::new("w");
     let leases = claim(&q, &w, 2).await;
     // First job: acked twice in one call and once more later.
-    let ack = Ack::new(leases[0].clone(), all_accepted(&leases[0]));
+    let ack = Ack::new(leases[0].clone(), accepted(&leases[0]));
     let rep = q.complete(vec![ack.clone(), ack.clone()]).await.unwrap();
     assert_eq!((rep.applied, rep.stale.len()), (1, 1));
     // Second job: its lease expires and is re-leased; the late ack of the old lease is stale.

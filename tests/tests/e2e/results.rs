@@ -10,7 +10,7 @@ use envshare::schedule::ConfirmSchedule;
 use envshare::store::{EnqueueOptions, JobOp, NewJob, ResultRow, RowState, WorkerId};
 use envshare::worker::WorkerOptions;
 use envshare::{AppId, BatchId, EnvId};
-use envshare_tests::{TestStack, appid, wait_until};
+use envshare_tests::{TestStack, all_accepted, appid, wait_until};
 
 const TOKEN: &str = "results-static-token";
 const ENV: &str = "prod-results";
@@ -330,17 +330,7 @@ async fn a_cancelled_batch_ends_its_waiting_appids_cancelled_and_completes_once(
     // The leased job finishes: the batch completes, once.
     let ack = envshare::store::Ack::new(
         leases[0].clone(),
-        envshare::store::Outcome::Done(
-            leases[0]
-                .job
-                .appids
-                .iter()
-                .map(|a| envshare::store::AppResult::Accepted {
-                    appid: a.clone(),
-                    confirm_url: Some(format!("https://confirm/{a}")),
-                })
-                .collect(),
-        ),
+        all_accepted(&leases[0].job, Some("https://confirm/")),
     );
     s.queue.complete(vec![ack]).await.unwrap();
     let events = s.events().await;

@@ -10,14 +10,12 @@ use std::time::Duration;
 
 use envshare::clock::{Clock, ManualClock};
 use envshare::sandbox::{Fault, SandboxConfig};
-use envshare::store::{
-    Ack, AppResult, Claim, EnqueueOptions, NewJob, Outcome, Queue, QueueSettings, WorkerId,
-};
+use envshare::store::{Ack, Claim, EnqueueOptions, NewJob, Queue, QueueSettings, WorkerId};
 use envshare::wechat::Endpoint;
 use envshare::worker::WorkerOptions;
 use envshare::{BatchId, EnvId};
 use envshare_tests::{RunningWorker, TestStack};
-use envshare_tests::{TestRedis, appid, unique_queue, wait_until};
+use envshare_tests::{TestRedis, all_accepted, appid, unique_queue, wait_until};
 
 const TOKEN: &str = "wake-token";
 
@@ -241,16 +239,8 @@ async fn the_running_set_stays_a_skip_list_and_its_pin_is_no_lease() {
     let acks = leases
         .into_iter()
         .map(|l| {
-            let done = l
-                .job
-                .appids
-                .iter()
-                .map(|a| AppResult::Accepted {
-                    appid: a.clone(),
-                    confirm_url: None,
-                })
-                .collect();
-            Ack::new(l, Outcome::Done(done))
+            let done = all_accepted(&l.job, None);
+            Ack::new(l, done)
         })
         .collect();
     q.complete(acks).await.expect("complete");
