@@ -315,3 +315,49 @@ async fn a_first_import_writes_skip_lists_and_a_row_hash_table_with_no_member_of
             .all(|r| r.state == envshare::store::RowState::Pending)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_widening_member_left_behind_is_dropped_by_the_next_claim_and_enqueue() {
+    // What a script that failed between its widening ZADD and the ZREM would leave.
+    let (q, _clock) = manual_queue("wake-stray").await;
+    let mut conn = TestRedis::shared().conn().await;
+    let stray =
+        ":encoding: a member longer than zset-max-listpack-value turns the set into a skip list";
+    let k = q.keys();
+    let _: () = redis::pipe()
+        .cmd("ZADD")
+        .arg(k.ready())
+        .arg("-inf")
+        .arg(stray)
+        .ignore()
+        .cmd("ZADD")
+        .arg(k.dedupe())
+        .arg("-inf")
+        .arg(stray)
+        .ignore()
+        .query_async(&mut conn)
+        .await
+        .expect("ZADD");
+    q.enqueue((1..=2).map(|n| job(n, None)).collect(), FORCE)
+        .await
+        .expect("enqueue");
+    let r = q
+        .claim_with(&WorkerId::generate(), 10, true)
+        .await
+        .expect("claim");
+    let Claim::Jobs(leases) = r.claim else {
+        panic!("not paused")
+    };
+    assert_eq!(leases.len(), 2, "only the real jobs are claimed");
+    let (ready, in_dedupe): (u64, Option<f64>) = redis::pipe()
+        .cmd("ZCARD")
+        .arg(k.ready())
+        .cmd("ZSCORE")
+        .arg(k.dedupe())
+        .arg(stray)
+        .query_async(&mut conn)
+        .await
+        .expect("ZCARD");
+    assert_eq!(ready, 0, "the stray member left ready");
+    assert_eq!(in_dedupe, None, "the dedupe trim removed it");
+}

@@ -45,11 +45,13 @@ end
 -- longer than zset-max-listpack-value (64) turns the set into a skip list first, and it stays
 -- one when that member is removed again in the same call (Redis never converts a sorted set
 -- back), so no reader ever sees the member. zadd(key, items) adds items (score, member, ...)
--- that way when they are many.
+-- that way when they are 32 members or more. Only for ready, scheduled and dedupe: should a
+-- later write of the same call fail (memory), the member left behind scores -inf, so a claim
+-- takes it as an id without a payload and drops it, and the dedupe trim removes it.
 local WIDE = ':encoding: a member longer than zset-max-listpack-value turns the set into a skip list'
-local WIDE_FROM = 64
+local WIDE_FROM = 32
 local function zadd(key, items)
-  local wide = #items >= WIDE_FROM
+  local wide = #items >= 2 * WIDE_FROM
   if wide then
     redis.call('ZADD', key, '-inf', WIDE)
   end
@@ -323,7 +325,7 @@ local function write_dead(gr)
   end
   chunked('HDEL', K_STATE, gr.drop, 1)
   chunked('HSET', K_STATE, gr.keep, 2)
-  zadd(K_DEAD, gr.dead)
+  chunked('ZADD', K_DEAD, gr.dead, 2)
   chunked('HSET', K_DEAD_INFO, gr.info, 2)
   chunked('ZREM', K_DEDUPE, gr.free, 1)
   redis.call('HINCRBY', K_STATS, 'dead', n)
