@@ -5,7 +5,7 @@
 //! written per job.
 //!
 //! The search reads only what it needs, in bounded slices, outside any script: the batches on
-//! record that were created before the job's id (a ULID carries its time), newest first; in each,
+//! record created in the week before the job's id (a ULID carries its time), newest first; in each,
 //! the job ids a window at a time; then a binary search of the row records for the job's first
 //! row, and its rows a page at a time.
 
@@ -26,6 +26,11 @@ const ROW_PAGE: usize = 100;
 /// makes the ids of a big import before its first enqueue call reaches Redis; producers' clocks
 /// differ).
 const ID_BEFORE_BATCH_MS: u64 = 3_600_000;
+/// How long after a batch's creation a job may have joined it and still be found: the search
+/// reads only batches created in this window before the job's id, so an unknown id does not
+/// read every batch on record. Imports add all their jobs within minutes; a batch added to for
+/// longer is still searched, by ids of its first week.
+const BATCH_BEFORE_ID_MS: u64 = 7 * 24 * 3_600_000;
 
 /// A job that finished and left the queue, as its batch's results remember it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -49,13 +54,17 @@ impl Queue {
         if id.as_str().len() != JOB_WIDTH {
             return Ok(None);
         }
-        let newest = id.created_ms().map_or("+inf".to_owned(), |ms| {
-            (ms + ID_BEFORE_BATCH_MS).to_string()
-        });
+        let (newest, oldest) = match id.created_ms() {
+            Some(ms) => (
+                (ms + ID_BEFORE_BATCH_MS).to_string(),
+                ms.saturating_sub(BATCH_BEFORE_ID_MS).to_string(),
+            ),
+            None => ("+inf".to_owned(), "-inf".to_owned()),
+        };
         let batches: Vec<String> = redis::cmd("ZREVRANGEBYSCORE")
             .arg(self.keys.batches())
             .arg(newest)
-            .arg("-inf")
+            .arg(oldest)
             .query_async(&mut self.conn.clone())
             .await
             .map_err(StoreError::redis(op))?;
