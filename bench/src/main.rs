@@ -11,6 +11,10 @@
 //! - `envshare-bench waiting [N] [JOB_MS] [CONCURRENCY]`: the regime users run: N one-appid jobs
 //!   enqueued as an import does, then worked by one worker whose jobs each wait JOB_MS (default
 //!   20,000 jobs, 50 ms, c = 64); Redis CPU, commands and script calls per job.
+//! - `envshare-bench imports [N] [SIZE] [CONCURRENCY]`: N one-appid jobs arriving as imports of
+//!   SIZE appids each (default 500), one after the other, each enqueued into the drained queue
+//!   of one long-running worker whose jobs wait `$JOB_MS` (default 50 ms, c = 64): the regime of
+//!   an operator's imports; Redis CPU, commands and script calls per job.
 //! - `envshare-bench idle [SECONDS] [WORKERS]`: Redis CPU of WORKERS idle worker services (the
 //!   code `envshare-worker` runs, every loop included) on an empty queue, per worker.
 //! - `envshare-bench wake [SAMPLES]`: how long a job enqueued into an idle queue waits before its
@@ -88,6 +92,13 @@ async fn main() -> anyhow::Result<()> {
             set_job_ms(arg(2, 50)?);
             waiting(arg(1, 20_000)?, arg(3, 64)? as usize).await?
         }
+        Some("imports") => {
+            set_job_ms(match std::env::var("JOB_MS") {
+                Ok(_) => env_job_ms()?,
+                Err(_) => 50,
+            });
+            imports(arg(1, 20_000)?, arg(2, 500)?, arg(3, 64)? as usize).await?
+        }
         Some("idle") => idle::idle(&redis_url(), arg(1, 30)?, arg(2, 4)? as usize).await?,
         Some("wake") => idle::wake(&redis_url(), arg(1, 200)? as usize).await?,
         Some("claim") => {
@@ -114,7 +125,7 @@ async fn main() -> anyhow::Result<()> {
             callback::run(&redis_url(), arg(1, 20_000)?, arg(2, 32)? as usize).await?
         }
         _ => bail!(
-            "usage: envshare-bench enqueue N CHUNK | work N CONCURRENCY [JOB_MS] | claim BACKLOG | suite [N] | waiting [N] [JOB_MS] [CONCURRENCY] | idle [SECONDS] [WORKERS] | wake [SAMPLES] | share N CONCURRENCY [LATENCY_MS] [CHUNK] | callback N CONCURRENCY | api N [ROUNDS] | console [APPIDS] [BATCHES] | webhooks N [CONCURRENCY] [ENDPOINTS]"
+            "usage: envshare-bench enqueue N CHUNK | work N CONCURRENCY [JOB_MS] | claim BACKLOG | suite [N] | waiting [N] [JOB_MS] [CONCURRENCY] | imports [N] [SIZE] [CONCURRENCY] | idle [SECONDS] [WORKERS] | wake [SAMPLES] | share N CONCURRENCY [LATENCY_MS] [CHUNK] | callback N CONCURRENCY | api N [ROUNDS] | console [APPIDS] [BATCHES] | webhooks N [CONCURRENCY] [ENDPOINTS]"
         ),
     };
     println!("{out}");
@@ -173,45 +184,7 @@ impl Bench {
     }
 
     async fn enqueue(&self, n: u64, chunk: u64) -> anyhow::Result<serde_json::Value> {
-        let batch = BatchId::generate();
-        let env = EnvId::parse("bench")?;
-        let started = Instant::now();
-        let mut i = 0u64;
-        let mut enqueued = 0usize;
-        while i < n {
-            let end = (i + chunk.max(1)).min(n);
-            let jobs: Vec<NewJob> = (i..end)
-                .map(|k| NewJob {
-                    op: envshare::store::JobOp::Share,
-                    env: env.clone(),
-                    appids: vec![appid(k)],
-                    batch: batch.clone(),
-                    run_at_ms: None,
-                })
-                .collect();
-            // Traced like an import when OTEL_EXPORTER_OTLP_ENDPOINT is set (the jobs then
-            // carry a traceparent and their events a trace id); without it, no subscriber is
-            // installed and the span costs nothing.
-            let report = self
-                .queue
-                .enqueue(
-                    jobs,
-                    envshare::store::EnqueueOptions {
-                        force: true,
-                        seal: end == n,
-                    },
-                )
-                .instrument(tracing::info_span!("envshare.import", batch_id = %batch))
-                .await?;
-            enqueued += report.jobs;
-            i = end;
-        }
-        let secs = started.elapsed().as_secs_f64();
-        Ok(json!({
-            "command": "enqueue", "version": env!("CARGO_PKG_VERSION"), "n": n, "chunk": chunk, "enqueued": enqueued,
-            "seconds": secs, "jobs_per_s": enqueued as f64 / secs, "max_rss_mb": max_rss_mb(),
-            "batch_id": batch.to_string(),
-        }))
+        enqueue_on(&self.queue, 0, n, chunk).await
     }
 
     async fn work(&self, n: u64, concurrency: usize) -> anyhow::Result<serde_json::Value> {
@@ -292,6 +265,108 @@ impl Bench {
             .await?;
         Ok(())
     }
+}
+
+/// Enqueues `n` one-appid jobs (appids from number `first` on) as one batch, `chunk` per call.
+async fn enqueue_on(
+    queue: &Queue,
+    first: u64,
+    n: u64,
+    chunk: u64,
+) -> anyhow::Result<serde_json::Value> {
+    let batch = BatchId::generate();
+    let env = EnvId::parse("bench")?;
+    let started = Instant::now();
+    let mut i = 0u64;
+    let mut enqueued = 0usize;
+    while i < n {
+        let end = (i + chunk.max(1)).min(n);
+        let jobs: Vec<NewJob> = (i..end)
+            .map(|k| NewJob {
+                op: envshare::store::JobOp::Share,
+                env: env.clone(),
+                appids: vec![appid(first + k)],
+                batch: batch.clone(),
+                run_at_ms: None,
+            })
+            .collect();
+        // Traced like an import when OTEL_EXPORTER_OTLP_ENDPOINT is set (the jobs then
+        // carry a traceparent and their events a trace id); without it, no subscriber is
+        // installed and the span costs nothing.
+        let report = queue
+            .enqueue(
+                jobs,
+                envshare::store::EnqueueOptions {
+                    force: true,
+                    seal: end == n,
+                },
+            )
+            .instrument(tracing::info_span!("envshare.import", batch_id = %batch))
+            .await?;
+        enqueued += report.jobs;
+        i = end;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    Ok(json!({
+        "command": "enqueue", "version": env!("CARGO_PKG_VERSION"), "n": n, "chunk": chunk, "enqueued": enqueued,
+        "seconds": secs, "jobs_per_s": enqueued as f64 / secs, "max_rss_mb": max_rss_mb(),
+        "batch_id": batch.to_string(),
+    }))
+}
+
+/// `imports N SIZE CONCURRENCY` (the wait set by the caller): one worker runs throughout, and
+/// imports of SIZE one-appid jobs arrive one after the other, each once the queue has drained,
+/// as an operator's imports do; Redis CPU, commands and script calls per job of the whole run.
+async fn imports(n: u64, size: u64, concurrency: usize) -> anyhow::Result<serde_json::Value> {
+    let b = Bench::connect().await?;
+    b.clear().await?;
+    b.reset_stats().await?;
+    let before = b.info().await?;
+    let started = Instant::now();
+    let settings = BackendSettings {
+        concurrency,
+        fetch_batch: concurrency.clamp(1, 512),
+        ..BackendSettings::default()
+    };
+    let backend = RedisBackend::new(b.queue.clone(), WorkerId::generate(), settings);
+    let handle = backend.handle();
+    let worker = WorkerBuilder::new("envshare-bench")
+        .backend(backend)
+        .build(noop);
+    let (queue, watcher, size) = (b.queue.clone(), handle.clone(), size.max(1));
+    let producer = async move {
+        let mut sent = 0;
+        while sent < n {
+            let k = size.min(n - sent);
+            enqueue_on(&queue, sent, k, 500)
+                .await
+                .map_err(|e| std::io::Error::other(e.to_string()))?;
+            sent += k;
+            loop {
+                let c = watcher.counters();
+                if c.acked.load(Ordering::Relaxed) + c.stale_acks.load(Ordering::Relaxed) >= sent {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+        Ok::<(), std::io::Error>(())
+    };
+    worker
+        .run_until(producer)
+        .await
+        .context("running the worker")?;
+    let secs = started.elapsed().as_secs_f64();
+    let after = b.info().await?;
+    let acked = handle.counters().acked.load(Ordering::Relaxed);
+    b.clear().await?;
+    Ok(json!({
+        "command": "imports", "n": n, "size": size, "job_ms": JOB_MS.load(Ordering::Relaxed),
+        "concurrency": concurrency, "processed_ok": acked, "seconds": secs,
+        "jobs_per_s": acked as f64 / secs,
+        "redis_end_to_end": RedisInfo::per_job(&before, &after, n),
+        "max_rss_mb": max_rss_mb(),
+    }))
 }
 
 /// Redis CPU seconds (user + sys) and commands executed, from `INFO`.
