@@ -46,7 +46,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use apalis_core::worker::builder::WorkerBuilder;
 use envshare::store::{AppResult, NewJob, Queue, QueueSettings, ShareJob, WorkerId};
-use envshare::worker::{BackendSettings, JobOutcome, RedisBackend};
+use envshare::worker::{BackendHandle, BackendSettings, JobOutcome, RedisBackend};
 use envshare::{AppId, BatchId, EnvId, QueueName};
 use serde_json::json;
 use tracing::Instrument as _;
@@ -84,7 +84,7 @@ async fn main() -> anyhow::Result<()> {
             let b = Bench::connect().await?;
             set_job_ms(match args.get(3) {
                 Some(_) => arg(3, 0)?,
-                None => env_job_ms()?,
+                None => env_ms("JOB_MS")?.unwrap_or(0),
             });
             b.work(arg(1, 100_000)?, arg(2, 64)? as usize).await?
         }
@@ -93,10 +93,7 @@ async fn main() -> anyhow::Result<()> {
             waiting(arg(1, 20_000)?, arg(3, 64)? as usize).await?
         }
         Some("imports") => {
-            set_job_ms(match std::env::var("JOB_MS") {
-                Ok(_) => env_job_ms()?,
-                Err(_) => 50,
-            });
+            set_job_ms(env_ms("JOB_MS")?.unwrap_or(50));
             imports(arg(1, 20_000)?, arg(2, 500)?, arg(3, 64)? as usize).await?
         }
         Some("idle") => idle::idle(&redis_url(), arg(1, 30)?, arg(2, 4)? as usize).await?,
@@ -189,34 +186,11 @@ impl Bench {
 
     async fn work(&self, n: u64, concurrency: usize) -> anyhow::Result<serde_json::Value> {
         let started = Instant::now();
-        let mut settings = BackendSettings {
-            concurrency,
-            fetch_batch: concurrency.clamp(1, 512),
-            ..BackendSettings::default()
-        };
-        // Experiments with the fetcher's and acker's lingering (ms), e.g. `CLAIM_LINGER_MS=0`.
-        if let Some(ms) = env_ms("CLAIM_LINGER_MS")? {
-            settings.claim_linger = Duration::from_millis(ms);
-        }
-        if let Some(ms) = env_ms("ACK_LINGER_MS")? {
-            settings.ack_linger = Duration::from_millis(ms);
-        }
-        let backend = RedisBackend::new(self.queue.clone(), WorkerId::generate(), settings);
-        let handle = backend.handle();
-        let worker = WorkerBuilder::new("envshare-bench")
-            .backend(backend)
-            .build(noop);
-        let watcher = handle.clone();
-        let done = async move {
-            loop {
-                let c = watcher.counters();
-                if c.acked.load(Ordering::Relaxed) + c.stale_acks.load(Ordering::Relaxed) >= n {
-                    return Ok::<(), std::io::Error>(());
-                }
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-        };
-        worker.run_until(done).await.context("running the worker")?;
+        let handle = run_worker(&self.queue, concurrency, |h| async move {
+            processed(&h, n).await;
+            Ok(())
+        })
+        .await?;
         let secs = started.elapsed().as_secs_f64();
         let acked = handle.counters().acked.load(Ordering::Relaxed);
         Ok(json!({
@@ -314,6 +288,52 @@ async fn enqueue_on(
     }))
 }
 
+/// Runs a worker of `queue` with the no-op handler until `until` (given a handle on the
+/// worker's counters) ends; returns that handle. `CLAIM_LINGER_MS` and `ACK_LINGER_MS` set the
+/// fetcher's and acker's lingering (ms), for experiments (e.g. `CLAIM_LINGER_MS=0`).
+async fn run_worker<F, Fut>(
+    queue: &Queue,
+    concurrency: usize,
+    until: F,
+) -> anyhow::Result<BackendHandle>
+where
+    F: FnOnce(BackendHandle) -> Fut,
+    Fut: Future<Output = std::io::Result<()>> + Send + 'static,
+{
+    let mut settings = BackendSettings {
+        concurrency,
+        fetch_batch: concurrency.clamp(1, 512),
+        ..BackendSettings::default()
+    };
+    if let Some(ms) = env_ms("CLAIM_LINGER_MS")? {
+        settings.claim_linger = Duration::from_millis(ms);
+    }
+    if let Some(ms) = env_ms("ACK_LINGER_MS")? {
+        settings.ack_linger = Duration::from_millis(ms);
+    }
+    let backend = RedisBackend::new(queue.clone(), WorkerId::generate(), settings);
+    let handle = backend.handle();
+    let worker = WorkerBuilder::new("envshare-bench")
+        .backend(backend)
+        .build(noop);
+    worker
+        .run_until(until(handle.clone()))
+        .await
+        .context("running the worker")?;
+    Ok(handle)
+}
+
+/// Waits until the worker behind `handle` has written `n` outcomes (stale ones included).
+async fn processed(handle: &BackendHandle, n: u64) {
+    loop {
+        let c = handle.counters();
+        if c.acked.load(Ordering::Relaxed) + c.stale_acks.load(Ordering::Relaxed) >= n {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 /// `imports N SIZE CONCURRENCY` (the wait set by the caller): one worker runs throughout, and
 /// imports of SIZE one-appid jobs arrive one after the other, each once the queue has drained,
 /// as an operator's imports do; Redis CPU, commands and script calls per job of the whole run.
@@ -323,18 +343,8 @@ async fn imports(n: u64, size: u64, concurrency: usize) -> anyhow::Result<serde_
     b.reset_stats().await?;
     let before = b.info().await?;
     let started = Instant::now();
-    let settings = BackendSettings {
-        concurrency,
-        fetch_batch: concurrency.clamp(1, 512),
-        ..BackendSettings::default()
-    };
-    let backend = RedisBackend::new(b.queue.clone(), WorkerId::generate(), settings);
-    let handle = backend.handle();
-    let worker = WorkerBuilder::new("envshare-bench")
-        .backend(backend)
-        .build(noop);
-    let (queue, watcher, size) = (b.queue.clone(), handle.clone(), size.max(1));
-    let producer = async move {
+    let (queue, size) = (b.queue.clone(), size.max(1));
+    let handle = run_worker(&b.queue, concurrency, |h| async move {
         let mut sent = 0;
         while sent < n {
             let k = size.min(n - sent);
@@ -342,20 +352,11 @@ async fn imports(n: u64, size: u64, concurrency: usize) -> anyhow::Result<serde_
                 .await
                 .map_err(|e| std::io::Error::other(e.to_string()))?;
             sent += k;
-            loop {
-                let c = watcher.counters();
-                if c.acked.load(Ordering::Relaxed) + c.stale_acks.load(Ordering::Relaxed) >= sent {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
+            processed(&h, sent).await;
         }
-        Ok::<(), std::io::Error>(())
-    };
-    worker
-        .run_until(producer)
-        .await
-        .context("running the worker")?;
+        Ok(())
+    })
+    .await?;
     let secs = started.elapsed().as_secs_f64();
     let after = b.info().await?;
     let acked = handle.counters().acked.load(Ordering::Relaxed);
@@ -502,16 +503,6 @@ fn env_ms(name: &str) -> anyhow::Result<Option<u64>> {
             })?))
         }
         _ => Ok(None),
-    }
-}
-
-/// `$JOB_MS`, the wait `../shared/peer-bench` gives every system's jobs.
-fn env_job_ms() -> anyhow::Result<u64> {
-    match std::env::var("JOB_MS") {
-        Ok(v) if !v.is_empty() => v
-            .parse()
-            .with_context(|| format!("JOB_MS={v:?} must be a whole number of milliseconds")),
-        _ => Ok(0),
     }
 }
 

@@ -11,13 +11,12 @@
 
 use serde::Serialize;
 
+use super::results::SEQ_WIDTH;
 use super::{Queue, ResultRow, StoreError};
 use crate::ids::{BatchId, JobId};
 
 /// Bytes per job id in a batch's `:jobs` string (lua/prelude.lua, `JOB_WIDTH`).
 const JOB_WIDTH: usize = 26;
-/// Bytes per row record in a batch's `:seq` string (lua/prelude.lua, `SEQ_WIDTH`).
-const SEQ_WIDTH: u64 = 22;
 /// Job ids read per GETRANGE while looking for one (104 KB).
 const JOB_WINDOW: usize = 4096;
 /// Rows read per page of a job's rows (a job carries at most a chunk of pairs, mostly 10).

@@ -17,7 +17,7 @@ pub const MAX_PAGE: usize = 1000;
 /// Pending rows one cancel script call looks at.
 const CANCEL_SLICE: usize = 500;
 /// Bytes per row number in the `:seq` string (lua/prelude.lua, `SEQ_WIDTH`).
-const SEQ_WIDTH: u64 = 22;
+pub(super) const SEQ_WIDTH: u64 = 22;
 
 /// Where one (env, appid) pair of a batch stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, utoipa::ToSchema)]

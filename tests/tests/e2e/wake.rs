@@ -204,6 +204,16 @@ async fn claims_reap_and_promote_only_when_asked_and_report_the_next_due_time() 
     );
 }
 
+/// How Redis stores `key` (`OBJECT ENCODING`: listpack, skiplist, hashtable, …).
+async fn encoding(conn: &mut redis::aio::MultiplexedConnection, key: &str) -> String {
+    redis::cmd("OBJECT")
+        .arg("ENCODING")
+        .arg(key)
+        .query_async(conn)
+        .await
+        .expect("OBJECT ENCODING")
+}
+
 /// A housekeeping claim turns even a small running set into a skip list (a listpack makes
 /// every ZADD and ZREM walk it), and the pin member that keeps it one is no lease: not counted,
 /// never reaped, no due time, and the set stays pinned when the last lease ends.
@@ -221,19 +231,11 @@ async fn the_running_set_stays_a_skip_list_and_its_pin_is_no_lease() {
     assert_eq!(leases.len(), 3);
     let mut conn = TestRedis::shared().conn().await;
     let running = q.keys().running();
-    let encoding = || {
-        let mut conn = conn.clone();
-        let running = running.clone();
-        async move {
-            redis::cmd("OBJECT")
-                .arg("ENCODING")
-                .arg(&running)
-                .query_async::<String>(&mut conn)
-                .await
-                .expect("OBJECT ENCODING")
-        }
-    };
-    assert_eq!(encoding().await, "skiplist", "3 leases, yet no listpack");
+    assert_eq!(
+        encoding(&mut conn, &running).await,
+        "skiplist",
+        "3 leases, yet no listpack"
+    );
     assert_eq!(q.stats().await.expect("stats").running, 3);
 
     let acks = leases
@@ -251,7 +253,11 @@ async fn the_running_set_stays_a_skip_list_and_its_pin_is_no_lease() {
     assert_eq!(r.next_due_ms, None, "the pin is not a lease running out");
     let stats = q.stats().await.expect("stats");
     assert_eq!((stats.running, stats.ready, stats.jobs), (0, 0, 0));
-    assert_eq!(encoding().await, "skiplist", "kept for the next leases");
+    assert_eq!(
+        encoding(&mut conn, &running).await,
+        "skiplist",
+        "kept for the next leases"
+    );
     let members: u64 = redis::cmd("ZCARD")
         .arg(&running)
         .query_async(&mut conn)
@@ -279,13 +285,7 @@ async fn a_first_import_writes_skip_lists_and_a_row_hash_table_with_no_member_of
         (k.dedupe(), "skiplist"),
         (k.results(&batch), "hashtable"),
     ] {
-        let enc: String = redis::cmd("OBJECT")
-            .arg("ENCODING")
-            .arg(&key)
-            .query_async(&mut conn)
-            .await
-            .expect("OBJECT ENCODING");
-        assert_eq!(enc, want, "{key}");
+        assert_eq!(encoding(&mut conn, &key).await, want, "{key}");
     }
     let (ready, dedupe): (u64, u64) = redis::pipe()
         .cmd("ZCARD")
