@@ -65,6 +65,47 @@ def job_id(i):
     return "01M8Y8RG05KZ" + ("%014d" % i)
 
 
+def bit_runs(seqs):
+    """BITFIELD arguments setting the bits of `seqs`, as lease.rs's bit_runs writes them."""
+    seqs = sorted(set(seqs))
+    out, i = [], 0
+    while i < len(seqs):
+        n = 1
+        while i + n < len(seqs) and n < 63 and seqs[i + n] == seqs[i] + n:
+            n += 1
+        out += ["SET", "u%d" % n, str(seqs[i]), str((1 << n) - 1)]
+        i += n
+    return out
+
+
+def payloads(q, flat):
+    """The payloads of the jobs of a claim reply `flat`, read as lease.rs reads them."""
+    ids = flat[0::4]
+    return q.r.hmget(q.keys[0], ids) if ids else []
+
+
+def complete_argv(flat, payloads):
+    """complete.lua's arguments after the job count for the leases of a claim reply `flat`
+    (and their `payloads`), every appid accepted with its row, as lease.rs's DoneAck writes
+    them."""
+    acks, rows, seqs = [], [], []
+    now = int(time.time())
+    for k in range(0, len(flat), 4):
+        jid, fence, attempt = flat[k].decode(), flat[k + 1], flat[k + 2]
+        payload = json.loads(payloads[k // 4])
+        appid, row, ji = payload["appids"][0], payload["row"], payload["ji"]
+        event = json.dumps({
+            "v": 1, "id": f"{jid}.0.{appid}", "at": "2026-12-03T16:00:00.000Z",
+            "type": "share.accepted", "job_id": jid, "batch_id": BATCH, "env": ENV,
+            "appid": appid, "confirm_url": None, "attempts": attempt,
+        }, separators=(",", ":"))
+        acks += [jid, str(fence), BATCH, "1", "0", "a", event]
+        rows += [f"{ENV}/{appid}", f"a|{row}|{now}|{attempt}|||{ji}||"]
+        seqs.append(row)
+    bits = bit_runs(seqs)
+    return acks + ["1", BATCH, str(len(rows) // 2)] + rows + ["1", "accepted", str(len(bits))] + bits
+
+
 def round_once(r, lua_dir, n, claim):
     q = Queue(r, lua_dir)
     try:
@@ -74,7 +115,7 @@ def round_once(r, lua_dir, n, claim):
             argv = q.common() + ["1", "86400000", "100", "1", q.prefix + "receipt:%d" % start,
                                  "2592000000", "", BATCH, ENV, "0", "s", str(count)]
             for i in range(start, start + count):
-                argv += [job_id(i), "1", "wx%016x" % i]
+                argv += [job_id(i), "1", "%016x" % i]
             q.call("enqueue", argv)
         enqueue = evalsha_usec(r)
         done = 0
@@ -90,20 +131,8 @@ def round_once(r, lua_dir, n, claim):
             flat = reply[1]
             if not flat:
                 raise SystemExit(f"claim returned no job with {n - done} not done: {reply!r}")
-            acks = []
-            for k in range(0, len(flat), 5):
-                jid, fence, attempt = flat[k].decode(), flat[k + 1], flat[k + 2]
-                payload = json.loads(flat[k + 4])
-                appid, row, ji = payload["appids"][0], payload["row"], payload["ji"]
-                event = json.dumps({
-                    "v": 1, "id": f"{jid}.0.{appid}", "at": "2026-12-03T16:00:00.000Z",
-                    "type": "share.accepted", "job_id": jid, "batch_id": BATCH, "env": ENV,
-                    "appid": appid, "confirm_url": None, "attempts": attempt,
-                }, separators=(",", ":"))
-                result_row = f"a|{row}|{int(time.time())}|{attempt}|||{ji}||"
-                acks += [jid, str(fence), BATCH, "1", "0", "a",
-                         event, str(row), f"{ENV}/{appid}", result_row]
-            jobs = len(flat) // 5
+            acks = complete_argv(flat, payloads(q, flat))
+            jobs = len(flat) // 4
             q.call("complete", q.common() + [str(jobs)] + acks)
             complete_us += evalsha_usec(r) - u1
             done += jobs

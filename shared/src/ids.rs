@@ -163,6 +163,13 @@ id_type!(
     check_appid,
     "^wx[0-9a-f]{16}$"
 );
+
+impl AppId {
+    /// The 16 hex digits after `wx` (what the enqueue script takes: it writes the `wx` back).
+    pub fn hex(&self) -> &str {
+        &self.as_str()[2..]
+    }
+}
 id_type!(
     /// A cloud environment id: 1 to 64 of `[A-Za-z0-9_-]`.
     EnvId,

@@ -10,7 +10,7 @@ use super::{
     ReapReport, RowState, SCRIPTS, SLICE, StoreError, WorkerId, parse_ids, render_row,
 };
 use crate::events::{EVENT_VERSION, Event, EventKind, FailReason};
-use crate::ids::{AppId, JobId};
+use crate::ids::{AppId, BatchId, JobId};
 
 /// Claims take at most this many jobs per call (bounded script cost and reply size).
 pub const MAX_CLAIM: usize = 1000;
@@ -125,6 +125,13 @@ trait AckStep {
     fn script() -> &'static Script;
     /// Appends this ack's record to `inv` (the script's header lists the fields).
     fn encode(&self, inv: &mut ScriptInvocation<'static>, time: &AckTime);
+    /// Appends what follows the records of the acks `part` of one call, if the script takes
+    /// anything there.
+    fn trailer(_part: &[Self], _inv: &mut ScriptInvocation<'static>, _time: &AckTime)
+    where
+        Self: Sized,
+    {
+    }
 }
 
 /// The acks of one [`Queue::complete`] call, grouped by the script that applies them.
@@ -168,10 +175,90 @@ impl<'a> AckGroups<'a> {
     }
 }
 
-/// WeChat answered: complete.lua writes the events and removes the job.
+/// WeChat answered: complete.lua writes the events and rows and removes the job.
 struct DoneAck<'a> {
     lease: &'a Lease,
     results: &'a [AppResult],
+}
+
+/// A job's accepted (or unshared) appids with their confirmation URLs.
+type Accepted<'a> = Vec<(&'a AppId, Option<&'a str>)>;
+/// A job's rejected appids with WeChat's errcode and errmsg.
+type Rejected<'a> = Vec<(&'a AppId, Option<i64>, &'a str)>;
+
+impl<'a> DoneAck<'a> {
+    /// The results, accepted (or unshared) ones and rejected ones, each in the job's order:
+    /// complete.lua takes them in that order, so the event type follows from the position.
+    fn split(&self) -> (Accepted<'a>, Rejected<'a>) {
+        let mut ok = Vec::with_capacity(self.results.len());
+        let mut rejected = Vec::new();
+        for r in self.results {
+            match r {
+                AppResult::Accepted { appid, confirm_url } => {
+                    ok.push((appid, confirm_url.as_deref()))
+                }
+                AppResult::Rejected {
+                    appid,
+                    errcode,
+                    errmsg,
+                } => rejected.push((appid, *errcode, errmsg.as_str())),
+            }
+        }
+        (ok, rejected)
+    }
+
+    /// The state the accepted appids' rows move to.
+    fn accepted_state(&self) -> RowState {
+        match self.lease.job.op {
+            JobOp::Share => RowState::Accepted,
+            JobOp::Unshare => RowState::Unshared,
+        }
+    }
+
+    /// Adds this job's rows to its batch's block (accepted ones first, as complete.lua reads
+    /// them), if the job has rows.
+    fn rows_into(&self, blocks: &mut RowBlocks<'a>, secs: u64) {
+        let job = &self.lease.job;
+        if job.row.is_none() {
+            return;
+        }
+        let (ok, rejected) = self.split();
+        let block = blocks.of(&job.batch);
+        let attempts = self.lease.attempt;
+        for (appid, url) in ok {
+            if let Some(seq) = job.row_of(appid) {
+                let state = self.accepted_state();
+                let row = render_row(
+                    state,
+                    seq,
+                    secs,
+                    attempts,
+                    None,
+                    "",
+                    job.job_index,
+                    url.unwrap_or(""),
+                    "",
+                );
+                block.push(pair(self.lease, appid), row, state, seq);
+            }
+        }
+        for (appid, errcode, errmsg) in rejected {
+            if let Some(seq) = job.row_of(appid) {
+                let row = render_row(
+                    RowState::Failed,
+                    seq,
+                    secs,
+                    attempts,
+                    errcode,
+                    FailReason::Rejected.as_str(),
+                    job.job_index,
+                    "",
+                    errmsg,
+                );
+                block.push(pair(self.lease, appid), row, RowState::Failed, seq);
+            }
+        }
+    }
 }
 
 impl AckStep for DoneAck<'_> {
@@ -184,23 +271,13 @@ impl AckStep for DoneAck<'_> {
     fn encode(&self, inv: &mut ScriptInvocation<'static>, time: &AckTime) {
         let l = self.lease;
         let job = &l.job;
-        // complete.lua takes the accepted (or unshared) items first, then the failed ones, then
-        // the rejected pairs' dedupe members: the event type follows from the position.
-        let mut ok = Vec::with_capacity(self.results.len());
-        let mut rejected = Vec::new();
-        for r in self.results {
-            match r {
-                AppResult::Accepted { appid, confirm_url } => ok.push((appid, confirm_url)),
-                AppResult::Rejected {
-                    appid,
-                    errcode,
-                    errmsg,
-                } => rejected.push((appid, *errcode, errmsg)),
-            }
-        }
-        let kind = match job.op {
-            JobOp::Share => "a",
-            JobOp::Unshare => "x",
+        let (ok, rejected) = self.split();
+        // Upper case: the job has no result rows (enqueued before rows existed).
+        let kind = match (job.op, job.row.is_some()) {
+            (JobOp::Share, true) => "a",
+            (JobOp::Unshare, true) => "x",
+            (JobOp::Share, false) => "A",
+            (JobOp::Unshare, false) => "X",
         };
         inv.arg(job.id.as_str())
             .arg(l.fence)
@@ -208,62 +285,110 @@ impl AckStep for DoneAck<'_> {
             .arg(ok.len())
             .arg(rejected.len())
             .arg(kind);
-        let secs = time.ms / 1000;
         for (appid, url) in &ok {
-            let (event, state) = match job.op {
-                JobOp::Share => (
-                    accepted(l, &time.iso, appid, url.as_deref()),
-                    RowState::Accepted,
-                ),
-                JobOp::Unshare => (unshared(l, &time.iso, appid), RowState::Unshared),
+            let event = match job.op {
+                JobOp::Share => accepted(l, &time.iso, appid, *url),
+                JobOp::Unshare => unshared(l, &time.iso, appid),
             };
-            let seq = job.row_of(appid);
-            inv.arg(event.to_json())
-                .arg(row_arg(seq))
-                .arg(pair(l, appid))
-                .arg(seq.map_or_else(String::new, |seq| {
-                    render_row(
-                        state,
-                        seq,
-                        secs,
-                        l.attempt,
-                        None,
-                        "",
-                        job.job_index,
-                        url.as_deref().unwrap_or(""),
-                        "",
-                    )
-                }));
+            inv.arg(event.to_json());
         }
         for (appid, errcode, errmsg) in &rejected {
             let event = failed(l, &time.iso, appid, *errcode, errmsg, FailReason::Rejected);
-            let seq = job.row_of(appid);
-            inv.arg(event.to_json())
-                .arg(row_arg(seq))
-                .arg(pair(l, appid))
-                .arg(seq.map_or_else(String::new, |seq| {
-                    render_row(
-                        RowState::Failed,
-                        seq,
-                        secs,
-                        l.attempt,
-                        *errcode,
-                        FailReason::Rejected.as_str(),
-                        job.job_index,
-                        "",
-                        errmsg,
-                    )
-                }));
+            inv.arg(event.to_json());
         }
         for (appid, ..) in &rejected {
             inv.arg(job.dedupe_member(appid));
         }
     }
+
+    fn trailer(part: &[Self], inv: &mut ScriptInvocation<'static>, time: &AckTime) {
+        let mut blocks = RowBlocks::default();
+        for ack in part {
+            ack.rows_into(&mut blocks, time.ms / 1000);
+        }
+        blocks.encode(inv);
+    }
 }
 
-/// A result row number as a script argument: "" when the job has no rows.
-fn row_arg(seq: Option<u64>) -> String {
-    seq.map(|r| r.to_string()).unwrap_or_default()
+/// The result rows of one complete.lua call, one block per batch, in the order complete.lua
+/// reads them: each block's rows in job order, and per state the bitmap writes that set the
+/// rows' bits.
+#[derive(Default)]
+struct RowBlocks<'a> {
+    blocks: Vec<RowBlock<'a>>,
+}
+
+struct RowBlock<'a> {
+    batch: &'a BatchId,
+    /// ("env/appid", row) in job order.
+    rows: Vec<(String, String)>,
+    /// The row numbers moving to each state.
+    bits: Vec<(RowState, Vec<u64>)>,
+}
+
+impl<'a> RowBlocks<'a> {
+    fn of(&mut self, batch: &'a BatchId) -> &mut RowBlock<'a> {
+        // A call's acks name one batch or a few: a linear search beats a map.
+        match self.blocks.iter().position(|b| b.batch == batch) {
+            Some(i) => &mut self.blocks[i],
+            None => {
+                self.blocks.push(RowBlock {
+                    batch,
+                    rows: Vec::new(),
+                    bits: Vec::new(),
+                });
+                self.blocks.last_mut().expect("just pushed")
+            }
+        }
+    }
+
+    fn encode(self, inv: &mut ScriptInvocation<'static>) {
+        inv.arg(self.blocks.len());
+        for b in self.blocks {
+            inv.arg(b.batch.as_str()).arg(b.rows.len());
+            for (field, row) in b.rows {
+                inv.arg(field).arg(row);
+            }
+            inv.arg(b.bits.len());
+            for (state, seqs) in b.bits {
+                let args = bit_runs(seqs);
+                inv.arg(state.as_str()).arg(args.len()).arg(args);
+            }
+        }
+    }
+}
+
+impl RowBlock<'_> {
+    fn push(&mut self, field: String, row: String, state: RowState, seq: u64) {
+        self.rows.push((field, row));
+        match self.bits.iter_mut().find(|(s, _)| *s == state) {
+            Some((_, seqs)) => seqs.push(seq),
+            None => self.bits.push((state, vec![seq])),
+        }
+    }
+}
+
+/// BITFIELD arguments that set the bits of `seqs` (row numbers) to 1: one `SET uN offset
+/// 2^N-1` per run of up to 63 consecutive numbers (BITFIELD's widest unsigned type), so rows
+/// acked in the order they were enqueued cost one operation per run, not one each.
+fn bit_runs(mut seqs: Vec<u64>) -> Vec<String> {
+    seqs.sort_unstable();
+    seqs.dedup();
+    let mut args = Vec::new();
+    let mut i = 0;
+    while i < seqs.len() {
+        let start = seqs[i];
+        let mut len = 1;
+        while i + len < seqs.len() && len < 63 && seqs[i + len] == start + len as u64 {
+            len += 1;
+        }
+        args.push("SET".to_owned());
+        args.push(format!("u{len}"));
+        args.push(start.to_string());
+        args.push(((1u64 << len) - 1).to_string());
+        i += len;
+    }
+    args
 }
 
 /// Dead now: bury.lua moves the job to dead with a `share.failed` per appid.
@@ -402,30 +527,19 @@ impl Queue {
                     Some(Value::Int(n)) if *n > 0 => Some(*n as u64),
                     _ => None,
                 };
-                let mut leases = Vec::with_capacity(flat.len() / 5);
-                for rec in flat.chunks_exact(5) {
+                let mut claimed = Vec::with_capacity(flat.len() / 4);
+                for rec in flat.chunks_exact(4) {
                     let field = |i: usize| {
                         as_str(&rec[i]).ok_or_else(|| StoreError::reply(op, "non-string field"))
                     };
-                    let id = JobId::parse(&field(0)?).map_err(|e| StoreError::reply(op, e))?;
-                    let fence = field(1)?.parse().map_err(|e| StoreError::reply(op, e))?;
+                    let id = field(0)?;
+                    let fence: u64 = field(1)?.parse().map_err(|e| StoreError::reply(op, e))?;
                     let attempt = field(2)?.parse().map_err(|e| StoreError::reply(op, e))?;
                     // 0: the state record names no generation, the payload's holds.
                     let r#gen: u32 = field(3)?.parse().map_err(|e| StoreError::reply(op, e))?;
-                    match Payload::parse(op, &id, &field(4)?) {
-                        Ok(p) => leases.push(Lease {
-                            job: p.into_job(id, (r#gen > 0).then_some(r#gen)),
-                            fence,
-                            attempt,
-                        }),
-                        // Only enqueue writes payloads, so this is corruption from outside.
-                        // Failing the whole claim would strand the other leases; the broken job
-                        // stays leased until reaped and finally buried as lease_expired.
-                        Err(e) => {
-                            tracing::error!(error = %e, "skipping a job with a malformed payload")
-                        }
-                    }
+                    claimed.push((id, fence, attempt, r#gen));
                 }
+                let leases = self.with_payloads(claimed).await?;
                 Ok(ClaimReply {
                     claim: Claim::Jobs(leases),
                     next_due_ms,
@@ -436,6 +550,60 @@ impl Queue {
                 format!("unexpected claim reply {reply:?}"),
             )),
         }
+    }
+
+    /// The leases of claimed jobs `(id, fence, attempt, generation)`, their payloads read with
+    /// one HMGET (claim.lua returns none: a plain command costs Redis less than carrying each
+    /// payload through Lua). A job without a payload, or whose id is not one enqueue writes,
+    /// cannot run and is dropped (drop.lua).
+    async fn with_payloads(
+        &self,
+        claimed: Vec<(String, u64, u32, u32)>,
+    ) -> Result<Vec<Lease>, StoreError> {
+        let op = "claim";
+        if claimed.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.conn.clone();
+        let payloads: Vec<Option<String>> = redis::cmd("HMGET")
+            .arg(&self.script_keys[0])
+            .arg(claimed.iter().map(|c| c.0.as_str()).collect::<Vec<_>>())
+            .query_async(&mut conn)
+            .await
+            .map_err(StoreError::redis(op))?;
+        let mut leases = Vec::with_capacity(claimed.len());
+        let mut missing = Vec::new();
+        for ((id, fence, attempt, r#gen), payload) in claimed.into_iter().zip(payloads) {
+            let (Some(raw), Ok(id)) = (payload, JobId::parse(&id)) else {
+                missing.push((id, fence));
+                continue;
+            };
+            match Payload::parse(op, &id, &raw) {
+                Ok(p) => leases.push(Lease {
+                    job: p.into_job(id, (r#gen > 0).then_some(r#gen)),
+                    fence,
+                    attempt,
+                }),
+                // Only enqueue writes payloads, so this is corruption from outside. Failing
+                // the whole claim would strand the other leases; the broken job stays leased
+                // until reaped and finally buried as lease_expired.
+                Err(e) => tracing::error!(error = %e, "skipping a job with a malformed payload"),
+            }
+        }
+        if !missing.is_empty() {
+            let mut inv = self.invocation(&SCRIPTS.drop, self.clock.now_ms());
+            inv.arg(missing.len());
+            for (id, fence) in &missing {
+                inv.arg(id).arg(*fence);
+            }
+            let dropped: usize = self.run("drop", &inv).await?;
+            tracing::warn!(
+                claimed = missing.len(),
+                dropped,
+                "dropped claimed ids that have no payload or are not job ids (written from outside envshare?)"
+            );
+        }
+        Ok(leases)
     }
 
     /// Records `worker` as alive and extends the leases in `held` by the lease period. Returns
@@ -531,6 +699,7 @@ impl Queue {
                 for a in part {
                     a.encode(&mut inv, time);
                 }
+                S::trailer(part, &mut inv, time);
                 (S::OP, inv)
             })
             .collect()

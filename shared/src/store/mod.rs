@@ -171,6 +171,7 @@ pub(crate) struct Scripts {
     pub retry: Script,
     pub bury: Script,
     pub release: Script,
+    pub drop: Script,
     pub reap: Script,
     pub pause: Script,
     pub dead_retry: Script,
@@ -181,7 +182,7 @@ pub(crate) struct Scripts {
 }
 
 impl Scripts {
-    fn all(&self) -> [&Script; 15] {
+    fn all(&self) -> [&Script; 16] {
         [
             &self.enqueue,
             &self.seal,
@@ -191,6 +192,7 @@ impl Scripts {
             &self.retry,
             &self.bury,
             &self.release,
+            &self.drop,
             &self.reap,
             &self.pause,
             &self.dead_retry,
@@ -211,6 +213,7 @@ pub(crate) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     retry: lua!(queue "retry.lua"),
     bury: lua!(queue "bury.lua"),
     release: lua!(queue "release.lua"),
+    drop: lua!(queue "drop.lua"),
     reap: lua!(queue "reap.lua"),
     pause: lua!(queue "pause.lua"),
     dead_retry: lua!(queue "dead_retry.lua"),

@@ -102,7 +102,7 @@ impl Queue {
                         let job = &slice[i];
                         inv.arg(ids[range.start + i].as_str()).arg(job.appids.len());
                         for a in &job.appids {
-                            inv.arg(a.as_str());
+                            inv.arg(a.hex());
                         }
                     }
                 }

@@ -11,7 +11,7 @@ use envshare::events::{Event, EventKind};
 use envshare::store::read_all;
 use envshare::store::{
     Ack, AppResult, Claim, DeadSelection, EnqueueOptions, JobState, Lease, NewJob, Outcome, Queue,
-    QueueSettings, WorkerId,
+    QueueSettings, RowState, WorkerId,
 };
 use envshare::{AppId, BatchId, EnvId, JobId};
 use envshare_tests::{TestRedis, all_accepted, appid, unique_queue};
@@ -300,6 +300,102 @@ async fn a_job_whose_worker_keeps_dying_ends_dead_with_lease_expired_after_max_a
     }
     assert_eq!(count_type(&ev, "batch.completed"), 1);
     assert!(claim(&q, &WorkerId::generate(), 1).await.is_empty());
+}
+
+/// One complete call over two batches, a job with an accepted and a rejected appid, and (with
+/// `dup`) one ack sent twice: complete.lua then writes the rows one by one instead of the
+/// worker's blocks. Returns every row as (batch, seq, state, appid, errcode, url) and the row
+/// numbers each state's bitmap holds.
+async fn rows_after_one_complete_call(dup: bool) -> (Vec<String>, Vec<String>) {
+    let (q, _clock) = queue(if dup { "q-rows-dup" } else { "q-rows" }).await;
+    let jobs = vec![
+        new_job("e", &[1, 2], "b-one"),
+        new_job("e", &[3], "b-one"),
+        new_job("e", &[4, 5], "b-one"),
+        new_job("e", &[6], "b-two"),
+    ];
+    q.enqueue(jobs, EnqueueOptions::default()).await.unwrap();
+    let leases = claim(&q, &WorkerId::new("w"), 4).await;
+    assert_eq!(leases.len(), 4);
+    let mut acks: Vec<Ack> = leases
+        .iter()
+        .map(|l| {
+            let results = l
+                .job
+                .appids
+                .iter()
+                .map(|a| {
+                    if *a == appid(2) {
+                        AppResult::Rejected {
+                            appid: a.clone(),
+                            errcode: Some(85088),
+                            errmsg: "no".into(),
+                        }
+                    } else {
+                        AppResult::Accepted {
+                            appid: a.clone(),
+                            confirm_url: Some(format!("https://confirm.invalid/{a}")),
+                        }
+                    }
+                })
+                .collect();
+            Ack::new(l.clone(), Outcome::Done(results))
+        })
+        .collect();
+    if dup {
+        acks.insert(1, acks[0].clone());
+    }
+    let rep = q.complete(acks).await.unwrap();
+    assert_eq!((rep.applied, rep.stale.len()), (4, usize::from(dup)));
+    let mut rows = Vec::new();
+    let mut bits = Vec::new();
+    for b in ["b-one", "b-two"] {
+        let page = q.results_page(&batch(b), None, 0, 100).await.unwrap();
+        for r in page.rows {
+            rows.push(format!(
+                "{b} {} {} {} {:?} {:?}",
+                r.seq, r.state, r.appid, r.errcode, r.confirm_url
+            ));
+        }
+        for state in [RowState::Accepted, RowState::Failed, RowState::Pending] {
+            let page = q
+                .results_page(&batch(b), Some(state), 0, 100)
+                .await
+                .unwrap();
+            let seqs: Vec<u64> = page.rows.iter().map(|r| r.seq).collect();
+            bits.push(format!("{b} {state} {seqs:?}"));
+        }
+    }
+    (rows, bits)
+}
+
+#[tokio::test]
+async fn a_complete_call_writes_each_row_and_bit_once_whether_every_ack_applies_or_not() {
+    let url = |i: u64| format!("Some(\"https://confirm.invalid/{}\")", appid(i));
+    let expected_rows = vec![
+        format!("b-one 0 accepted {} None {}", appid(1), url(1)),
+        format!("b-one 1 failed {} Some(85088) None", appid(2)),
+        format!("b-one 2 accepted {} None {}", appid(3), url(3)),
+        format!("b-one 3 accepted {} None {}", appid(4), url(4)),
+        format!("b-one 4 accepted {} None {}", appid(5), url(5)),
+        format!("b-two 0 accepted {} None {}", appid(6), url(6)),
+    ];
+    let expected_bits = vec![
+        "b-one accepted [0, 2, 3, 4]",
+        "b-one failed [1]",
+        "b-one pending []",
+        "b-two accepted [0]",
+        "b-two failed []",
+        "b-two pending []",
+    ];
+    for dup in [false, true] {
+        let (rows, bits) = rows_after_one_complete_call(dup).await;
+        assert_eq!(rows, expected_rows, "rows, an ack sent twice: {dup}");
+        assert_eq!(
+            bits, expected_bits,
+            "state bitmaps, an ack sent twice: {dup}"
+        );
+    }
 }
 
 #[tokio::test]

@@ -360,4 +360,17 @@ async fn a_widening_member_left_behind_is_dropped_by_the_next_claim_and_enqueue(
         .expect("ZCARD");
     assert_eq!(ready, 0, "the stray member left ready");
     assert_eq!(in_dedupe, None, "the dedupe trim removed it");
+    // Claimed like a job (claims read no payloads), then dropped: no lease, no state record.
+    let (leased, state): (Option<f64>, bool) = redis::pipe()
+        .cmd("ZSCORE")
+        .arg(k.running())
+        .arg(stray)
+        .cmd("HEXISTS")
+        .arg(k.state())
+        .arg(stray)
+        .query_async(&mut conn)
+        .await
+        .expect("ZSCORE");
+    assert_eq!(leased, None, "the stray member holds no lease");
+    assert!(!state, "the stray member has no state record");
 }

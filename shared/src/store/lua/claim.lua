@@ -10,9 +10,13 @@
 -- ARGV[11] "1": housekeeping first (record the worker as alive, reap expired leases, promote
 --          due jobs); "0": skip it (the worker runs it on a timer, not in every claim)
 -- returns: {"paused", until_ms, reason, {completed batch ids}}
---       or {"jobs", {id, fence, attempt, gen, payload, ...}, {completed batch ids}, next}
+--       or {"jobs", {id, fence, attempt, gen, ...}, {completed batch ids}, next}
 --          (fence, attempt and gen are integer replies; gen 0: the job's state record has no
 --          generation, the payload's "gen" holds it)
+--          (no payloads: the worker reads them with HMGET jobs, a plain command, which costs
+--          Redis less than carrying each payload into Lua and back out; an id without one,
+--          which only a write from outside or a widening member left behind by lib.lua's zadd
+--          can put in ready, is leased like any other and the worker drops it, see drop.lua)
 --          (completed batch ids: batches a lease_expired reap just finished)
 --          (next: when fewer than max jobs were ready, the earliest ms at which a scheduled job
 --          falls due or a lease runs out, 0 if none: the time an idle worker must look again
@@ -63,51 +67,38 @@ if ARGV[11] ~= '0' then
   pin_state()
 end
 local states = redis.call('HMGET', K_STATE, unpack(ids))
-local payloads = redis.call('HMGET', K_JOBS, unpack(ids))
 local deadline = int(NOW + lease)
 local suffix = ':' .. worker
 local fence_digits = digits()
-local sset, run, out, orphans = {}, {}, {}, {}
+local sset, run, out = {}, {}, {}
 local k, o = 0, 0
 for i = 1, n do
   local id = ids[i]
-  local payload = payloads[i]
-  if payload then
-    local s = states[i]
-    local a, g = 1, 0
-    if s then
-      local sa, _, sg = parse_state(s)
-      a, g = sa + 1, sg or 0
-    end
-    local f = last - n + i
-    local fh, fl = fence_digits(f)
-    sset[k + 1] = id
-    if g > 0 then
-      sset[k + 2] = fh .. fl .. ':' .. small(a) .. '/' .. int(g) .. suffix
-    else
-      sset[k + 2] = fh .. fl .. ':' .. small(a) .. suffix
-    end
-    run[k + 1] = deadline
-    run[k + 2] = id
-    k = k + 2
-    -- Numbers go back as integer replies: no strings built for them here.
-    out[o + 1] = id
-    out[o + 2] = f
-    out[o + 3] = a
-    out[o + 4] = g
-    out[o + 5] = payload
-    o = o + 5
-  else
-    -- A ready id without a payload cannot run; drop its state rather than loop on it.
-    orphans[#orphans + 1] = id
+  local s = states[i]
+  local a, g = 1, 0
+  if s then
+    local sa, _, sg = parse_state(s)
+    a, g = sa + 1, sg or 0
   end
+  local f = last - n + i
+  local fh, fl = fence_digits(f)
+  sset[k + 1] = id
+  if g > 0 then
+    sset[k + 2] = fh .. fl .. ':' .. small(a) .. '/' .. int(g) .. suffix
+  else
+    sset[k + 2] = fh .. fl .. ':' .. small(a) .. suffix
+  end
+  run[k + 1] = deadline
+  run[k + 2] = id
+  k = k + 2
+  -- Numbers go back as integer replies: no strings built for them here.
+  out[o + 1] = id
+  out[o + 2] = f
+  out[o + 3] = a
+  out[o + 4] = g
+  o = o + 4
 end
-if k > 0 then
-  chunked('HSET', K_STATE, sset, 2)
-  chunked('ZADD', K_RUNNING, run, 2)
-  redis.call('HINCRBY', K_STATS, 'claimed', k / 2)
-end
-if #orphans > 0 then
-  chunked('HDEL', K_STATE, orphans, 1)
-end
+chunked('HSET', K_STATE, sset, 2)
+chunked('ZADD', K_RUNNING, run, 2)
+redis.call('HINCRBY', K_STATS, 'claimed', n)
 return { 'jobs', out, completed, n < max and next_due() or -1 }

@@ -1,68 +1,138 @@
--- complete.lua: finish leased jobs that WeChat answered (errcode 0): events, batch counters, and
--- the job is removed. Fenced: a job whose current fencing token differs is stale and nothing is
--- written for it.
+-- complete.lua: finish leased jobs that WeChat answered (errcode 0): events, result rows, batch
+-- counters, and the job is removed. Fenced: a job whose current fencing token differs is stale
+-- and nothing is written for it.
 -- KEYS[1..15] the queue's keys, see lib.lua
 -- ARGV[1] now (ms)   ARGV[2] now ISO-8601   ARGV[3] key prefix   ARGV[4] events MAXLEN
 -- ARGV[5] number of jobs (<= 500), then per job:
---         id, fence, batch id, A accepted appids, R rejected appids, kind ("a": a share, its
---         accepted appids get share.accepted; "x": an unshare, share.unshared),
---         A x (event JSON, row number, "env/appid", result row),
---         R x (share.failed event JSON, row number, "env/appid", result row),
+--         id, fence, batch id, A accepted appids, R rejected appids, kind, A x event JSON
+--         (share.accepted; share.unshared for an unshare), R x share.failed event JSON,
 --         R x dedupe member (the rejected pairs, freed so a re-import retries them)
---         (the event type follows from the position and kind; a row number "" (a job
---         enqueued before result rows existed) writes no row; rows are rendered by the worker)
+--         kind: "a" a share, "x" an unshare, each with A + R result rows in its batch's rows
+--         block below; "A", "X" the same without rows (a job enqueued before result rows)
+-- then the rows, rendered by the worker: the number of blocks B, per block (one per batch):
+--         batch id, K, K x ("env/appid", result row) (the jobs' rows in job order, accepted
+--         ones first), the number of bitmap writes W, per write: state name, M, M BITFIELD
+--         arguments (SET uN offset value: the rows' bits in that state's bitmap, runs of
+--         consecutive row numbers set at once)
+-- The blocks and bitmap writes are what the call writes when every job applies; when one does
+-- not (stale or acked twice), the rows of the jobs that apply are written one by one instead,
+-- each row's number read from the row itself.
 -- returns: {applied, {stale job ids}, {batch ids completed by this call}}
 -- Cost: O(log n) per job plus one XADD per event.
 local n = tonumber(ARGV[5])
 local pos, ids, accs, rejs = {}, {}, {}, {}
 local i = 6
 for r = 1, n do
-  local acc, rej = count(ARGV[i + 3]), count(ARGV[i + 4])
+  local acc = COUNT[ARGV[i + 3]] or tonumber(ARGV[i + 3])
+  local rej = COUNT[ARGV[i + 4]] or tonumber(ARGV[i + 4])
   pos[r] = i
   ids[r] = ARGV[i]
   accs[r] = acc
   rejs[r] = rej
-  i = i + 6 + 4 * acc + 5 * rej
+  i = i + 6 + acc + 2 * rej
 end
+local rows_at = i
 local states = chunked_get('HMGET', K_STATE, ids)
-local done, stale, free = {}, {}, {}
+local done, stale, free, applied = {}, {}, {}, {}
 local nd, nf = 0, 0
+-- Batch counters of the run of jobs of one batch (consecutive jobs mostly share theirs).
+local run_batch, run_jobs, run_acc, run_rej = nil, 0, 0, 0
 for r = 1, n do
   local at = pos[r]
   local id = ids[r]
   if applies(states[r], ARGV[at + 1], id) then
     nd = nd + 1
     done[nd] = id
+    applied[r] = true
     local acc, rej = accs[r], rejs[r]
-    local batch = ARGV[at + 2]
     local code = ARGV[at + 5]
-    local kind = code == 'x' and 'share.unshared' or 'share.accepted'
+    local kind = (code == 'x' or code == 'X') and 'share.unshared' or 'share.accepted'
     local e = at + 6
-    for _ = 1, acc do
-      xadd(kind, ARGV[e])
-      local seq = ARGV[e + 1]
-      if seq ~= '' then
-        put_row(batch, ARGV[e + 2], seq, 'p', code, ARGV[e + 3])
-      end
-      e = e + 4
+    for x = e, e + acc - 1 do
+      xadd(kind, ARGV[x])
     end
-    for _ = 1, rej do
-      xadd('share.failed', ARGV[e])
-      local seq = ARGV[e + 1]
-      if seq ~= '' then
-        put_row(batch, ARGV[e + 2], seq, 'p', 'f', ARGV[e + 3])
-      end
-      e = e + 4
-    end
+    e = e + acc
     for x = e, e + rej - 1 do
+      xadd('share.failed', ARGV[x])
+    end
+    for x = e + rej, e + 2 * rej - 1 do
       nf = nf + 1
       free[nf] = ARGV[x]
     end
-    bump_batch(batch, 1, acc, rej)
+    local batch = ARGV[at + 2]
+    if batch ~= run_batch then
+      if run_batch then
+        bump_batch(run_batch, run_jobs, run_acc, run_rej)
+      end
+      run_batch, run_jobs, run_acc, run_rej = batch, 0, 0, 0
+    end
+    run_jobs, run_acc, run_rej = run_jobs + 1, run_acc + acc, run_rej + rej
   else
     stale[#stale + 1] = id
   end
 end
+if run_batch then
+  bump_batch(run_batch, run_jobs, run_acc, run_rej)
+end
+
+-- The rows.
+local blocks = tonumber(ARGV[rows_at])
+i = rows_at + 1
+if nd == n then
+  -- Every job applies: each block as the worker wrote it.
+  for _ = 1, blocks do
+    local key = results_key(ARGV[i])
+    local k = tonumber(ARGV[i + 1])
+    i = i + 2
+    for s = i, i + 2 * k - 1, 1000 do
+      redis.call('HSET', key, unpack(ARGV, s, math.min(s + 999, i + 2 * k - 1)))
+    end
+    i = i + 2 * k
+    local writes = tonumber(ARGV[i])
+    i = i + 1
+    for _ = 1, writes do
+      local bits = key .. ':' .. ARGV[i]
+      local m = tonumber(ARGV[i + 1])
+      i = i + 2
+      for s = i, i + m - 1, 1000 do
+        redis.call('BITFIELD', bits, unpack(ARGV, s, math.min(s + 999, i + m - 1)))
+      end
+      i = i + m
+    end
+  end
+else
+  -- Only the rows of the jobs that apply, one by one. A block holds its batch's jobs' rows in
+  -- job order.
+  local block_at = {}
+  for _ = 1, blocks do
+    local k = tonumber(ARGV[i + 1])
+    block_at[ARGV[i]] = i + 2
+    i = i + 2 + 2 * k
+    local writes = tonumber(ARGV[i])
+    i = i + 1
+    for _ = 1, writes do
+      i = i + 2 + tonumber(ARGV[i + 1])
+    end
+  end
+  for r = 1, n do
+    local at = pos[r]
+    local code = ARGV[at + 5]
+    if code == 'a' or code == 'x' then
+      local batch = ARGV[at + 2]
+      local b = block_at[batch]
+      local acc, rej = accs[r], rejs[r]
+      if applied[r] then
+        for x = 0, acc + rej - 1 do
+          local field, row = ARGV[b + 2 * x], ARGV[b + 2 * x + 1]
+          local seq = string.match(row, '^%a|(%d+)|')
+          put_row(batch, field, seq, 'p', x < acc and code or 'f', row)
+        end
+      end
+      block_at[batch] = b + 2 * (acc + rej)
+    end
+  end
+end
+
 if nd > 0 then
   chunked('HDEL', K_JOBS, done, 1)
   chunked('HDEL', K_STATE, done, 1)

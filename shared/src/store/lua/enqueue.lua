@@ -15,7 +15,9 @@
 --         for batch.completed
 -- ARGV[12..] per group (consecutive jobs sharing batch, env, operation and run-at):
 --         batch id, env, run_at_ms ("0" = now), operation ("s" share, "u" unshare), number of
---         jobs J, then per job: id, number of appids A, A appids
+--         jobs J, then per job: id, number of appids A, A appids without their "wx" (the
+--         16 hex digits: every appid is "wx" and 16 hex digits, and the scripts put the "wx"
+--         back in the concatenations they make anyway)
 --         (ids, envs, batch ids and appids are validated in Rust: no characters needing JSON
 --         escapes, so the payload is built by concatenation instead of cjson)
 -- Each created pair gets its row number (a seq record; its result row is written when it
@@ -52,14 +54,14 @@ local pairs_ = {}
 local np = 0
 local i = 12
 for _ = 1, groups do
-  local prefix = ARGV[i + 1] .. '/'
+  local prefix = ARGV[i + 1] .. '/wx'
   if ARGV[i + 3] == 'u' then
     prefix = 'u:' .. prefix
   end
   local nj = tonumber(ARGV[i + 4])
   i = i + 5
   for _ = 1, nj do
-    local na = count(ARGV[i + 1])
+    local na = COUNT[ARGV[i + 1]] or tonumber(ARGV[i + 1])
     for k = i + 2, i + 1 + na do
       np = np + 1
       pairs_[np] = prefix .. ARGV[k]
@@ -121,14 +123,14 @@ for _ = 1, groups do
     job_first[batch] = next_job[batch]
     job_recs[batch] = {}
   end
-  local jrecs = job_recs[batch]
+  local jrecs, jfirst, sfirst = job_recs[batch], job_first[batch], seq_first[batch]
   local recs = seq_recs[batch]
   local eidx = env_idx(batch, env)
   -- The payload is head .. appids .. mid .. row .. tail; head, mid and tail are the same for
   -- the whole group.
-  local head = '{"env":"' .. env .. '","appids":["'
+  local head = '{"env":"' .. env .. '","appids":["wx'
   if unshare then
-    head = '{"op":"unshare","env":"' .. env .. '","appids":["'
+    head = '{"op":"unshare","env":"' .. env .. '","appids":["wx'
   end
   local mid = '"],"batch":"' .. batch .. '","gen":0,"row":'
   local tail = ',"created_at":' .. NOW_S .. '}'
@@ -142,7 +144,7 @@ for _ = 1, groups do
   local g_jobs, g_appids = 0, 0
   for _ = 1, nj do
     j = j + 1
-    local id, na = ARGV[i], count(ARGV[i + 1])
+    local id, na = ARGV[i], COUNT[ARGV[i + 1]] or tonumber(ARGV[i + 1])
     local kept, nk = nil, 0
     local single
     for k = i + 2, i + 1 + na do
@@ -178,7 +180,7 @@ for _ = 1, groups do
       next_row[batch] = first + nk
       local jn = next_job[batch]
       next_job[batch] = jn + 1
-      jrecs[#jrecs + 1] = id
+      jrecs[jn - jfirst + 1] = id
       -- Each seq record goes into recs as its parts (env index, appid digits, job index), which
       -- one table.concat joins: no string is built per record.
       local lo = jn % 256
@@ -188,16 +190,16 @@ for _ = 1, groups do
         jb_hi = string.char(math.floor(hi / 65536) % 256, math.floor(hi / 256) % 256, hi % 256)
       end
       local jb_lo = string.char(lo)
-      local nrec = #recs
+      local nrec = (first - sfirst) * 4
       if nk == 1 then
         recs[nrec + 1] = eidx
-        recs[nrec + 2] = string.sub(single, 3)
+        recs[nrec + 2] = single
         recs[nrec + 3] = jb_hi
         recs[nrec + 4] = jb_lo
       else
         for x = 1, nk do
           recs[nrec + 1] = eidx
-          recs[nrec + 2] = string.sub(kept[x], 3)
+          recs[nrec + 2] = kept[x]
           recs[nrec + 3] = jb_hi
           recs[nrec + 4] = jb_lo
           nrec = nrec + 4
@@ -209,8 +211,8 @@ for _ = 1, groups do
       if nk == 1 then
         hset[nh + 2] = head .. single .. mid .. rh .. rl .. ',"ji":' .. jh .. jl .. tail
       else
-        hset[nh + 2] = head .. table.concat(kept, '","') .. mid .. rh .. rl .. ',"ji":' .. jh .. jl
-          .. tail
+        hset[nh + 2] = head .. table.concat(kept, '","wx') .. mid .. rh .. rl .. ',"ji":' .. jh
+          .. jl .. tail
       end
       nh = nh + 2
       if zset == ready then

@@ -160,12 +160,11 @@ local function digits()
     return hi_s, string.sub(TWO, 2 * lo + 1, 2 * lo + 2)
   end
 end
--- The reverse: ARGV counts (mostly 0 or 1) without strtod.
+-- The reverse: ARGV counts (mostly 0 or 1) without strtod, as `COUNT[s] or tonumber(s)`
+-- written out in the loops that read them (a function call per count costs more than the
+-- lookup).
 local COUNT = { ['0'] = 0, ['1'] = 1, ['2'] = 2, ['3'] = 3, ['4'] = 4, ['5'] = 5, ['6'] = 6,
   ['7'] = 7, ['8'] = 8, ['9'] = 9, ['10'] = 10 }
-local function count(s)
-  return COUNT[s] or tonumber(s)
-end
 
 -- A hash of at most hash-max-listpack-entries (128..512) small fields is stored as a listpack,
 -- where HGET/HSET/HDEL scan every field: with a few hundred jobs in flight that linear scan
