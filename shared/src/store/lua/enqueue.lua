@@ -142,6 +142,8 @@ for _ = 1, groups do
     zset, score = sched, int(run_at)
   end
   local g_jobs, g_appids = 0, 0
+  -- The batch's next row number and job index, kept in locals through the group.
+  local row_n, job_n = next_row[batch], next_job[batch]
   for _ = 1, nj do
     j = j + 1
     local id, na = ARGV[i], COUNT[ARGV[i + 1]] or tonumber(ARGV[i + 1])
@@ -176,10 +178,10 @@ for _ = 1, groups do
     else
       g_jobs = g_jobs + 1
       g_appids = g_appids + nk
-      local first = next_row[batch]
-      next_row[batch] = first + nk
-      local jn = next_job[batch]
-      next_job[batch] = jn + 1
+      local first = row_n
+      row_n = first + nk
+      local jn = job_n
+      job_n = jn + 1
       jrecs[jn - jfirst + 1] = id
       -- Each seq record goes into recs as its parts (env index, appid digits, job index), which
       -- one table.concat joins: no string is built per record.
@@ -226,6 +228,7 @@ for _ = 1, groups do
       end
     end
   end
+  next_row[batch], next_job[batch] = row_n, job_n
   if g_jobs > 0 then
     created = created + g_jobs
     kept_total = kept_total + g_appids
