@@ -181,29 +181,6 @@ pub(crate) struct Scripts {
     pub results_find: Script,
 }
 
-impl Scripts {
-    fn all(&self) -> [&Script; 16] {
-        [
-            &self.enqueue,
-            &self.seal,
-            &self.claim,
-            &self.heartbeat,
-            &self.complete,
-            &self.retry,
-            &self.bury,
-            &self.release,
-            &self.drop,
-            &self.reap,
-            &self.pause,
-            &self.dead_retry,
-            &self.dead_purge,
-            &self.cancel,
-            &self.results_page,
-            &self.results_find,
-        ]
-    }
-}
-
 pub(crate) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     enqueue: lua!(queue "enqueue.lua"),
     seal: lua!(queue "seal.lua"),
@@ -279,18 +256,15 @@ impl Queue {
         } else {
             Some(redis::Client::open(redis_url).map_err(StoreError::redis(op))?)
         };
-        // The timeouts of conn::ConnectOptions::default: 2 s to connect, 5 s per reply.
-        let mut conn = conn::connect(redis_url, cluster)
+        // The timeouts of conn::ConnectOptions::default: 2 s to connect, 5 s per reply. The PING
+        // proves Redis answers before anything else is tried.
+        let conn = conn::connect_and_ping(redis_url, cluster, conn::ConnectOptions::default())
             .await
             .map_err(StoreError::redis(op))?;
-        // Loading up front keeps the first EVALSHA of each script from paying a NOSCRIPT
-        // round trip; after a Redis restart, redis::Script reloads on NOSCRIPT by itself.
-        for script in SCRIPTS.all() {
-            script
-                .load_async(&mut conn)
-                .await
-                .map_err(StoreError::redis(op))?;
-        }
+        // Scripts are not loaded up front: each one's first EVALSHA in a process loads it on
+        // NOSCRIPT (redis::Script does), so a process makes Redis hash and compile only the
+        // scripts it runs (a CLI command one or two of sixteen), and after a Redis restart the
+        // same path reloads them.
         let keys = Keys::new(queue);
         Ok(Self {
             client,
