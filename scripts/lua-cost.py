@@ -85,7 +85,7 @@ def payloads(q, flat):
 
 
 def complete_argv(flat, payloads):
-    """complete.lua's arguments after the job count for the leases of a claim reply `flat`
+    """complete.lua's own arguments for the leases of a claim reply `flat`
     (and their `payloads`), every appid accepted with its row, as lease.rs's DoneAck writes
     them."""
     acks, rows, seqs = [], [], []
@@ -99,11 +99,13 @@ def complete_argv(flat, payloads):
             "type": "share.accepted", "job_id": jid, "batch_id": BATCH, "env": ENV,
             "appid": appid, "confirm_url": None, "attempts": attempt,
         }, separators=(",", ":"))
-        acks += [jid, str(fence), BATCH, "1", "0", "a", event]
+        acks += [jid, str(fence), event]
         rows += [f"{ENV}/{appid}", f"a|{row}|{now}|{attempt}|||{ji}||"]
         seqs.append(row)
     bits = bit_runs(seqs)
-    return acks + ["1", BATCH, str(len(rows) // 2)] + rows + ["1", "accepted", str(len(bits))] + bits
+    # One group (one batch, shares, one accepted appid per job), then the batch's rows block.
+    return (["1", BATCH, "a", "1", "0", str(len(seqs))] + acks
+            + ["1", BATCH, str(len(rows) // 2)] + rows + ["1", "accepted", str(len(bits))] + bits)
 
 
 def round_once(r, lua_dir, n, claim):
@@ -113,9 +115,9 @@ def round_once(r, lua_dir, n, claim):
         for start in range(0, n, SLICE):
             count = min(SLICE, n - start)
             argv = q.common() + ["1", "86400000", "100", "1", q.prefix + "receipt:%d" % start,
-                                 "2592000000", "", BATCH, ENV, "0", "s", str(count)]
+                                 "2592000000", "", BATCH, ENV, "0", "s", "1", str(count)]
             for i in range(start, start + count):
-                argv += [job_id(i), "1", "%016x" % i]
+                argv += [job_id(i), "%016x" % i]
             q.call("enqueue", argv)
         enqueue = evalsha_usec(r)
         done = 0
@@ -133,7 +135,7 @@ def round_once(r, lua_dir, n, claim):
                 raise SystemExit(f"claim returned no job with {n - done} not done: {reply!r}")
             acks = complete_argv(flat, payloads(q, flat))
             jobs = len(flat) // 4
-            q.call("complete", q.common() + [str(jobs)] + acks)
+            q.call("complete", q.common() + acks)
             complete_us += evalsha_usec(r) - u1
             done += jobs
         return enqueue / n, claim_us / n, complete_us / n

@@ -125,12 +125,16 @@ trait AckStep {
     fn script() -> &'static Script;
     /// Appends this ack's record to `inv` (the script's header lists the fields).
     fn encode(&self, inv: &mut ScriptInvocation<'static>, time: &AckTime);
-    /// Appends what follows the records of the acks `part` of one call, if the script takes
-    /// anything there.
-    fn trailer(_part: &[Self], _inv: &mut ScriptInvocation<'static>, _time: &AckTime)
+    /// Appends the script-specific arguments of one call applying the acks `part`: by default
+    /// their number, then each ack's record.
+    fn encode_call(part: &[Self], inv: &mut ScriptInvocation<'static>, time: &AckTime)
     where
         Self: Sized,
     {
+        inv.arg(part.len());
+        for a in part {
+            a.encode(inv, time);
+        }
     }
 }
 
@@ -268,23 +272,12 @@ impl AckStep for DoneAck<'_> {
         &SCRIPTS.complete
     }
 
+    /// The job's record within its group: id, fence, events, rejected pairs' dedupe members.
     fn encode(&self, inv: &mut ScriptInvocation<'static>, time: &AckTime) {
         let l = self.lease;
         let job = &l.job;
         let (ok, rejected) = self.split();
-        // Upper case: the job has no result rows (enqueued before rows existed).
-        let kind = match (job.op, job.row.is_some()) {
-            (JobOp::Share, true) => "a",
-            (JobOp::Unshare, true) => "x",
-            (JobOp::Share, false) => "A",
-            (JobOp::Unshare, false) => "X",
-        };
-        inv.arg(job.id.as_str())
-            .arg(l.fence)
-            .arg(job.batch.as_str())
-            .arg(ok.len())
-            .arg(rejected.len())
-            .arg(kind);
+        inv.arg(job.id.as_str()).arg(l.fence);
         for (appid, url) in &ok {
             let event = match job.op {
                 JobOp::Share => accepted(l, &time.iso, appid, *url),
@@ -301,12 +294,66 @@ impl AckStep for DoneAck<'_> {
         }
     }
 
-    fn trailer(part: &[Self], inv: &mut ScriptInvocation<'static>, time: &AckTime) {
+    /// Groups of consecutive acks with one header each (batch, kind, accepted and rejected
+    /// appids per job), then the rows.
+    fn encode_call(part: &[Self], inv: &mut ScriptInvocation<'static>, time: &AckTime) {
+        let mut groups: Vec<(GroupHead<'_>, &[Self])> = Vec::new();
+        let mut start = 0;
+        for i in 1..=part.len() {
+            if i == part.len() || part[i].head() != part[start].head() {
+                groups.push((part[start].head(), &part[start..i]));
+                start = i;
+            }
+        }
+        inv.arg(groups.len());
+        for (head, acks) in groups {
+            inv.arg(head.batch.as_str())
+                .arg(head.kind)
+                .arg(head.accepted)
+                .arg(head.rejected)
+                .arg(acks.len());
+            for a in acks {
+                a.encode(inv, time);
+            }
+        }
         let mut blocks = RowBlocks::default();
         for ack in part {
             ack.rows_into(&mut blocks, time.ms / 1000);
         }
         blocks.encode(inv);
+    }
+}
+
+/// What the jobs of one group of complete.lua's arguments share.
+#[derive(PartialEq, Eq)]
+struct GroupHead<'a> {
+    batch: &'a BatchId,
+    /// `a` a share, `x` an unshare; upper case: the job has no result rows (enqueued before
+    /// rows existed).
+    kind: &'static str,
+    accepted: usize,
+    rejected: usize,
+}
+
+impl DoneAck<'_> {
+    fn head(&self) -> GroupHead<'_> {
+        let job = &self.lease.job;
+        let rejected = self
+            .results
+            .iter()
+            .filter(|r| matches!(r, AppResult::Rejected { .. }))
+            .count();
+        GroupHead {
+            batch: &job.batch,
+            kind: match (job.op, job.row.is_some()) {
+                (JobOp::Share, true) => "a",
+                (JobOp::Unshare, true) => "x",
+                (JobOp::Share, false) => "A",
+                (JobOp::Unshare, false) => "X",
+            },
+            accepted: self.results.len() - rejected,
+            rejected,
+        }
     }
 }
 
@@ -695,11 +742,7 @@ impl Queue {
         acks.chunks(SLICE)
             .map(|part| {
                 let mut inv = self.invocation(S::script(), time.ms);
-                inv.arg(part.len());
-                for a in part {
-                    a.encode(&mut inv, time);
-                }
-                S::trailer(part, &mut inv, time);
+                S::encode_call(part, &mut inv, time);
                 (S::OP, inv)
             })
             .collect()

@@ -90,6 +90,10 @@ impl Queue {
                     .arg(traceparent.as_str());
                 for g in groups {
                     let first = &slice[g.start];
+                    // Appids per job once for the group when every job has as many (an import's
+                    // jobs mostly do): each argument costs Redis a parse and a Lua string.
+                    let per = first.appids.len();
+                    let uniform = slice[g.clone()].iter().all(|j| j.appids.len() == per);
                     inv.arg(first.batch.as_str())
                         .arg(first.env.as_str())
                         .arg(first.run_at_ms.unwrap_or(0))
@@ -97,10 +101,14 @@ impl Queue {
                             super::JobOp::Share => "s",
                             super::JobOp::Unshare => "u",
                         })
+                        .arg(if uniform { per } else { 0 })
                         .arg(g.len());
                     for i in g {
                         let job = &slice[i];
-                        inv.arg(ids[range.start + i].as_str()).arg(job.appids.len());
+                        inv.arg(ids[range.start + i].as_str());
+                        if !uniform {
+                            inv.arg(job.appids.len());
+                        }
                         for a in &job.appids {
                             inv.arg(a.hex());
                         }

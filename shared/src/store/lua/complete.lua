@@ -3,12 +3,14 @@
 -- and nothing is written for it.
 -- KEYS[1..15] the queue's keys, see lib.lua
 -- ARGV[1] now (ms)   ARGV[2] now ISO-8601   ARGV[3] key prefix   ARGV[4] events MAXLEN
--- ARGV[5] number of jobs (<= 500), then per job:
---         id, fence, batch id, A accepted appids, R rejected appids, kind, A x event JSON
---         (share.accepted; share.unshared for an unshare), R x share.failed event JSON,
---         R x dedupe member (the rejected pairs, freed so a re-import retries them)
---         kind: "a" a share, "x" an unshare, each with A + R result rows in its batch's rows
---         block below; "A", "X" the same without rows (a job enqueued before result rows)
+-- ARGV[5] number of groups (consecutive jobs of one batch, kind and shape; <= 500 jobs in
+--         all), per group: batch id, kind, A accepted appids per job, R rejected appids per job,
+--         number of jobs J, then per job: id, fence, A x event JSON (share.accepted;
+--         share.unshared for an unshare), R x share.failed event JSON, R x dedupe member (the
+--         rejected pairs, freed so a re-import retries them)
+--         kind: "a" a share, "x" an unshare, each job with A + R result rows in its batch's
+--         rows block below; "A", "X" the same without rows (jobs enqueued before result rows)
+--         (what a group header carries costs Redis once per group, not once per job)
 -- then the rows, rendered by the worker: the number of blocks B, per block (one per batch):
 --         batch id, K, K x ("env/appid", result row) (the jobs' rows in job order, accepted
 --         ones first), the number of bitmap writes W, per write: state name, M, M BITFIELD
@@ -19,60 +21,67 @@
 -- each row's number read from the row itself.
 -- returns: {applied, {stale job ids}, {batch ids completed by this call}}
 -- Cost: O(log n) per job plus one XADD per event.
-local n = tonumber(ARGV[5])
-local pos, ids, accs, rejs = {}, {}, {}, {}
+local groups = tonumber(ARGV[5])
+-- Pass 1: where each group and job starts, and the job ids (for one HMGET of their states).
+local heads, pos, ids = {}, {}, {}
+local n = 0
 local i = 6
-for r = 1, n do
-  local acc = COUNT[ARGV[i + 3]] or tonumber(ARGV[i + 3])
-  local rej = COUNT[ARGV[i + 4]] or tonumber(ARGV[i + 4])
-  pos[r] = i
-  ids[r] = ARGV[i]
-  accs[r] = acc
-  rejs[r] = rej
-  i = i + 6 + acc + 2 * rej
+for g = 1, groups do
+  heads[g] = i
+  local acc = COUNT[ARGV[i + 2]] or tonumber(ARGV[i + 2])
+  local rej = COUNT[ARGV[i + 3]] or tonumber(ARGV[i + 3])
+  local nj = tonumber(ARGV[i + 4])
+  i = i + 5
+  local step = 2 + acc + 2 * rej
+  for _ = 1, nj do
+    n = n + 1
+    pos[n] = i
+    ids[n] = ARGV[i]
+    i = i + step
+  end
 end
 local rows_at = i
 local states = chunked_get('HMGET', K_STATE, ids)
+-- Pass 2: the jobs that apply write their events; their batch counters are summed per group.
 local done, stale, free, applied = {}, {}, {}, {}
 local nd, nf = 0, 0
--- Batch counters of the run of jobs of one batch (consecutive jobs mostly share theirs).
-local run_batch, run_jobs, run_acc, run_rej = nil, 0, 0, 0
-for r = 1, n do
-  local at = pos[r]
-  local id = ids[r]
-  if applies(states[r], ARGV[at + 1], id) then
-    nd = nd + 1
-    done[nd] = id
-    applied[r] = true
-    local acc, rej = accs[r], rejs[r]
-    local code = ARGV[at + 5]
-    local kind = (code == 'x' or code == 'X') and 'share.unshared' or 'share.accepted'
-    local e = at + 6
-    for x = e, e + acc - 1 do
-      xadd(kind, ARGV[x])
-    end
-    e = e + acc
-    for x = e, e + rej - 1 do
-      xadd('share.failed', ARGV[x])
-    end
-    for x = e + rej, e + 2 * rej - 1 do
-      nf = nf + 1
-      free[nf] = ARGV[x]
-    end
-    local batch = ARGV[at + 2]
-    if batch ~= run_batch then
-      if run_batch then
-        bump_batch(run_batch, run_jobs, run_acc, run_rej)
+local r = 0
+for g = 1, groups do
+  local h = heads[g]
+  local batch, code = ARGV[h], ARGV[h + 1]
+  local acc = COUNT[ARGV[h + 2]] or tonumber(ARGV[h + 2])
+  local rej = COUNT[ARGV[h + 3]] or tonumber(ARGV[h + 3])
+  local nj = tonumber(ARGV[h + 4])
+  local kind = (code == 'x' or code == 'X') and 'share.unshared' or 'share.accepted'
+  local jobs = 0
+  for _ = 1, nj do
+    r = r + 1
+    local at = pos[r]
+    local id = ids[r]
+    if applies(states[r], ARGV[at + 1], id) then
+      nd = nd + 1
+      done[nd] = id
+      applied[r] = true
+      jobs = jobs + 1
+      local e = at + 2
+      for x = e, e + acc - 1 do
+        xadd(kind, ARGV[x])
       end
-      run_batch, run_jobs, run_acc, run_rej = batch, 0, 0, 0
+      e = e + acc
+      for x = e, e + rej - 1 do
+        xadd('share.failed', ARGV[x])
+      end
+      for x = e + rej, e + 2 * rej - 1 do
+        nf = nf + 1
+        free[nf] = ARGV[x]
+      end
+    else
+      stale[#stale + 1] = id
     end
-    run_jobs, run_acc, run_rej = run_jobs + 1, run_acc + acc, run_rej + rej
-  else
-    stale[#stale + 1] = id
   end
-end
-if run_batch then
-  bump_batch(run_batch, run_jobs, run_acc, run_rej)
+  if jobs > 0 then
+    bump_batch(batch, jobs, jobs * acc, jobs * rej)
+  end
 end
 
 -- The rows.
@@ -114,21 +123,25 @@ else
       i = i + 2 + tonumber(ARGV[i + 1])
     end
   end
-  for r = 1, n do
-    local at = pos[r]
-    local code = ARGV[at + 5]
-    if code == 'a' or code == 'x' then
-      local batch = ARGV[at + 2]
-      local b = block_at[batch]
-      local acc, rej = accs[r], rejs[r]
-      if applied[r] then
-        for x = 0, acc + rej - 1 do
-          local field, row = ARGV[b + 2 * x], ARGV[b + 2 * x + 1]
-          local seq = string.match(row, '^%a|(%d+)|')
-          put_row(batch, field, seq, 'p', x < acc and code or 'f', row)
+  r = 0
+  for g = 1, groups do
+    local h = heads[g]
+    local batch, code = ARGV[h], ARGV[h + 1]
+    local acc = COUNT[ARGV[h + 2]] or tonumber(ARGV[h + 2])
+    local rej = COUNT[ARGV[h + 3]] or tonumber(ARGV[h + 3])
+    for _ = 1, tonumber(ARGV[h + 4]) do
+      r = r + 1
+      if code == 'a' or code == 'x' then
+        local b = block_at[batch]
+        if applied[r] then
+          for x = 0, acc + rej - 1 do
+            local field, row = ARGV[b + 2 * x], ARGV[b + 2 * x + 1]
+            local seq = string.match(row, '^%a|(%d+)|')
+            put_row(batch, field, seq, 'p', x < acc and code or 'f', row)
+          end
         end
+        block_at[batch] = b + 2 * (acc + rej)
       end
-      block_at[batch] = b + 2 * (acc + rej)
     end
   end
 end

@@ -14,10 +14,11 @@
 --         payload as "tp", and its trace id kept in the batch's record ("trace") the first time,
 --         for batch.completed
 -- ARGV[12..] per group (consecutive jobs sharing batch, env, operation and run-at):
---         batch id, env, run_at_ms ("0" = now), operation ("s" share, "u" unshare), number of
---         jobs J, then per job: id, number of appids A, A appids without their "wx" (the
---         16 hex digits: every appid is "wx" and 16 hex digits, and the scripts put the "wx"
---         back in the concatenations they make anyway)
+--         batch id, env, run_at_ms ("0" = now), operation ("s" share, "u" unshare), appids per
+--         job A ("0": each job gives its own), number of jobs J, then per job: id, (its number
+--         of appids, only when A is "0"), its appids without their "wx" (the 16 hex digits:
+--         every appid is "wx" and 16 hex digits, and the script puts the "wx" back in the
+--         concatenations it makes anyway)
 --         (ids, envs, batch ids and appids are validated in Rust: no characters needing JSON
 --         escapes, so the payload is built by concatenation instead of cjson)
 -- Each created pair gets its row number (a seq record; its result row is written when it
@@ -58,15 +59,19 @@ for _ = 1, groups do
   if ARGV[i + 3] == 'u' then
     prefix = 'u:' .. prefix
   end
-  local nj = tonumber(ARGV[i + 4])
-  i = i + 5
+  local per = COUNT[ARGV[i + 4]] or tonumber(ARGV[i + 4])
+  local nj = tonumber(ARGV[i + 5])
+  i = i + 6
   for _ = 1, nj do
-    local na = COUNT[ARGV[i + 1]] or tonumber(ARGV[i + 1])
-    for k = i + 2, i + 1 + na do
+    local na, first = per, i + 1
+    if per == 0 then
+      na, first = COUNT[ARGV[i + 1]] or tonumber(ARGV[i + 1]), i + 2
+    end
+    for k = first, first + na - 1 do
       np = np + 1
       pairs_[np] = prefix .. ARGV[k]
     end
-    i = i + 2 + na
+    i = first + na
   end
 end
 
@@ -108,8 +113,9 @@ i = 12
 for _ = 1, groups do
   local batch, env, run_at = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
   local unshare = ARGV[i + 3] == 'u'
-  local nj = tonumber(ARGV[i + 4])
-  i = i + 5
+  local per = COUNT[ARGV[i + 4]] or tonumber(ARGV[i + 4])
+  local nj = tonumber(ARGV[i + 5])
+  i = i + 6
   if not next_row[batch] then
     local h = redis.call('HMGET', batch_key(batch), 'appids', 'jobs')
     -- The row hash, pinned a hash table before its first row (pin_state in lib.lua says why):
@@ -146,10 +152,13 @@ for _ = 1, groups do
   local row_n, job_n = next_row[batch], next_job[batch]
   for _ = 1, nj do
     j = j + 1
-    local id, na = ARGV[i], COUNT[ARGV[i + 1]] or tonumber(ARGV[i + 1])
+    local id, na, first_arg = ARGV[i], per, i + 1
+    if per == 0 then
+      na, first_arg = COUNT[ARGV[i + 1]] or tonumber(ARGV[i + 1]), i + 2
+    end
     local kept, nk = nil, 0
     local single
-    for k = i + 2, i + 1 + na do
+    for k = first_arg, first_arg + na - 1 do
       p = p + 1
       local pair = pairs_[p]
       local s = scores[p]
@@ -172,7 +181,7 @@ for _ = 1, groups do
         nd = nd + 2
       end
     end
-    i = i + 2 + na
+    i = first_arg + na
     if nk == 0 then
       not_created[#not_created + 1] = j
     else
