@@ -838,3 +838,22 @@ impl Queue {
             .map_err(StoreError::redis("incr stat"))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::bit_runs;
+
+    #[test]
+    fn bit_runs_set_each_run_of_consecutive_rows_once_and_split_at_63() {
+        let ops = |seqs: Vec<u64>| bit_runs(seqs).join(" ");
+        assert_eq!(ops(vec![]), "");
+        assert_eq!(ops(vec![7]), "SET u1 7 1");
+        // Unsorted, with a duplicate and a gap.
+        assert_eq!(ops(vec![5, 3, 4, 4, 9]), "SET u3 3 7 SET u1 9 1");
+        // 64 consecutive rows: BITFIELD's widest unsigned type is u63.
+        assert_eq!(
+            ops((100..164).collect()),
+            format!("SET u63 100 {} SET u1 163 1", (1u64 << 63) - 1)
+        );
+    }
+}
