@@ -24,26 +24,26 @@ pub struct EventRate {
     pub estimated: bool,
 }
 
-type Range = Vec<(String, Vec<(String, String)>)>;
+/// Stream entries as XRANGE/XREVRANGE return them: id, then the flat field/value list.
+type Range = Vec<(String, Vec<String>)>;
 
 fn entries(range: Range) -> Vec<FeedEntry> {
     range
         .into_iter()
         .map(|(entry_id, fields)| {
-            let mut kind = String::new();
-            let mut json = String::new();
-            for (k, v) in fields {
-                match k.as_str() {
-                    "type" => kind = v,
-                    "event" => json = v,
+            let mut entry = FeedEntry {
+                entry_id,
+                kind: String::new(),
+                json: String::new(),
+            };
+            for pair in fields.chunks_exact(2) {
+                match pair[0].as_str() {
+                    "type" => entry.kind.clone_from(&pair[1]),
+                    "event" => entry.json.clone_from(&pair[1]),
                     _ => {}
                 }
             }
-            FeedEntry {
-                entry_id,
-                kind,
-                json,
-            }
+            entry
         })
         .collect()
 }
@@ -77,35 +77,14 @@ impl Queue {
             .range_after(after, count)
             .await
             .map_err(StoreError::redis("events after"))?;
-        Ok(range
-            .into_iter()
-            .map(|(entry_id, fields)| {
-                let mut entry = FeedEntry {
-                    entry_id,
-                    kind: String::new(),
-                    json: String::new(),
-                };
-                for pair in fields.chunks_exact(2) {
-                    match pair[0].as_str() {
-                        "type" => entry.kind.clone_from(&pair[1]),
-                        "event" => entry.json.clone_from(&pair[1]),
-                        _ => {}
-                    }
-                }
-                entry
-            })
-            .collect())
+        Ok(entries(range))
     }
 
     /// The one read of entries after `after` (exclusive), oldest first, at most `count`, each
     /// with its flat field/value list: `XRANGE (after + COUNT n`, which never blocks, so
     /// readers that poll may use the queue's shared connection. Behind [`Queue::feed_after`]
     /// (raw entries) and [`Queue::events_after`] (parsed events).
-    pub(crate) async fn range_after(
-        &self,
-        after: &str,
-        count: usize,
-    ) -> redis::RedisResult<Vec<(String, Vec<String>)>> {
+    pub(crate) async fn range_after(&self, after: &str, count: usize) -> redis::RedisResult<Range> {
         redis::cmd("XRANGE")
             .arg(self.keys().events())
             .arg(format!("({after}"))

@@ -613,7 +613,7 @@ impl Queue {
         }
         let mut conn = self.conn.clone();
         let payloads: Vec<Option<String>> = redis::cmd("HMGET")
-            .arg(&self.script_keys[0])
+            .arg(self.keys.jobs())
             .arg(claimed.iter().map(|c| c.0.as_str()).collect::<Vec<_>>())
             .query_async(&mut conn)
             .await

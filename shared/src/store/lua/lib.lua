@@ -46,8 +46,9 @@ end
 -- one when that member is removed again in the same call (Redis never converts a sorted set
 -- back), so no reader ever sees the member. zadd(key, items) adds items (score, member, ...)
 -- that way when they are 32 members or more. Only for ready, scheduled and dedupe: should a
--- later write of the same call fail (memory), the member left behind scores -inf, so a claim
--- takes it as an id without a payload and drops it, and the dedupe trim removes it.
+-- later write of the same call fail (memory), the member left behind scores -inf, so the next
+-- claim leases it first and the worker, finding no payload, drops it (drop.lua); the dedupe
+-- trim removes it.
 local WIDE = ':encoding: a member longer than zset-max-listpack-value turns the set into a skip list'
 local WIDE_FROM = 32
 local function zadd(key, items)
