@@ -11,7 +11,10 @@
 //! is the process's CPU time minus the sandbox thread's, per WeChat call. Redis runs in its own
 //! process: its CPU time (`INFO cpu`) is read around the enqueue and around the work, so
 //! `redis_cpu_us_per_job` covers the whole path (enqueue, claims, outcomes, events, result
-//! rows, confirmation intake) of the worker `envshare-worker` runs.
+//! rows, confirmation intake) of the worker `envshare-worker` runs. The confirmation intake
+//! trails the events stream by up to a poll, so the work phase ends when every accepted appid
+//! is in the confirmation schedule, not at the last ack. `CONFIRM=0` keeps the confirmation
+//! watcher asleep for the run: the difference is what confirmation tracking costs.
 
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -185,8 +188,14 @@ pub async fn run(
     settings.concurrency = concurrency.max(1);
     settings.http_addr = "127.0.0.1:0".parse()?;
     settings.events_maxlen = n + 1_000;
-    // The worker's own defaults, as `envshare-worker` runs.
-    let app = Application::build_with(settings, WorkerOptions::default())
+    // The worker's own defaults, as `envshare-worker` runs; `CONFIRM=0` leaves the
+    // confirmation watcher asleep (its first round finds nothing), to show what tracking costs.
+    let confirm = std::env::var("CONFIRM").map_or(true, |v| v != "0");
+    let mut options = WorkerOptions::default();
+    if !confirm {
+        options.confirm_poll = Duration::from_secs(86_400);
+    }
+    let app = Application::build_with(settings, options)
         .await
         .context("starting the worker")?;
     let handle = app.handle();
@@ -205,6 +214,25 @@ pub async fn run(
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     let secs = started.elapsed().as_secs_f64();
+    // The confirmation intake follows the events stream a poll behind: what it still has to
+    // take in is part of the share path's cost, so wait for every accepted appid's schedule
+    // entry (bounded: a slow intake is reported, not waited for forever).
+    let mut intake_wait_s = 0.0;
+    if confirm {
+        let waited = Instant::now();
+        let key = queue.keys().confirm();
+        loop {
+            let scheduled: u64 = redis::cmd("ZCARD")
+                .arg(&key)
+                .query_async(&mut info_conn)
+                .await?;
+            if scheduled >= jobs * chunk || waited.elapsed() > Duration::from_secs(60) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        intake_wait_s = waited.elapsed().as_secs_f64();
+    }
     let redis_worked = crate::RedisInfo::read(&mut info_conn).await?;
     let cpu = cpu_seconds("/proc/self/stat") - cpu_before;
     let sandbox_cpu = cpu_seconds(&sandbox.stat_path) - sandbox_cpu_before;
@@ -232,6 +260,7 @@ pub async fn run(
         "redis_end_to_end": redis(&redis_start, &redis_worked),
         "redis_cpu_us_per_job": (redis_worked.cpu_s() - redis_start.cpu_s()) * 1e6 / jobs as f64,
         "concurrency": concurrency, "latency_ms": latency_ms,
+        "confirmation_tracking": confirm, "intake_wait_seconds": intake_wait_s,
         "seconds": secs, "enqueue_seconds": enqueue_s,
         "appids_per_s": (jobs * chunk) as f64 / secs,
         "jobs_per_s": jobs as f64 / secs,
