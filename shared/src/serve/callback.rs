@@ -44,7 +44,7 @@ use crate::events::{EVENT_VERSION, Event, EventKind};
 use crate::ids::{AppId, BatchId, EnvId};
 use crate::import::{self, NoProgress, Options, Source};
 use crate::schedule::SHANGHAI_OFFSET_MS;
-use crate::store::{Applied, CallbackWrite, Pause, Queue, Replay, StoreError};
+use crate::store::{Applied, CallbackWrite, Queue, Replay, StoreError};
 use crate::wechat::callback::{CallbackKind, parse_envelope, parse_message};
 use crate::wechat::crypt::{DecryptError, MsgCrypt};
 
@@ -360,7 +360,7 @@ async fn apply_inner(
             let applied = queue.callback_apply(replay, write).await?;
             match applied {
                 Applied::Applied => {
-                    let lifted = lift_ticket_pause(queue).await?;
+                    let lifted = crate::token::lift_ticket_pause(queue).await?;
                     info!(
                         create_time = push.create_time,
                         lifted_pause = lifted.is_some(),
@@ -420,19 +420,6 @@ async fn apply_inner(
         info!(appid = %appid, event = event.type_name(), "authorization change from the WeChat callback");
     }
     Ok(applied)
-}
-
-/// Lifts a pause that waits for a ticket (its reason names `envshare ticket set`), as storing a
-/// ticket with that command does; returns it.
-async fn lift_ticket_pause(queue: &Queue) -> Result<Option<Pause>, StoreError> {
-    let pause = queue.pause_in_force().await?;
-    match pause.filter(|p| p.reason.contains(crate::token::TICKET_FIX)) {
-        Some(p) => {
-            queue.resume().await?;
-            Ok(Some(p))
-        }
-        None => Ok(None),
-    }
 }
 
 /// The batch of automatic shares: `auto-YYYY-MM-DD`, the date in UTC+8 (China Standard Time, the

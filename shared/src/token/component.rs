@@ -204,6 +204,17 @@ pub struct ComponentTokenProvider {
     epoch: AtomicU64,
     counters: Counters,
     clock: Arc<dyn Clock>,
+    /// The verify ticket behind the last misconfiguration, if it was a ticket problem: what
+    /// [`TokenProvider::ticket_replaced`] compares the stored ticket with. Never printed.
+    rejected: Mutex<Option<Rejected>>,
+}
+
+/// The verify ticket a token fetch failed for.
+enum Rejected {
+    /// No ticket was stored.
+    Missing,
+    /// WeChat rejected this one (61005 expired, 61006 invalid).
+    Ticket(SecretString),
 }
 
 impl std::fmt::Debug for ComponentTokenProvider {
@@ -261,6 +272,7 @@ impl ComponentTokenProvider {
             epoch: AtomicU64::new(0),
             counters: Counters::default(),
             clock: Arc::new(SystemClock),
+            rejected: Mutex::new(None),
         }
     }
 
@@ -476,6 +488,7 @@ impl ComponentTokenProvider {
             return Ok(t);
         }
         let Some((ticket, set_at)) = self.read_ticket().await? else {
+            self.set_rejected(Some(Rejected::Missing));
             self.request_ticket_push("no verify ticket is stored");
             self.counters.fetch_errors.fetch_add(1, Ordering::Relaxed);
             self.counters.misconfigured.fetch_add(1, Ordering::Relaxed);
@@ -497,12 +510,16 @@ impl ComponentTokenProvider {
                         ..
                     }
                 ) {
+                    self.set_rejected(Some(Rejected::Ticket(ticket.clone())));
                     self.request_ticket_push("WeChat rejected the verify ticket");
+                } else {
+                    self.set_rejected(None);
                 }
                 self.counters.fetch_errors.fetch_add(1, Ordering::Relaxed);
                 return Err(self.fetch_error(e));
             }
         };
+        self.set_rejected(None);
         let fetched_at = self.now_ms();
         let life = duration_ms(fetched.expires_in).max(1);
         let expires_at = fetched_at + life;
@@ -544,6 +561,25 @@ impl ComponentTokenProvider {
             self.local_set(Some(&token));
         }
         Ok(token)
+    }
+
+    fn set_rejected(&self, rejected: Option<Rejected>) {
+        *self.rejected.lock().unwrap_or_else(|e| e.into_inner()) = rejected;
+    }
+
+    async fn ticket_replaced_impl(&self) -> Result<bool, TokenError> {
+        // The rejected ticket (`None`: none was stored), copied out of the lock.
+        let rejected: Option<SecretString> =
+            match &*self.rejected.lock().unwrap_or_else(|e| e.into_inner()) {
+                None => return Ok(false),
+                Some(Rejected::Missing) => None,
+                Some(Rejected::Ticket(t)) => Some(t.clone()),
+            };
+        Ok(match (rejected, self.read_ticket().await?) {
+            (None, stored) => stored.is_some(),
+            (Some(old), Some((new, _))) => old.expose_secret() != new.expose_secret(),
+            (Some(_), None) => false,
+        })
     }
 
     fn fetch_error(&self, e: FetchError) -> TokenError {
@@ -643,6 +679,10 @@ impl TokenProvider for ComponentTokenProvider {
 
     fn status(&self) -> BoxFuture<'_, Result<TokenStatus, TokenError>> {
         Box::pin(self.status_impl())
+    }
+
+    fn ticket_replaced(&self) -> BoxFuture<'_, Result<bool, TokenError>> {
+        Box::pin(self.ticket_replaced_impl())
     }
 
     fn counters(&self) -> TokenCounters {

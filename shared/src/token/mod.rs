@@ -227,6 +227,20 @@ pub async fn store_ticket(
         .token_store()
         .set_ticket(ticket.expose_secret(), queue.now_ms())
         .await?;
+    lift_ticket_pause(queue).await
+}
+
+/// Lifts the queue's pause if it is waiting for a verify ticket (its reason names
+/// [`TICKET_FIX`]); any other pause (manual, quota, another misconfiguration) stays. Returns the
+/// pause lifted, if any.
+///
+/// Whoever stores a ticket calls it after the store, and a worker that paused for a rejected
+/// ticket checks for a newer ticket after writing its pause: whichever of the two writes lands
+/// second, its writer sees the other, so a ticket that arrives while a worker is pausing never
+/// leaves the pause standing until the re-check.
+pub async fn lift_ticket_pause(
+    queue: &crate::store::Queue,
+) -> Result<Option<crate::store::Pause>, crate::store::StoreError> {
     let pause = queue.pause_in_force().await?;
     match pause.filter(|p| p.reason.contains(TICKET_FIX)) {
         Some(p) => {
@@ -321,6 +335,14 @@ pub trait TokenProvider: Send + Sync {
 
     /// What is known about the current token, for status pages.
     fn status(&self) -> BoxFuture<'_, Result<TokenStatus, TokenError>>;
+
+    /// Whether the verify ticket behind this provider's last [`TokenError::Misconfigured`] (a
+    /// ticket WeChat rejected, or none stored) has been replaced in Redis since: a new ticket
+    /// arrived, so a pause written for the old one must not stand. Modes without a verify
+    /// ticket answer `false`.
+    fn ticket_replaced(&self) -> BoxFuture<'_, Result<bool, TokenError>> {
+        Box::pin(async { Ok(false) })
+    }
 
     /// Counters of this instance, for metrics.
     fn counters(&self) -> TokenCounters;

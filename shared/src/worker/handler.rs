@@ -502,6 +502,21 @@ impl ShareContext {
         if let Err(err) = self.queue.pause_until(until, &reason).await {
             warn!(error = %err, "writing the pause failed; this process still waits");
         }
+        // A ticket pushed while this pause was being written found no pause to lift: look
+        // for it now (the writer of the ticket looks for the pause after its write, so one of
+        // the two sees the other).
+        if self.tokens.ticket_replaced().await.unwrap_or(false) {
+            match crate::token::lift_ticket_pause(&self.queue).await {
+                Ok(_) => {
+                    self.paused_until.store(0, Ordering::Relaxed);
+                    info!("a new verify ticket arrived while the queue was being paused; resumed");
+                    return self.defer_briefly();
+                }
+                Err(err) => {
+                    warn!(error = %err, "lifting the pause for the new ticket failed; this process still waits");
+                }
+            }
+        }
         let logged = self.misconfig_logged_until.load(Ordering::Relaxed);
         if logged <= now
             && self

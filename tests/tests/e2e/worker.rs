@@ -331,9 +331,12 @@ async fn token_missing_or_wrong_ticket_is_misconfigured_until_the_right_ticket_i
     assert!(message.contains("envshare ticket set"), "{message}");
     assert!(message.contains(&s.keys.ticket()), "{message}");
     assert_eq!(s.sandbox.token_fetches(), 0);
+    // What a worker that just paused for it asks: has a ticket arrived since?
+    assert!(!p.ticket_replaced().await.unwrap(), "nothing stored yet");
 
     // An expired ticket: WeChat answers 61005.
     s.set_ticket(WRONG_TICKET).await;
+    assert!(p.ticket_replaced().await.unwrap(), "a ticket arrived");
     let (errcode, message) = misconfigured(p.token().await);
     assert_eq!(errcode, Some(61005));
     assert!(message.contains("61005"), "{message}");
@@ -342,12 +345,29 @@ async fn token_missing_or_wrong_ticket_is_misconfigured_until_the_right_ticket_i
     assert_eq!(s.sandbox.token_fetches(), 0);
     let c = p.counters();
     assert_eq!((c.fetch_errors, c.misconfigured, c.refreshes), (2, 2, 0));
+    assert!(
+        !p.ticket_replaced().await.unwrap(),
+        "still the rejected ticket"
+    );
+    s.set_ticket(WRONG_TICKET).await;
+    assert!(
+        !p.ticket_replaced().await.unwrap(),
+        "the same ticket stored again is not a new one"
+    );
 
     // The fetch lock was released on failure: the next call after the fix fetches at once.
     s.set_ticket(TICKET).await;
+    assert!(
+        p.ticket_replaced().await.unwrap(),
+        "a different ticket arrived"
+    );
     let t = p.token().await.expect("works again with the right ticket");
     assert_eq!(s.sandbox.current_token().as_deref(), Some(t.expose()));
     assert_eq!(s.sandbox.token_fetches(), 1);
+    assert!(
+        !p.ticket_replaced().await.unwrap(),
+        "no misconfiguration to end once a token is fetched"
+    );
 }
 
 #[tokio::test]
@@ -361,6 +381,11 @@ async fn token_bad_secret_is_misconfigured_with_an_actionable_message() {
 
     let (errcode, message) = misconfigured(p.token().await);
     assert_eq!(errcode, Some(40125));
+    s.set_ticket("ticket-LEAKCHECK-other-22").await;
+    assert!(
+        !p.ticket_replaced().await.unwrap(),
+        "a new ticket does not fix a wrong secret"
+    );
     assert!(
         message.contains("ENVSHARE_COMPONENT_APPSECRET"),
         "{message}"
