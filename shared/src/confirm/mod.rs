@@ -176,7 +176,7 @@ pub struct IntakeLag {
 }
 
 /// A stream entry id as (ms, seq), for comparisons; "0-0" for anything unparsable.
-fn entry_id(s: &str) -> (u64, u64) {
+pub(crate) fn entry_id(s: &str) -> (u64, u64) {
     let (ms, seq) = s.split_once('-').unwrap_or((s, "0"));
     (ms.parse().unwrap_or(0), seq.parse().unwrap_or(0))
 }

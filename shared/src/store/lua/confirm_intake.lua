@@ -2,7 +2,8 @@
 -- and ack them in the same script, so an event is scheduled exactly when its ack is applied.
 -- KEYS[1..5] see confirm_lib.lua
 -- ARGV[1..4] now (ms), now ISO-8601, key prefix, events MAXLEN (see prelude.lua)
--- ARGV[5] consumer group   ARGV[6] consumer   ARGV[7] number of entries (<= 1000), then per
+-- ARGV[5] consumer group   ARGV[6] consumer   ARGV[7] number of entries (<= 1000)
+-- ARGV[8] the least and ARGV[9] the greatest entry id of them (the XPENDING range), then per
 --         entry:
 --         stream entry id, kind, and
 --           kind "a" (share.accepted): schedule entry id, first check ms, info JSON
@@ -19,44 +20,14 @@ local n = tonumber(ARGV[7])
 if n == 0 then
   return { 0, {} }
 end
--- Stream entry ids "ms-seq" compared as numbers.
-local function split(id)
-  local ms, seq = string.match(id, '^(%d+)-(%d+)$')
-  return tonumber(ms) or 0, tonumber(seq) or 0
-end
-local function before(a, b)
-  local am, as = split(a)
-  local bm, bs = split(b)
-  return am < bm or (am == bm and as < bs)
-end
-local first, last = ARGV[8], ARGV[8]
-local pos = {}
-local i = 8
-for r = 1, n do
-  pos[r] = i
-  local entry = ARGV[i]
-  if before(entry, first) then
-    first = entry
-  elseif before(last, entry) then
-    last = entry
-  end
-  local kind = ARGV[i + 1]
-  if kind == 'a' then
-    i = i + 5
-  elseif kind == 'c' then
-    i = i + 3
-  else
-    i = i + 2
-  end
-end
 local mine = {}
-for _, p in ipairs(redis.call('XPENDING', K_EVENTS, group, first, last, 10000, consumer)) do
+for _, p in ipairs(redis.call('XPENDING', K_EVENTS, group, ARGV[8], ARGV[9], 10000, consumer)) do
   mine[p[1]] = true
 end
 local acks, sids, infos, dues = {}, {}, {}, {}
 local completed = {}
-for r = 1, n do
-  local at = pos[r]
+local at = 10
+for _ = 1, n do
   local entry, kind = ARGV[at], ARGV[at + 1]
   if mine[entry] then
     mine[entry] = nil
@@ -68,6 +39,13 @@ for r = 1, n do
     elseif kind == 'c' then
       completed[#completed + 1] = ARGV[at + 2]
     end
+  end
+  if kind == 'a' then
+    at = at + 5
+  elseif kind == 'c' then
+    at = at + 3
+  else
+    at = at + 2
   end
 end
 local added, confirmed = 0, {}
