@@ -42,7 +42,7 @@ use crate::events::{Event, EventKind};
 use crate::ids::{AppId, BatchId, EnvId, JobId};
 use crate::schedule::{ConfirmSchedule, DEFAULT_CONFIRM_BATCH};
 use crate::store::confirm::{Intake, Settle, Settled};
-use crate::store::stream::RawEntry;
+use crate::store::stream::{RawEntry, entry_id};
 use crate::store::{Queue, StartFrom, StoreError};
 
 /// The consumer group the watchers read the events stream with.
@@ -173,12 +173,6 @@ pub struct IntakeLag {
     /// appids get no `share.bound` / `share.unconfirmed`, and their batches no
     /// `batch.confirmed`.
     pub trimmed_unread: bool,
-}
-
-/// A stream entry id as (ms, seq), for comparisons; "0-0" for anything unparsable.
-pub(crate) fn entry_id(s: &str) -> (u64, u64) {
-    let (ms, seq) = s.split_once('-').unwrap_or((s, "0"));
-    (ms.parse().unwrap_or(0), seq.parse().unwrap_or(0))
 }
 
 /// Reads [`IntakeLag`] from `XINFO STREAM` and `XINFO GROUPS` (Redis 7). Entries ever removed

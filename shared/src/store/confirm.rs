@@ -11,9 +11,9 @@ use std::sync::LazyLock;
 
 use redis::{Script, ScriptInvocation};
 
+use super::stream::entry_id;
 use super::{Queue, StoreError};
 use crate::clock::iso8601;
-use crate::confirm::entry_id;
 
 struct Scripts {
     intake: Script,

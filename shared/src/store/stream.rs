@@ -86,6 +86,12 @@ pub struct EventReader {
     pending_done: bool,
 }
 
+/// A stream entry id as (ms, seq), for comparisons; "0-0" for anything unparsable.
+pub(crate) fn entry_id(s: &str) -> (u64, u64) {
+    let (ms, seq) = s.split_once('-').unwrap_or((s, "0"));
+    (ms.parse().unwrap_or(0), seq.parse().unwrap_or(0))
+}
+
 fn parse_entry(op: &'static str, entry_id: String, fields: &[String]) -> Result<Event, EventError> {
     Event::from_entry_fields(fields).map_err(|e| EventError::Malformed {
         op,
