@@ -23,8 +23,10 @@ Usage:
         target/release/envshare-bench -- share 20000 64 50 1
 
 --field names the figure to compare in the command's closing JSON object (default
-redis_cpu_us_per_job; a dotted path such as redis_work.redis_cpu_us_per_job reaches inside).
-Needs redis-server on PATH; taskset (util-linux) for pinning, else runs unpinned and says so.
+redis_cpu_us_per_job, at the top or under redis_end_to_end; a dotted path such as
+redis_work.redis_cpu_us_per_job reaches inside).
+Needs redis-server on PATH; taskset (util-linux) for pinning, else runs unpinned and says so
+(--no-pin: unpinned on purpose).
 """
 
 import argparse
@@ -37,11 +39,23 @@ import sys
 import tempfile
 import time
 
+DEFAULT_FIELD = "redis_cpu_us_per_job"
 
 def pick(obj, path):
-    for part in path.split("."):
-        obj = obj[part]
-    return float(obj)
+    """The figure at `path`; the default also looks under redis_end_to_end (suite, waiting)."""
+    paths = [path]
+    if path == DEFAULT_FIELD:
+        paths.append("redis_end_to_end." + DEFAULT_FIELD)
+    for candidate in paths:
+        node = obj
+        try:
+            for part in candidate.split("."):
+                node = node[part]
+            return float(node)
+        except (KeyError, TypeError):
+            continue
+    sys.exit(f"no {path!r} in the command's JSON (its keys: {', '.join(sorted(obj))}); "
+             "name one with --field")
 
 
 def wait_ready(port, proc):
@@ -99,8 +113,10 @@ def main():
     parser.add_argument("b", metavar="NEW_BENCH", help="envshare-bench of build B")
     parser.add_argument("--pairs", type=int, default=5, help="runs of each build (default 5)")
     parser.add_argument("--port", type=int, default=6410, help="the private Redis's port")
-    parser.add_argument("--field", default="redis_cpu_us_per_job",
+    parser.add_argument("--field", default=DEFAULT_FIELD,
                         help="the JSON figure compared (default redis_cpu_us_per_job)")
+    parser.add_argument("--no-pin", action="store_true",
+                        help="leave both processes to the scheduler")
     parser.add_argument("--env-a", action="append", metavar="K=V",
                         help="an environment variable for build A's runs only")
     parser.add_argument("--env-b", action="append", metavar="K=V",
@@ -112,8 +128,9 @@ def main():
     for tool in ("redis-server", "redis-cli"):
         if shutil.which(tool) is None:
             sys.exit(f"{tool} is not on PATH (Debian: apt-get install redis-server)")
-    pin = (os.cpu_count() or 1) >= 2 and shutil.which("taskset") is not None
-    if not pin:
+    pin = (not opts.no_pin and (os.cpu_count() or 1) >= 2
+           and shutil.which("taskset") is not None)
+    if not pin and not opts.no_pin:
         print("note: not pinned (needs two cores and taskset)", file=sys.stderr)
     sides = {"A": (opts.a, env_pairs(opts.env_a)), "B": (opts.b, env_pairs(opts.env_b))}
     figures = {"A": [], "B": []}
