@@ -255,6 +255,42 @@ async fn two_racing_claimers_never_hold_the_same_lease() {
     assert_eq!(fences.len(), 2000, "every lease has its own fencing token");
 }
 
+/// claim.lua keeps its max in 1..=1000 itself: the worker always asks for at least one, but a
+/// max of "0" from any other caller would be `ZRANGE ready 0 -1`, the whole ready set.
+#[tokio::test]
+async fn the_claim_script_asked_for_no_job_leases_one_not_all() {
+    let (q, clock) = queue("q-claim-zero").await;
+    let jobs: Vec<NewJob> = (0..3u64).map(|i| new_job("e", &[i], "b")).collect();
+    q.enqueue(jobs, EnqueueOptions::default()).await.unwrap();
+    let lua = [
+        include_str!("../../../shared/src/store/lua/prelude.lua"),
+        include_str!("../../../shared/src/store/lua/lib.lua"),
+        include_str!("../../../shared/src/store/lua/claim.lua"),
+    ]
+    .concat();
+    let script = redis::Script::new(&lua);
+    let mut inv = script.prepare_invoke();
+    for k in q.keys().script_keys() {
+        inv.key(k);
+    }
+    let now = clock.now_ms();
+    inv.arg(now)
+        .arg("2027-01-15T08:00:00.000Z")
+        .arg(q.keys().prefix())
+        .arg(1000)
+        .arg("outside-caller")
+        .arg("0")
+        .arg(LEASE_MS)
+        .arg(3)
+        .arg(100)
+        .arg(100)
+        .arg("1");
+    let mut conn = TestRedis::shared().conn().await;
+    let _: redis::Value = inv.invoke_async(&mut conn).await.expect("claim runs");
+    let stats = q.stats().await.unwrap();
+    assert_eq!((stats.running, stats.ready), (1, 2), "{stats:?}");
+}
+
 #[tokio::test]
 async fn a_job_whose_worker_keeps_dying_ends_dead_with_lease_expired_after_max_attempts() {
     let (q, clock) = queue("q-dying").await;

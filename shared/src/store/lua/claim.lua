@@ -3,7 +3,7 @@
 --             dead:info, events, dedupe, pause, workers, stats, batches, wake)
 -- ARGV[1] now (ms)   ARGV[2] now ISO-8601   ARGV[3] key prefix   ARGV[4] events MAXLEN
 -- ARGV[5] worker id
--- ARGV[6] max jobs to lease (<= 1000)
+-- ARGV[6] max jobs to lease (1..1000; anything else is brought into that range)
 -- ARGV[7] lease (ms)
 -- ARGV[8] max attempts (tries in all)
 -- ARGV[9] promote slice, ARGV[10] reap slice (<= 1000 each)
@@ -24,6 +24,8 @@
 -- Cost: O(log n) per job; at most max + promote + reap slice jobs touched. Every redis.call
 -- costs a few µs whatever it does, so a claim without housekeeping makes 9 calls, not 15.
 local worker, max, lease = ARGV[5], tonumber(ARGV[6]), tonumber(ARGV[7])
+-- ZRANGE 0 (max - 1) with max 0 would be the whole ready set.
+max = math.min(math.max(max or 1, 1), 1000)
 local completed = {}
 if ARGV[11] ~= '0' then
   redis.call('ZADD', K_WORKERS, NOW_S, worker)
