@@ -8,7 +8,8 @@ pinned to one core and the benchmark to another when the machine has two or more
 every run and the median of each side and of the pair ratios B / A.
 
 Usage:
-    scripts/ab-pairs.py [--pairs N] [--port P] [--field F] [--env-a K=V] [--env-b K=V] OLD_BENCH NEW_BENCH -- ARGS...
+    scripts/ab-pairs.py [--pairs N] [--port P] [--field F] [--no-pin] [--env-a K=V] [--env-b K=V] \
+        OLD_BENCH NEW_BENCH -- ARGS...
 
     # the queue suite, the build before a change against the build after it
     git worktree add /tmp/envshare-old HEAD~1
@@ -40,6 +41,7 @@ import tempfile
 import time
 
 DEFAULT_FIELD = "redis_cpu_us_per_job"
+
 
 def pick(obj, path):
     """The figure at `path`; the default also looks under redis_end_to_end (suite, waiting)."""
