@@ -25,7 +25,8 @@ import uuid
 import redis
 
 KEY_NAMES = ["jobs", "ready", "scheduled", "running", "state", "fence", "dead", "dead:info",
-             "events", "dedupe", "pause", "workers", "stats", "batches", "wake"]
+             "events", "dedupe", "pause", "workers", "stats", "batches", "wake", "confirm",
+             "confirm:info"]
 ENV = "prod-env"
 BATCH = "b-01M8Y8RG05KZBJ5CA5VN50CVTT"
 SLICE = 500
@@ -87,9 +88,10 @@ def payloads(q, flat):
 def complete_argv(flat, payloads):
     """complete.lua's own arguments for the leases of a claim reply `flat`
     (and their `payloads`), every appid accepted with its row, as lease.rs's DoneAck writes
-    them."""
+    them, with each accepted appid's confirmation schedule entry."""
     acks, rows, seqs = [], [], []
-    now = int(time.time())
+    now_ms = int(time.time() * 1000)
+    now = now_ms // 1000
     for k in range(0, len(flat), 4):
         jid, fence, attempt = flat[k].decode(), flat[k + 1], flat[k + 2]
         payload = json.loads(payloads[k // 4])
@@ -99,12 +101,17 @@ def complete_argv(flat, payloads):
             "type": "share.accepted", "job_id": jid, "batch_id": BATCH, "env": ENV,
             "appid": appid, "confirm_url": None, "attempts": attempt,
         }, separators=(",", ":"))
-        acks += [jid, str(fence), event]
+        info = json.dumps({
+            "env": ENV, "appid": appid, "batch_id": BATCH, "job_id": jid,
+            "accepted_at": now_ms, "checks": 0,
+        }, separators=(",", ":"))
+        acks += [jid, str(fence), event, f"{jid}.0.{appid}", info]
         rows += [f"{ENV}/{appid}", f"a|{row}|{now}|{attempt}|||{ji}||"]
         seqs.append(row)
     bits = bit_runs(seqs)
-    # One group (one batch, shares, one accepted appid per job), then the batch's rows block.
-    return (["1", BATCH, "a", "1", "0", str(len(seqs))] + acks
+    # The first check's time, one group (one batch, shares, one accepted appid per job), then
+    # the batch's rows block.
+    return ([str(now_ms + 60_000), "1", BATCH, "a", "1", "0", str(len(seqs))] + acks
             + ["1", BATCH, str(len(rows) // 2)] + rows + ["1", "accepted", str(len(bits))] + bits)
 
 

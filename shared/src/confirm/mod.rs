@@ -3,21 +3,28 @@
 //! `share.bound` or, when the window ends first, `share.unconfirmed`; `batch.confirmed` once a
 //! completed batch has every accepted appid settled.
 //!
-//! Every worker process runs one [`Watcher`], a background loop in two steps:
+//! An accepted appid enters the durable schedule (`confirm` zset + `confirm:info` hash, keyed by
+//! its `share.accepted` event's stable id) in the script that accepts the share and writes that
+//! event (`store/lua/complete.lua`): no event is read back for it, and none can be missed, even
+//! when the events stream is trimmed. Every worker process runs one [`Watcher`], a background
+//! loop in two steps:
 //!
-//! 1. **Intake**: read the events stream as a member of the consumer group
-//!    [`CONFIRM_GROUP`] and, per `share.accepted`, add an entry to the durable schedule
-//!    (`confirm` zset + `confirm:info` hash, keyed by the event's stable id) in the same script
-//!    that XACKs the event (`store/lua/confirm_intake.lua`). A crash before that script leaves the event
-//!    pending; entries idle longer than [`ConfirmSettings::claim_idle`] are taken over with
-//!    XAUTOCLAIM by any watcher.
-//! 2. **Checks**: lease the due entries in bounded slices (`store/lua/confirm_claim.lua`, score = lease
-//!    deadline, one fencing token), group them into `batchgetenvid` calls of up to
+//! 1. **Intake**, for events of workers of earlier versions, which did not schedule their own
+//!    entries: while such events may be unread (`store/lua/confirm_follow.lua`), read the
+//!    events stream as a member of the consumer group [`CONFIRM_GROUP`] and, per
+//!    `share.accepted`, add the entry in the same script that XACKs the event
+//!    (`store/lua/confirm_intake.lua`; an entry already scheduled is not added again). A crash
+//!    before that script leaves the event pending; entries idle longer than
+//!    [`ConfirmSettings::claim_idle`] are taken over with XAUTOCLAIM by any watcher. Otherwise
+//!    the group is only moved to the end of the stream.
+//! 2. **Checks**: lease the due entries in bounded slices (`store/lua/confirm_claim.lua`, score =
+//!    lease deadline, one fencing token), group them into `batchgetenvid` calls of up to
 //!    [`ConfirmSettings::batch`] appids through the global rate limit and the shared token, and
-//!    apply each call's outcome in one fenced script (`store/lua/confirm_settle.lua`). A watcher that dies
-//!    mid-check loses nothing: the lease expires and another watcher checks again.
+//!    apply each call's outcome in one fenced script (`store/lua/confirm_settle.lua`). A watcher
+//!    that dies mid-check loses nothing: the lease expires and another watcher checks again.
 //!
-//! The queue's own scripts are untouched: the hot path pays nothing for this.
+//! `batch.confirmed` is emitted where its condition can become true: when a batch completes
+//! (the queue's scripts) and when a check settles.
 
 mod checker;
 mod events;
@@ -28,7 +35,7 @@ use std::time::{Duration, Instant};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
-use serde::{Deserialize, Serialize};
+
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
@@ -39,9 +46,9 @@ pub use events::read_confirmations;
 use crate::clock::iso8601;
 use crate::config::Settings;
 use crate::events::{Event, EventKind};
-use crate::ids::{AppId, BatchId, EnvId, JobId};
+use crate::ids::{AppId, BatchId};
 use crate::schedule::{ConfirmSchedule, DEFAULT_CONFIRM_BATCH};
-use crate::store::confirm::{Intake, Settle, Settled};
+use crate::store::confirm::{ConfirmInfo as Info, Intake, Settle, Settled};
 use crate::store::stream::{RawEntry, entry_id};
 use crate::store::{Queue, StartFrom, StoreError};
 
@@ -200,22 +207,6 @@ pub async fn intake_lag(queue: &Queue) -> Result<Option<IntakeLag>, StoreError> 
     }))
 }
 
-/// One schedule entry's details (`confirm:info`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct Info {
-    env: EnvId,
-    appid: AppId,
-    batch_id: BatchId,
-    job_id: JobId,
-    /// When the share was accepted (ms): the `share.accepted` stream entry's time.
-    accepted_at: u64,
-    /// Checks made so far.
-    checks: u32,
-    /// The trace id of the `share.accepted` event, carried by the confirmation events.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    trace_id: Option<String>,
-}
-
 /// What a watcher did in one round, for logs and tests.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RoundReport {
@@ -339,18 +330,21 @@ impl Watcher {
         WatcherHandle { stop, task }
     }
 
-    /// One round: intake (new events, then stale ones of dead consumers), then due checks.
+    /// One round: intake of events of workers of earlier versions, if any can be unread (new
+    /// events, then stale ones of dead consumers), then due checks.
     pub async fn round(&mut self, stop: &watch::Receiver<bool>) -> Result<RoundReport, StoreError> {
         let mut report = RoundReport::default();
-        let entries = match self.read_new().await {
-            Err(StoreError::NoGroup { .. }) => {
-                self.ensure_group().await?;
-                self.read_new().await?
-            }
-            r => r?,
-        };
-        report.read = entries.len();
-        report.scheduled += self.intake(entries).await?;
+        if self.queue.confirm_must_read(CONFIRM_GROUP).await? {
+            let entries = match self.read_new().await {
+                Err(StoreError::NoGroup { .. }) => {
+                    self.ensure_group().await?;
+                    self.read_new().await?
+                }
+                r => r?,
+            };
+            report.read = entries.len();
+            report.scheduled += self.intake(entries).await?;
+        }
         let idle = self.settings.claim_idle;
         if self.last_autoclaim.is_none_or(|t| t.elapsed() >= idle / 2) {
             self.last_autoclaim = Some(Instant::now());

@@ -2,30 +2,54 @@
 //! confirmation, and when each is checked next.
 //!
 //! Keys: `confirm` (zset: entry id → next check, or lease deadline while claimed),
-//! `confirm:info` (hash: entry id → details JSON), `confirm:lease` (hash: entry id → fencing
-//! token of its claim), `confirm:fence` (the last token). Three scripts change them, each with
-//! its events in the same step: intake (schedule `share.accepted` entries read from the stream
-//! and ack them), claim (lease due entries), settle (bound / unconfirmed / check again).
+//! `confirm:info` (hash: entry id → details JSON, [`ConfirmInfo`]), `confirm:lease` (hash:
+//! entry id → fencing token of its claim), `confirm:fence` (the last token). An entry is added
+//! by complete.lua in the step that accepts the share (`lease.rs`). The scripts here change
+//! them, each with its events in the same step: claim (lease due entries), settle (bound /
+//! unconfirmed / check again), and for `share.accepted` events of workers of earlier versions,
+//! which did not schedule their own entries, follow (is there anything to read?) and intake
+//! (schedule the entries read from the stream and ack them).
 
 use std::sync::LazyLock;
 
 use redis::{Script, ScriptInvocation};
+use serde::{Deserialize, Serialize};
 
 use super::stream::entry_id;
 use super::{Queue, StoreError};
 use crate::clock::iso8601;
+use crate::ids::{AppId, BatchId, EnvId, JobId};
 
 struct Scripts {
+    follow: Script,
     intake: Script,
     claim: Script,
     settle: Script,
 }
 
 static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
+    follow: lua!(confirm "confirm_follow.lua"),
     intake: lua!(confirm "confirm_intake.lua"),
     claim: lua!(confirm "confirm_claim.lua"),
     settle: lua!(confirm "confirm_settle.lua"),
 });
+
+/// One schedule entry's details (`confirm:info`), written when the share is accepted and
+/// rewritten after each check.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct ConfirmInfo {
+    pub env: EnvId,
+    pub appid: AppId,
+    pub batch_id: BatchId,
+    pub job_id: JobId,
+    /// When the share was accepted (ms).
+    pub accepted_at: u64,
+    /// Checks made so far.
+    pub checks: u32,
+    /// The trace id of the `share.accepted` event, carried by the confirmation events.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
+}
 
 /// One stream entry given to [`Queue::confirm_intake`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -130,12 +154,28 @@ impl Queue {
             .key(k.confirm())
             .key(k.confirm_info())
             .key(k.confirm_lease())
-            .key(k.confirm_fence());
+            .key(k.confirm_fence())
+            .key(k.stats())
+            .key(k.confirm_caught_up());
         inv.arg(now)
             .arg(iso8601(now))
             .arg(k.prefix())
             .arg(self.settings().events_maxlen.max(1));
         inv
+    }
+
+    /// Whether the stream intake has anything to do: `false` when no worker of an earlier
+    /// version (one that leaves confirmation scheduling to the intake) wrote events since the
+    /// intake last had read the whole stream; then `group` is moved to the end of the stream in
+    /// the same step (created there if missing), so nothing is read for nothing.
+    pub(crate) async fn confirm_must_read(&self, group: &str) -> Result<bool, StoreError> {
+        let mut inv = self.confirm_invocation(&SCRIPTS.follow, self.now_ms());
+        inv.arg(group);
+        let nothing: u8 = inv
+            .invoke_async(&mut self.connection())
+            .await
+            .map_err(StoreError::redis("confirm follow"))?;
+        Ok(nothing == 0)
     }
 
     /// Schedules the `Accepted` entries and acks every entry still pending for `consumer` of

@@ -156,6 +156,12 @@ impl Keys {
     pub fn confirm_fence(&self) -> String {
         self.key("confirm:fence")
     }
+    /// String: how many jobs had been completed by workers that leave confirmation scheduling
+    /// to the stream intake (stats `completed` − `completed_direct`) when the intake last had
+    /// read the whole events stream (`confirm_follow.lua`).
+    pub fn confirm_caught_up(&self) -> String {
+        self.key("confirm:caught_up")
+    }
 
     /// String: the last webhook delivery fencing token handed out (INCR).
     pub fn webhook_fence(&self) -> String {
@@ -197,7 +203,7 @@ impl Keys {
     }
 
     /// The KEYS every queue Lua script receives, in the order `lua/lib.lua` documents.
-    pub fn script_keys(&self) -> [String; 15] {
+    pub fn script_keys(&self) -> [String; 17] {
         [
             self.jobs(),
             self.ready(),
@@ -214,6 +220,8 @@ impl Keys {
             self.stats(),
             self.batches(),
             self.wake(),
+            self.confirm(),
+            self.confirm_info(),
         ]
     }
 }
@@ -255,6 +263,7 @@ mod tests {
             k.confirm_info(),
             k.confirm_lease(),
             k.confirm_fence(),
+            k.confirm_caught_up(),
             k.webhook_fence(),
             k.webhook_endpoints(),
             k.webhook_errors(),

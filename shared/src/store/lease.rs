@@ -4,6 +4,7 @@ use futures::future::try_join_all;
 use redis::{Script, ScriptInvocation, Value};
 use serde::Serialize;
 
+use super::confirm::ConfirmInfo;
 use super::types::Payload;
 use super::{
     Ack, AckReport, AppResult, Claim, ClaimReply, JobOp, Lease, LeaseRef, Outcome, Queue,
@@ -115,6 +116,8 @@ struct AckTime {
     ms: u64,
     /// ISO-8601 (the events' `at`).
     iso: String,
+    /// When an appid accepted now is first checked for confirmation (ms).
+    confirm_due: u64,
 }
 
 /// One kind of ack, applied by one script: how one ack is written as that script's ARGV.
@@ -272,7 +275,8 @@ impl AckStep for DoneAck<'_> {
         &SCRIPTS.complete
     }
 
-    /// The job's record within its group: id, fence, events, rejected pairs' dedupe members.
+    /// The job's record within its group: id, fence, events, rejected pairs' dedupe members,
+    /// and for a share the accepted appids' confirmation schedule entries.
     fn encode(&self, inv: &mut ScriptInvocation<'static>, time: &AckTime) {
         let l = self.lease;
         let job = &l.job;
@@ -292,6 +296,22 @@ impl AckStep for DoneAck<'_> {
         for (appid, ..) in &rejected {
             inv.arg(job.dedupe_member(appid));
         }
+        if job.op == JobOp::Share {
+            for (appid, _) in &ok {
+                let info = ConfirmInfo {
+                    env: job.env.clone(),
+                    appid: (*appid).clone(),
+                    batch_id: job.batch.clone(),
+                    job_id: job.id.clone(),
+                    accepted_at: time.ms,
+                    checks: 0,
+                    trace_id: job.trace_id(),
+                };
+                // The entry's id is its share.accepted event's id, as the stream intake keys it.
+                inv.arg(Event::share_id(&job.id, job.r#gen, appid))
+                    .arg(serde_json::to_string(&info).expect("ConfirmInfo serializes"));
+            }
+        }
     }
 
     /// Groups of consecutive acks with one header each (batch, kind, accepted and rejected
@@ -305,7 +325,7 @@ impl AckStep for DoneAck<'_> {
                 start = i;
             }
         }
-        inv.arg(groups.len());
+        inv.arg(time.confirm_due).arg(groups.len());
         for (head, acks) in groups {
             inv.arg(head.batch.as_str())
                 .arg(head.kind)
@@ -710,6 +730,7 @@ impl Queue {
         let time = AckTime {
             ms: now,
             iso: crate::clock::iso8601(now),
+            confirm_due: now.saturating_add(self.settings.confirm_first.as_millis() as u64),
         };
         let groups = AckGroups::classify(&acks);
         let calls: Vec<_> = [

@@ -117,6 +117,9 @@ pub struct QueueSettings {
     /// After each acknowledged write batch (an enqueue, a batch of outcomes), `WAIT` up to
     /// [`WAIT_TIMEOUT`] for this many replicas to have it; 0 = don't. Ignored on Redis Cluster.
     pub wait_replicas: u32,
+    /// How long after a share is accepted its binding is first checked: the accepted appids
+    /// enter the confirmation schedule due then, in the step that accepts them.
+    pub confirm_first: Duration,
 }
 
 /// How long one `WAIT` for replicas may take (`ENVSHARE_REDIS_WAIT_REPLICAS`). A shortfall is
@@ -134,14 +137,20 @@ impl Default for QueueSettings {
             reap_slice: 500,
             results_ttl: Duration::from_secs(30 * 24 * 3600),
             wait_replicas: 0,
+            confirm_first: Duration::from_millis(
+                crate::schedule::ConfirmSchedule::default().first_ms(),
+            ),
         }
     }
 }
 
 impl From<&crate::config::Settings> for QueueSettings {
     /// `ENVSHARE_MAX_ATTEMPTS`, `ENVSHARE_LEASE_MS`, `ENVSHARE_EVENTS_MAXLEN` and
-    /// `ENVSHARE_DEDUPE_WINDOW_MS` and `ENVSHARE_RESULTS_TTL`; the slices keep their defaults.
+    /// `ENVSHARE_DEDUPE_WINDOW_MS`, `ENVSHARE_RESULTS_TTL`, `ENVSHARE_REDIS_WAIT_REPLICAS`, and
+    /// the first offset of `ENVSHARE_CONFIRM_SCHEDULE` (at most `ENVSHARE_CONFIRM_WINDOW`); the
+    /// slices keep their defaults.
     fn from(settings: &crate::config::Settings) -> Self {
+        let first = Duration::from_millis(settings.confirm_schedule.first_ms());
         Self {
             max_attempts: settings.max_attempts,
             lease: settings.lease,
@@ -149,6 +158,7 @@ impl From<&crate::config::Settings> for QueueSettings {
             dedupe_window: settings.dedupe_window,
             results_ttl: settings.results_ttl,
             wait_replicas: settings.redis_wait_replicas,
+            confirm_first: first.min(settings.confirm_window),
             ..Self::default()
         }
     }
@@ -209,7 +219,7 @@ pub struct Queue {
     client: Option<redis::Client>,
     conn: RedisConn,
     keys: Arc<Keys>,
-    script_keys: Arc<[String; 15]>,
+    script_keys: Arc<[String; 17]>,
     settings: QueueSettings,
     clock: Arc<dyn Clock>,
     /// `WAIT`s that fell short, shared by clones.

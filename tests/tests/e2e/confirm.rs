@@ -499,3 +499,256 @@ async fn intake_lag_counts_unread_events_and_sees_a_trim_past_them() {
     let l = intake_lag(&queue).await.unwrap().unwrap();
     assert!(!l.trimmed_unread, "{l:?}");
 }
+
+/// A watcher of `s`'s queue, driven round by round by the test (no loop, no worker).
+fn round_watcher(s: &TestStack, conn: redis::aio::ConnectionManager) -> envshare::confirm::Watcher {
+    use envshare::confirm::{BindingChecker, ConfirmCounters, ConfirmSettings, Watcher};
+    use envshare::token::FixedTokenProvider;
+    use std::sync::Arc;
+
+    let client = envshare::wechat::WechatClient::new(s.sandbox.url(), Duration::from_secs(5))
+        .expect("client");
+    let tokens = Arc::new(FixedTokenProvider::new(SecretString::from(TOKEN)));
+    let limiter = Arc::new(envshare::throttle::RateLimiter::new(
+        conn,
+        s.queue.keys(),
+        0.0,
+    ));
+    let checker = BindingChecker::new(client, tokens, limiter, 100);
+    Watcher::new(
+        s.queue.clone(),
+        checker,
+        ConfirmSettings::default(),
+        "test-watcher",
+        ConfirmCounters::default(),
+    )
+}
+
+/// Claims every ready job of `s` and acks each with `outcome(job)`.
+async fn work_off(
+    s: &TestStack,
+    outcome: impl Fn(&envshare::store::ShareJob) -> envshare::store::Outcome,
+) {
+    use envshare::store::{Ack, Claim, WorkerId};
+    let Claim::Jobs(leases) = s.queue.claim(&WorkerId::new("w1"), 100).await.unwrap() else {
+        panic!("not paused")
+    };
+    let acks = leases
+        .into_iter()
+        .map(|l| {
+            let o = outcome(&l.job);
+            Ack::new(l, o)
+        })
+        .collect();
+    s.queue.complete(acks).await.unwrap();
+}
+
+/// The confirmation schedule: entry id → (due ms, details JSON).
+async fn schedule(s: &TestStack) -> std::collections::BTreeMap<String, (u64, serde_json::Value)> {
+    let mut conn = TestRedis::shared().conn().await;
+    let due: Vec<(String, u64)> = redis::cmd("ZRANGE")
+        .arg(s.queue.keys().confirm())
+        .arg(0)
+        .arg(-1)
+        .arg("WITHSCORES")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let mut out = std::collections::BTreeMap::new();
+    for (id, at) in due {
+        let info: String = redis::cmd("HGET")
+            .arg(s.queue.keys().confirm_info())
+            .arg(&id)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        out.insert(id, (at, serde_json::from_str(&info).unwrap()));
+    }
+    out
+}
+
+/// `lag` of the confirmation group (XINFO GROUPS), `None` without the group.
+async fn group_lag(s: &TestStack) -> Option<redis::Value> {
+    let mut conn = TestRedis::shared().conn().await;
+    let groups: Vec<std::collections::HashMap<String, redis::Value>> = redis::cmd("XINFO")
+        .arg("GROUPS")
+        .arg(s.queue.keys().events())
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    groups
+        .into_iter()
+        .find(|g| {
+            g.get("name")
+                .is_some_and(|n| *n == redis::Value::BulkString(b"envshare-confirm".to_vec()))
+        })
+        .map(|g| g["lag"].clone())
+}
+
+#[tokio::test]
+async fn an_accepted_appid_is_scheduled_by_the_step_that_accepts_it_and_no_event_is_read_back() {
+    use envshare::events::{EVENT_VERSION, Event};
+    use envshare::store::{AppResult, Outcome};
+
+    let s = start_stack("confirm-direct", "1m", 600_000).await;
+    let (a, b, c) = (appid(APPIDS + 40), appid(APPIDS + 41), appid(APPIDS + 42));
+    let (batch, jobs) = s
+        .enqueue(ENV, &[vec![a.clone(), b.clone()], vec![c.clone()]])
+        .await;
+    let before = s.queue.now_ms();
+    // The first job is accepted; the second rejected (nothing to confirm).
+    work_off(&s, |job| {
+        if job.appids.contains(&c) {
+            Outcome::Done(vec![AppResult::Rejected {
+                appid: c.clone(),
+                errcode: Some(-1),
+                errmsg: "rejected".into(),
+            }])
+        } else {
+            envshare_tests::all_accepted(job, None)
+        }
+    })
+    .await;
+    let after = s.queue.now_ms();
+
+    // Scheduled in the same step, under the share.accepted event's id, first due a minute
+    // (the queue's default first check) after acceptance.
+    let accepted_ids: Vec<String> = s
+        .queue
+        .events_after("0-0", 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| matches!(e.event.kind, EventKind::ShareAccepted { .. }))
+        .map(|e| e.event.id)
+        .collect();
+    let sched = schedule(&s).await;
+    assert_eq!(
+        sched.keys().cloned().collect::<Vec<_>>(),
+        {
+            let mut ids = accepted_ids.clone();
+            ids.sort();
+            ids
+        },
+        "one entry per accepted appid, keyed by its event id"
+    );
+    assert_eq!(sched.len(), 2);
+    for (due, info) in sched.values() {
+        let at = info["accepted_at"].as_u64().unwrap();
+        assert!((before..=after).contains(&at), "{info}");
+        assert_eq!(*due, at + 60_000, "{info}");
+        assert_eq!(info["checks"], 0);
+        assert_eq!(info["env"], ENV);
+        assert_eq!(info["batch_id"], batch.as_str());
+        assert_eq!(info["job_id"], jobs[0].as_str());
+    }
+
+    // The watcher has nothing to read: it moves its group to the end of the stream.
+    let conn = TestRedis::shared().connection_manager().await;
+    let mut watcher = round_watcher(&s, conn);
+    let (_stop, stopped) = tokio::sync::watch::channel(false);
+    let r = watcher.round(&stopped).await.unwrap();
+    assert_eq!((r.read, r.scheduled, r.checked), (0, 0, 0), "{r:?}");
+    assert_eq!(group_lag(&s).await, Some(redis::Value::Int(0)));
+
+    // A worker of an earlier version writes share.accepted and leaves scheduling to the
+    // stream intake; it counts its job in `completed` only.
+    let old = appid(APPIDS + 43);
+    let old_job = envshare::JobId::generate();
+    let event = Event {
+        v: EVENT_VERSION,
+        id: Event::share_id(&old_job, 0, &old),
+        at: envshare::clock::iso8601(s.queue.now_ms()),
+        kind: EventKind::ShareAccepted {
+            job_id: old_job.clone(),
+            batch_id: batch.clone(),
+            env: EnvId::parse(ENV).unwrap(),
+            appid: old.clone(),
+            confirm_url: None,
+            attempts: 1,
+        },
+        trace_id: None,
+    };
+    let mut conn = TestRedis::shared().conn().await;
+    let _: String = redis::cmd("XADD")
+        .arg(s.queue.keys().events())
+        .arg("*")
+        .arg("type")
+        .arg("share.accepted")
+        .arg("event")
+        .arg(event.to_json())
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let _: i64 = redis::cmd("HINCRBY")
+        .arg(s.queue.keys().stats())
+        .arg("completed")
+        .arg(1)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    // Meanwhile a worker of this version accepts one more: scheduled by its own step, and read
+    // by the intake beside the earlier worker's event without being scheduled twice.
+    let d = appid(APPIDS + 44);
+    s.enqueue(ENV, &[vec![d.clone()]]).await;
+    work_off(&s, |job| envshare_tests::all_accepted(job, None)).await;
+    assert_eq!(schedule(&s).await.len(), 3);
+
+    let r = watcher.round(&stopped).await.unwrap();
+    assert!(r.read >= 2, "both share.accepted events are read: {r:?}");
+    assert_eq!(
+        r.scheduled, 1,
+        "only the earlier worker's event is scheduled: {r:?}"
+    );
+    let sched = schedule(&s).await;
+    assert_eq!(sched.len(), 4);
+    let (due, info) = &sched[&event.id];
+    assert_eq!(info["appid"], old.as_str());
+    assert_eq!(*due, info["accepted_at"].as_u64().unwrap() + 60_000);
+
+    // Caught up: the next rounds read nothing again.
+    let r = watcher.round(&stopped).await.unwrap();
+    assert_eq!(r.read, 0, "{r:?}");
+    s.enqueue(ENV, &[vec![appid(APPIDS + 45)]]).await;
+    work_off(&s, |job| envshare_tests::all_accepted(job, None)).await;
+    let r = watcher.round(&stopped).await.unwrap();
+    assert_eq!((r.read, r.scheduled), (0, 0), "{r:?}");
+    assert_eq!(schedule(&s).await.len(), 5);
+    assert_eq!(group_lag(&s).await, Some(redis::Value::Int(0)));
+}
+
+#[tokio::test]
+async fn a_batch_with_nothing_accepted_is_confirmed_as_it_completes() {
+    use envshare::store::{AppResult, Outcome};
+
+    let s = start_stack("confirm-none", "1m", 600_000).await;
+    let a = appid(APPIDS + 50);
+    let (batch, _) = s.enqueue(ENV, &[vec![a.clone()]]).await;
+    work_off(&s, |_| {
+        Outcome::Done(vec![AppResult::Rejected {
+            appid: a.clone(),
+            errcode: Some(-1),
+            errmsg: "rejected".into(),
+        }])
+    })
+    .await;
+    // No watcher runs: the queue's own step emits both.
+    let types: Vec<&str> = s
+        .events()
+        .await
+        .iter()
+        .map(EventKind::type_name)
+        .filter(|t| t.starts_with("batch."))
+        .collect();
+    assert_eq!(types, ["batch.completed", "batch.confirmed"]);
+    let confirmed = s
+        .events()
+        .await
+        .into_iter()
+        .find(|k| matches!(k, EventKind::BatchConfirmed { .. }))
+        .unwrap();
+    assert!(
+        matches!(&confirmed, EventKind::BatchConfirmed { batch_id, accepted: 0, bound: 0, unconfirmed: 0, .. } if *batch_id == batch),
+        "{confirmed:?}"
+    );
+}

@@ -1097,6 +1097,12 @@ mod model {
                 m.completed = true;
                 self.events
                     .push((format!("batch.{b}.completed"), "batch.completed"));
+                // Nothing bound or unconfirmed in this model: a batch with nothing accepted
+                // has nothing left to confirm.
+                if m.accepted == 0 {
+                    self.events
+                        .push((format!("batch.{b}.confirmed"), "batch.confirmed"));
+                }
                 return true;
             }
             false

@@ -1,7 +1,7 @@
 -- bury.lua: move leased jobs to dead (permanent error or retries exhausted) with their
 -- share.failed events, batch counters, and their dedupe pairs freed so a re-import retries them.
 -- Fenced: a job whose current fencing token differs is stale and nothing is written for it.
--- KEYS[1..15] the queue's keys, see lib.lua
+-- KEYS[1..17] the queue's keys, see lib.lua
 -- ARGV[1] now (ms)   ARGV[2] now ISO-8601   ARGV[3] key prefix   ARGV[4] events MAXLEN
 -- ARGV[5] number of jobs (<= 500), then per job:
 --         id, fence, batch id, failed appids, dead info JSON, number of events E,

@@ -3,7 +3,7 @@
 -- cancelled and their result rows become cancelled, and the batch counts the job as ended (so
 -- it completes once the rest has ended). Leased jobs are left to finish; their outcome is
 -- recorded as usual. The batch is marked cancelled (field `cancelled`, the time in ms).
--- KEYS[1..15] the queue's keys, see lib.lua
+-- KEYS[1..17] the queue's keys, see lib.lua
 -- ARGV[1] now (ms)   ARGV[2] now ISO-8601   ARGV[3] key prefix   ARGV[4] events MAXLEN
 -- ARGV[5] batch id   ARGV[6] first row number to look at   ARGV[7] pending rows to look at
 --         at most (<= 1000)

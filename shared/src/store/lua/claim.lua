@@ -1,5 +1,5 @@
 -- claim.lua: reap expired leases, promote due jobs, then lease up to N ready jobs (FIFO).
--- KEYS[1..15] the queue's keys, see lib.lua (jobs, ready, scheduled, running, state, fence, dead,
+-- KEYS[1..17] the queue's keys, see lib.lua (jobs, ready, scheduled, running, state, fence, dead,
 --             dead:info, events, dedupe, pause, workers, stats, batches, wake)
 -- ARGV[1] now (ms)   ARGV[2] now ISO-8601   ARGV[3] key prefix   ARGV[4] events MAXLEN
 -- ARGV[5] worker id

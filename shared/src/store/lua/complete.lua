@@ -1,13 +1,16 @@
 -- complete.lua: finish leased jobs that WeChat answered (errcode 0): events, result rows, batch
 -- counters, and the job is removed. Fenced: a job whose current fencing token differs is stale
 -- and nothing is written for it.
--- KEYS[1..15] the queue's keys, see lib.lua
+-- KEYS[1..17] the queue's keys, see lib.lua
 -- ARGV[1] now (ms)   ARGV[2] now ISO-8601   ARGV[3] key prefix   ARGV[4] events MAXLEN
--- ARGV[5] number of groups (consecutive jobs of one batch, kind and shape; <= 500 jobs in
+-- ARGV[5] when the accepted appids of shares are first checked for confirmation (ms)
+-- ARGV[6] number of groups (consecutive jobs of one batch, kind and shape; <= 500 jobs in
 --         all), per group: batch id, kind, A accepted appids per job, R rejected appids per job,
 --         number of jobs J, then per job: id, fence, A x event JSON (share.accepted;
 --         share.unshared for an unshare), R x share.failed event JSON, R x dedupe member (the
---         rejected pairs, freed so a re-import retries them)
+--         rejected pairs, freed so a re-import retries them), and for a share A x
+--         (confirmation schedule entry id, its details JSON): the accepted appids enter the
+--         confirmation schedule here, in the step that accepts them (confirm_lib.lua)
 --         kind: "a" a share, "x" an unshare, each job with A + R result rows in its batch's
 --         rows block below; "A", "X" the same without rows (jobs enqueued before result rows)
 --         (what a group header carries costs Redis once per group, not once per job)
@@ -21,18 +24,23 @@
 -- each row's number read from the row itself.
 -- returns: {applied, {stale job ids}, {batch ids completed by this call}}
 -- Cost: O(log n) per job plus one XADD per event.
-local groups = tonumber(ARGV[5])
+local due = ARGV[5]
+local groups = tonumber(ARGV[6])
+local SHARE = { a = true, A = true }
 -- Pass 1: where each group and job starts, and the job ids (for one HMGET of their states).
 local heads, pos, ids = {}, {}, {}
 local n = 0
-local i = 6
+local i = 7
 for g = 1, groups do
   heads[g] = i
   local acc = COUNT[ARGV[i + 2]] or tonumber(ARGV[i + 2])
   local rej = COUNT[ARGV[i + 3]] or tonumber(ARGV[i + 3])
   local nj = tonumber(ARGV[i + 4])
-  i = i + 5
   local step = 2 + acc + 2 * rej
+  if SHARE[ARGV[i + 1]] then
+    step = step + 2 * acc
+  end
+  i = i + 5
   for _ = 1, nj do
     n = n + 1
     pos[n] = i
@@ -44,7 +52,8 @@ local rows_at = i
 local states = chunked_get('HMGET', K_STATE, ids)
 -- Pass 2: the jobs that apply write their events; their batch counters are summed per group.
 local done, stale, free, applied = {}, {}, {}, {}
-local nd, nf = 0, 0
+local sched, infos = {}, {}
+local nd, nf, ns = 0, 0, 0
 local r = 0
 for g = 1, groups do
   local h = heads[g]
@@ -52,7 +61,8 @@ for g = 1, groups do
   local acc = COUNT[ARGV[h + 2]] or tonumber(ARGV[h + 2])
   local rej = COUNT[ARGV[h + 3]] or tonumber(ARGV[h + 3])
   local nj = tonumber(ARGV[h + 4])
-  local kind = (code == 'x' or code == 'X') and 'share.unshared' or 'share.accepted'
+  local share = SHARE[code]
+  local kind = share and 'share.accepted' or 'share.unshared'
   local jobs = 0
   for _ = 1, nj do
     r = r + 1
@@ -74,6 +84,15 @@ for g = 1, groups do
       for x = e + rej, e + 2 * rej - 1 do
         nf = nf + 1
         free[nf] = ARGV[x]
+      end
+      if share then
+        for x = e + 2 * rej, e + 2 * rej + 2 * acc - 1, 2 do
+          sched[ns + 1] = due
+          sched[ns + 2] = ARGV[x]
+          infos[ns + 1] = ARGV[x]
+          infos[ns + 2] = ARGV[x + 1]
+          ns = ns + 2
+        end
       end
     else
       stale[#stale + 1] = id
@@ -153,6 +172,13 @@ if nd > 0 then
   if nf > 0 then
     chunked('ZREM', K_DEDUPE, free, 1)
   end
+  if ns > 0 then
+    chunked('ZADD', K_CONFIRM, sched, 2)
+    chunked('HSET', K_CONFIRM_INFO, infos, 2)
+  end
   redis.call('HINCRBY', K_STATS, 'completed', nd)
+  -- Jobs whose accepted appids were scheduled here: what `completed` counts beyond this came
+  -- from workers that leave scheduling to the stream intake (confirm_follow.lua).
+  redis.call('HINCRBY', K_STATS, 'completed_direct', nd)
 end
 return { nd, stale, flush_batches() }

@@ -1,6 +1,6 @@
 -- confirm_claim.lua: lease due schedule entries to one watcher: their score becomes the lease
 -- deadline (so nobody else takes them until then) and they get one new fencing token.
--- KEYS[1..5] see confirm_lib.lua
+-- KEYS[1..7] see confirm_lib.lua
 -- ARGV[1..4] now (ms), now ISO-8601, key prefix, events MAXLEN (see prelude.lua)
 -- ARGV[5] lease (ms)   ARGV[6] max entries (<= 1000)
 -- returns: {fence, id1, info1, id2, info2, …} (just {fence} when nothing is due)

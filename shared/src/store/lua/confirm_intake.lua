@@ -1,6 +1,6 @@
 -- confirm_intake.lua: take events read by the confirmation consumer group into the schedule,
 -- and ack them in the same script, so an event is scheduled exactly when its ack is applied.
--- KEYS[1..5] see confirm_lib.lua
+-- KEYS[1..7] see confirm_lib.lua
 -- ARGV[1..4] now (ms), now ISO-8601, key prefix, events MAXLEN (see prelude.lua)
 -- ARGV[5] consumer group   ARGV[6] consumer   ARGV[7] number of entries (<= 1000)
 -- ARGV[8] the least and ARGV[9] the greatest entry id of them (the XPENDING range), then per

@@ -11,35 +11,18 @@
 -- KEYS[4]  envshare:{q}:confirm:lease (hash)   entry id -> fencing token of its claim (the
 --                                              token alone: the whole record is compared)
 -- KEYS[5]  envshare:{q}:confirm:fence (string) last fencing token
+-- KEYS[6]  envshare:{q}:stats         (hash)   the queue's counters (read: completed,
+--                                              completed_direct)
+-- KEYS[7]  envshare:{q}:confirm:caught_up (string) completed - completed_direct when the stream
+--                                              intake last had read the whole stream
+--
+-- Entries enter the schedule in complete.lua, in the step that accepts the share. Workers of
+-- earlier versions did not do that: their share.accepted events are scheduled by the stream
+-- intake (confirm_intake.lua), which the watchers run only while such events may be unread
+-- (confirm_follow.lua).
 
 local K_EVENTS, K_CONFIRM, K_INFO, K_LEASE, K_FENCE = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local K_STATS, K_CAUGHT_UP = KEYS[6], KEYS[7]
 local xadd, trim_events = event_stream(K_EVENTS)
 
--- Emits batch.confirmed (once: the `confirmed` field guards it) when the batch has completed
--- (every share request ended) and each accepted appid is bound or unconfirmed. Like
--- batch.completed, it carries the trace id of the import that created the batch, if traced.
-local function maybe_confirm(id)
-  local key = batch_key(id)
-  local h = redis.call('HMGET', key, 'completed', 'confirmed', 'accepted', 'bound', 'unconfirmed',
-    'trace')
-  if h[1] ~= '1' or h[2] == '1' then
-    return false
-  end
-  local acc = tonumber(h[3] or 0) or 0
-  local b = tonumber(h[4] or 0) or 0
-  local u = tonumber(h[5] or 0) or 0
-  if b + u < acc then
-    return false
-  end
-  redis.call('HSET', key, 'confirmed', '1', 'confirmed_at', NOW_S)
-  local e = {
-    'v', 1, 'id', 'batch.' .. id .. '.confirmed', 'at', AT, 'type', 'batch.confirmed',
-    'batch_id', id, 'accepted', acc, 'bound', b, 'unconfirmed', u,
-  }
-  if h[6] then
-    e[#e + 1] = 'trace_id'
-    e[#e + 1] = h[6]
-  end
-  xadd('batch.confirmed', json_object(e))
-  return true
-end
+local maybe_confirm = batch_confirmer(xadd)

@@ -1,7 +1,7 @@
 -- confirm_settle.lua: apply the outcome of one batchgetenvid call to the entries it checked.
 -- Fenced: an entry whose lease record is not the token ARGV[5] (its lease expired and another
 -- watcher took it) is stale and nothing is written for it.
--- KEYS[1..5] see confirm_lib.lua
+-- KEYS[1..7] see confirm_lib.lua
 -- ARGV[1..4] now (ms), now ISO-8601, key prefix, events MAXLEN (see prelude.lua)
 -- ARGV[5] fence   ARGV[6] number of entries, then per entry: id, action, and
 --           action "b" (bound): batch id, "env/appid", share.bound event JSON

@@ -1,6 +1,6 @@
 -- dead_purge.lua: delete dead jobs for good (payload, state, dead info). Batch counters keep
 -- them counted as ended and failed.
--- KEYS[1..15] the queue's keys, see lib.lua
+-- KEYS[1..17] the queue's keys, see lib.lua
 -- ARGV[1] now (ms)   ARGV[2] now ISO-8601   ARGV[3] key prefix   ARGV[4] events MAXLEN
 -- ARGV[5..] job ids (<= 1000)
 -- returns: number of dead jobs purged (ids not dead are ignored)

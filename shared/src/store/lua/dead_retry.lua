@@ -1,7 +1,7 @@
 -- dead_retry.lua: give dead jobs another run: generation + 1 (new event ids), attempts reset,
 -- back to ready, dedupe pairs taken again, result rows pending again. The batch's done_jobs and failed go back down for each
 -- job; a batch that already emitted batch.completed never emits it again.
--- KEYS[1..15] the queue's keys, see lib.lua
+-- KEYS[1..17] the queue's keys, see lib.lua
 -- ARGV[1] now (ms)   ARGV[2] now ISO-8601   ARGV[3] key prefix   ARGV[4] events MAXLEN
 -- ARGV[5] dedupe window (ms)   ARGV[6..] job ids (<= 1000)
 -- returns: number of dead jobs moved to ready (ids not dead are ignored)

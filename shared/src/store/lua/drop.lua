@@ -3,7 +3,7 @@
 -- ready; a claim leases it like any job (claim.lua reads no payloads) and the worker, finding
 -- no payload, drops it here: its state record and lease go, nothing else is written (there is
 -- no batch, appid or event to name). Fenced, and a job whose payload exists is left alone.
--- KEYS[1..15] the queue's keys, see lib.lua
+-- KEYS[1..17] the queue's keys, see lib.lua
 -- ARGV[1] now (ms)   ARGV[2] now ISO-8601   ARGV[3] key prefix   ARGV[4] events MAXLEN
 -- ARGV[5] number of jobs (<= 1000, a claim's most), then per job: id, fence
 -- returns: number of jobs dropped

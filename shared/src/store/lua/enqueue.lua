@@ -1,5 +1,5 @@
 -- enqueue.lua: add a slice of new jobs, skipping (env, appid) pairs inside their dedupe window.
--- KEYS[1..15] the queue's keys, see lib.lua (jobs, ready, scheduled, dedupe, batches, stats, wake
+-- KEYS[1..17] the queue's keys, see lib.lua (jobs, ready, scheduled, dedupe, batches, stats, wake
 --             are written)
 -- ARGV[1] now (ms)   ARGV[2] now ISO-8601   ARGV[3] key prefix   ARGV[4] events MAXLEN
 -- ARGV[5] force: "1" ignores the dedupe window (the window is still refreshed)

@@ -1,6 +1,6 @@
 -- heartbeat.lua: record the worker as alive and extend the leases it still holds.
 -- Fenced: a lease whose token no longer matches (reaped, re-leased) is reported as lost.
--- KEYS[1..15] the queue's keys, see lib.lua (workers and running are written)
+-- KEYS[1..17] the queue's keys, see lib.lua (workers and running are written)
 -- ARGV[1] now (ms)   ARGV[2] now ISO-8601   ARGV[3] key prefix   ARGV[4] events MAXLEN
 -- ARGV[5] worker id   ARGV[6] lease (ms)
 -- ARGV[7] number of leases (<= 500), then per lease: id, fence

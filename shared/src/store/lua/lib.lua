@@ -20,11 +20,15 @@
 -- KEYS[13] envshare:{q}:stats      (hash)   counters
 -- KEYS[14] envshare:{q}:batches    (zset)   batch id -> created ms
 -- KEYS[15] envshare:{q}:wake       (pub/sub channel) published when jobs become ready
+-- KEYS[16] envshare:{q}:confirm    (zset)   confirmation schedule (see confirm_lib.lua)
+-- KEYS[17] envshare:{q}:confirm:info (hash) its entries' details (see confirm_lib.lua)
 
 local K_JOBS, K_READY, K_SCHED, K_RUNNING, K_STATE = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local K_FENCE, K_DEAD, K_DEAD_INFO, K_EVENTS, K_DEDUPE = KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10]
 local K_PAUSE, K_WORKERS, K_STATS, K_BATCHES, K_WAKE = KEYS[11], KEYS[12], KEYS[13], KEYS[14], KEYS[15]
+local K_CONFIRM, K_CONFIRM_INFO = KEYS[16], KEYS[17]
 local xadd, trim_events = event_stream(K_EVENTS)
+local maybe_confirm = batch_confirmer(xadd)
 
 -- Lua's unpack() fails past a few thousand values, so variadic commands take bounded slices.
 local CHUNK = 1000
@@ -201,8 +205,8 @@ local function bump_batch(id, done, accepted, failed)
   d[3] = d[3] + failed
 end
 
--- Emits batch.completed if the batch is sealed, every job has ended and it was never emitted,
--- and from then on lets the batch's record and result rows expire after its `ttl` (ms).
+-- Emits batch.completed if the batch is sealed, every job has ended and it was never emitted
+-- (then batch.confirmed too, if nothing is left to confirm), and from then on lets the batch's record and result rows expire after its `ttl` (ms).
 -- `h` is HMGET jobs done_jobs sealed completed appids accepted failed ttl trace (after this
 -- call's deltas; trace: the trace id of the import that created the batch, if it was traced).
 local function maybe_complete(id, key, h)
@@ -226,6 +230,8 @@ local function maybe_complete(id, key, h)
       e[#e + 1] = h[9]
     end
     xadd('batch.completed', json_object(e))
+    -- Every accepted appid may be settled already (or none was accepted).
+    maybe_confirm(id)
     return true
   end
   return false

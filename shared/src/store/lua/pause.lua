@@ -1,6 +1,6 @@
 -- pause.lua: pause claims for every worker until a time (45009: daily quota spent), or resume.
 -- Pausing never shortens an existing pause: two workers hitting the quota keep the later end.
--- KEYS[1..15] the queue's keys, see lib.lua (pause is written)
+-- KEYS[1..17] the queue's keys, see lib.lua (pause is written)
 -- ARGV[1] now (ms)   ARGV[2] now ISO-8601   ARGV[3] key prefix   ARGV[4] events MAXLEN
 -- ARGV[5] until (ms); "0" resumes now   ARGV[6] reason
 -- returns: the pause end in force after the call (ms), 0 when not paused

@@ -76,6 +76,40 @@ local function event_stream(key)
   return xadd, trim_events
 end
 
+-- The batch.confirmed writer on the stream of `xadd`: confirm(id) emits batch.confirmed (once:
+-- the `confirmed` field guards it) when batch `id` has completed (every share request ended)
+-- and each accepted appid is bound or unconfirmed, and says whether it did. Called where
+-- either can become true: a batch completing (lib.lua) and a confirmation settling
+-- (confirm_lib.lua). Like batch.completed, it carries the trace id of the import that created
+-- the batch, if traced.
+local function batch_confirmer(xadd)
+  return function(id)
+    local key = batch_key(id)
+    local h = redis.call('HMGET', key, 'completed', 'confirmed', 'accepted', 'bound',
+      'unconfirmed', 'trace')
+    if h[1] ~= '1' or h[2] == '1' then
+      return false
+    end
+    local acc = tonumber(h[3] or 0) or 0
+    local b = tonumber(h[4] or 0) or 0
+    local u = tonumber(h[5] or 0) or 0
+    if b + u < acc then
+      return false
+    end
+    redis.call('HSET', key, 'confirmed', '1', 'confirmed_at', NOW_S)
+    local e = {
+      'v', 1, 'id', 'batch.' .. id .. '.confirmed', 'at', AT, 'type', 'batch.confirmed',
+      'batch_id', id, 'accepted', acc, 'bound', b, 'unconfirmed', u,
+    }
+    if h[6] then
+      e[#e + 1] = 'trace_id'
+      e[#e + 1] = h[6]
+    end
+    xadd('batch.confirmed', json_object(e))
+    return true
+  end
+end
+
 -- Fencing: a job's lease record starts with its fencing token and a ':' ("fence:attempts:worker",
 -- see lib.lua). `holds` is the one check that an ack, heartbeat or release comes from the
 -- current lease: whether `record` is the lease with token `fence` (ARGV digits). A waiting

@@ -1,6 +1,6 @@
 -- release.lua: hand leased jobs back to ready without running them (worker shutdown); the
 -- attempt is refunded. Fenced: a stale lease is reported and nothing is written for it.
--- KEYS[1..15] the queue's keys, see lib.lua
+-- KEYS[1..17] the queue's keys, see lib.lua
 -- ARGV[1] now (ms)   ARGV[2] now ISO-8601   ARGV[3] key prefix   ARGV[4] events MAXLEN
 -- ARGV[5] number of jobs (<= 500), then per job: id, fence
 -- returns: {released, {stale job ids}}

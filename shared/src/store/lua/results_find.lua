@@ -1,6 +1,6 @@
 -- results_find.lua: the result rows of one appid in every batch on record, newest batch first
 -- (read only).
--- KEYS[1..15] the queue's keys, see lib.lua (batches is read)
+-- KEYS[1..17] the queue's keys, see lib.lua (batches is read)
 -- ARGV[1] now (ms)   ARGV[2] now ISO-8601   ARGV[3] key prefix   ARGV[4] events MAXLEN
 -- ARGV[5] appid
 -- returns: {batch id, "env/appid|" .. row, job id, batch created_at (ms), row number, …}; a

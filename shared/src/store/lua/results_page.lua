@@ -1,6 +1,6 @@
 -- results_page.lua: one page of a batch's result rows, in row-number order, optionally only
 -- those in one state (read only).
--- KEYS[1..15] the queue's keys, see lib.lua (none is read: the result keys derive from ARGV[3])
+-- KEYS[1..17] the queue's keys, see lib.lua (none is read: the result keys derive from ARGV[3])
 -- ARGV[1] now (ms)   ARGV[2] now ISO-8601   ARGV[3] key prefix   ARGV[4] events MAXLEN
 -- ARGV[5] batch id   ARGV[6] state name, or "" for every row   ARGV[7] first row number
 -- ARGV[8] rows at most (<= 1000)

@@ -3,7 +3,7 @@
 -- never ran) refunds it. No events: a retry is not a result. Publishes on the wake channel, so
 -- idle workers learn the new due time.
 -- Fenced: a job whose current fencing token differs is stale and nothing is written for it.
--- KEYS[1..15] the queue's keys, see lib.lua
+-- KEYS[1..17] the queue's keys, see lib.lua
 -- ARGV[1] now (ms)   ARGV[2] now ISO-8601   ARGV[3] key prefix   ARGV[4] events MAXLEN
 -- ARGV[5] number of jobs (<= 500), then per job: id, fence, run_at_ms, refund ("1" or "0")
 -- returns: {applied, {stale job ids}}

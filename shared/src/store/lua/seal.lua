@@ -1,5 +1,5 @@
 -- seal.lua: mark a batch as fully enqueued; batch.completed can only fire once it is sealed.
--- KEYS[1..15] the queue's keys, see lib.lua (batches, events and the batch hash are written)
+-- KEYS[1..17] the queue's keys, see lib.lua (batches, events and the batch hash are written)
 -- ARGV[1] now (ms)   ARGV[2] now ISO-8601   ARGV[3] key prefix   ARGV[4] events MAXLEN
 -- ARGV[5] batch id
 -- returns: 1 when sealing completed the batch (every job had already ended; batch.completed

@@ -1,0 +1,62 @@
+-- confirm_follow.lua: whether the confirmation watchers must read the events stream.
+-- complete.lua schedules the appids it accepts itself, and counts its jobs twice in the stats,
+-- as `completed` and as `completed_direct`; workers of earlier versions count only `completed`
+-- and leave scheduling to the stream intake. So `completed - completed_direct` grows only when
+-- such a worker writes share.accepted events. While it is what it was when the intake last had
+-- read the whole stream, nothing needs reading: the group is moved to the end of the stream in
+-- this same step, so no event of an earlier worker can be passed over.
+-- KEYS[1..7] see confirm_lib.lua
+-- ARGV[1..4] now (ms), now ISO-8601, key prefix, events MAXLEN (see prelude.lua)
+-- ARGV[5] consumer group
+-- returns: 1 nothing to read (the group is at the end of the stream), 0 read the stream
+-- Cost: O(1) commands (O(number of groups) for XINFO GROUPS).
+local group = ARGV[5]
+local s = redis.call('HMGET', K_STATS, 'completed', 'completed_direct')
+local earlier = int((tonumber(s[1] or 0) or 0) - (tonumber(s[2] or 0) or 0))
+local caught_up = redis.call('GET', K_CAUGHT_UP) or '0'
+if redis.call('EXISTS', K_EVENTS) == 0 then
+  -- No events at all: nothing is unread.
+  if earlier ~= caught_up then
+    redis.call('SET', K_CAUGHT_UP, earlier)
+  end
+  return 1
+end
+local found, lag, read = false, nil, nil
+for _, g in ipairs(redis.call('XINFO', 'GROUPS', K_EVENTS)) do
+  local f = {}
+  for j = 1, #g, 2 do
+    f[g[j]] = g[j + 1]
+  end
+  if f['name'] == group then
+    found, lag, read = true, f['lag'], f['entries-read']
+  end
+end
+if earlier ~= caught_up then
+  -- Earlier workers wrote events since the intake last caught up: read until it has been
+  -- delivered everything (lag 0; what it was delivered and has not acked yet stays pending).
+  if not found or lag ~= 0 then
+    return 0
+  end
+  redis.call('SET', K_CAUGHT_UP, earlier)
+end
+if found and lag == 0 then
+  return 1
+end
+-- Keep the group's count of entries read exact, so its lag (the intake-lag gauge) stays known.
+local added
+if lag and read then
+  added = read + lag
+else
+  local info = redis.call('XINFO', 'STREAM', K_EVENTS)
+  for j = 1, #info, 2 do
+    if info[j] == 'entries-added' then
+      added = info[j + 1]
+    end
+  end
+end
+if found then
+  redis.call('XGROUP', 'SETID', K_EVENTS, group, '$', 'ENTRIESREAD', added)
+else
+  redis.call('XGROUP', 'CREATE', K_EVENTS, group, '$', 'ENTRIESREAD', added)
+end
+return 1
