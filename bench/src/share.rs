@@ -11,10 +11,11 @@
 //! is the process's CPU time minus the sandbox thread's, per WeChat call. Redis runs in its own
 //! process: its CPU time (`INFO cpu`) is read around the enqueue and around the work, so
 //! `redis_cpu_us_per_job` covers the whole path (enqueue, claims, outcomes, events, result
-//! rows, confirmation intake) of the worker `envshare-worker` runs. The confirmation intake
-//! trails the events stream by up to a poll, so the work phase ends when every accepted appid
-//! is in the confirmation schedule, not at the last ack. `CONFIRM=0` keeps the confirmation
-//! watcher asleep for the run: the difference is what confirmation tracking costs.
+//! rows, confirmation scheduling) of the worker `envshare-worker` runs. The acks schedule
+//! every accepted appid's confirmation check; the work phase ends when the schedule holds them
+//! all (at the last ack, unless a stream intake of an earlier version is being measured).
+//! `CONFIRM=0` keeps the confirmation watcher asleep for the run (no rounds; the acks still
+//! schedule): the difference is what the watcher's rounds cost.
 
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -189,7 +190,7 @@ pub async fn run(
     settings.http_addr = "127.0.0.1:0".parse()?;
     settings.events_maxlen = n + 1_000;
     // The worker's own defaults, as `envshare-worker` runs; `CONFIRM=0` leaves the
-    // confirmation watcher asleep (its first round finds nothing), to show what tracking costs.
+    // confirmation watcher asleep (its first round finds nothing), to show what its rounds cost.
     let confirm = std::env::var("CONFIRM").map_or(true, |v| v != "0");
     let mut options = WorkerOptions::default();
     if !confirm {
@@ -214,9 +215,9 @@ pub async fn run(
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     let secs = started.elapsed().as_secs_f64();
-    // The confirmation intake follows the events stream a poll behind: what it still has to
-    // take in is part of the share path's cost, so wait for every accepted appid's schedule
-    // entry (bounded: a slow intake is reported, not waited for forever).
+    // Every accepted appid's schedule entry is part of the share path's cost: the acks write
+    // them, so this finds them all at once; a build whose watchers take them in from the
+    // stream is waited for (bounded: a slow intake is reported, not waited for forever).
     let mut intake_wait_s = 0.0;
     if confirm {
         let waited = Instant::now();

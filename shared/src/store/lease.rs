@@ -116,8 +116,9 @@ struct AckTime {
     ms: u64,
     /// ISO-8601 (the events' `at`).
     iso: String,
-    /// When an appid accepted now is first checked for confirmation (ms).
-    confirm_due: u64,
+    /// When an appid accepted now is first checked for confirmation (ms); `None`: the acks do
+    /// not schedule it (a watcher's stream intake does).
+    confirm_due: Option<u64>,
 }
 
 /// One kind of ack, applied by one script: how one ack is written as that script's ARGV.
@@ -296,7 +297,7 @@ impl AckStep for DoneAck<'_> {
         for (appid, ..) in &rejected {
             inv.arg(job.dedupe_member(appid));
         }
-        if job.op == JobOp::Share {
+        if job.op == JobOp::Share && time.confirm_due.is_some() {
             for (appid, _) in &ok {
                 let info = ConfirmInfo {
                     env: job.env.clone(),
@@ -325,7 +326,7 @@ impl AckStep for DoneAck<'_> {
                 start = i;
             }
         }
-        inv.arg(time.confirm_due).arg(groups.len());
+        inv.arg(time.confirm_due.unwrap_or(0)).arg(groups.len());
         for (head, acks) in groups {
             inv.arg(head.batch.as_str())
                 .arg(head.kind)
@@ -730,7 +731,10 @@ impl Queue {
         let time = AckTime {
             ms: now,
             iso: crate::clock::iso8601(now),
-            confirm_due: now.saturating_add(self.settings.confirm_first.as_millis() as u64),
+            confirm_due: self
+                .settings
+                .confirm_first
+                .map(|first| now.saturating_add(first.as_millis() as u64)),
         };
         let groups = AckGroups::classify(&acks);
         let calls: Vec<_> = [

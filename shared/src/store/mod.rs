@@ -118,8 +118,10 @@ pub struct QueueSettings {
     /// [`WAIT_TIMEOUT`] for this many replicas to have it; 0 = don't. Ignored on Redis Cluster.
     pub wait_replicas: u32,
     /// How long after a share is accepted its binding is first checked: the accepted appids
-    /// enter the confirmation schedule due then, in the step that accepts them.
-    pub confirm_first: Duration,
+    /// enter the confirmation schedule due then, in the step that accepts them (the worker sets
+    /// it). `None` leaves them to a confirmation watcher's stream intake, which reads the
+    /// `share.accepted` events back (`envshare::confirm`).
+    pub confirm_first: Option<Duration>,
 }
 
 /// How long one `WAIT` for replicas may take (`ENVSHARE_REDIS_WAIT_REPLICAS`). A shortfall is
@@ -137,9 +139,7 @@ impl Default for QueueSettings {
             reap_slice: 500,
             results_ttl: Duration::from_secs(30 * 24 * 3600),
             wait_replicas: 0,
-            confirm_first: Duration::from_millis(
-                crate::schedule::ConfirmSchedule::default().first_ms(),
-            ),
+            confirm_first: None,
         }
     }
 }
@@ -158,7 +158,7 @@ impl From<&crate::config::Settings> for QueueSettings {
             dedupe_window: settings.dedupe_window,
             results_ttl: settings.results_ttl,
             wait_replicas: settings.redis_wait_replicas,
-            confirm_first: first.min(settings.confirm_window),
+            confirm_first: Some(first.min(settings.confirm_window)),
             ..Self::default()
         }
     }

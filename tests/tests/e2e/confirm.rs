@@ -134,6 +134,10 @@ async fn a_binding_confirmed_after_the_second_check_gives_one_share_bound_and_on
         }
     );
     assert_eq!(s.sandbox.share_calls_for(a.as_str()), 1);
+    // The worker's acks scheduled the checks themselves: nothing was left to the stream intake.
+    let counters = s.stats().await.counters;
+    assert_eq!(counters.get("completed"), Some(&1), "{counters:?}");
+    assert_eq!(counters.get("completed_direct"), Some(&1), "{counters:?}");
 }
 
 #[tokio::test]
@@ -524,13 +528,13 @@ fn round_watcher(s: &TestStack, conn: redis::aio::ConnectionManager) -> envshare
     )
 }
 
-/// Claims every ready job of `s` and acks each with `outcome(job)`.
+/// Claims every ready job of `queue` and acks each with `outcome(job)`.
 async fn work_off(
-    s: &TestStack,
+    queue: &envshare::store::Queue,
     outcome: impl Fn(&envshare::store::ShareJob) -> envshare::store::Outcome,
 ) {
     use envshare::store::{Ack, Claim, WorkerId};
-    let Claim::Jobs(leases) = s.queue.claim(&WorkerId::new("w1"), 100).await.unwrap() else {
+    let Claim::Jobs(leases) = queue.claim(&WorkerId::new("w1"), 100).await.unwrap() else {
         panic!("not paused")
     };
     let acks = leases
@@ -540,7 +544,7 @@ async fn work_off(
             Ack::new(l, o)
         })
         .collect();
-    s.queue.complete(acks).await.unwrap();
+    queue.complete(acks).await.unwrap();
 }
 
 /// The confirmation schedule: entry id → (due ms, details JSON).
@@ -587,17 +591,28 @@ async fn group_lag(s: &TestStack) -> Option<redis::Value> {
 
 #[tokio::test]
 async fn an_accepted_appid_is_scheduled_by_the_step_that_accepts_it_and_no_event_is_read_back() {
-    use envshare::events::{EVENT_VERSION, Event};
     use envshare::store::{AppResult, Outcome};
 
     let s = start_stack("confirm-direct", "1m", 600_000).await;
+    // The worker's queue schedules what it accepts (its settings give the first check's
+    // offset); the stack's own queue does not, as workers of earlier versions did not.
+    let worker_queue = envshare::store::Queue::connect(
+        TestRedis::shared().url(),
+        s.name(),
+        envshare::store::QueueSettings {
+            confirm_first: Some(Duration::from_secs(60)),
+            ..envshare::store::QueueSettings::default()
+        },
+    )
+    .await
+    .unwrap();
     let (a, b, c) = (appid(APPIDS + 40), appid(APPIDS + 41), appid(APPIDS + 42));
     let (batch, jobs) = s
         .enqueue(ENV, &[vec![a.clone(), b.clone()], vec![c.clone()]])
         .await;
     let before = s.queue.now_ms();
     // The first job is accepted; the second rejected (nothing to confirm).
-    work_off(&s, |job| {
+    work_off(&worker_queue, |job| {
         if job.appids.contains(&c) {
             Outcome::Done(vec![AppResult::Rejected {
                 appid: c.clone(),
@@ -612,7 +627,7 @@ async fn an_accepted_appid_is_scheduled_by_the_step_that_accepts_it_and_no_event
     let after = s.queue.now_ms();
 
     // Scheduled in the same step, under the share.accepted event's id, first due a minute
-    // (the queue's default first check) after acceptance.
+    // after acceptance.
     let accepted_ids: Vec<String> = s
         .queue
         .events_after("0-0", 100)
@@ -651,47 +666,26 @@ async fn an_accepted_appid_is_scheduled_by_the_step_that_accepts_it_and_no_event
     assert_eq!((r.read, r.scheduled, r.checked), (0, 0, 0), "{r:?}");
     assert_eq!(group_lag(&s).await, Some(redis::Value::Int(0)));
 
-    // A worker of an earlier version writes share.accepted and leaves scheduling to the
-    // stream intake; it counts its job in `completed` only.
+    // A worker that leaves scheduling to the stream intake, as earlier versions did: its
+    // complete script writes share.accepted and counts its job in `completed` only.
     let old = appid(APPIDS + 43);
-    let old_job = envshare::JobId::generate();
-    let event = Event {
-        v: EVENT_VERSION,
-        id: Event::share_id(&old_job, 0, &old),
-        at: envshare::clock::iso8601(s.queue.now_ms()),
-        kind: EventKind::ShareAccepted {
-            job_id: old_job.clone(),
-            batch_id: batch.clone(),
-            env: EnvId::parse(ENV).unwrap(),
-            appid: old.clone(),
-            confirm_url: None,
-            attempts: 1,
-        },
-        trace_id: None,
-    };
-    let mut conn = TestRedis::shared().conn().await;
-    let _: String = redis::cmd("XADD")
-        .arg(s.queue.keys().events())
-        .arg("*")
-        .arg("type")
-        .arg("share.accepted")
-        .arg("event")
-        .arg(event.to_json())
-        .query_async(&mut conn)
+    s.enqueue(ENV, &[vec![old.clone()]]).await;
+    work_off(&s.queue, |job| envshare_tests::all_accepted(job, None)).await;
+    let old_event = s
+        .queue
+        .events_after("0-0", 100)
         .await
-        .unwrap();
-    let _: i64 = redis::cmd("HINCRBY")
-        .arg(s.queue.keys().stats())
-        .arg("completed")
-        .arg(1)
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+        .unwrap()
+        .into_iter()
+        .map(|e| e.event)
+        .find(|e| matches!(&e.kind, EventKind::ShareAccepted { appid, .. } if *appid == old))
+        .expect("its share.accepted");
+    assert_eq!(schedule(&s).await.len(), 2, "not scheduled by its ack");
     // Meanwhile a worker of this version accepts one more: scheduled by its own step, and read
     // by the intake beside the earlier worker's event without being scheduled twice.
     let d = appid(APPIDS + 44);
     s.enqueue(ENV, &[vec![d.clone()]]).await;
-    work_off(&s, |job| envshare_tests::all_accepted(job, None)).await;
+    work_off(&worker_queue, |job| envshare_tests::all_accepted(job, None)).await;
     assert_eq!(schedule(&s).await.len(), 3);
 
     let r = watcher.round(&stopped).await.unwrap();
@@ -702,7 +696,7 @@ async fn an_accepted_appid_is_scheduled_by_the_step_that_accepts_it_and_no_event
     );
     let sched = schedule(&s).await;
     assert_eq!(sched.len(), 4);
-    let (due, info) = &sched[&event.id];
+    let (due, info) = &sched[&old_event.id];
     assert_eq!(info["appid"], old.as_str());
     assert_eq!(*due, info["accepted_at"].as_u64().unwrap() + 60_000);
 
@@ -710,7 +704,7 @@ async fn an_accepted_appid_is_scheduled_by_the_step_that_accepts_it_and_no_event
     let r = watcher.round(&stopped).await.unwrap();
     assert_eq!(r.read, 0, "{r:?}");
     s.enqueue(ENV, &[vec![appid(APPIDS + 45)]]).await;
-    work_off(&s, |job| envshare_tests::all_accepted(job, None)).await;
+    work_off(&worker_queue, |job| envshare_tests::all_accepted(job, None)).await;
     let r = watcher.round(&stopped).await.unwrap();
     assert_eq!((r.read, r.scheduled), (0, 0), "{r:?}");
     assert_eq!(schedule(&s).await.len(), 5);
@@ -724,7 +718,7 @@ async fn a_batch_with_nothing_accepted_is_confirmed_as_it_completes() {
     let s = start_stack("confirm-none", "1m", 600_000).await;
     let a = appid(APPIDS + 50);
     let (batch, _) = s.enqueue(ENV, &[vec![a.clone()]]).await;
-    work_off(&s, |_| {
+    work_off(&s.queue, |_| {
         Outcome::Done(vec![AppResult::Rejected {
             appid: a.clone(),
             errcode: Some(-1),

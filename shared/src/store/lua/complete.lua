@@ -3,14 +3,16 @@
 -- and nothing is written for it.
 -- KEYS[1..17] the queue's keys, see lib.lua
 -- ARGV[1] now (ms)   ARGV[2] now ISO-8601   ARGV[3] key prefix   ARGV[4] events MAXLEN
--- ARGV[5] when the accepted appids of shares are first checked for confirmation (ms)
+-- ARGV[5] when the accepted appids of shares are first checked for confirmation (ms); 0: they
+--         are not scheduled here (no schedule entries below; a watcher's stream intake reads
+--         their share.accepted events back)
 -- ARGV[6] number of groups (consecutive jobs of one batch, kind and shape; <= 500 jobs in
 --         all), per group: batch id, kind, A accepted appids per job, R rejected appids per job,
 --         number of jobs J, then per job: id, fence, A x event JSON (share.accepted;
 --         share.unshared for an unshare), R x share.failed event JSON, R x dedupe member (the
---         rejected pairs, freed so a re-import retries them), and for a share A x
---         (confirmation schedule entry id, its details JSON): the accepted appids enter the
---         confirmation schedule here, in the step that accepts them (confirm_lib.lua)
+--         rejected pairs, freed so a re-import retries them), and for a share (unless ARGV[5]
+--         is 0) A x (confirmation schedule entry id, its details JSON): the accepted appids
+--         enter the confirmation schedule here, in the step that accepts them (confirm_lib.lua)
 --         kind: "a" a share, "x" an unshare, each job with A + R result rows in its batch's
 --         rows block below; "A", "X" the same without rows (jobs enqueued before result rows)
 --         (what a group header carries costs Redis once per group, not once per job)
@@ -25,6 +27,7 @@
 -- returns: {applied, {stale job ids}, {batch ids completed by this call}}
 -- Cost: O(log n) per job plus one XADD per event.
 local due = ARGV[5]
+local scheduling = due ~= '0'
 local groups = tonumber(ARGV[6])
 local SHARE = { a = true, A = true }
 -- Pass 1: where each group and job starts, and the job ids (for one HMGET of their states).
@@ -37,7 +40,7 @@ for g = 1, groups do
   local rej = COUNT[ARGV[i + 3]] or tonumber(ARGV[i + 3])
   local nj = tonumber(ARGV[i + 4])
   local step = 2 + acc + 2 * rej
-  if SHARE[ARGV[i + 1]] then
+  if scheduling and SHARE[ARGV[i + 1]] then
     step = step + 2 * acc
   end
   i = i + 5
@@ -85,7 +88,7 @@ for g = 1, groups do
         nf = nf + 1
         free[nf] = ARGV[x]
       end
-      if share then
+      if share and scheduling then
         for x = e + 2 * rej, e + 2 * rej + 2 * acc - 1, 2 do
           sched[ns + 1] = due
           sched[ns + 2] = ARGV[x]
@@ -177,8 +180,10 @@ if nd > 0 then
     chunked('HSET', K_CONFIRM_INFO, infos, 2)
   end
   redis.call('HINCRBY', K_STATS, 'completed', nd)
-  -- Jobs whose accepted appids were scheduled here: what `completed` counts beyond this came
-  -- from workers that leave scheduling to the stream intake (confirm_follow.lua).
-  redis.call('HINCRBY', K_STATS, 'completed_direct', nd)
+  if scheduling then
+    -- Jobs whose accepted appids were scheduled here: what `completed` counts beyond this
+    -- came from workers that leave scheduling to the stream intake (confirm_follow.lua).
+    redis.call('HINCRBY', K_STATS, 'completed_direct', nd)
+  end
 end
 return { nd, stale, flush_batches() }
