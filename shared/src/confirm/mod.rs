@@ -226,6 +226,8 @@ pub struct Watcher {
     consumer: String,
     counters: ConfirmCounters,
     last_autoclaim: Option<Instant>,
+    /// When the last follow check found nothing to read (`None`: the next round checks).
+    following_since: Option<Instant>,
     last_lag_check: Option<Instant>,
     /// Whether the last lag check found events trimmed unread (warn once per occurrence).
     behind_trim: bool,
@@ -278,6 +280,7 @@ impl Watcher {
             consumer: consumer.into(),
             counters,
             last_autoclaim: None,
+            following_since: None,
             last_lag_check: None,
             behind_trim: false,
         }
@@ -334,7 +337,7 @@ impl Watcher {
     /// events, then stale ones of dead consumers), then due checks.
     pub async fn round(&mut self, stop: &watch::Receiver<bool>) -> Result<RoundReport, StoreError> {
         let mut report = RoundReport::default();
-        if self.queue.confirm_must_read(CONFIRM_GROUP).await? {
+        if self.must_read().await? {
             let entries = match self.read_new().await {
                 Err(StoreError::NoGroup { .. }) => {
                     self.ensure_group().await?;
@@ -368,9 +371,32 @@ impl Watcher {
         Ok(report)
     }
 
-    /// Updates the intake-lag gauge, and warns once when the stream was trimmed past events no
-    /// watcher had read.
+    /// Whether the stream intake runs this round. Once a check finds nothing to read (no
+    /// worker of an earlier version wrote since the intake caught up), the next is made only
+    /// after [`ConfirmSettings::claim_idle`] / 2 (30 s by default), so an idle watcher's round
+    /// stays one small script call; an earlier worker's events then wait that long at most,
+    /// far inside the first check's offset. While there is something to read, every round
+    /// checks (and reads).
+    async fn must_read(&mut self) -> Result<bool, StoreError> {
+        let every = self.settings.claim_idle / 2;
+        if self.following_since.is_some_and(|t| t.elapsed() < every) {
+            return Ok(false);
+        }
+        let read = self.queue.confirm_must_read(CONFIRM_GROUP).await?;
+        self.following_since = (!read).then(Instant::now);
+        Ok(read)
+    }
+
+    /// Updates the intake-lag gauge (0 while nothing needs reading), and warns once when the
+    /// stream was trimmed past events no watcher had read.
     async fn check_lag(&mut self) -> Result<(), StoreError> {
+        if self.following_since.is_some() {
+            // Nothing needs reading: the events since the group was last moved to the end of
+            // the stream were scheduled by the acks that wrote them.
+            self.counters.intake_lag.set(0);
+            self.behind_trim = false;
+            return Ok(());
+        }
         let Some(l) = intake_lag(&self.queue).await? else {
             return Ok(());
         };

@@ -522,7 +522,11 @@ fn round_watcher(s: &TestStack, conn: redis::aio::ConnectionManager) -> envshare
     Watcher::new(
         s.queue.clone(),
         checker,
-        ConfirmSettings::default(),
+        // Every round asks whether the stream must be read (30 s apart by default).
+        ConfirmSettings {
+            claim_idle: Duration::ZERO,
+            ..ConfirmSettings::default()
+        },
         "test-watcher",
         ConfirmCounters::default(),
     )
