@@ -480,6 +480,8 @@ impl Watcher {
                             event_id: id,
                             due_ms: accepted_at + first,
                             info: serde_json::to_string(&info).expect("Info serializes"),
+                            batch_id: batch_id.as_str(),
+                            pair: format!("{env}/{appid}"),
                         }
                     }
                     Some((_, EventKind::BatchCompleted { batch_id, .. })) => Intake::Completed {

@@ -64,6 +64,11 @@ pub(crate) enum Intake<'a> {
         due_ms: u64,
         /// The entry's details (JSON).
         info: String,
+        /// The share's batch and its pair, `env/appid` (its result row: an entry whose row is
+        /// bound or unconfirmed already was scheduled and settled, and is not added again).
+        batch_id: &'a str,
+        /// See `batch_id`.
+        pair: String,
     },
     /// A `batch.completed`: the batch may be confirmed already.
     Completed {
@@ -204,12 +209,16 @@ impl Queue {
                     event_id,
                     due_ms,
                     info,
+                    batch_id,
+                    pair,
                 } => {
                     inv.arg(*entry_id)
                         .arg("a")
                         .arg(*event_id)
                         .arg(*due_ms)
-                        .arg(info);
+                        .arg(info)
+                        .arg(*batch_id)
+                        .arg(pair);
                 }
                 Intake::Completed { entry_id, batch_id } => {
                     inv.arg(*entry_id).arg("c").arg(*batch_id);

@@ -750,3 +750,73 @@ async fn a_batch_with_nothing_accepted_is_confirmed_as_it_completes() {
         "{confirmed:?}"
     );
 }
+
+#[tokio::test]
+async fn an_intake_behind_the_stream_does_not_schedule_an_appid_already_settled_again() {
+    let s = start_stack("confirm-settled", "1m", 600_000).await;
+    let worker_queue = envshare::store::Queue::connect(
+        TestRedis::shared().url(),
+        s.name(),
+        envshare::store::QueueSettings {
+            confirm_first: Some(Duration::from_secs(60)),
+            ..envshare::store::QueueSettings::default()
+        },
+    )
+    .await
+    .unwrap();
+    let x = appid(APPIDS + 60);
+    // WeChat took the share and the administrator confirmed it.
+    let client = envshare::wechat::WechatClient::new(s.sandbox.url(), Duration::from_secs(5))
+        .expect("client");
+    let env = EnvId::parse(ENV).unwrap();
+    client
+        .share_env(&SecretString::from(TOKEN), &env, std::slice::from_ref(&x))
+        .await
+        .expect("share");
+    assert!(s.sandbox.confirm(ENV, x.as_str()));
+    s.enqueue(ENV, &[vec![x.clone()]]).await;
+    work_off(&worker_queue, |job| envshare_tests::all_accepted(job, None)).await;
+    let sched = schedule(&s).await;
+    let sid = sched.keys().next().expect("scheduled by the ack").clone();
+
+    // Due now: the first round follows the stream and settles it bound.
+    let mut conn = TestRedis::shared().conn().await;
+    let _: i64 = redis::cmd("ZADD")
+        .arg(s.queue.keys().confirm())
+        .arg(0)
+        .arg(&sid)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let mut watcher = round_watcher(&s, TestRedis::shared().connection_manager().await);
+    let (_stop, stopped) = tokio::sync::watch::channel(false);
+    let r = watcher.round(&stopped).await.unwrap();
+    assert_eq!((r.read, r.checked), (0, 1), "{r:?}");
+    assert!(schedule(&s).await.is_empty(), "settled");
+    assert_eq!(count(&confirmations(&s).await, "share.bound"), 1);
+
+    // The group is put back before the share.accepted event, as an intake lagging behind the
+    // stream would be, and a worker that leaves scheduling to the intake writes one more.
+    let _: () = redis::cmd("XGROUP")
+        .arg("SETID")
+        .arg(s.queue.keys().events())
+        .arg("envshare-confirm")
+        .arg("0")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let y = appid(APPIDS + 61);
+    s.enqueue(ENV, &[vec![y.clone()]]).await;
+    work_off(&s.queue, |job| envshare_tests::all_accepted(job, None)).await;
+
+    let r = watcher.round(&stopped).await.unwrap();
+    assert!(r.read >= 2, "both share.accepted events are read: {r:?}");
+    assert_eq!(
+        r.scheduled, 1,
+        "only the second: the first is bound already: {r:?}"
+    );
+    let sched = schedule(&s).await;
+    assert!(!sched.contains_key(&sid), "{sched:?}");
+    assert_eq!(sched.len(), 1);
+    assert_eq!(count(&confirmations(&s).await, "share.bound"), 1);
+}

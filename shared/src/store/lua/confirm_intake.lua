@@ -6,15 +6,19 @@
 -- ARGV[8] the least and ARGV[9] the greatest entry id of them (the XPENDING range), then per
 --         entry:
 --         stream entry id, kind, and
---           kind "a" (share.accepted): schedule entry id, first check ms, info JSON
+--           kind "a" (share.accepted): schedule entry id, first check ms, info JSON, batch id,
+--                                      "env/appid" (its result row)
 --           kind "c" (batch.completed): batch id
 --           kind "-" (anything else): nothing
 -- Only entries still pending for this consumer are taken in: one another consumer claimed
 -- from this one (thinking it stalled) is left to that one, so a slow consumer cannot schedule
--- it twice; and an entry already in the schedule is not scheduled again.
+-- it twice; and an entry already in the schedule is not scheduled again, nor one already
+-- settled: its pair's result row is bound or unconfirmed (complete.lua scheduled it, and a check
+-- settled it before this intake, lagging behind, read its event).
 -- returns: {entries scheduled, {batch ids confirmed by this call}}
 -- Cost: a fixed number of commands per call (XPENDING, XACK, HMGET, HSET, ZADD), whatever the
--- number of entries, plus one HMGET per batch.completed entry.
+-- number of entries, plus one HGET (its result row) per share.accepted entry not in the
+-- schedule and one HMGET per batch.completed entry.
 local group, consumer = ARGV[5], ARGV[6]
 local n = tonumber(ARGV[7])
 if n == 0 then
@@ -24,7 +28,7 @@ local mine = {}
 for _, p in ipairs(redis.call('XPENDING', K_EVENTS, group, ARGV[8], ARGV[9], 10000, consumer)) do
   mine[p[1]] = true
 end
-local acks, sids, infos, dues = {}, {}, {}, {}
+local acks, sids, infos, dues, rows = {}, {}, {}, {}, {}
 local completed = {}
 local at = 10
 for _ = 1, n do
@@ -36,12 +40,13 @@ for _ = 1, n do
       sids[#sids + 1] = ARGV[at + 2]
       dues[#dues + 1] = ARGV[at + 3]
       infos[#infos + 1] = ARGV[at + 4]
+      rows[#rows + 1] = at + 5
     elseif kind == 'c' then
       completed[#completed + 1] = ARGV[at + 2]
     end
   end
   if kind == 'a' then
-    at = at + 5
+    at = at + 7
   elseif kind == 'c' then
     at = at + 3
   else
@@ -57,7 +62,12 @@ if #sids > 0 then
   local fields, sched, seen = {}, {}, {}
   for r = 1, #sids do
     local sid = sids[r]
-    if not known[r] and not seen[sid] then
+    local settled = false
+    if not known[r] then
+      local row = redis.call('HGET', results_key(ARGV[rows[r]]), ARGV[rows[r] + 1])
+      settled = row and (string.byte(row) == 98 or string.byte(row) == 117) -- 'b', 'u'
+    end
+    if not known[r] and not seen[sid] and not settled then
       seen[sid] = true
       fields[#fields + 1] = sid
       fields[#fields + 1] = infos[r]
