@@ -505,7 +505,11 @@ impl ShareContext {
         // A ticket pushed while this pause was being written found no pause to lift: look
         // for it now (the writer of the ticket looks for the pause after its write, so one of
         // the two sees the other).
-        if self.tokens.ticket_replaced().await.unwrap_or(false) {
+        let replaced = self.tokens.ticket_replaced().await.unwrap_or_else(|err| {
+            warn!(error = %err, "could not tell whether a new verify ticket arrived meanwhile; the pause holds until the next re-check");
+            false
+        });
+        if replaced {
             match crate::token::lift_ticket_pause(&self.queue).await {
                 Ok(_) => {
                     self.paused_until.store(0, Ordering::Relaxed);
