@@ -532,6 +532,21 @@ fn round_watcher(s: &TestStack, conn: redis::aio::ConnectionManager) -> envshare
     )
 }
 
+/// `s`'s queue as the worker sets it up: its acks schedule each accepted appid's first check,
+/// a minute on.
+async fn scheduling_queue(s: &TestStack) -> envshare::store::Queue {
+    envshare::store::Queue::connect(
+        TestRedis::shared().url(),
+        s.name(),
+        envshare::store::QueueSettings {
+            confirm_first: Some(Duration::from_secs(60)),
+            ..envshare::store::QueueSettings::default()
+        },
+    )
+    .await
+    .expect("queue connects")
+}
+
 /// Claims every ready job of `queue` and acks each with `outcome(job)`.
 async fn work_off(
     queue: &envshare::store::Queue,
@@ -598,18 +613,9 @@ async fn an_accepted_appid_is_scheduled_by_the_step_that_accepts_it_and_no_event
     use envshare::store::{AppResult, Outcome};
 
     let s = start_stack("confirm-direct", "1m", 600_000).await;
-    // The worker's queue schedules what it accepts (its settings give the first check's
-    // offset); the stack's own queue does not, as workers of earlier versions did not.
-    let worker_queue = envshare::store::Queue::connect(
-        TestRedis::shared().url(),
-        s.name(),
-        envshare::store::QueueSettings {
-            confirm_first: Some(Duration::from_secs(60)),
-            ..envshare::store::QueueSettings::default()
-        },
-    )
-    .await
-    .unwrap();
+    // The worker's queue schedules what it accepts; the stack's own queue does not, as workers
+    // of earlier versions did not.
+    let worker_queue = scheduling_queue(&s).await;
     let (a, b, c) = (appid(APPIDS + 40), appid(APPIDS + 41), appid(APPIDS + 42));
     let (batch, jobs) = s
         .enqueue(ENV, &[vec![a.clone(), b.clone()], vec![c.clone()]])
@@ -754,16 +760,7 @@ async fn a_batch_with_nothing_accepted_is_confirmed_as_it_completes() {
 #[tokio::test]
 async fn an_intake_behind_the_stream_does_not_schedule_an_appid_already_settled_again() {
     let s = start_stack("confirm-settled", "1m", 600_000).await;
-    let worker_queue = envshare::store::Queue::connect(
-        TestRedis::shared().url(),
-        s.name(),
-        envshare::store::QueueSettings {
-            confirm_first: Some(Duration::from_secs(60)),
-            ..envshare::store::QueueSettings::default()
-        },
-    )
-    .await
-    .unwrap();
+    let worker_queue = scheduling_queue(&s).await;
     let x = appid(APPIDS + 60);
     // WeChat took the share and the administrator confirmed it.
     let client = envshare::wechat::WechatClient::new(s.sandbox.url(), Duration::from_secs(5))

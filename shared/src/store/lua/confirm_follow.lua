@@ -1,10 +1,11 @@
 -- confirm_follow.lua: whether the confirmation watchers must read the events stream.
 -- complete.lua schedules the appids it accepts itself, and counts its jobs twice in the stats,
 -- as `completed` and as `completed_direct`; workers of earlier versions (and a queue set up
--- without `confirm_first`) count only `completed` and leave scheduling to the stream intake. So `completed - completed_direct` grows only when
--- such a worker writes share.accepted events. While it is what it was when the intake last had
--- read the whole stream, nothing needs reading: the group is moved to the end of the stream in
--- this same step, so no event of an earlier worker can be passed over.
+-- without `confirm_first`) count only `completed` and leave scheduling to the stream intake.
+-- So `completed - completed_direct` grows only when such a worker writes share.accepted events.
+-- While it is what it was when the intake last had read the whole stream, nothing needs
+-- reading: the group is moved to the end of the stream in this same step, so no event of an
+-- earlier worker can be passed over.
 -- KEYS[1..7] see confirm_lib.lua
 -- ARGV[1..4] now (ms), now ISO-8601, key prefix, events MAXLEN (see prelude.lua)
 -- ARGV[5] consumer group
