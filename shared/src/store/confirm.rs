@@ -38,9 +38,13 @@ static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
 /// rewritten after each check.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct ConfirmInfo {
+    /// The environment shared.
     pub env: EnvId,
+    /// The Mini Program.
     pub appid: AppId,
+    /// The share's batch.
     pub batch_id: BatchId,
+    /// The share job.
     pub job_id: JobId,
     /// When the share was accepted (ms).
     pub accepted_at: u64,
