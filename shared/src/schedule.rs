@@ -137,6 +137,12 @@ impl ConfirmSchedule {
         self.offsets[0]
     }
 
+    /// The first check's offset from acceptance within a confirmation `window`: the window's
+    /// end when it is shorter (the last check always falls on it).
+    pub fn first_within(&self, window: Duration) -> Duration {
+        Duration::from_millis(self.first_ms()).min(window)
+    }
+
     /// The smallest check offset strictly after `elapsed_ms` since acceptance.
     pub fn next_after(&self, elapsed_ms: u64) -> u64 {
         if let Some(&o) = self.offsets.iter().find(|&&o| o > elapsed_ms) {

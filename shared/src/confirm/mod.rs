@@ -437,8 +437,11 @@ impl Watcher {
         if entries.is_empty() {
             return Ok(0);
         }
-        let window = self.settings.window.as_millis() as u64;
-        let first = self.settings.schedule.first_ms().min(window);
+        let first = self
+            .settings
+            .schedule
+            .first_within(self.settings.window)
+            .as_millis() as u64;
         let events: Vec<Option<Event>> = entries
             .iter()
             .map(|e| match Event::from_entry_fields(&e.fields) {

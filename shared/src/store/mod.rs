@@ -150,7 +150,6 @@ impl From<&crate::config::Settings> for QueueSettings {
     /// the first offset of `ENVSHARE_CONFIRM_SCHEDULE` (at most `ENVSHARE_CONFIRM_WINDOW`); the
     /// slices keep their defaults.
     fn from(settings: &crate::config::Settings) -> Self {
-        let first = Duration::from_millis(settings.confirm_schedule.first_ms());
         Self {
             max_attempts: settings.max_attempts,
             lease: settings.lease,
@@ -158,7 +157,11 @@ impl From<&crate::config::Settings> for QueueSettings {
             dedupe_window: settings.dedupe_window,
             results_ttl: settings.results_ttl,
             wait_replicas: settings.redis_wait_replicas,
-            confirm_first: Some(first.min(settings.confirm_window)),
+            confirm_first: Some(
+                settings
+                    .confirm_schedule
+                    .first_within(settings.confirm_window),
+            ),
             ..Self::default()
         }
     }

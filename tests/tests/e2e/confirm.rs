@@ -566,6 +566,12 @@ async fn work_off(
     queue.complete(acks).await.unwrap();
 }
 
+/// Enqueues one job for `appid` and has `queue` claim and accept it.
+async fn accept_one(s: &TestStack, queue: &envshare::store::Queue, appid: &AppId) {
+    s.enqueue(ENV, &[vec![appid.clone()]]).await;
+    work_off(queue, |job| envshare_tests::all_accepted(job, None)).await;
+}
+
 /// The confirmation schedule: entry id → (due ms, details JSON).
 async fn schedule(s: &TestStack) -> std::collections::BTreeMap<String, (u64, serde_json::Value)> {
     let mut conn = TestRedis::shared().conn().await;
@@ -679,8 +685,7 @@ async fn an_accepted_appid_is_scheduled_by_the_step_that_accepts_it_and_no_event
     // A worker that leaves scheduling to the stream intake, as earlier versions did: its
     // complete script writes share.accepted and counts its job in `completed` only.
     let old = appid(APPIDS + 43);
-    s.enqueue(ENV, &[vec![old.clone()]]).await;
-    work_off(&s.queue, |job| envshare_tests::all_accepted(job, None)).await;
+    accept_one(&s, &s.queue, &old).await;
     let old_event = s
         .queue
         .events_after("0-0", 100)
@@ -694,8 +699,7 @@ async fn an_accepted_appid_is_scheduled_by_the_step_that_accepts_it_and_no_event
     // Meanwhile a worker of this version accepts one more: scheduled by its own step, and read
     // by the intake beside the earlier worker's event without being scheduled twice.
     let d = appid(APPIDS + 44);
-    s.enqueue(ENV, &[vec![d.clone()]]).await;
-    work_off(&worker_queue, |job| envshare_tests::all_accepted(job, None)).await;
+    accept_one(&s, &worker_queue, &d).await;
     assert_eq!(schedule(&s).await.len(), 3);
 
     let r = watcher.round(&stopped).await.unwrap();
@@ -713,8 +717,7 @@ async fn an_accepted_appid_is_scheduled_by_the_step_that_accepts_it_and_no_event
     // Caught up: the next rounds read nothing again.
     let r = watcher.round(&stopped).await.unwrap();
     assert_eq!(r.read, 0, "{r:?}");
-    s.enqueue(ENV, &[vec![appid(APPIDS + 45)]]).await;
-    work_off(&worker_queue, |job| envshare_tests::all_accepted(job, None)).await;
+    accept_one(&s, &worker_queue, &appid(APPIDS + 45)).await;
     let r = watcher.round(&stopped).await.unwrap();
     assert_eq!((r.read, r.scheduled), (0, 0), "{r:?}");
     assert_eq!(schedule(&s).await.len(), 5);
@@ -771,8 +774,7 @@ async fn an_intake_behind_the_stream_does_not_schedule_an_appid_already_settled_
         .await
         .expect("share");
     assert!(s.sandbox.confirm(ENV, x.as_str()));
-    s.enqueue(ENV, &[vec![x.clone()]]).await;
-    work_off(&worker_queue, |job| envshare_tests::all_accepted(job, None)).await;
+    accept_one(&s, &worker_queue, &x).await;
     let sched = schedule(&s).await;
     let sid = sched.keys().next().expect("scheduled by the ack").clone();
 
@@ -803,8 +805,7 @@ async fn an_intake_behind_the_stream_does_not_schedule_an_appid_already_settled_
         .await
         .unwrap();
     let y = appid(APPIDS + 61);
-    s.enqueue(ENV, &[vec![y.clone()]]).await;
-    work_off(&s.queue, |job| envshare_tests::all_accepted(job, None)).await;
+    accept_one(&s, &s.queue, &y).await;
 
     let r = watcher.round(&stopped).await.unwrap();
     assert!(r.read >= 2, "both share.accepted events are read: {r:?}");

@@ -206,7 +206,8 @@ local function bump_batch(id, done, accepted, failed)
 end
 
 -- Emits batch.completed if the batch is sealed, every job has ended and it was never emitted
--- (then batch.confirmed too, if nothing is left to confirm), and from then on lets the batch's record and result rows expire after its `ttl` (ms).
+-- (then batch.confirmed too, if nothing is left to confirm), and from then on lets the batch's
+-- record and result rows expire after its `ttl` (ms).
 -- `h` is HMGET jobs done_jobs sealed completed appids accepted failed ttl trace (after this
 -- call's deltas; trace: the trace id of the import that created the batch, if it was traced).
 local function maybe_complete(id, key, h)
