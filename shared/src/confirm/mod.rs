@@ -381,7 +381,10 @@ impl Watcher {
         if self.following_since.is_some_and(|t| t.elapsed() < every) {
             return Ok(false);
         }
-        let read = self.queue.confirm_must_read(CONFIRM_GROUP).await?;
+        let (read, confirmed) = self.queue.confirm_must_read(CONFIRM_GROUP).await?;
+        for batch in confirmed {
+            info!(batch_id = %batch, "batch confirmed (completed by a worker of an earlier version)");
+        }
         self.following_since = (!read).then(Instant::now);
         Ok(read)
     }

@@ -165,7 +165,9 @@ impl Queue {
             .key(k.confirm_lease())
             .key(k.confirm_fence())
             .key(k.stats())
-            .key(k.confirm_caught_up());
+            .key(k.confirm_caught_up())
+            .key(k.batches())
+            .key(k.confirm_sweep());
         inv.arg(now)
             .arg(iso8601(now))
             .arg(k.prefix())
@@ -176,15 +178,22 @@ impl Queue {
     /// Whether the stream intake has anything to do: `false` when no worker of an earlier
     /// version (one that leaves confirmation scheduling to the intake) wrote events since the
     /// intake last had read the whole stream; then `group` is moved to the end of the stream in
-    /// the same step (created there if missing), so nothing is read for nothing.
-    pub(crate) async fn confirm_must_read(&self, group: &str) -> Result<bool, StoreError> {
+    /// the same step (created there if missing), so nothing is read for nothing. When workers
+    /// of earlier versions have written to this queue, that step also sweeps a slice of the
+    /// batches on record for completed ones with every accepted appid settled (an earlier
+    /// worker's bury, reap or cancel completes a batch without checking) and confirms them.
+    /// Returns whether to read, and the batches the sweep confirmed.
+    pub(crate) async fn confirm_must_read(
+        &self,
+        group: &str,
+    ) -> Result<(bool, Vec<String>), StoreError> {
         let mut inv = self.confirm_invocation(&SCRIPTS.follow, self.now_ms());
         inv.arg(group);
-        let nothing: u8 = inv
+        let (nothing, confirmed): (u8, Vec<String>) = inv
             .invoke_async(&mut self.connection())
             .await
             .map_err(StoreError::redis("confirm follow"))?;
-        Ok(nothing == 0)
+        Ok((nothing == 0, confirmed))
     }
 
     /// Schedules the `Accepted` entries and acks every entry still pending for `consumer` of

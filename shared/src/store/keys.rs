@@ -162,6 +162,11 @@ impl Keys {
     pub fn confirm_caught_up(&self) -> String {
         self.key("confirm:caught_up")
     }
+    /// String: where the next sweep of batches completed by workers of earlier versions starts
+    /// (a rank in [`Keys::batches`]; `confirm_follow.lua`).
+    pub fn confirm_sweep(&self) -> String {
+        self.key("confirm:sweep")
+    }
 
     /// String: the last webhook delivery fencing token handed out (INCR).
     pub fn webhook_fence(&self) -> String {
@@ -264,6 +269,7 @@ mod tests {
             k.confirm_lease(),
             k.confirm_fence(),
             k.confirm_caught_up(),
+            k.confirm_sweep(),
             k.webhook_fence(),
             k.webhook_endpoints(),
             k.webhook_errors(),

@@ -818,3 +818,104 @@ async fn an_intake_behind_the_stream_does_not_schedule_an_appid_already_settled_
     assert_eq!(sched.len(), 1);
     assert_eq!(count(&confirmations(&s).await, "share.bound"), 1);
 }
+
+/// The `batch.confirmed` events of `batch` on `s`'s stream: (stream entry id, bound).
+async fn batch_confirmed(s: &TestStack, batch: &BatchId) -> Vec<(String, u64)> {
+    s.queue
+        .events_after("0-0", 1000)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(|e| match e.event.kind {
+            EventKind::BatchConfirmed {
+                batch_id, bound, ..
+            } if batch_id == *batch => Some((e.entry_id, bound)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_batch_an_earlier_worker_completes_after_its_appids_settled_is_confirmed_by_the_sweep() {
+    let s = start_stack("confirm-sweep", "1m", 600_000).await;
+    let worker_queue = scheduling_queue(&s).await;
+    let mut watcher = round_watcher(&s, TestRedis::shared().connection_manager().await);
+    let (_stop, stopped) = tokio::sync::watch::channel(false);
+    let mut conn = TestRedis::shared().conn().await;
+
+    // WeChat takes the share, the administrator confirms it, and a worker of this version
+    // accepts it: the ack completes the batch, and the check, due at once, settles it bound.
+    let x = appid(APPIDS + 70);
+    let client = envshare::wechat::WechatClient::new(s.sandbox.url(), Duration::from_secs(5))
+        .expect("client");
+    client
+        .share_env(
+            &SecretString::from(TOKEN),
+            &EnvId::parse(ENV).unwrap(),
+            std::slice::from_ref(&x),
+        )
+        .await
+        .expect("share");
+    assert!(s.sandbox.confirm(ENV, x.as_str()));
+    let (batch, _) = s.enqueue(ENV, &[vec![x.clone()]]).await;
+    work_off(&worker_queue, |job| envshare_tests::all_accepted(job, None)).await;
+    let sid = schedule(&s).await.keys().next().expect("scheduled").clone();
+    let _: i64 = redis::cmd("ZADD")
+        .arg(s.queue.keys().confirm())
+        .arg(0)
+        .arg(&sid)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let r = watcher.round(&stopped).await.unwrap();
+    assert_eq!(r.checked, 1, "{r:?}");
+    let confirmed = batch_confirmed(&s, &batch).await;
+    assert_eq!(confirmed.len(), 1);
+
+    // Taken back to the state an earlier worker's bury, reap or cancel leaves when it
+    // completes a batch whose accepted appids had all settled: completed, not confirmed. Those
+    // scripts left batch.confirmed to a watcher reading batch.completed back.
+    let _: () = redis::pipe()
+        .cmd("HDEL")
+        .arg(s.queue.keys().batch(&batch))
+        .arg("confirmed")
+        .arg("confirmed_at")
+        .ignore()
+        .cmd("XDEL")
+        .arg(s.queue.keys().events())
+        .arg(&confirmed[0].0)
+        .ignore()
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+
+    // Only workers of this version have written to this queue: nothing sweeps the batches.
+    watcher.round(&stopped).await.unwrap();
+    assert!(batch_confirmed(&s, &batch).await.is_empty());
+    let sweep: Option<String> = redis::cmd("GET")
+        .arg(s.queue.keys().confirm_sweep())
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(sweep, None);
+
+    // A worker of an earlier version completes a job. Once the intake has read its events,
+    // every follow check sweeps the batches on record: this one is confirmed, once.
+    accept_one(&s, &s.queue, &appid(APPIDS + 71)).await;
+    for _ in 0..3 {
+        watcher.round(&stopped).await.unwrap();
+    }
+    let confirmed = batch_confirmed(&s, &batch).await;
+    assert_eq!(
+        confirmed.iter().map(|c| c.1).collect::<Vec<_>>(),
+        [1],
+        "one batch.confirmed, with its bound appid"
+    );
+    let flag: Option<String> = redis::cmd("HGET")
+        .arg(s.queue.keys().batch(&batch))
+        .arg("confirmed")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(flag.as_deref(), Some("1"));
+}

@@ -15,6 +15,9 @@
 --                                              completed_direct)
 -- KEYS[7]  envshare:{q}:confirm:caught_up (string) completed - completed_direct when the stream
 --                                              intake last had read the whole stream
+-- KEYS[8]  envshare:{q}:batches       (zset)   batch id -> creation ms (read by the sweep)
+-- KEYS[9]  envshare:{q}:confirm:sweep (string) the rank in KEYS[8] where the next sweep of
+--                                              batches starts (confirm_follow.lua)
 --
 -- Entries enter the schedule in complete.lua, in the step that accepts the share. Workers of
 -- earlier versions did not do that: their share.accepted events are scheduled by the stream
@@ -22,7 +25,7 @@
 -- (confirm_follow.lua).
 
 local K_EVENTS, K_CONFIRM, K_INFO, K_LEASE, K_FENCE = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
-local K_STATS, K_CAUGHT_UP = KEYS[6], KEYS[7]
+local K_STATS, K_CAUGHT_UP, K_BATCHES, K_SWEEP = KEYS[6], KEYS[7], KEYS[8], KEYS[9]
 local xadd, trim_events = event_stream(K_EVENTS)
 
 local maybe_confirm = batch_confirmer(xadd)
