@@ -372,12 +372,13 @@ impl Watcher {
 
     /// Whether the stream intake runs this round. Once a check finds nothing to read (no
     /// worker of an earlier version wrote since the intake caught up), the next is made only
-    /// after [`ConfirmSettings::claim_idle`] / 2 (30 s by default), so an idle watcher's round
-    /// stays one small script call; an earlier worker's events then wait that long at most,
-    /// far inside the first check's offset. While there is something to read, every round
-    /// checks (and reads).
+    /// after [`ConfirmSettings::claim_idle`] / 2 (30 s by default) or half the first check's
+    /// offset if that is shorter, so an idle watcher's round stays one small script call and an
+    /// earlier worker's events, which wait that long at most, are still scheduled before their
+    /// first check falls due. While there is something to read, every round checks (and reads).
     async fn must_read(&mut self) -> Result<bool, StoreError> {
-        let every = self.settings.claim_idle / 2;
+        let first = self.settings.schedule.first_within(self.settings.window);
+        let every = (self.settings.claim_idle / 2).min(first / 2);
         if self.following_since.is_some_and(|t| t.elapsed() < every) {
             return Ok(false);
         }

@@ -506,7 +506,24 @@ async fn intake_lag_counts_unread_events_and_sees_a_trim_past_them() {
 
 /// A watcher of `s`'s queue, driven round by round by the test (no loop, no worker).
 fn round_watcher(s: &TestStack, conn: redis::aio::ConnectionManager) -> envshare::confirm::Watcher {
-    use envshare::confirm::{BindingChecker, ConfirmCounters, ConfirmSettings, Watcher};
+    round_watcher_with(
+        s,
+        conn,
+        // Every round asks whether the stream must be read (30 s apart by default).
+        envshare::confirm::ConfirmSettings {
+            claim_idle: Duration::ZERO,
+            ..envshare::confirm::ConfirmSettings::default()
+        },
+    )
+}
+
+/// [`round_watcher`] with the given settings.
+fn round_watcher_with(
+    s: &TestStack,
+    conn: redis::aio::ConnectionManager,
+    settings: envshare::confirm::ConfirmSettings,
+) -> envshare::confirm::Watcher {
+    use envshare::confirm::{BindingChecker, ConfirmCounters, Watcher};
     use envshare::token::FixedTokenProvider;
     use std::sync::Arc;
 
@@ -522,11 +539,7 @@ fn round_watcher(s: &TestStack, conn: redis::aio::ConnectionManager) -> envshare
     Watcher::new(
         s.queue.clone(),
         checker,
-        // Every round asks whether the stream must be read (30 s apart by default).
-        ConfirmSettings {
-            claim_idle: Duration::ZERO,
-            ..ConfirmSettings::default()
-        },
+        settings,
         "test-watcher",
         ConfirmCounters::default(),
     )
@@ -918,4 +931,44 @@ async fn a_batch_an_earlier_worker_completes_after_its_appids_settled_is_confirm
         .await
         .unwrap();
     assert_eq!(flag.as_deref(), Some("1"));
+}
+
+#[tokio::test]
+async fn a_following_watcher_asks_again_within_half_the_first_offset() {
+    let s = start_stack("confirm-follow-every", "2s", 600_000).await;
+    // The default claim_idle (60 s) would have it ask every 30 s; the first check comes 2 s
+    // after acceptance, so it asks every second.
+    let mut watcher = round_watcher_with(
+        &s,
+        TestRedis::shared().connection_manager().await,
+        envshare::confirm::ConfirmSettings {
+            schedule: ConfirmSchedule::parse("2s").unwrap(),
+            ..envshare::confirm::ConfirmSettings::default()
+        },
+    );
+    watcher.ensure_group().await.unwrap();
+    let (_stop, stopped) = tokio::sync::watch::channel(false);
+    let r = watcher.round(&stopped).await.unwrap();
+    assert_eq!(r.read, 0, "nothing written yet: {r:?}");
+
+    // A worker that leaves scheduling to the intake, as earlier versions did, accepts one.
+    let started = Instant::now();
+    accept_one(&s, &s.queue, &appid(APPIDS + 80)).await;
+    let r = watcher.round(&stopped).await.unwrap();
+    assert_eq!(r.read, 0, "asked less than a second ago: {r:?}");
+    let r = loop {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let r = watcher.round(&stopped).await.unwrap();
+        if r.read > 0 || started.elapsed() > Duration::from_secs(3) {
+            break r;
+        }
+    };
+    assert_eq!(r.scheduled, 1, "{r:?}");
+    let (due, info) = schedule(&s).await.into_values().next().expect("scheduled");
+    assert_eq!(due, info["accepted_at"].as_u64().unwrap() + 2_000);
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "read before its first check falls due: {:?}",
+        started.elapsed()
+    );
 }
