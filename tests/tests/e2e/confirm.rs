@@ -579,10 +579,48 @@ async fn work_off(
     queue.complete(acks).await.unwrap();
 }
 
-/// Enqueues one job for `appid` and has `queue` claim and accept it.
-async fn accept_one(s: &TestStack, queue: &envshare::store::Queue, appid: &AppId) {
-    s.enqueue(ENV, &[vec![appid.clone()]]).await;
+/// Enqueues one job for `appid` in a batch of its own and has `queue` claim and accept it.
+async fn accept_one(s: &TestStack, queue: &envshare::store::Queue, appid: &AppId) -> BatchId {
+    let (batch, _) = s.enqueue(ENV, &[vec![appid.clone()]]).await;
     work_off(queue, |job| envshare_tests::all_accepted(job, None)).await;
+    batch
+}
+
+/// WeChat takes the share of `appid` and its administrator confirms it; then `queue` (one that
+/// schedules what it accepts) accepts it, and its first check is made due now. Returns its batch
+/// and schedule entry id.
+async fn accept_confirmed_due_now(
+    s: &TestStack,
+    queue: &envshare::store::Queue,
+    appid: &AppId,
+) -> (BatchId, String) {
+    let client = envshare::wechat::WechatClient::new(s.sandbox.url(), Duration::from_secs(5))
+        .expect("client");
+    client
+        .share_env(
+            &SecretString::from(TOKEN),
+            &EnvId::parse(ENV).unwrap(),
+            std::slice::from_ref(appid),
+        )
+        .await
+        .expect("share");
+    assert!(s.sandbox.confirm(ENV, appid.as_str()));
+    let batch = accept_one(s, queue, appid).await;
+    let sid = schedule(s)
+        .await
+        .keys()
+        .next()
+        .expect("scheduled by the ack")
+        .clone();
+    let mut conn = TestRedis::shared().conn().await;
+    let _: i64 = redis::cmd("ZADD")
+        .arg(s.queue.keys().confirm())
+        .arg(0)
+        .arg(&sid)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    (batch, sid)
 }
 
 /// The confirmation schedule: entry id → (due ms, details JSON).
@@ -778,28 +816,10 @@ async fn an_intake_behind_the_stream_does_not_schedule_an_appid_already_settled_
     let s = start_stack("confirm-settled", "1m", 600_000).await;
     let worker_queue = scheduling_queue(&s).await;
     let x = appid(APPIDS + 60);
-    // WeChat took the share and the administrator confirmed it.
-    let client = envshare::wechat::WechatClient::new(s.sandbox.url(), Duration::from_secs(5))
-        .expect("client");
-    let env = EnvId::parse(ENV).unwrap();
-    client
-        .share_env(&SecretString::from(TOKEN), &env, std::slice::from_ref(&x))
-        .await
-        .expect("share");
-    assert!(s.sandbox.confirm(ENV, x.as_str()));
-    accept_one(&s, &worker_queue, &x).await;
-    let sched = schedule(&s).await;
-    let sid = sched.keys().next().expect("scheduled by the ack").clone();
+    let (_, sid) = accept_confirmed_due_now(&s, &worker_queue, &x).await;
 
     // Due now: the first round follows the stream and settles it bound.
     let mut conn = TestRedis::shared().conn().await;
-    let _: i64 = redis::cmd("ZADD")
-        .arg(s.queue.keys().confirm())
-        .arg(0)
-        .arg(&sid)
-        .query_async(&mut conn)
-        .await
-        .unwrap();
     let mut watcher = round_watcher(&s, TestRedis::shared().connection_manager().await);
     let (_stop, stopped) = tokio::sync::watch::channel(false);
     let r = watcher.round(&stopped).await.unwrap();
@@ -858,28 +878,7 @@ async fn a_batch_an_earlier_worker_completes_after_its_appids_settled_is_confirm
 
     // WeChat takes the share, the administrator confirms it, and a worker of this version
     // accepts it: the ack completes the batch, and the check, due at once, settles it bound.
-    let x = appid(APPIDS + 70);
-    let client = envshare::wechat::WechatClient::new(s.sandbox.url(), Duration::from_secs(5))
-        .expect("client");
-    client
-        .share_env(
-            &SecretString::from(TOKEN),
-            &EnvId::parse(ENV).unwrap(),
-            std::slice::from_ref(&x),
-        )
-        .await
-        .expect("share");
-    assert!(s.sandbox.confirm(ENV, x.as_str()));
-    let (batch, _) = s.enqueue(ENV, &[vec![x.clone()]]).await;
-    work_off(&worker_queue, |job| envshare_tests::all_accepted(job, None)).await;
-    let sid = schedule(&s).await.keys().next().expect("scheduled").clone();
-    let _: i64 = redis::cmd("ZADD")
-        .arg(s.queue.keys().confirm())
-        .arg(0)
-        .arg(&sid)
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    let (batch, _) = accept_confirmed_due_now(&s, &worker_queue, &appid(APPIDS + 70)).await;
     let r = watcher.round(&stopped).await.unwrap();
     assert_eq!(r.checked, 1, "{r:?}");
     let confirmed = batch_confirmed(&s, &batch).await;
