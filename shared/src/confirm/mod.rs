@@ -49,7 +49,7 @@ use crate::ids::{AppId, BatchId};
 use crate::schedule::{ConfirmSchedule, DEFAULT_CONFIRM_BATCH};
 use crate::store::confirm::{ConfirmInfo as Info, Intake, Settle, Settled};
 use crate::store::stream::{RawEntry, entry_id};
-use crate::store::{Queue, StartFrom, StoreError};
+use crate::store::{Queue, StartFrom, StoreError, row_field};
 
 /// The consumer group the watchers read the events stream with.
 pub const CONFIRM_GROUP: &str = "envshare-confirm";
@@ -487,7 +487,7 @@ impl Watcher {
                             due_ms: accepted_at + first,
                             info: serde_json::to_string(&info).expect("Info serializes"),
                             batch_id: batch_id.as_str(),
-                            pair: format!("{env}/{appid}"),
+                            pair: row_field(env, appid),
                         }
                     }
                     Some((_, EventKind::BatchCompleted { batch_id, .. })) => Intake::Completed {
@@ -713,9 +713,7 @@ enum Decision {
 fn pair_of(e: &Event) -> String {
     match &e.kind {
         EventKind::ShareBound { env, appid, .. }
-        | EventKind::ShareUnconfirmed { env, appid, .. } => {
-            format!("{env}/{appid}")
-        }
+        | EventKind::ShareUnconfirmed { env, appid, .. } => row_field(env, appid),
         _ => String::new(),
     }
 }

@@ -8,7 +8,7 @@ use super::confirm::ConfirmInfo;
 use super::types::Payload;
 use super::{
     Ack, AckReport, AppResult, Claim, ClaimReply, JobOp, Lease, LeaseRef, Outcome, Queue,
-    ReapReport, RowState, SCRIPTS, SLICE, StoreError, WorkerId, parse_ids, render_row,
+    ReapReport, RowState, SCRIPTS, SLICE, StoreError, WorkerId, parse_ids, render_row, row_field,
 };
 use crate::events::{EVENT_VERSION, Event, EventKind, FailReason};
 use crate::ids::{AppId, BatchId, JobId};
@@ -91,7 +91,7 @@ fn unshared(lease: &Lease, at: &str, appid: &AppId) -> Event {
 
 /// The pair's result row field, `env/appid`.
 fn pair(lease: &Lease, appid: &AppId) -> String {
-    format!("{}/{}", lease.job.env, appid)
+    row_field(&lease.job.env, appid)
 }
 
 fn push_events(inv: &mut ScriptInvocation<'static>, events: &[Event]) {

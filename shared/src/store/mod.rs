@@ -80,10 +80,10 @@ pub use idempotency::{IdempotencyClaim, StoredAnswer};
 pub use keys::Keys;
 pub use lease::MAX_CLAIM;
 pub use rate::RateStore;
-pub(crate) use results::render_row;
 pub use results::{
     CancelReport, MAX_PAGE as MAX_RESULTS_PAGE, ResultRow, ResultsPage, RowState, UnknownState,
 };
+pub(crate) use results::{render_row, row_field};
 pub use stream::{EventError, EventReader, StartFrom, StreamEvent, read_all};
 pub use token::{ExternalTokenKey, ExternalTokenValue, StoredTicket, TokenMeta, TokenStore};
 pub use types::{

@@ -237,6 +237,11 @@ pub struct CancelReport {
     pub already_completed: bool,
 }
 
+/// The field of the (env, appid) pair's row in its batch's row hash: `env/appid`.
+pub(crate) fn row_field(env: &EnvId, appid: &AppId) -> String {
+    format!("{env}/{appid}")
+}
+
 /// A row as the scripts store it (lua/prelude.lua): `S|SEQ|UPDATED|ATTEMPTS|ERRCODE|REASON|JOB|
 /// URL|ERRMSG`, with `updated_s` in unix seconds and `job` the job's index in its batch.
 #[allow(clippy::too_many_arguments)]

@@ -59,15 +59,16 @@ if #acks > 0 then
 end
 if #sids > 0 then
   local known = redis.call('HMGET', K_INFO, unpack(sids))
+  local SETTLED = { b = true, u = true }
+  -- Whether entry r's pair has a result row that is bound or unconfirmed.
+  local function settled(r)
+    local row = redis.call('HGET', results_key(ARGV[rows[r]]), ARGV[rows[r] + 1])
+    return row and SETTLED[string.sub(row, 1, 1)]
+  end
   local fields, sched, seen = {}, {}, {}
   for r = 1, #sids do
     local sid = sids[r]
-    local settled = false
-    if not known[r] then
-      local row = redis.call('HGET', results_key(ARGV[rows[r]]), ARGV[rows[r] + 1])
-      settled = row and (string.byte(row) == 98 or string.byte(row) == 117) -- 'b', 'u'
-    end
-    if not known[r] and not seen[sid] and not settled then
+    if not known[r] and not seen[sid] and not settled(r) then
       seen[sid] = true
       fields[#fields + 1] = sid
       fields[#fields + 1] = infos[r]
